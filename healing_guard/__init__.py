@@ -1,0 +1,2 @@
+"""Self-healing pipeline guard."""
+__version__ = "0.1.0"

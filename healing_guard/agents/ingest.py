@@ -1,0 +1,143 @@
+"""The job agent: one co-partitioned stream of log chunks, job events, test risks and deadline ticks.
+
+Every message for a job shares the job key, so one worker holds the job's window (a Faust table,
+recovered from its changelog after a crash) and sees the completion event after the chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from ..pipeline import Decision, schema_dead_letter, dead_letter
+from ..remediate import Ledger
+from ..schemas import JobEvent, LogChunk, SchemaError, TestRisk
+from ..warehouse.facts import fact_to_json
+from ..window import Closed, Expired, JobWindow, Ready
+from .context import AgentContext, now
+
+log = logging.getLogger(__name__)
+
+
+def _ledger(raw: bytes | None) -> Ledger:
+    if not raw:
+        return Ledger()
+    d = orjson.loads(raw)
+    return Ledger(day=d["day"], spent_usd=d["spent_usd"], repo_spent=tuple(tuple(x) for x in d["repo_spent"]))
+
+
+def register(ctx: AgentContext) -> Any:
+    app, t, tables, engine, stats = ctx.app, ctx.topics, ctx.tables, ctx.engine, ctx.stats
+    names = ctx.settings.topics
+    max_chunk = ctx.settings.max_chunk_bytes
+    ttl = ctx.settings.window_ttl_seconds
+
+    async def emit(outputs: list[Any], key: bytes, partition: int) -> None:
+        for out in outputs:
+            facts = []
+            if isinstance(out, Expired):
+                log.info("dropping the window of %s: no completion event within the TTL", out.job_key)
+            elif isinstance(out, Closed):
+                stats.jobs_closed += 1
+                facts = engine.closed_facts(out)
+            elif isinstance(out, Ready):
+                lkey = f"ledger:{partition}".encode()
+                ledger, decision = engine.decide(out, _ledger(tables.ledgers.get(lkey)))
+                tables.ledgers[lkey] = orjson.dumps({"day": ledger.day, "spent_usd": ledger.spent_usd,
+                                                     "repo_spent": [list(x) for x in ledger.repo_spent]})
+                await _send_decision(decision, key)
+                facts = decision.facts
+            for f in facts:
+                await t.facts.send(key=key, value=fact_to_json(f))
+        if outputs:
+            stats.deadlines.pop(key, None)
+            tables.windows.pop(key, None)
+
+    async def _send_decision(decision: Decision, key: bytes) -> None:
+        stats.findings += 1
+        stats.commands += 1
+        await t.findings.send(key=key, value=decision.finding.to_json())
+        await t.actions.send(key=key, value=decision.command.to_json())
+
+    @app.agent(t.ingest, name="guard.ingest")
+    async def ingest(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            key, raw, topic = event.key, event.value, msg.topic
+            try:
+                await _handle(key, raw, topic, msg.partition, msg.offset)
+            except Exception as exc:  # a bug must not stop the worker nor lose the message
+                log.exception("ingest failed on %s[%s]@%s", topic, msg.partition, msg.offset)
+                await ctx.dead_letter(dead_letter(topic, raw, f"internal error: {exc!r}", key=key,
+                                                  partition=msg.partition, offset=msg.offset), key)
+
+    async def _handle(key: bytes | None, raw: bytes, topic: str, partition: int, offset: int) -> None:
+        where = {"key": key, "partition": partition, "offset": offset}
+        if key is None:
+            await ctx.dead_letter(dead_letter(topic, raw, "message has no key (expected the job key)", **where), key)
+            return
+        try:
+            if topic == names.logs:
+                rec: Any = LogChunk.from_json(raw, max_bytes=max_chunk)
+            elif topic == names.jobs:
+                rec = JobEvent.from_json(raw)
+            elif topic == names.test_risk:
+                d = orjson.loads(raw)
+                rec = (TestRisk.from_dict(d.get("risk")), int(d["attempt"]))
+            else:  # ticks
+                rec = None
+        except SchemaError as exc:
+            await ctx.dead_letter(schema_dead_letter(topic, raw, exc, **where), key)
+            return
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            await ctx.dead_letter(dead_letter(topic, raw, f"bad internal record: {exc!r}", **where), key)
+            return
+        if isinstance(rec, (LogChunk, JobEvent)) and rec.job_key.encode() != key:
+            await ctx.dead_letter(dead_letter(topic, raw, f"key {key!r} is not the job key {rec.job_key!r}",
+                                              field_name="key", **where), key)
+            return
+        raw_state = tables.windows.get(key)
+        if raw_state is None and topic == names.ticks:
+            return
+        w = JobWindow.from_dict(orjson.loads(raw_state)) if raw_state else JobWindow(job_key=key.decode("utf-8", "replace"))
+        if isinstance(rec, LogChunk):
+            stats.chunks += 1
+            stats.lines += len(rec.lines)
+            w, outputs = engine.chunk(w, rec)
+        elif isinstance(rec, JobEvent):
+            w, outputs = engine.job_event(w, rec)
+        elif isinstance(rec, tuple):
+            w, outputs = engine.risk(w, rec[0], rec[1])
+        else:
+            w, outputs = engine.tick(w)
+        if outputs:
+            await emit(outputs, key, partition)
+            return
+        w.partition = partition
+        tables.windows[key] = orjson.dumps(w.to_dict())
+        if w.deadline is not None:
+            stats.deadlines[key] = (w.deadline, partition)
+
+    @app.timer(interval=0.25, name="guard.deadlines")
+    async def deadlines() -> None:
+        """Wakes windows whose grace period ran out, by a tick message on the job's own partition."""
+        due = [(k, p) for k, (d, p) in stats.deadlines.items() if d <= now()]
+        for k, p in due:
+            stats.deadlines.pop(k, None)
+            await t.ticks.send(key=k, value=b"{}", partition=p)
+
+    @app.timer(interval=10.0, name="guard.deadline-scan")
+    async def deadline_scan() -> None:
+        """After a restart the in-memory deadline index is empty: rebuild it from the recovered table."""
+        for k, raw_state in list(tables.windows.items()):
+            if not raw_state or k in stats.deadlines:
+                continue
+            state = orjson.loads(raw_state)
+            if state.get("deadline") is not None:
+                stats.deadlines[k] = (state["deadline"], state.get("partition", 0))
+            elif state.get("job") is None:
+                stats.deadlines[k] = (state.get("touched", 0.0) + ttl, state.get("partition", 0))
+
+    return ingest

@@ -1,0 +1,51 @@
+"""The test agent: per-test River models in a table keyed by test id, fed from ci.tests.
+
+A failed test's risk (P(fail), P(retry passes)) is re-keyed by job key onto guard.test-risk so that
+the job agent, which owns the job's window, can weigh it in the remediation choice.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from typing import Any
+
+from ..pipeline import dead_letter, schema_dead_letter
+from ..schemas import SchemaError, TestResult, job_key
+from ..warehouse.facts import fact_to_json
+from .context import AgentContext
+
+log = logging.getLogger(__name__)
+
+
+def register(ctx: AgentContext) -> Any:
+    app, t, models, engine, stats = ctx.app, ctx.topics, ctx.tables.test_models, ctx.engine, ctx.stats
+    topic_name = ctx.settings.topics.tests
+
+    @app.agent(t.tests, name="guard.tests")
+    async def tests(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            key, raw = event.key, event.value
+            where = {"key": key, "partition": msg.partition, "offset": msg.offset}
+            try:
+                result = TestResult.from_json(raw)
+                if key is None or key.decode("utf-8", "replace") != result.test_id:
+                    raise SchemaError(f"message key must be the test id {result.test_id!r}", "key")
+            except SchemaError as exc:
+                await ctx.dead_letter(schema_dead_letter(topic_name, raw, exc, **where), key)
+                continue
+            try:
+                raw_model = models.get(key)
+                model, fact, risk = engine.learn_test(pickle.loads(raw_model) if raw_model else None, result)
+                models[key] = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+                stats.tests += 1
+                jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
+                await t.facts.send(key=key, value=fact_to_json(fact))
+                if risk is not None:
+                    await ctx.send_json(t.test_risk, jk, {"attempt": result.attempt, "risk": risk.to_dict()})
+            except Exception as exc:
+                log.exception("test agent failed on %s", key)
+                await ctx.dead_letter(dead_letter(topic_name, raw, f"internal error: {exc!r}", **where), key)
+
+    return tests

@@ -1,0 +1,203 @@
+"""Combine pattern hits from a whole job log into one category with a confidence.
+
+The decision has to be explainable (it drives retries that cost money and tickets that reach people),
+so it is a small, additive scoring rule over evidence lines rather than a learned model:
+
+* each line contributes its pattern's confidence, scaled by how close it is to the end of the log,
+  because the last error usually explains the failure and early errors are often retried or ignored;
+* more lines of the same category add support with diminishing returns, so one noisy pattern that
+  fires a thousand times cannot outvote one precise line;
+* the exit code and the platform's conclusion add independent support (137 is usually the OOM killer,
+  ``timed_out`` is the platform's own verdict);
+* a specific root cause near the end (out of memory, disk full, network, registry, runner lost, ...)
+  wins over the generic "tests failed" consequence it caused, when the two are close.
+
+Below ``threshold`` the answer is ``unknown``: a guess would send the wrong remediation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from healing_guard.patterns.matcher import Hit
+from healing_guard.patterns.tokenize import tokenize
+
+__all__ = [
+    "Diagnosis",
+    "EvidenceLine",
+    "MAX_EVIDENCE",
+    "MAX_TEXT",
+    "ROOT_CAUSES",
+    "classify",
+    "evidence_from_hits",
+]
+
+MAX_EVIDENCE = 5
+MAX_TEXT = 500
+
+#: Causes that explain a failure rather than restate it. When one of these is found near the end of
+#: the log and scores close to a generic test failure, it is the better diagnosis: a retry with more
+#: memory fixes an OOM-killed test run, re-running the assertion does not.
+ROOT_CAUSES = frozenset(
+    {
+        "oom",
+        "disk_full",
+        "network",
+        "docker_registry",
+        "rate_limit",
+        "cache_corruption",
+        "infra_runner_lost",
+        "infra_timeout",
+        "test_timeout",
+    }
+)
+# `crash` is deliberately not a root cause here: a Rust test's failed assertion is a panic, and a
+# segfault scores high enough on its own to win without precedence.
+_CONSEQUENCES = frozenset({"test_failure"})
+_PRECEDENCE_MARGIN = 0.2  # how far below the consequence a root cause may score and still win
+_NEAR_END = 0.8  # recency a root cause's strongest line needs to count as "near the end"
+
+# Support from the exit code of the failing step (128 + signal for signal deaths).
+_EXIT_SUPPORT: dict[int, tuple[tuple[str, float], ...]] = {
+    137: (("oom", 0.45),),  # SIGKILL: the kernel or cgroup OOM killer, most often
+    143: (("infra_runner_lost", 0.35), ("infra_timeout", 0.3)),  # SIGTERM: runner shutdown/cancel
+    124: (("infra_timeout", 0.35), ("test_timeout", 0.3)),  # coreutils `timeout`
+    139: (("crash", 0.5),),  # SIGSEGV
+    134: (("crash", 0.45),),  # SIGABRT
+    -11: (("crash", 0.5),),
+    -6: (("crash", 0.45),),
+    -9: (("oom", 0.4),),
+}
+_CONCLUSION_SUPPORT: dict[str, tuple[tuple[str, float], ...]] = {
+    "timed_out": (("infra_timeout", 0.6),),
+}
+
+_REPEAT_SHARE = 0.35  # at most this share of the remaining doubt is removed by repeated lines
+_REPEAT_SCALE = 2.0  # how quickly repeated support saturates
+_MAX_REPEATS = 20  # lines per category beyond the strongest that count at all
+
+
+@dataclass(frozen=True)
+class EvidenceLine:
+    """A log line that matched a pattern, as stored with a finding.
+
+    ``line`` is 1-based in the whole log; ``text`` is already cleaned and redacted; ``weight`` is the
+    matching pattern's confidence.
+    """
+
+    line: int
+    text: str
+    pattern: str
+    category: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One category for a failed job attempt, with the evidence that decided it (strongest first)."""
+
+    category: str
+    confidence: float
+    evidence: tuple[EvidenceLine, ...]
+
+
+def evidence_from_hits(hits: Sequence[Hit], lines: Sequence[str], first_line_no: int) -> list[EvidenceLine]:
+    """Turn matcher hits on one chunk into evidence with whole-log line numbers.
+
+    The text is tokenized (cleaned and redacted) here because evidence leaves the worker, and truncated
+    so one minified-JS line cannot bloat a finding.
+    """
+    out: list[EvidenceLine] = []
+    for h in hits:
+        out.append(
+            EvidenceLine(
+                line=first_line_no + h.index,
+                text=tokenize(lines[h.index])[:MAX_TEXT],
+                pattern=h.pattern.id,
+                category=h.pattern.category,
+                weight=h.pattern.confidence,
+            )
+        )
+    return out
+
+
+def _recency(line: int, total_lines: int) -> float:
+    """1.0 at the end of the log, decaying towards the start (by position and by distance)."""
+    total = max(total_lines, line, 1)
+    pos = max(line, 1) / total
+    dist = total - line
+    return max(pos**3, 0.5 ** (dist / 150.0))
+
+
+def _strength(e: EvidenceLine, total_lines: int) -> float:
+    return max(0.0, min(1.0, e.weight)) * (0.65 + 0.35 * _recency(e.line, total_lines))
+
+
+def _combine(strengths: list[float]) -> float:
+    """The strongest line plus diminishing support from the others."""
+    if not strengths:
+        return 0.0
+    strengths.sort(reverse=True)
+    top = strengths[0]
+    rest = sum(strengths[1 : 1 + _MAX_REPEATS])
+    return top + (1.0 - top) * _REPEAT_SHARE * (1.0 - math.exp(-rest / _REPEAT_SCALE))
+
+
+def classify(
+    evidence: Sequence[EvidenceLine],
+    *,
+    total_lines: int,
+    exit_code: int | None = None,
+    conclusion: str | None = None,
+    threshold: float = 0.5,
+) -> Diagnosis:
+    """One category for a job from all evidence lines of its log (see the module docstring)."""
+    # Strongest contribution per (category, line): two patterns of one category on one line are one
+    # piece of evidence, not two.
+    per_line: dict[tuple[str, int], tuple[float, EvidenceLine]] = {}
+    for e in evidence:
+        s = _strength(e, total_lines)
+        key = (e.category, e.line)
+        cur = per_line.get(key)
+        if cur is None or s > cur[0] or (s == cur[0] and e.pattern < cur[1].pattern):
+            per_line[key] = (s, e)
+
+    by_cat: dict[str, list[tuple[float, EvidenceLine]]] = {}
+    for (cat, _), item in per_line.items():
+        by_cat.setdefault(cat, []).append(item)
+
+    scores: dict[str, float] = {cat: _combine([s for s, _ in items]) for cat, items in by_cat.items()}
+
+    supports = list(_EXIT_SUPPORT.get(exit_code, ())) if exit_code is not None else []
+    if conclusion is not None:
+        supports.extend(_CONCLUSION_SUPPORT.get(conclusion, ()))
+    for cat, sup in supports:
+        scores[cat] = 1.0 - (1.0 - scores.get(cat, 0.0)) * (1.0 - sup)
+
+    def ranked(items: list[tuple[float, EvidenceLine]]) -> list[EvidenceLine]:
+        return [e for _, e in sorted(items, key=lambda t: (-t[0], -t[1].line, t[1].pattern))]
+
+    if not scores:
+        return Diagnosis("unknown", 1.0, ())
+
+    # Deterministic order: score, then category name.
+    order = sorted(scores, key=lambda c: (-scores[c], c))
+    best = order[0]
+    if best in _CONSEQUENCES:
+        for cat in order[1:]:
+            if cat not in ROOT_CAUSES:
+                continue
+            if scores[cat] < threshold or scores[cat] < scores[best] - _PRECEDENCE_MARGIN:
+                continue
+            items = by_cat.get(cat, [])
+            if items and max(_recency(e.line, total_lines) for _, e in items) >= _NEAR_END:
+                best = cat
+                break
+
+    score = max(0.0, min(1.0, scores[best]))
+    if score < threshold:
+        all_items = [item for items in by_cat.values() for item in items]
+        return Diagnosis("unknown", round(1.0 - score, 4), tuple(ranked(all_items)[:MAX_EVIDENCE]))
+    return Diagnosis(best, round(score, 4), tuple(ranked(by_cat.get(best, []))[:MAX_EVIDENCE]))

@@ -1,0 +1,5 @@
+"""Per-test flakiness learning."""
+
+from .model import TestModel
+
+__all__ = ["TestModel"]

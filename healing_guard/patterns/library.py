@@ -1,0 +1,297 @@
+"""The pattern library: which log lines point at which failure category.
+
+Patterns come from the packaged ``builtin.yml`` plus users' files (the product's pattern library YAML).
+User files are untrusted input that ends up inside one shared Hyperscan database on every worker, so
+loading is strict: every pattern is checked on its own, with the same flags the matcher uses, and a
+refusal names the file, the line and the key so the author can fix it without guessing.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import hyperscan
+import yaml
+
+from healing_guard.schemas.records import CATEGORIES
+
+__all__ = [
+    "BUILTIN_FILE",
+    "PATTERN_CATEGORIES",
+    "Pattern",
+    "PatternError",
+    "hs_flags",
+    "load_library",
+    "parse_library",
+]
+
+BUILTIN_FILE = "builtin.yml"
+
+#: Categories a pattern may name. ``unknown`` is what the classifier says when nothing matched; a
+#: pattern that "proves" it would only add noise.
+PATTERN_CATEGORIES = tuple(c for c in CATEGORIES if c != "unknown")
+
+_PATTERN_KEYS = frozenset(
+    {"id", "category", "regex", "confidence", "indicators", "remediation", "description", "caseless"}
+)
+_TOP_KEYS = frozenset({"patterns", "version"})
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_DEFAULT_CONFIDENCE = 0.8
+_MAX_REGEX_LEN = 2000
+
+# Constructs that need backtracking (back-references) or look-around. Hyperscan refuses them too, but
+# with a message that does not say which key or why; checking first gives a clearer error.
+_ESCAPED = re.compile(r"\\.")
+_UNBOUNDED = (
+    (re.compile(r"\\[1-9]|\\k[<{']|\(\?P="), "back-references are not allowed (they need unbounded backtracking)"),
+    (re.compile(r"\(\?<?[=!]"), "look-around assertions are not allowed (use a plain alternative instead)"),
+    (re.compile(r"\(\?>|[*+?}][+]"), "atomic groups and possessive quantifiers are not supported"),
+    (re.compile(r"\(\?[R0-9]|\(\?&|\\g[<{'0-9-]"), "recursion and subroutine calls are not allowed"),
+)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One library entry: a regex that, when it matches a log line, is evidence for ``category``.
+
+    ``confidence`` is how strongly one matching line supports the category on its own; generic
+    consequence lines ("exit code 1") get low values so specific root causes win.
+    """
+
+    id: str
+    category: str
+    regex: str
+    confidence: float
+    indicators: tuple[str, ...] = ()
+    remediation: str | None = None
+    description: str = ""
+    caseless: bool = False
+
+
+class PatternError(ValueError):
+    """A pattern file the guard refuses, with the place to fix it."""
+
+    def __init__(self, file: str, line: int | None, key: str | None, reason: str) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.reason = reason
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
+
+
+def hs_flags(pattern: Pattern) -> int:
+    """Hyperscan flags for a pattern; the library and the matcher must agree on them.
+
+    No DOTALL (``.`` never crosses a line), MULTILINE (``^``/``$`` anchor at each line), no UTF8 (logs are
+    not guaranteed valid UTF-8 and Hyperscan's behaviour on invalid input in UTF8 mode is undefined).
+    """
+    flags = hyperscan.HS_FLAG_MULTILINE
+    if pattern.caseless:
+        flags |= hyperscan.HS_FLAG_CASELESS
+    return flags
+
+
+def _hs_check(regex: str, flags: int) -> str | None:
+    """Compile one regex alone in Hyperscan; return its refusal reason or None."""
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    try:
+        db.compile(expressions=[regex.encode("utf-8")], ids=[0], elements=1, flags=[flags])
+    except hyperscan.error as exc:  # includes "too large", "resource limit", empty-match
+        msg = str(exc.args[0] if exc.args else exc)
+        return f"hyperscan refuses this regex: {msg}"
+    return None
+
+
+class _Ctx:
+    """File name plus a constructor for turning composed YAML nodes into Python values."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self._loader = yaml.SafeLoader("")
+
+    def value(self, node: yaml.Node) -> Any:
+        return self._loader.construct_object(node, deep=True)
+
+    def err(self, node: yaml.Node | None, key: str | None, reason: str) -> PatternError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return PatternError(self.file, line, key, reason)
+
+
+def _mapping_items(ctx: _Ctx, node: yaml.MappingNode, where: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
+    seen: set[str] = set()
+    items: list[tuple[str, yaml.Node, yaml.Node]] = []
+    for knode, vnode in node.value:
+        if not isinstance(knode, yaml.ScalarNode):
+            raise ctx.err(knode, where, "keys must be plain strings")
+        key = str(knode.value)
+        if key in seen:
+            raise ctx.err(knode, f"{where}.{key}" if where else key, "duplicate key")
+        seen.add(key)
+        items.append((key, knode, vnode))
+    return items
+
+
+def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.err(node, where, "each pattern must be a mapping with id, category, regex, ...")
+    fields: dict[str, tuple[yaml.Node, Any]] = {}
+    for key, knode, vnode in _mapping_items(ctx, node, where):
+        if key not in _PATTERN_KEYS:
+            raise ctx.err(knode, f"{where}.{key}", f"unknown key; allowed: {', '.join(sorted(_PATTERN_KEYS))}")
+        try:
+            fields[key] = (vnode, ctx.value(vnode))
+        except yaml.YAMLError as exc:
+            raise ctx.err(vnode, f"{where}.{key}", f"bad value: {exc}") from None
+
+    def need_str(key: str) -> tuple[yaml.Node, str]:
+        if key not in fields:
+            raise ctx.err(node, f"{where}.{key}", "required key is missing")
+        vnode, v = fields[key]
+        if not isinstance(v, str) or not v.strip():
+            raise ctx.err(vnode, f"{where}.{key}", "must be a non-empty string")
+        return vnode, v
+
+    id_node, pid = need_str("id")
+    if not _ID_RE.match(pid):
+        raise ctx.err(id_node, f"{where}.id", "use letters, digits and _ . : - (at most 128 characters)")
+
+    cat_node, category = need_str("category")
+    if category not in PATTERN_CATEGORIES:
+        raise ctx.err(cat_node, f"{where}.category", f"unknown category {category!r}; one of: {', '.join(PATTERN_CATEGORIES)}")
+
+    confidence = _DEFAULT_CONFIDENCE
+    if "confidence" in fields:
+        cnode, c = fields["confidence"]
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 <= float(c) <= 1.0:
+            raise ctx.err(cnode, f"{where}.confidence", "must be a number between 0 and 1")
+        confidence = float(c)
+
+    caseless = False
+    if "caseless" in fields:
+        bnode, b = fields["caseless"]
+        if not isinstance(b, bool):
+            raise ctx.err(bnode, f"{where}.caseless", "must be true or false")
+        caseless = b
+
+    indicators: tuple[str, ...] = ()
+    if "indicators" in fields:
+        inode, ind = fields["indicators"]
+        if not isinstance(ind, list) or not all(isinstance(i, str) and i for i in ind):
+            raise ctx.err(inode, f"{where}.indicators", "must be a list of non-empty strings")
+        indicators = tuple(ind)
+
+    remediation: str | None = None
+    if "remediation" in fields:
+        rnode, r = fields["remediation"]
+        if r is not None and not isinstance(r, str):
+            raise ctx.err(rnode, f"{where}.remediation", "must be a string")
+        remediation = r
+
+    description = ""
+    if "description" in fields:
+        dnode, d = fields["description"]
+        if d is not None and not isinstance(d, str):
+            raise ctx.err(dnode, f"{where}.description", "must be a string")
+        description = d or ""
+
+    rx_node, regex = need_str("regex")
+    rkey = f"{where}.regex"
+    if len(regex) > _MAX_REGEX_LEN:
+        raise ctx.err(rx_node, rkey, f"longer than {_MAX_REGEX_LEN} characters")
+    unescaped = _ESCAPED.sub("_", regex)
+    for rx, reason in _UNBOUNDED:
+        if rx.search(regex if rx is _UNBOUNDED[0][0] else unescaped):
+            raise ctx.err(rx_node, rkey, reason)
+    try:
+        re.compile(regex, re.IGNORECASE if caseless else 0)
+    except re.error as exc:
+        raise ctx.err(rx_node, rkey, f"not a valid regular expression: {exc}") from None
+    pattern = Pattern(
+        id=pid,
+        category=category,
+        regex=regex,
+        confidence=confidence,
+        indicators=indicators,
+        remediation=remediation,
+        description=description,
+        caseless=caseless,
+    )
+    reason = _hs_check(regex, hs_flags(pattern))
+    if reason is not None:
+        raise ctx.err(rx_node, rkey, reason)
+    return pattern
+
+
+def parse_library(text: str, file: str = "<string>") -> list[Pattern]:
+    """Parse one pattern file's text; ``file`` is only used in error messages."""
+    ctx = _Ctx(file)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise PatternError(file, line, None, f"not valid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise PatternError(file, None, None, f"not valid YAML: {exc}") from None
+    if root is None:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        raise ctx.err(root, None, "the file must be a mapping with a top-level 'patterns:' list")
+    plist: yaml.Node | None = None
+    for key, knode, vnode in _mapping_items(ctx, root, ""):
+        if key not in _TOP_KEYS:
+            raise ctx.err(knode, key, f"unknown top-level key; allowed: {', '.join(sorted(_TOP_KEYS))}")
+        if key == "patterns":
+            plist = vnode
+    if plist is None:
+        raise ctx.err(root, "patterns", "required top-level key is missing")
+    if isinstance(plist, yaml.ScalarNode) and plist.tag.endswith(":null"):
+        return []
+    if not isinstance(plist, yaml.SequenceNode):
+        raise ctx.err(plist, "patterns", "must be a list of patterns")
+    out: list[Pattern] = []
+    ids: dict[str, int] = {}
+    for i, pnode in enumerate(plist.value):
+        p = _parse_pattern(ctx, pnode, f"patterns[{i}]")
+        if p.id in ids:
+            raise ctx.err(pnode, f"patterns[{i}].id", f"duplicate id {p.id!r} (first defined as patterns[{ids[p.id]}])")
+        ids[p.id] = i
+        out.append(p)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_patterns() -> tuple[Pattern, ...]:
+    """The packaged patterns, validated once per process (checking each one in Hyperscan takes ~1 s)."""
+    ref = resources.files("healing_guard.patterns").joinpath(BUILTIN_FILE)
+    return tuple(parse_library(ref.read_text(encoding="utf-8"), f"<builtin>/{BUILTIN_FILE}"))
+
+
+def load_library(extra_files: Sequence[str | Path] = (), *, include_builtin: bool = True) -> list[Pattern]:
+    """The built-in patterns plus users' files, later files overriding earlier ones by id.
+
+    Overriding by id lets a team retune or silence (confidence 0) one built-in pattern without forking
+    the whole library. Order is stable: built-ins first, then new ids in file order.
+    """
+    merged: dict[str, Pattern] = {}
+    if include_builtin:
+        for p in _builtin_patterns():
+            merged[p.id] = p
+    for f in extra_files:
+        path = Path(f)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PatternError(str(path), None, None, f"cannot read pattern file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise PatternError(str(path), None, None, f"not UTF-8 text: {exc}") from None
+        for p in parse_library(text, str(path)):
+            merged[p.id] = p
+    return list(merged.values())

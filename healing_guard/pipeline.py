@@ -1,0 +1,123 @@
+"""Pure composition of the guard's steps, shared by the Faust agents, the CLI and the tests.
+
+``Engine`` holds the compiled pattern matcher and the settings-derived limits; its methods are the
+``step(state, event) -> (state, outputs)`` functions the agents call. Nothing here touches Kafka.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .classify import Diagnosis, classify
+from .flaky import TestModel
+from .patterns.library import load_library
+from .patterns.matcher import Matcher
+from .remediate import Ledger, PlanConfig, plan
+from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, SchemaError, TestResult, TestRisk
+from .settings import Settings
+from .warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
+from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
+
+
+@dataclass
+class Decision:
+    """Everything a diagnosed job produces."""
+
+    finding: Finding
+    command: Command
+    facts: list[Fact] = field(default_factory=list)
+
+
+def dead_letter(source_topic: str, raw: bytes | None, reason: str, *, field_name: str | None = None,
+                key: bytes | None = None, partition: int | None = None, offset: int | None = None) -> DeadLetter:
+    raw = raw or b""
+    return DeadLetter(
+        source_topic=source_topic, reason=reason[:2000], original_b64=base64.b64encode(raw).decode("ascii"),
+        original_size=len(raw), field_name=field_name, partition=partition, offset=offset,
+        key=key.decode("utf-8", "replace")[:1000] if key is not None else None, ts=time.time(),
+    )
+
+
+def schema_dead_letter(source_topic: str, raw: bytes | None, exc: SchemaError, **kw: Any) -> DeadLetter:
+    return dead_letter(source_topic, raw, exc.reason, field_name=exc.field, **kw)
+
+
+class Engine:
+    """The guard's pure logic with its compiled pattern database."""
+
+    def __init__(self, settings: Settings, matcher: Matcher | None = None) -> None:
+        self.settings = settings
+        self.matcher = matcher or Matcher(load_library(settings.pattern_files))
+        self.limits = Limits(
+            max_pending_chunks=settings.max_pending_chunks, tail_lines=settings.tail_lines,
+            max_evidence=settings.max_evidence, chunk_grace_seconds=settings.chunk_grace_seconds,
+            test_grace_seconds=settings.test_grace_seconds, window_ttl_seconds=settings.window_ttl_seconds,
+        )
+        self.plan_config = PlanConfig(
+            daily_budget_usd=settings.daily_budget_usd, repo_daily_budget_usd=settings.repo_daily_budget_usd,
+            max_retries_per_job=settings.max_retries_per_job, human_response_minutes=settings.human_response_minutes,
+            flaky_retry_threshold=settings.flaky_retry_threshold, flaky_min_runs=settings.flaky_min_runs,
+            confidence_threshold=settings.confidence_threshold, partitions=settings.partitions,
+        )
+
+    # --- per-job window steps ------------------------------------------------------------------
+    def chunk(self, w: JobWindow, chunk: Any, now: float | None = None) -> tuple[JobWindow, list[Output]]:
+        return on_chunk(w, chunk, self.matcher, self.limits, time.time() if now is None else now)
+
+    def job_event(self, w: JobWindow, ev: JobEvent, now: float | None = None) -> tuple[JobWindow, list[Output]]:
+        return on_job_event(w, ev, self.limits, time.time() if now is None else now)
+
+    def risk(self, w: JobWindow, risk: TestRisk, attempt: int, now: float | None = None) -> tuple[JobWindow, list[Output]]:
+        return on_risk(w, risk, attempt, self.limits, time.time() if now is None else now)
+
+    def tick(self, w: JobWindow, now: float | None = None) -> tuple[JobWindow, list[Output]]:
+        return on_tick(w, self.limits, time.time() if now is None else now)
+
+    # --- decisions -----------------------------------------------------------------------------
+    def diagnose(self, ready: Ready) -> Diagnosis:
+        return classify(ready.evidence, total_lines=ready.total_lines, exit_code=ready.job.exit_code,
+                        conclusion=ready.job.conclusion, threshold=self.settings.confidence_threshold)
+
+    def decide(self, ready: Ready, ledger: Ledger, now: float | None = None) -> tuple[Ledger, Decision]:
+        now = time.time() if now is None else now
+        d = self.diagnose(ready)
+        job = ready.job
+        finding = Finding(
+            provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
+            finding_id=finding_id(job.job_key, job.attempt), attempt=job.attempt, category=d.category,
+            confidence=round(d.confidence, 4),
+            evidence=[Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence],
+            exit_code=job.exit_code, failed_tests=list(ready.risks), log_lines=ready.total_lines,
+            log_complete=ready.log_complete, ts=now,
+        )
+        ledger, cmd = plan(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now)
+        facts = [job_run_fact(job, cost_usd=self.job_cost(job)), diagnosis_fact(finding), command_fact(cmd)]
+        return ledger, Decision(finding=finding, command=cmd, facts=facts)
+
+    def closed_facts(self, out: Closed) -> list[Fact]:
+        return [job_run_fact(out.job, cost_usd=self.job_cost(out.job))]
+
+    def job_cost(self, job: JobEvent) -> float:
+        return round(job.duration_minutes * self.settings.price(job.runner_size), 4)
+
+    # --- tests ---------------------------------------------------------------------------------
+    def learn_test(self, model: TestModel | None, result: TestResult) -> tuple[TestModel, Fact, TestRisk | None]:
+        model = model or TestModel()
+        if result.outcome == "skipped":
+            return model, test_result_fact(result, p_fail=None), None
+        failed = result.outcome in ("failed", "error")
+        p_before = model.learn(failed, result.duration_s)
+        fact = test_result_fact(result, p_fail=round(p_before, 4))
+        risk = None
+        if failed:
+            risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(), 4),
+                            p_retry_pass=round(model.p_retry_pass(), 4), runs=model.runs)
+        return model, fact, risk
+
+
+def finding_id(job_key: str, attempt: int) -> str:
+    return hashlib.sha256(f"{job_key}|{attempt}|finding".encode()).hexdigest()[:32]

@@ -1,0 +1,328 @@
+"""The one frozen settings object, built at the entry point from defaults, a config file, env and flags.
+
+Precedence, lowest first: built-in defaults < ``healing-config.yml`` (``--config`` or ``GUARD_CONFIG``)
+< environment variables (``GUARD_*``) < CLI flags. Nothing else in the package reads ``os.environ``.
+A bad value is refused at start with the file, key (and line) and the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names where it came from and what to do."""
+
+    def __init__(self, source: str, key: str, reason: str, line: int | None = None) -> None:
+        self.source, self.key, self.reason, self.line = source, key, reason, line
+        where = f"{source}:{line}" if line else source
+        super().__init__(f"{where}: {key}: {reason}")
+
+
+DEFAULT_PRICES = {"small": 0.008, "medium": 0.016, "large": 0.032, "xlarge": 0.064}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names; a prefix lets tests and several installs share one cluster."""
+
+    logs: str = "ci.logs"
+    jobs: str = "ci.jobs"
+    tests: str = "ci.tests"
+    findings: str = "guard.findings"
+    actions: str = "guard.actions"
+    outcomes: str = "guard.outcomes"
+    deadletter: str = "guard.deadletter"
+    facts: str = "guard.facts"
+    test_risk: str = "guard.test-risk"
+    ticks: str = "guard.ticks"
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        base = cls()
+        return cls(**{f.name: prefix + getattr(base, f.name) for f in dataclasses.fields(cls)})
+
+    def all(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str = "kafka://127.0.0.1:9092"
+    partitions: int = 4
+    app_id: str = "healing-guard"
+    topic_prefix: str = ""
+    clickhouse_dsn: str = "chdb://.guard/chdb"
+    clickhouse_database: str = "guard"
+    facts_enabled: bool = True
+    fact_batch_size: int = 5000
+    fact_flush_seconds: float = 1.0
+    # pipeline
+    max_chunk_bytes: int = 4 << 20
+    max_pending_chunks: int = 256
+    tail_lines: int = 20
+    max_evidence: int = 64
+    chunk_grace_seconds: float = 10.0
+    test_grace_seconds: float = 2.0
+    window_ttl_seconds: float = 6 * 3600.0
+    confidence_threshold: float = 0.5
+    flaky_retry_threshold: float = 0.6
+    flaky_min_runs: int = 5
+    pattern_files: tuple[str, ...] = ()
+    # cost
+    daily_budget_usd: float = 200.0
+    repo_daily_budget_usd: float = 50.0
+    max_retries_per_job: int = 2
+    human_response_minutes: float = 30.0
+    default_runner_size: str = "medium"
+    price_per_minute_usd: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # process
+    dry_run: bool = True
+    log_level: str = "warning"
+    data_dir: str = ".guard"
+    status_file: str = ""
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.topic_prefix)
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port[,host:port]`` without the ``kafka://`` scheme, for aiokafka clients."""
+        return ",".join(u.split("://", 1)[-1] for u in self.broker_url.split(";"))
+
+    def price(self, runner_size: str | None) -> float:
+        size = runner_size or self.default_runner_size
+        return self.price_per_minute_usd.get(size, self.price_per_minute_usd[self.default_runner_size])
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+_Conv = Callable[[Any], Any]
+
+
+def _pos_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"expected a positive integer, got {v!r}")
+    n = int(v)
+    if n < 1:
+        raise ValueError(f"must be >= 1, got {n}")
+    return n
+
+
+def _nonneg_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got {v!r}")
+    f = float(v)
+    if f != f or f < 0:
+        raise ValueError(f"must be a number >= 0, got {v!r}")
+    return f
+
+
+def _prob(v: Any) -> float:
+    f = _nonneg_float(v)
+    if f > 1:
+        raise ValueError(f"must be between 0 and 1, got {v!r}")
+    return f
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, (str, int, float)) or isinstance(v, bool):
+        raise ValueError(f"expected a string, got {type(v).__name__}")
+    return str(v)
+
+
+def _broker(v: Any) -> str:
+    s = _str(v).strip()
+    if s == "embedded":
+        return s
+    for part in s.split(";"):
+        if not re.fullmatch(r"kafka://[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", part):
+            raise ValueError(f"expected kafka://host:port (or 'embedded'), got {s!r}")
+    return s
+
+
+def _dsn(v: Any) -> str:
+    s = _str(v).strip()
+    if not re.match(r"^(chdb://|https?://)", s):
+        raise ValueError(f"expected chdb://PATH or http(s)://host:port, got {s!r}")
+    return s
+
+
+def _ident(v: Any) -> str:
+    s = _str(v)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", s):
+        raise ValueError(f"expected a SQL identifier (letters, digits, _), got {s!r}")
+    return s
+
+
+def _prefix(v: Any) -> str:
+    s = _str(v)
+    if not re.fullmatch(r"[A-Za-z0-9._\-]{0,100}", s):
+        raise ValueError(f"topic prefix may hold only letters, digits, '.', '_' and '-', got {s!r}")
+    return s
+
+
+def _level(v: Any) -> str:
+    s = _str(v).lower()
+    if s not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"expected debug, info, warning or error, got {v!r}")
+    return s
+
+
+def _paths(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        return tuple(p for p in v.split(os.pathsep) if p)
+    if not isinstance(v, list) or not all(isinstance(p, str) for p in v):
+        raise ValueError("expected a list of file paths")
+    return tuple(v)
+
+
+def _prices(v: Any) -> dict[str, float]:
+    if not isinstance(v, Mapping) or not v:
+        raise ValueError("expected a mapping of runner size to USD per minute, e.g. {small: 0.008}")
+    return {str(k): _nonneg_float(p) for k, p in v.items()}
+
+
+# (file section, file key) -> (settings field, converter, env var)
+_SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
+    ("broker", "url"): ("broker_url", _broker, "GUARD_BROKER_URL"),
+    ("broker", "partitions"): ("partitions", _pos_int, "GUARD_PARTITIONS"),
+    ("broker", "app_id"): ("app_id", _prefix, "GUARD_APP_ID"),
+    ("topics", "prefix"): ("topic_prefix", _prefix, "GUARD_TOPIC_PREFIX"),
+    ("clickhouse", "dsn"): ("clickhouse_dsn", _dsn, "GUARD_CLICKHOUSE_DSN"),
+    ("clickhouse", "database"): ("clickhouse_database", _ident, "GUARD_CLICKHOUSE_DATABASE"),
+    ("clickhouse", "enabled"): ("facts_enabled", _bool, "GUARD_FACTS_ENABLED"),
+    ("clickhouse", "batch_size"): ("fact_batch_size", _pos_int, "GUARD_FACT_BATCH_SIZE"),
+    ("clickhouse", "flush_seconds"): ("fact_flush_seconds", _nonneg_float, "GUARD_FACT_FLUSH_SECONDS"),
+    ("pipeline", "max_chunk_bytes"): ("max_chunk_bytes", _pos_int, "GUARD_MAX_CHUNK_BYTES"),
+    ("pipeline", "max_pending_chunks"): ("max_pending_chunks", _pos_int, "GUARD_MAX_PENDING_CHUNKS"),
+    ("pipeline", "tail_lines"): ("tail_lines", _pos_int, "GUARD_TAIL_LINES"),
+    ("pipeline", "max_evidence"): ("max_evidence", _pos_int, "GUARD_MAX_EVIDENCE"),
+    ("pipeline", "chunk_grace_seconds"): ("chunk_grace_seconds", _nonneg_float, "GUARD_CHUNK_GRACE_SECONDS"),
+    ("pipeline", "test_grace_seconds"): ("test_grace_seconds", _nonneg_float, "GUARD_TEST_GRACE_SECONDS"),
+    ("pipeline", "window_ttl_seconds"): ("window_ttl_seconds", _nonneg_float, "GUARD_WINDOW_TTL_SECONDS"),
+    ("pipeline", "confidence_threshold"): ("confidence_threshold", _prob, "GUARD_CONFIDENCE_THRESHOLD"),
+    ("pipeline", "flaky_retry_threshold"): ("flaky_retry_threshold", _prob, "GUARD_FLAKY_RETRY_THRESHOLD"),
+    ("pipeline", "flaky_min_runs"): ("flaky_min_runs", _pos_int, "GUARD_FLAKY_MIN_RUNS"),
+    ("pipeline", "pattern_files"): ("pattern_files", _paths, "GUARD_PATTERN_FILES"),
+    ("cost_tracking", "daily_budget_usd"): ("daily_budget_usd", _nonneg_float, "GUARD_DAILY_BUDGET_USD"),
+    ("cost_tracking", "repo_daily_budget_usd"): (
+        "repo_daily_budget_usd", _nonneg_float, "GUARD_REPO_DAILY_BUDGET_USD"),
+    ("cost_tracking", "max_retries_per_job"): ("max_retries_per_job", _pos_int, "GUARD_MAX_RETRIES_PER_JOB"),
+    ("cost_tracking", "human_response_minutes"): (
+        "human_response_minutes", _nonneg_float, "GUARD_HUMAN_RESPONSE_MINUTES"),
+    ("cost_tracking", "default_runner_size"): ("default_runner_size", _str, "GUARD_DEFAULT_RUNNER_SIZE"),
+    ("cost_tracking", "price_per_minute_usd"): ("price_per_minute_usd", _prices, ""),
+    ("executor", "dry_run"): ("dry_run", _bool, "GUARD_DRY_RUN"),
+    ("logging", "level"): ("log_level", _level, "GUARD_LOG_LEVEL"),
+    ("storage", "data_dir"): ("data_dir", _str, "GUARD_DATA_DIR"),
+    ("storage", "status_file"): ("status_file", _str, "GUARD_STATUS_FILE"),
+}
+_BY_FIELD = {v[0]: (k, v[1]) for k, v in _SPEC.items()}
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """Line numbers of mapping keys, from the YAML node tree, so errors can point at a line."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = (*path, str(k.value))
+                lines[key] = k.start_mark.line + 1
+                walk(v, key)
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    src = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(src, "-", "file not found; pass --config PATH or unset GUARD_CONFIG") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(src, "-", f"cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(src, "-", f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                          mark.line + 1 if mark else None) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(src, "-", "the top level must be a mapping of sections")
+    out: dict[str, Any] = {}
+    sections = sorted({s for s, _ in _SPEC})
+    for section, body in data.items():
+        if not isinstance(body, dict):
+            raise ConfigError(src, str(section), f"expected a mapping; known sections: {', '.join(sections)}",
+                              lines.get((str(section),)))
+        for key, value in body.items():
+            spec = _SPEC.get((str(section), str(key)))
+            line = lines.get((str(section), str(key)))
+            if spec is None:
+                known = sorted(k for s, k in _SPEC if s == section) if section in sections else sections
+                raise ConfigError(src, f"{section}.{key}", f"unknown key; known: {', '.join(known)}", line)
+            name, conv, _ = spec
+            try:
+                out[name] = conv(value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(src, f"{section}.{key}", str(exc), line) from None
+    return out
+
+
+def load_settings(config: str | Path | None = None, env: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Build the settings; ``overrides`` are CLI flags (``None`` means not given)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    cfg = config if config is not None else env.get("GUARD_CONFIG")
+    if cfg:
+        values.update(_from_file(Path(cfg)))
+    for name, ((section, key), conv) in _BY_FIELD.items():
+        var = _SPEC[(section, key)][2]
+        if var and var in env:
+            try:
+                values[name] = conv(env[var])
+            except (ValueError, TypeError) as exc:
+                raise ConfigError("environment", var, str(exc)) from None
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in _BY_FIELD:
+            raise ConfigError("command line", name, "unknown setting")
+        try:
+            values[name] = _BY_FIELD[name][1](value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError("command line", "--" + name.replace("_", "-"), str(exc)) from None
+    s = Settings(**values)
+    if s.default_runner_size not in s.price_per_minute_usd:
+        raise ConfigError(str(cfg or "settings"), "cost_tracking.default_runner_size",
+                          f"{s.default_runner_size!r} has no price in cost_tracking.price_per_minute_usd")
+    return s

@@ -1,0 +1,1 @@
+"""Faust application, topic and table declarations (adapters: the only place Faust is configured)."""

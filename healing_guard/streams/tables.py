@@ -1,0 +1,30 @@
+"""Faust tables: state that must survive a worker crash, recovered from changelog topics.
+
+Keys and values are raw bytes: the agents encode windows and ledgers with orjson and models with
+pickle themselves, so the changelog format is explicit and does not depend on Faust's codecs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from ..settings import Settings
+
+TABLE_NAMES = ("windows", "ledgers", "test_models")
+
+
+@dataclass
+class GuardTables:
+    windows: Any  # job key -> orjson(JobWindow) (bounded per job; deleted once the job is decided)
+    ledgers: Any  # b"ledger:<partition>" -> orjson(Ledger): today's spend of the partition's budget slice
+    test_models: Any  # test id -> pickle(TestModel) (River)
+
+
+def declare_tables(app: faust.App, settings: Settings) -> GuardTables:
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=settings.partitions, key_type=bytes, value_type=bytes)
+
+    return GuardTables(*(table(n) for n in TABLE_NAMES))

@@ -1,0 +1,322 @@
+"""Facts: the rows the guard writes to ClickHouse, built from topic records by pure functions.
+
+A :class:`Fact` is one row for one table. Agents build facts and send them over the internal topic
+``guard.facts`` as JSON (:func:`fact_to_json`); the sink decodes them (:func:`fact_from_json`) and hands
+batches to :class:`healing_guard.warehouse.writer.FactWriter`. Keeping the builders pure (no ClickHouse,
+Kafka or Faust import) lets every agent and unit test use them without a database.
+
+Every fact has a deterministic ``id``: the tables are ReplacingMergeTree ordered by ``(owner, repo, id)``
+and queried with ``FINAL``, so a fact delivered twice (at-least-once Kafka delivery, a replayed stream,
+a restarted worker) counts once. Times are Unix seconds (float) in rows and ``DateTime64(3, 'UTC')``
+in ClickHouse; the writer converts. ``ts`` is every table's event time: the partition key and the
+ReplacingMergeTree version (the latest event about an id wins, whatever order duplicates arrive in).
+
+:data:`TABLE_COLUMNS` is the one place listing each table's columns; the DDL in
+``infra/clickhouse/migrations`` must match it (an integration test checks that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from healing_guard.patterns.tokenize import template
+from healing_guard.schemas.records import Command, Evidence, Finding, JobEvent, Outcome, TestResult
+
+Kind = Literal["str", "int", "float", "bool", "time", "strs"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a fact table: what Python values it holds and whether it may be null.
+
+    The writer uses ``kind`` to convert values (``time``: Unix seconds to ClickHouse DateTime64) and to
+    fill a missing non-nullable column with a neutral default instead of failing a whole batch.
+    """
+
+    name: str
+    kind: Kind
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One row for one warehouse table. ``row`` values are JSON-serialisable; times are Unix seconds."""
+
+    table: str
+    row: dict[str, Any]
+
+
+def _c(name: str, kind: Kind = "str", nullable: bool = False) -> Column:
+    return Column(name, kind, nullable)
+
+
+_JOB_REF = (_c("id"), _c("job_key"), _c("provider"), _c("owner"), _c("repo"), _c("job_id"))
+
+TABLE_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "job_runs": (
+        *_JOB_REF,
+        _c("job_name"),
+        _c("workflow", nullable=True),
+        _c("run_id", nullable=True),
+        _c("attempt", "int"),
+        _c("conclusion", nullable=True),
+        _c("exit_code", "int", nullable=True),
+        _c("runner_size", nullable=True),
+        _c("branch", nullable=True),
+        _c("head_sha", nullable=True),
+        _c("queued_at", "time", nullable=True),
+        _c("started_at", "time", nullable=True),
+        _c("completed_at", "time", nullable=True),
+        _c("duration_minutes", "float"),
+        _c("cost_usd", "float"),
+        _c("ts", "time"),
+    ),
+    "diagnoses": (
+        *_JOB_REF,
+        _c("attempt", "int"),
+        _c("category"),
+        _c("confidence", "float"),
+        _c("evidence"),
+        _c("top_template", nullable=True),
+        _c("exit_code", "int", nullable=True),
+        _c("failed_tests", "strs"),
+        _c("log_lines", "int"),
+        _c("log_complete", "bool"),
+        _c("ts", "time"),
+    ),
+    "commands": (
+        *_JOB_REF,
+        _c("attempt", "int"),
+        _c("run_id", nullable=True),
+        _c("action"),
+        _c("category"),
+        _c("confidence", "float"),
+        _c("reason"),
+        _c("parameters"),
+        _c("estimated_cost_usd", "float"),
+        _c("budget_day", nullable=True),
+        _c("spent_usd", "float", nullable=True),
+        _c("daily_budget_usd", "float", nullable=True),
+        _c("repo_spent_usd", "float", nullable=True),
+        _c("repo_budget_usd", "float", nullable=True),
+        _c("job_retries", "int", nullable=True),
+        _c("max_retries_per_job", "int", nullable=True),
+        _c("ts", "time"),
+    ),
+    "outcomes": (
+        *_JOB_REF,
+        _c("action"),
+        _c("status"),
+        _c("detail"),
+        _c("http_status", "int", nullable=True),
+        _c("ts", "time"),
+    ),
+    "test_results": (
+        *_JOB_REF,
+        _c("attempt", "int"),
+        _c("test_id"),
+        _c("outcome"),
+        _c("duration_s", "float", nullable=True),
+        _c("message", nullable=True),
+        _c("p_fail", "float", nullable=True),
+        _c("ts", "time"),
+    ),
+}
+
+TABLES: tuple[str, ...] = tuple(TABLE_COLUMNS)
+
+# A template is a grouping key, not a log store: keep it short.
+_TEMPLATE_MAX = 500
+
+
+def _template(line: str) -> str:
+    """The pattern library's template (numbers, hex ids, paths… masked) so that the same failure in
+    different runs groups under one ``top_template``."""
+    return template(line.strip())[:_TEMPLATE_MAX]
+
+
+def _job_ref(provider: str, owner: str, repo: str, job_id: str) -> dict[str, Any]:
+    return {
+        "job_key": f"{provider}/{owner}/{repo}/{job_id}",
+        "provider": provider,
+        "owner": owner,
+        "repo": repo,
+        "job_id": job_id,
+    }
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_DATACLASS | orjson.OPT_SORT_KEYS).decode()
+
+
+def job_run_fact(ev: JobEvent, *, cost_usd: float) -> Fact:
+    """One job attempt. Lifecycle events of one attempt share an id; the latest ``ts`` wins.
+
+    ``ts`` is the latest known lifecycle time (completed, else started, else queued), so a
+    ``completed`` event replaces an earlier ``in_progress`` row under FINAL. When the event carries
+    no time at all ``ts`` is None and the writer stamps the ingest time.
+    """
+    ref = _job_ref(ev.provider, ev.owner, ev.repo, ev.job_id)
+    row: dict[str, Any] = {
+        "id": f"{ref['job_key']}#{ev.attempt}",
+        **ref,
+        "job_name": ev.job_name,
+        "workflow": ev.workflow,
+        "run_id": ev.run_id,
+        "attempt": ev.attempt,
+        "conclusion": ev.conclusion,
+        "exit_code": ev.exit_code,
+        "runner_size": ev.runner_size,
+        "branch": ev.branch,
+        "head_sha": ev.head_sha,
+        "queued_at": ev.queued_at,
+        "started_at": ev.started_at,
+        "completed_at": ev.completed_at,
+        "duration_minutes": ev.duration_minutes,
+        "cost_usd": float(cost_usd),
+        "ts": _first_time(ev.completed_at, ev.started_at, ev.queued_at),
+    }
+    return Fact("job_runs", row)
+
+
+def _first_time(*times: float | None) -> float | None:
+    for t in times:
+        if t is not None:
+            return t
+    return None
+
+
+def _evidence_json(evidence: list[Evidence]) -> str:
+    return _json_text([{"line": e.line, "text": e.text, "pattern": e.pattern} for e in evidence])
+
+
+def diagnosis_fact(f: Finding) -> Fact:
+    """One diagnosis; evidence kept as JSON text so analysts can read why without a join."""
+    row: dict[str, Any] = {
+        "id": f.finding_id,
+        **_job_ref(f.provider, f.owner, f.repo, f.job_id),
+        "attempt": f.attempt,
+        "category": f.category,
+        "confidence": float(f.confidence),
+        "evidence": _evidence_json(f.evidence),
+        "top_template": _template(f.evidence[0].text) if f.evidence else None,
+        "exit_code": f.exit_code,
+        "failed_tests": [t.test_id for t in f.failed_tests],
+        "log_lines": f.log_lines,
+        "log_complete": f.log_complete,
+        "ts": f.ts,
+    }
+    return Fact("diagnoses", row)
+
+
+def command_fact(c: Command) -> Fact:
+    """One remediation command, with the budget it was decided under flattened into columns.
+
+    Flattening (rather than a JSON blob) lets the ROI views sum spend against budget directly.
+    """
+    b = c.budget
+    row: dict[str, Any] = {
+        "id": c.command_id,
+        **_job_ref(c.provider, c.owner, c.repo, c.job_id),
+        "attempt": c.attempt,
+        "run_id": c.run_id,
+        "action": c.action,
+        "category": c.category,
+        "confidence": float(c.confidence),
+        "reason": c.reason,
+        "parameters": _json_text(c.parameters),
+        "estimated_cost_usd": float(c.estimated_cost_usd),
+        "budget_day": b.day if b else None,
+        "spent_usd": b.spent_usd if b else None,
+        "daily_budget_usd": b.daily_budget_usd if b else None,
+        "repo_spent_usd": b.repo_spent_usd if b else None,
+        "repo_budget_usd": b.repo_budget_usd if b else None,
+        "job_retries": b.job_retries if b else None,
+        "max_retries_per_job": b.max_retries_per_job if b else None,
+        "ts": c.ts,
+    }
+    return Fact("commands", row)
+
+
+def split_job_key(key: str) -> tuple[str, str, str, str]:
+    """``provider/owner/repo/job_id`` back into its parts; owner may hold '/' (GitLab subgroups).
+
+    Raises ValueError when the key has fewer than four parts.
+    """
+    parts = key.split("/")
+    if len(parts) < 4 or not all(parts):
+        raise ValueError(f"job key {key!r} is not provider/owner/repo/job_id")
+    return parts[0], "/".join(parts[1:-2]), parts[-2], parts[-1]
+
+
+def outcome_fact(o: Outcome) -> Fact:
+    """What a command achieved. Same id as its command, so the two join on ``id``."""
+    provider, owner, repo, job_id = split_job_key(o.job_key)
+    row: dict[str, Any] = {
+        "id": o.command_id,
+        **_job_ref(provider, owner, repo, job_id),
+        "action": o.action,
+        "status": o.status,
+        "detail": o.detail,
+        "http_status": o.http_status,
+        "ts": o.ts,
+    }
+    return Fact("outcomes", row)
+
+
+def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
+    """One test in one attempt, with the per-test model's P(fail) as it stood before learning it."""
+    ref = _job_ref(t.provider, t.owner, t.repo, t.job_id)
+    row: dict[str, Any] = {
+        "id": f"{ref['job_key']}#{t.attempt}#{t.test_id}",
+        **ref,
+        "attempt": t.attempt,
+        "test_id": t.test_id,
+        "outcome": t.outcome,
+        "duration_s": t.duration_s,
+        "message": t.message,
+        "p_fail": None if p_fail is None else float(p_fail),
+        "ts": t.ts,
+    }
+    return Fact("test_results", row)
+
+
+test_result_fact.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def fact_to_json(f: Fact) -> bytes:
+    """The ``guard.facts`` message value: ``{"table": ..., "row": {...}}``."""
+    return orjson.dumps({"table": f.table, "row": f.row})
+
+
+def fact_from_json(raw: bytes) -> Fact:
+    """Decode a ``guard.facts`` message; ValueError with the reason when it is not a known fact.
+
+    Only the envelope is checked here (table known, row an object with a non-empty string ``id``);
+    column values are the writer's business, so a new optional column needs no change here.
+    """
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"fact is not valid JSON/UTF-8: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"fact must be a JSON object, got {type(data).__name__}")
+    table = data.get("table")
+    if not isinstance(table, str):
+        raise ValueError("fact has no string 'table'")
+    if table not in TABLE_COLUMNS:
+        raise ValueError(f"fact table {table!r} is unknown; known tables: {', '.join(TABLES)}")
+    row = data.get("row")
+    if not isinstance(row, dict):
+        raise ValueError(f"fact for table {table!r} has no 'row' object")
+    rid = row.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise ValueError(f"fact for table {table!r} has no non-empty string 'id'")
+    extra = set(data) - {"table", "row"}
+    if extra:
+        raise ValueError(f"fact has unexpected keys: {', '.join(sorted(extra))}")
+    return Fact(table, row)

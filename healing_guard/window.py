@@ -1,0 +1,211 @@
+"""Per-job window: assembles a job's log chunks in order and keeps only what a diagnosis needs.
+
+Lines are matched as soon as their chunk is in order, so the state a job carries between messages is
+small and bounded (evidence lines, a short tail, counters and a bounded set of out-of-order chunks),
+whatever the log's size. The diagnosis itself happens when the job's completion event has arrived
+and the log is complete, or when a grace period for missing chunks / test results has run out.
+
+Shaped ``step(state, event) -> (state, outputs)``; no Faust, Kafka or ClickHouse here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .classify import EvidenceLine, evidence_from_hits
+from .patterns.matcher import Matcher
+from .patterns.tokenize import clean, redact
+from .schemas import JobEvent, LogChunk, TestRisk
+
+
+@dataclass
+class JobWindow:
+    job_key: str
+    attempt: int = 1
+    next_seq: int = 0
+    lines_seen: int = 0
+    pending: dict[int, dict[str, Any]] = field(default_factory=dict)
+    gaps: int = 0
+    eof: bool = False
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)
+    job: dict[str, Any] | None = None
+    risks: list[dict[str, Any]] = field(default_factory=list)
+    deadline: float | None = None
+    waited_for_tests: bool = False
+    partition: int = 0  # source partition, so deadline ticks return to the same worker
+    touched: float = 0.0  # last update; a window never completed is dropped after Limits.window_ttl_seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["pending"] = {str(k): v for k, v in self.pending.items()}  # JSON object keys are strings
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobWindow:
+        w = cls(**d)
+        # JSON object keys come back as strings
+        w.pending = {int(k): v for k, v in w.pending.items()}
+        return w
+
+    @property
+    def completed(self) -> JobEvent | None:
+        return JobEvent.from_dict(self.job) if self.job is not None else None
+
+    def log_complete(self) -> bool:
+        if self.eof and not self.pending:
+            return True
+        if self.job is not None and self.job.get("log_chunks") is not None:
+            return self.next_seq >= int(self.job["log_chunks"]) and not self.pending
+        return False
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pending_chunks: int = 256
+    tail_lines: int = 20
+    max_evidence: int = 64
+    chunk_grace_seconds: float = 10.0
+    test_grace_seconds: float = 2.0
+    window_ttl_seconds: float = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A failed job whose log is assembled (or whose grace period ran out): diagnose it now."""
+
+    job: JobEvent
+    evidence: tuple[EvidenceLine, ...]
+    total_lines: int
+    log_complete: bool
+    risks: tuple[TestRisk, ...]
+    tail: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Closed:
+    """A job finished without needing a diagnosis (success, cancelled, skipped)."""
+
+    job: JobEvent
+
+
+@dataclass(frozen=True)
+class Expired:
+    """A window whose job never completed (lost completion event, or late test results for a job
+    already decided): dropped so that state stays bounded."""
+
+    job_key: str
+    lines: int
+
+
+Output = Ready | Closed | Expired
+
+
+def _reset_if_new_attempt(w: JobWindow, attempt: int) -> JobWindow:
+    if attempt > w.attempt:
+        return JobWindow(job_key=w.job_key, attempt=attempt)
+    return w
+
+
+def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits: Limits) -> None:
+    lines: list[str] = [clean(x) for x in chunk["lines"]]
+    first = chunk.get("first_line") or (w.lines_seen + 1)
+    hits = matcher.match(lines)
+    if hits:
+        new = evidence_from_hits(hits, lines, first)
+        w.evidence.extend(dataclasses.asdict(e) for e in new)
+        if len(w.evidence) > limits.max_evidence:
+            # keep the strongest, and among equals the latest: the end of a log explains the failure
+            w.evidence.sort(key=lambda e: (e["weight"], e["line"]))
+            del w.evidence[: len(w.evidence) - limits.max_evidence]
+            w.evidence.sort(key=lambda e: e["line"])
+    if lines:
+        tail = [redact(x)[:500] for x in lines[-limits.tail_lines:]]
+        w.tail = (w.tail + tail)[-limits.tail_lines:]
+    w.lines_seen = max(w.lines_seen, first - 1 + len(lines))
+    w.next_seq = chunk["seq"] + 1
+    if chunk.get("eof"):
+        w.eof = True
+
+
+def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
+    w = _reset_if_new_attempt(w, chunk.attempt)
+    if chunk.attempt < w.attempt or chunk.seq < w.next_seq or chunk.seq in w.pending:
+        return w, []  # stale attempt or duplicate delivery: already counted
+    w.pending[chunk.seq] = {"seq": chunk.seq, "lines": chunk.lines, "first_line": chunk.first_line,
+                            "eof": chunk.eof}
+    while w.next_seq in w.pending:
+        _consume_lines(w, w.pending.pop(w.next_seq), matcher, limits)
+    if len(w.pending) > limits.max_pending_chunks:
+        # a chunk never came: give up on it rather than hold memory without bound
+        nxt = min(w.pending)
+        w.gaps += nxt - w.next_seq
+        w.next_seq = nxt
+        while w.next_seq in w.pending:
+            _consume_lines(w, w.pending.pop(w.next_seq), matcher, limits)
+    return _maybe_ready(w, limits, now)
+
+
+def on_job_event(w: JobWindow, ev: JobEvent, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
+    w = _reset_if_new_attempt(w, ev.attempt)
+    if ev.attempt < w.attempt or ev.status != "completed":
+        w.touched = now
+        return w, []
+    w.job = ev.to_dict()
+    if ev.conclusion not in ("failure", "timed_out"):
+        return w, [Closed(ev)]
+    return _maybe_ready(w, limits, now)
+
+
+def on_risk(w: JobWindow, risk: TestRisk, attempt: int, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
+    w = _reset_if_new_attempt(w, attempt)
+    if attempt < w.attempt:
+        return w, []
+    if all(r["test_id"] != risk.test_id for r in w.risks) and len(w.risks) < 200:
+        w.risks.append(risk.to_dict())
+    w.touched = now
+    return w, []
+
+
+def on_tick(w: JobWindow, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
+    if w.job is None and now - w.touched >= limits.window_ttl_seconds:
+        return w, [Expired(w.job_key, w.lines_seen)]
+    if w.deadline is None or now < w.deadline:
+        return w, []
+    return _maybe_ready(w, limits, now, force=True)
+
+
+TEST_CATEGORIES = ("test_failure", "test_timeout")
+
+
+def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) -> tuple[JobWindow, list[Output]]:
+    w.touched = now
+    job = w.completed
+    if job is None or job.conclusion not in ("failure", "timed_out"):
+        return w, []
+    complete = w.log_complete()
+    if not complete and not force:
+        if w.deadline is None:
+            w.deadline = now + limits.chunk_grace_seconds
+        return w, []
+    evidence = tuple(EvidenceLine(**e) for e in w.evidence)
+    # test results travel on their own topic (keyed by test id) and may trail the completion event
+    if not w.risks and not w.waited_for_tests and limits.test_grace_seconds > 0 and any(
+        e.category in TEST_CATEGORIES for e in evidence
+    ):
+        w.waited_for_tests = True
+        w.deadline = now + limits.test_grace_seconds
+        return w, []
+    if w.waited_for_tests and not force and w.deadline is not None and now < w.deadline:
+        return w, []
+    ready = Ready(
+        job=job,
+        evidence=evidence,
+        total_lines=w.lines_seen,
+        log_complete=complete and w.gaps == 0,
+        risks=tuple(TestRisk.from_dict(r) for r in w.risks),
+        tail=tuple(w.tail),
+    )
+    return w, [ready]

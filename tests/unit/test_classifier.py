@@ -1,0 +1,264 @@
+"""Classifier: realistic small logs land in the right category; precedence and unknown behave."""
+
+from __future__ import annotations
+
+import pytest
+
+from healing_guard.classify import Diagnosis, EvidenceLine, classify, evidence_from_hits
+from healing_guard.patterns import Hit, Matcher, Pattern, clean, load_library
+from healing_guard.patterns.library import PATTERN_CATEGORIES
+
+TS = "2024-05-01T10:00:00.0000000Z "
+
+LOGS: dict[str, list[str]] = {
+    "test_failure": [
+        "============================= test session starts ==============================",
+        "collected 3 items",
+        "tests/test_math.py ..F",
+        "E       assert 3 == 4",
+        "=========================== short test summary info ============================",
+        "FAILED tests/test_math.py::test_add - assert 3 == 4",
+        "========================= 1 failed, 2 passed in 0.12s =========================",
+    ],
+    "test_timeout": [
+        "tests/test_net.py::test_slow ",
+        "+++++++++++++++++++++++++++++++++++ Timeout ++++++++++++++++++++++++++++++++++++",
+        "~~~~~~~~~~~~~~~~~~~~~ Stack of MainThread (140) ~~~~~~~~~~~~~~~~~~~~~",
+        "E       Failed: Timeout >30.0s",
+        "FAILED tests/test_net.py::test_slow - Failed: Timeout >30.0s",
+    ],
+    "compilation_error": [
+        "[ 42%] Building C object src/CMakeFiles/app.dir/main.c.o",
+        "/home/runner/work/app/src/main.c:17:9: error: 'count' undeclared (first use in this function)",
+        "make[2]: *** [src/CMakeFiles/app.dir/build.make:76: src/CMakeFiles/app.dir/main.c.o] Error 1",
+        "make: *** [Makefile:136: all] Error 2",
+    ],
+    "lint_style": [
+        "Run ruff check .",
+        "src/app/models.py:3:8: F401 [*] `os` imported but unused",
+        "src/app/views.py:10:80: E501 Line too long (99 > 79)",
+        "Found 2 errors.",
+        "[*] 1 fixable with the `--fix` option.",
+    ],
+    "build_config": [
+        "[INFO] Scanning for projects...",
+        "[ERROR] Unknown lifecycle phase \"instal\". You must specify a valid lifecycle phase or a goal.",
+        "[ERROR] -> [Help 1] http://cwiki.apache.org/confluence/display/MAVEN/LifecyclePhaseNotFoundException",
+    ],
+    "dependency_resolution": [
+        "Collecting requests==2.31.0",
+        "ERROR: Cannot install -r requirements.txt (line 2) and urllib3==1.20 because these package versions have conflicting dependencies.",
+        "ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/",
+    ],
+    "dependency_missing": [
+        "Traceback (most recent call last):",
+        '  File "/home/runner/work/app/app/main.py", line 1, in <module>',
+        "    import yaml",
+        "ModuleNotFoundError: No module named 'yaml'",
+    ],
+    "network": [
+        "Cloning into 'repo'...",
+        "fatal: unable to access 'https://github.com/org/repo.git/': Could not resolve host: github.com",
+        "The process '/usr/bin/git' failed with exit code 128",
+    ],
+    "rate_limit": [
+        "Fetching release info...",
+        "HttpError: API rate limit exceeded for installation ID 1234567.",
+    ],
+    "docker_registry": [
+        "Pulling image ghcr.io/org/builder:2024-01",
+        "Error response from daemon: manifest for ghcr.io/org/builder:2024-01 not found: manifest unknown: manifest unknown",
+        "Docker pull failed with exit code 1",
+    ],
+    "cache_corruption": [
+        "npm ci",
+        "npm ERR! code EINTEGRITY",
+        "npm ERR! sha512-abc integrity checksum failed when using sha512: wanted sha512-abc but got sha512-def. (1234 bytes)",
+    ],
+    "oom": [
+        "> webpack --mode production",
+        "<--- Last few GCs --->",
+        "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+        " 1: 0xb09c10 node::Abort() [node]",
+    ],
+    "disk_full": [
+        "Extracting layer sha256:abc",
+        "failed to register layer: write /usr/lib/x86_64-linux-gnu/libLLVM.so: no space left on device",
+        "OSError: [Errno 28] No space left on device: '/tmp/build'",
+    ],
+    "infra_runner_lost": [
+        "Run ./scripts/test.sh",
+        "Running 300 tests",
+        "The runner has received a shutdown signal. This can happen when the runner service is stopped, or a manually started runner is canceled.",
+        "The operation was canceled.",
+    ],
+    "infra_timeout": [
+        "Running integration suite",
+        "##[error]The job running on runner GitHub Actions 12 has exceeded the maximum execution time of 60 minutes.",
+        "##[error]The operation was canceled.",
+    ],
+    "crash": [
+        "Running tests/unit_tests",
+        "[ RUN      ] ParserTest.HandlesNull",
+        "Segmentation fault (core dumped)",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def matcher() -> Matcher:
+    return Matcher(load_library())
+
+
+def diagnose(matcher: Matcher, raw: list[str], **kw: object) -> Diagnosis:
+    lines = [clean(TS + line) for line in raw]
+    ev = evidence_from_hits(matcher.match(lines), lines, 1)
+    return classify(ev, total_lines=len(lines), **kw)  # type: ignore[arg-type]
+
+
+def test_every_category_has_a_fixture() -> None:
+    assert set(LOGS) == set(PATTERN_CATEGORIES)
+
+
+@pytest.mark.parametrize("category", sorted(LOGS))
+def test_realistic_logs_classify(matcher: Matcher, category: str) -> None:
+    d = diagnose(matcher, LOGS[category])
+    assert d.category == category, d
+    assert 0.5 <= d.confidence <= 1.0
+    assert 1 <= len(d.evidence) <= 5
+    assert all(e.category == category for e in d.evidence)
+    # strongest first; line numbers are 1-based in the whole log
+    assert all(1 <= e.line <= len(LOGS[category]) for e in d.evidence)
+
+
+def test_root_cause_beats_generic_test_failure(matcher: Matcher) -> None:
+    raw = [
+        "tests/test_big.py::test_load ",
+        "FAILED tests/test_big.py::test_load - MemoryError",
+        "Killed",
+        "java.lang.OutOfMemoryError: Java heap space",
+        "Error: 3 tests failed",
+    ]
+    d = diagnose(matcher, raw)
+    assert d.category == "oom"
+    raw = [
+        "Run npm test",
+        "Tests: 1 failed, 12 passed, 13 total",
+        "npm ERR! code ENOSPC",
+        "npm ERR! syscall write",
+        "npm ERR! ENOSPC: no space left on device, write",
+    ]
+    assert diagnose(matcher, raw).category == "disk_full"
+
+
+def test_genuine_test_failure_not_retried_as_transient(matcher: Matcher) -> None:
+    # A connection-refused message inside a failing test is a weak signal; the assertion decides.
+    raw = [
+        "tests/test_client.py::test_retry FAILED",
+        "E       requests.exceptions.ConnectionError: Connection refused",
+        "E       assert response.status_code == 200",
+        "FAILED tests/test_client.py::test_retry - assert 500 == 200",
+        "==================== 1 failed, 30 passed in 2.10s ====================",
+    ]
+    assert diagnose(matcher, raw).category == "test_failure"
+
+
+def test_no_evidence_is_unknown(matcher: Matcher) -> None:
+    d = classify([], total_lines=100)
+    assert d == Diagnosis("unknown", 1.0, ())
+    d = diagnose(matcher, ["building", "done", "Process completed with exit code 1."])
+    assert d.category == "unknown"
+
+
+def test_weak_evidence_is_unknown_but_kept() -> None:
+    e = EvidenceLine(line=1, text="Connection refused", pattern="net.econnrefused", category="network", weight=0.45)
+    d = classify([e], total_lines=1000)
+    assert d.category == "unknown"
+    assert d.evidence == (e,)
+    assert 0.0 < d.confidence <= 1.0
+
+
+def test_exit_code_137_supports_oom() -> None:
+    killed = EvidenceLine(line=50, text="Killed", pattern="shell.killed", category="oom", weight=0.4)
+    without = classify([killed], total_lines=50)
+    with_137 = classify([killed], total_lines=50, exit_code=137)
+    assert without.category == "unknown"
+    assert with_137.category == "oom"
+    assert with_137.confidence > 0.5
+
+
+def test_conclusion_timed_out_supports_infra_timeout() -> None:
+    e = EvidenceLine(line=10, text="The operation was canceled.", pattern="x", category="infra_runner_lost", weight=0.55)
+    assert classify([e], total_lines=10).category == "infra_runner_lost"
+    assert classify([e], total_lines=10, conclusion="timed_out").category == "infra_timeout"
+
+
+def test_later_lines_weigh_more() -> None:
+    early = EvidenceLine(line=1, text="a", pattern="p1", category="network", weight=0.8)
+    late = EvidenceLine(line=1000, text="b", pattern="p2", category="disk_full", weight=0.8)
+    d = classify([early, late], total_lines=1000)
+    assert d.category == "disk_full"
+
+
+def test_repetition_has_diminishing_returns() -> None:
+    def many(n: int) -> float:
+        ev = [EvidenceLine(line=i + 1, text="x", pattern="p", category="network", weight=0.6) for i in range(n)]
+        return classify(ev, total_lines=n).confidence
+
+    one, ten, thousand = many(1), many(10), many(1000)
+    assert one < ten <= thousand < 0.9
+    # one precise line beats a thousand weak ones of another category
+    weak = [EvidenceLine(line=i + 1, text="x", pattern="w", category="test_failure", weight=0.3) for i in range(1000)]
+    strong = EvidenceLine(line=1000, text="No space left on device", pattern="d", category="disk_full", weight=0.95)
+    assert classify([*weak, strong], total_lines=1000).category == "disk_full"
+
+
+def test_evidence_limit_order_and_dedup() -> None:
+    ev = [EvidenceLine(line=i, text=str(i), pattern=f"p{i % 2}", category="crash", weight=0.9) for i in range(1, 20)]
+    ev += [EvidenceLine(line=19, text="19", pattern="p9", category="crash", weight=0.5)]
+    d = classify(ev, total_lines=19)
+    assert d.category == "crash"
+    assert len(d.evidence) == 5
+    assert [e.line for e in d.evidence] == [19, 18, 17, 16, 15]
+    assert d.evidence[0].pattern == "p1"  # the stronger of the two patterns on line 19
+
+
+def test_confidence_bounded() -> None:
+    ev = [EvidenceLine(line=i, text="x", pattern="p", category="oom", weight=1.0) for i in range(1, 100)]
+    d = classify(ev, total_lines=99, exit_code=137)
+    assert 0.0 <= d.confidence <= 1.0
+
+
+def test_evidence_from_hits_numbers_redacts_and_truncates() -> None:
+    p = Pattern(id="p", category="network", regex="x", confidence=0.7)
+    lines = ["a", "password=hunter2 ECONNRESET", "b" * 2000]
+    ev = evidence_from_hits([Hit(1, p), Hit(2, p)], lines, first_line_no=101)
+    assert [e.line for e in ev] == [102, 103]
+    assert "hunter2" not in ev[0].text and "[REDACTED]" in ev[0].text
+    assert len(ev[1].text) == 500
+    assert ev[0].weight == 0.7 and ev[0].pattern == "p" and ev[0].category == "network"
+
+
+def test_precedence_root_cause_near_end_wins_close_call() -> None:
+    tf = EvidenceLine(line=99, text="3 tests failed", pattern="t", category="test_failure", weight=0.85)
+    net = EvidenceLine(line=100, text="ECONNRESET", pattern="n", category="network", weight=0.7)
+    assert classify([tf, net], total_lines=100).category == "network"
+    # ...but not when it is far weaker
+    weak = EvidenceLine(line=100, text="Connection refused", pattern="n", category="network", weight=0.5)
+    assert classify([tf, weak], total_lines=100).category == "test_failure"
+    # ...nor when it is far from the end
+    early = EvidenceLine(line=2, text="ECONNRESET", pattern="n", category="network", weight=0.7)
+    assert classify([tf, early], total_lines=1000).category == "test_failure"
+
+
+def test_rust_test_panic_is_a_test_failure(matcher: Matcher) -> None:
+    raw = [
+        "running 2 tests",
+        "test tests::adds ... FAILED",
+        "---- tests::adds stdout ----",
+        "thread 'tests::adds' panicked at src/lib.rs:10:9:",
+        "assertion `left == right` failed",
+        "test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+        "error: test failed, to rerun pass `--lib`",
+    ]
+    assert diagnose(matcher, raw).category == "test_failure"

@@ -57,8 +57,11 @@ def utc_day(ts: float) -> str:
 
 
 def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple[Strategy, str]:
-    if d.confidence < cfg.confidence_threshold or d.category == "unknown":
-        return STRATEGIES["unknown"], f"diagnosis {d.category} at confidence {d.confidence:.2f} is below the threshold"
+    if d.category == "unknown":
+        return STRATEGIES["unknown"], "no failure pattern decided the cause: a human looks at it"
+    if d.confidence < cfg.confidence_threshold:
+        return STRATEGIES["unknown"], (
+            f"{d.category} at confidence {d.confidence:.2f} is below the {cfg.confidence_threshold:.2f} threshold")
     if d.category in ("test_failure", "test_timeout"):
         if not risks:
             return NOTIFY_AUTHOR, "tests failed and no test history is known: treated as a real failure"

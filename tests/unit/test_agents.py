@@ -1,0 +1,124 @@
+"""The agents through Faust's test_context: real agent code and tables, no broker."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+from unittest.mock import AsyncMock
+
+import orjson
+import pytest
+
+from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, TestResult
+from healing_guard.settings import Settings
+from healing_guard.streams.guard import Guard, build_guard
+
+KEY = b"gitlab/platform/api/77"
+
+
+class Capture:
+    """Replaces Topic.send on every output topic and records what was sent."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.sent: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        for name in ("findings", "actions", "deadletter", "facts", "test_risk", "ticks"):
+            topic = getattr(guard.ctx.topics, name)
+            topic.send = AsyncMock(side_effect=self._recorder(name))  # type: ignore[method-assign]
+
+    def _recorder(self, name: str) -> Any:
+        async def send(key: bytes | None = None, value: bytes = b"", partition: int | None = None, **kw: Any) -> None:
+            self.sent.setdefault(name, []).append((key, value))
+        return send
+
+    def values(self, name: str) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for _, v in self.sent.get(name, [])]
+
+
+async def put(agent_ctx: Any, topic: str, key: bytes | None, value: bytes) -> None:
+    """The ingest agent merges four topics into one stream; test_context names such a channel
+    '<internal>', so stamp the message with the topic it would really come from."""
+    from faust.types import TP
+
+    original = agent_ctx.to_message
+
+    def to_message(k: Any, v: Any, **kw: Any) -> Any:
+        m = original(k, v, **kw)
+        m.topic, m.tp = topic, TP(topic, m.partition)
+        return m
+
+    agent_ctx.to_message = to_message
+    try:
+        await agent_ctx.put(key=key, value=value)
+    finally:
+        agent_ctx.to_message = original
+
+
+@pytest.fixture()
+def guard() -> Guard:
+    s = Settings(broker_url="kafka://127.0.0.1:1", facts_enabled=False, test_grace_seconds=0.0, partitions=1,
+                 app_id="unit-agents")
+    return build_guard(s)
+
+
+def _chunk(seq: int, lines: list[str], eof: bool = False) -> bytes:
+    return LogChunk(provider="gitlab", owner="platform", repo="api", job_id="77", seq=seq, lines=lines,
+                    first_line=None, eof=eof).to_json()
+
+
+def _done(conclusion: str = "failure", chunks: int = 2) -> bytes:
+    return JobEvent(provider="gitlab", owner="platform", repo="api", job_id="77", job_name="build",
+                    status="completed", conclusion=conclusion, exit_code=1, log_chunks=chunks,
+                    started_at=1000.0, completed_at=1600.0).to_json()
+
+
+async def test_ingest_diagnoses_and_commands(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["ingest"]
+    topic = guard.ctx.settings.topics
+    async with agent.test_context() as agent_ctx:
+        for value in (_chunk(0, ["$ pip install -r requirements.txt", "Collecting flask==3.0.0"]),
+                      _chunk(1, ["ERROR: Could not install packages due to an OSError: [Errno 28] "
+                                 "No space left on device", "ERROR: Job failed: exit code 1"], eof=True)):
+            await put(agent_ctx, topic.logs, KEY, value)
+        # state is kept per job in the windows table until the completion event
+        assert guard.ctx.tables.windows.get(KEY) is not None
+        await put(agent_ctx, topic.jobs, KEY, _done())
+    cmds = cap.values("actions")
+    assert len(cmds) == 1 and cmds[0]["category"] == "disk_full" and cmds[0]["action"] == "cleanup_retry"
+    assert cmds[0]["evidence"][0]["line"] == 3
+    assert cap.values("findings")[0]["log_lines"] == 4
+    assert guard.ctx.tables.windows.get(KEY) is None  # decided: window dropped, state stays bounded
+
+
+async def test_ingest_dead_letters_bad_input_and_keeps_going(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["ingest"]
+    t = guard.ctx.settings.topics
+    async with agent.test_context() as agent_ctx:
+        await put(agent_ctx, t.logs, KEY, b"\xff\xfe not json")
+        await put(agent_ctx, t.jobs, KEY, b'{"provider": "github"}')
+        await put(agent_ctx, t.logs, b"some/other/key/1", _chunk(0, ["x"]))  # key is not the job key
+        await put(agent_ctx, t.logs, None, _chunk(0, ["x"]))
+        await put(agent_ctx, t.logs, KEY, _chunk(0, ["still", "working"]))
+    assert guard.stats.chunks == 1  # the worker kept going after bad input
+    letters = [DeadLetter.from_dict(d) for d in cap.values("deadletter")]
+    assert len(letters) == 4
+    assert "not valid JSON" in letters[0].reason and letters[0].original_size == len(b"\xff\xfe not json")
+    assert letters[1].field_name == "owner" and "required" in letters[1].reason
+    assert letters[2].field_name == "key"
+    assert "no key" in letters[3].reason
+
+
+async def test_tests_agent_learns_model_and_routes_risk(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["tests"]
+    test_id = "tests/test_a.py::test_b"
+    async with agent.test_context() as agent_ctx:
+        for i, outcome in enumerate(["passed", "failed", "passed", "passed", "failed"]):
+            r = TestResult(provider="github", owner="o", repo="r", job_id=str(i), test_id=test_id, outcome=outcome)
+            await agent_ctx.put(key=test_id.encode(), value=r.to_json())
+        model = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))
+    assert model.runs == 5 and model.fails == 2
+    risks = cap.sent["test_risk"]
+    assert [k for k, _ in risks] == [b"github/o/r/1", b"github/o/r/4"]  # re-keyed by job key
+    assert orjson.loads(risks[-1][1])["risk"]["runs"] == 5

@@ -87,7 +87,7 @@ def register(ctx: AgentContext, sink: FactSink) -> Any:
     async def flush_timer() -> None:
         await sink.flush()
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's Signal accepts coroutines
     async def _final_flush(app: Any, **kwargs: Any) -> None:
         sink._retry_at = 0.0
         await sink.flush()

@@ -74,7 +74,7 @@ def register(ctx: AgentContext) -> Any:
                                                   partition=msg.partition, offset=msg.offset), key)
 
     async def _handle(key: bytes | None, raw: bytes, topic: str, partition: int, offset: int) -> None:
-        where = {"key": key, "partition": partition, "offset": offset}
+        where: dict[str, Any] = {"key": key, "partition": partition, "offset": offset}
         if key is None:
             await ctx.dead_letter(dead_letter(topic, raw, "message has no key (expected the job key)", **where), key)
             return

@@ -27,7 +27,7 @@ def register(ctx: AgentContext) -> Any:
         async for event in stream.events():
             msg = event.message
             key, raw = event.key, event.value
-            where = {"key": key, "partition": msg.partition, "offset": msg.offset}
+            where: dict[str, Any] = {"key": key, "partition": msg.partition, "offset": msg.offset}
             try:
                 result = TestResult.from_json(raw)
                 if key is None or key.decode("utf-8", "replace") != result.test_id:

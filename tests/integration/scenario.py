@@ -127,9 +127,9 @@ def build() -> Scenario:
     _complete(sc)
     # bad input: each must land in guard.deadletter with a reason (and the field, where there is one)
     sc.messages.append(("ci.logs", b"github/acme/x/1", b"{this is not json"))
-    sc.expected_dead_letters["not valid JSON"] = ""
+    sc.expected_dead_letters["not valid JSON/UTF-8: unexpected character"] = ""
     sc.messages.append(("ci.jobs", b"github/acme/x/2", b'{"provider": "github", "owner": "\xff\xfe"}'))
-    sc.expected_dead_letters["UTF-8"] = ""
+    sc.expected_dead_letters["str is not valid UTF-8"] = ""
     bad_job = orjson.loads(JobEvent(provider="github", owner="acme", repo="x", job_id="3", job_name="b",
                                     status="queued").to_json())
     del bad_job["job_name"]
@@ -140,5 +140,5 @@ def build() -> Scenario:
     sc.expected_dead_letters["over the limit"] = ""
     sc.messages.append(("ci.tests", b"t", b'{"provider": "gitlab", "owner": "g", "repo": "r", "job_id": "9", '
                                           b'"test_id": 5, "outcome": "failed"}'))
-    sc.expected_dead_letters["expected a string"] = "test_id"
+    sc.expected_dead_letters["expected a string, got int"] = "test_id"
     return sc

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import orjson
 
-from healing_guard.patterns.tokenize import template
+from healing_guard.patterns.tokenize import redact, template
 from healing_guard.schemas.records import Command, Evidence, Finding, JobEvent, Outcome, TestResult
 
 Kind = Literal["str", "int", "float", "bool", "time", "strs"]
@@ -278,7 +278,7 @@ def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
         "test_id": t.test_id,
         "outcome": t.outcome,
         "duration_s": t.duration_s,
-        "message": t.message,
+        "message": None if t.message is None else redact(t.message[:4000]),  # secrets never reach ClickHouse
         "p_fail": None if p_fail is None else float(p_fail),
         "ts": t.ts,
     }

@@ -181,3 +181,14 @@ def test_misnamed_migration_refused(tmp_path: Path) -> None:
     (tmp_path / "001_b.sql").write_text("SELECT 2;")
     with pytest.raises(MigrationError, match="version 001 is also used"):
         load_migrations(tmp_path)
+
+
+def test_test_result_message_is_redacted() -> None:
+    from healing_guard.schemas import TestResult
+    from healing_guard.warehouse.facts import test_result_fact
+
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    t = TestResult(provider="github", owner="o", repo="r", job_id="1", test_id="t", outcome="failed",
+                   message=f"HTTP 401 with Authorization: token {token}")
+    row = test_result_fact(t, p_fail=0.1).row
+    assert token not in row["message"] and "REDACTED" in row["message"]

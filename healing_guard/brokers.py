@@ -307,6 +307,9 @@ class TansuBroker:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
+                    # its own session: Ctrl-C reaches the guard, which stops its worker first and the
+                    # broker after it, instead of the broker dying under a worker that is shutting down
+                    start_new_session=True,
                 )
             if not self._atexit_registered:
                 atexit.register(self.stop)

@@ -102,7 +102,17 @@ def register(ctx: AgentContext) -> Any:
         if raw_state is None and topic == names.ticks:
             return
         w = JobWindow.from_dict(orjson.loads(raw_state)) if raw_state else JobWindow(job_key=key.decode("utf-8", "replace"))
+        if topic == names.ticks and not _logs_caught_up(partition):
+            # chunks may still be queued behind this job's completion event (the topics are consumed
+            # independently, and a backlog of big log chunks drains slower than small job events):
+            # a grace period only counts once this partition's logs are read up to the end, within reason
+            first = postponed.setdefault(key, now())
+            if now() - first < max_postpone:
+                stats.deadlines[key] = (now() + 0.5, partition)
+                return
+        postponed.pop(key, None)
         if isinstance(rec, LogChunk):
+            logs_position[partition] = offset
             stats.chunks += 1
             stats.lines += len(rec.lines)
             w, outputs = engine.chunk(w, rec)
@@ -119,6 +129,26 @@ def register(ctx: AgentContext) -> Any:
         tables.windows[key] = orjson.dumps(w.to_dict())
         if w.deadline is not None:
             stats.deadlines[key] = (w.deadline, partition)
+
+    logs_position: dict[int, int] = {}  # last ci.logs offset processed here, per partition
+    postponed: dict[bytes, float] = {}
+    max_postpone = max(60.0, 10 * ctx.settings.chunk_grace_seconds)
+
+    def _logs_caught_up(partition: int) -> bool:
+        from faust.types import TP
+
+        tp = TP(names.logs, partition)
+        try:
+            hw = app.consumer.highwater(tp)
+            read = app.consumer._read_offset.get(tp)  # committed position after a (re)assignment
+        except Exception:  # consumer not running (tests) or partition not assigned yet
+            return True
+        if not hw:
+            return True
+        done = logs_position.get(partition)
+        if done is None:
+            done = read if read is not None else -1
+        return done + 1 >= hw
 
     @app.timer(interval=0.25, name="guard.deadlines")
     async def deadlines() -> None:

@@ -9,8 +9,13 @@ so it is a small, additive scoring rule over evidence lines rather than a learne
   fires a thousand times cannot outvote one precise line;
 * the exit code and the platform's conclusion add independent support (137 is usually the OOM killer,
   ``timed_out`` is the platform's own verdict);
+* one line is one piece of evidence for one cause: when patterns of several categories match the same
+  line, only the strongest reading counts (a Checkstyle finding printed in the compiler's location
+  format, a clang-format violation printed as a compiler error, Maven's "could not resolve
+  dependencies" wrapper around the real cause);
 * a specific root cause near the end (out of memory, disk full, network, registry, runner lost, ...)
-  wins over the generic "tests failed" consequence it caused, when the two are close.
+  wins over the generic consequence it caused, when the two are close: "tests failed" after an OOM
+  kill, a runtime abort after "heap out of memory", "could not compile" after the compiler was killed.
 
 Below ``threshold`` the answer is ``unknown``: a guess would send the wrong remediation.
 """
@@ -53,9 +58,18 @@ ROOT_CAUSES = frozenset(
         "test_timeout",
     }
 )
-# `crash` is deliberately not a root cause here: a Rust test's failed assertion is a panic, and a
-# segfault scores high enough on its own to win without precedence.
-_CONSEQUENCES = frozenset({"test_failure"})
+#: Which causes may take precedence over which generic consequence. `crash` explains a test failure
+#: only through strong evidence (a segfault, an abort, a panic on a program's main thread): a Rust or
+#: Go test's failed assertion is a panic too, and that is the test failing, not the program crashing.
+#: A crash or a failed compile is in turn the consequence of running out of memory or disk: the
+#: runtime aborts after "heap out of memory", the compiler dies when the OOM killer takes it.
+_EXPLAINED_BY: dict[str, frozenset[str]] = {
+    "test_failure": ROOT_CAUSES | {"crash"},
+    "crash": frozenset({"oom", "disk_full"}),
+    "compilation_error": frozenset({"oom", "disk_full"}),
+}
+#: Minimum weight of a cause's strongest line for it to take precedence (others: any weight).
+_MIN_PRECEDENCE_WEIGHT = {"crash": 0.8}
 _PRECEDENCE_MARGIN = 0.2  # how far below the consequence a root cause may score and still win
 _NEAR_END = 0.8  # recency a root cause's strongest line needs to count as "near the end"
 
@@ -64,6 +78,7 @@ _EXIT_SUPPORT: dict[int, tuple[tuple[str, float], ...]] = {
     137: (("oom", 0.45),),  # SIGKILL: the kernel or cgroup OOM killer, most often
     143: (("infra_runner_lost", 0.35), ("infra_timeout", 0.3)),  # SIGTERM: runner shutdown/cancel
     124: (("infra_timeout", 0.35), ("test_timeout", 0.3)),  # coreutils `timeout`
+    126: (("build_config", 0.3),),  # found but not executable: a script committed without +x
     139: (("crash", 0.5),),  # SIGSEGV
     134: (("crash", 0.45),),  # SIGABRT
     -11: (("crash", 0.5),),
@@ -163,6 +178,11 @@ def classify(
         cur = per_line.get(key)
         if cur is None or s > cur[0] or (s == cur[0] and e.pattern < cur[1].pattern):
             per_line[key] = (s, e)
+    # One line, one cause: a category whose reading of a line is weaker than another's drops out.
+    line_top: dict[int, float] = {}
+    for (_, line), (_, e) in per_line.items():
+        line_top[line] = max(line_top.get(line, 0.0), e.weight)
+    per_line = {k: v for k, v in per_line.items() if v[1].weight >= line_top[k[1]]}
 
     by_cat: dict[str, list[tuple[float, EvidenceLine]]] = {}
     for (cat, _), item in per_line.items():
@@ -185,16 +205,18 @@ def classify(
     # Deterministic order: score, then category name.
     order = sorted(scores, key=lambda c: (-scores[c], c))
     best = order[0]
-    if best in _CONSEQUENCES:
-        for cat in order[1:]:
-            if cat not in ROOT_CAUSES:
-                continue
-            if scores[cat] < threshold or scores[cat] < scores[best] - _PRECEDENCE_MARGIN:
-                continue
-            items = by_cat.get(cat, [])
-            if items and max(_recency(e.line, total_lines) for _, e in items) >= _NEAR_END:
-                best = cat
-                break
+    explains = _EXPLAINED_BY.get(best, frozenset())
+    for cat in order[1:]:
+        if cat not in explains:
+            continue
+        if scores[cat] < threshold or scores[cat] < scores[best] - _PRECEDENCE_MARGIN:
+            continue
+        items = by_cat.get(cat, [])
+        if not items or max(e.weight for _, e in items) < _MIN_PRECEDENCE_WEIGHT.get(cat, 0.0):
+            continue
+        if max(_recency(e.line, total_lines) for _, e in items) >= _NEAR_END:
+            best = cat
+            break
 
     score = max(0.0, min(1.0, scores[best]))
     if score < threshold:

@@ -223,9 +223,9 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
         description=description,
         caseless=caseless,
     )
-    reason = _hs_check(regex, hs_flags(pattern))
-    if reason is not None:
-        raise ctx.err(rx_node, rkey, reason)
+    refusal = _hs_check(regex, hs_flags(pattern))
+    if refusal is not None:
+        raise ctx.err(rx_node, rkey, refusal)
     return pattern
 
 

@@ -262,3 +262,143 @@ def test_rust_test_panic_is_a_test_failure(matcher: Matcher) -> None:
         "error: test failed, to rerun pass `--lib`",
     ]
     assert diagnose(matcher, raw).category == "test_failure"
+
+
+# ------------------------------------------------------------------------------------------------
+# one line, one cause; which consequence a root cause explains
+# ------------------------------------------------------------------------------------------------
+
+
+def test_linter_output_in_compiler_shape_is_lint(matcher: Matcher) -> None:
+    # clang-format and Checkstyle print their findings in the compiler's diagnostic format
+    raw = [
+        "+ clang-format --dry-run --Werror src/limits.c",
+        "src/limits.c:47:11: error: code should be clang-formatted [-Wclang-format-violations]",
+        "script returned exit code 1",
+    ]
+    assert diagnose(matcher, raw).category == "lint_style"
+    raw = [
+        "[INFO] --- checkstyle:3.4.0:check (validate) @ app ---",
+        "[ERROR] src/main/java/a/Client.java:[65,5] (whitespace) WhitespaceAround: '{' is not preceded with whitespace. [WhitespaceAround]",
+        "[ERROR] src/main/java/a/Client.java:[198] (sizes) LineLength: Line is longer than 120 characters (found 131). [LineLength]",
+        "[ERROR] Failed to execute goal org.apache.maven.plugins:maven-checkstyle-plugin:3.4.0:check (validate) on project app: You have 2 Checkstyle violations. -> [Help 1]",
+    ]
+    assert diagnose(matcher, raw).category == "lint_style"
+
+
+def test_clippy_denial_is_lint_not_compile(matcher: Matcher) -> None:
+    raw = [
+        "error: this `if` has identical blocks",
+        "  = note: `-D clippy::if-same-then-else` implied by `-D warnings`",
+        "error: could not compile `app` (lib) due to 1 previous error",
+    ]
+    assert diagnose(matcher, raw).category == "lint_style"
+    raw = [
+        "error[E0425]: cannot find value `x` in this scope",
+        "error: could not compile `app` (lib) due to 1 previous error",
+    ]
+    assert diagnose(matcher, raw).category == "compilation_error"
+
+
+def test_killed_compiler_is_oom(matcher: Matcher) -> None:
+    raw = [
+        "Compiling app v0.4.0 (/src/app)",
+        "error: could not compile `app` (lib)",
+        "Caused by:",
+        "  process didn't exit successfully: `rustc --crate-name app src/lib.rs` (signal: 9, SIGKILL: kill)",
+    ]
+    assert diagnose(matcher, raw, exit_code=101).category == "oom"
+
+
+def test_sigkill_beats_crash(matcher: Matcher) -> None:
+    # Surefire's "forked VM terminated" is what a fork killed by the OOM killer looks like
+    raw = [
+        "[INFO] Running com.example.LedgerTest",
+        "[ERROR] ExecutionException The forked VM terminated without properly saying goodbye. VM crash or System.exit called?",
+        "Process completed with exit code 137.",
+    ]
+    assert diagnose(matcher, raw, exit_code=137).category == "oom"
+    # "Killed" + 137 explains a crash report printed around it
+    killed = EvidenceLine(line=99, text="Killed", pattern="shell.killed", category="oom", weight=0.55)
+    crash = EvidenceLine(line=98, text="Fatal Python error: Aborted", pattern="runtime.fatal", category="crash", weight=0.85)
+    assert classify([crash, killed], total_lines=100, exit_code=137).category == "oom"
+    assert classify([crash, killed], total_lines=100, exit_code=1).category == "crash"
+
+
+def test_heap_oom_abort_is_oom(matcher: Matcher) -> None:
+    raw = [
+        "<--- Last few GCs --->",
+        "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+        " 1: 0xb09c10 node::Abort() [node]",
+        "Aborted (core dumped)",
+    ]
+    assert diagnose(matcher, raw, exit_code=134).category == "oom"
+
+
+def test_rust_main_thread_panic_is_a_crash(matcher: Matcher) -> None:
+    # libtest names each test's thread after the test: 'main' panicking is the binary itself
+    raw = [
+        "test metrics::tests::updates_many_shards ... ok",
+        "thread 'main' panicked at src/flash.rs:333:6:",
+        "called `Option::unwrap()` on a `None` value",
+        "error: test failed, to rerun pass `--test integration`",
+    ]
+    assert diagnose(matcher, raw, exit_code=101).category == "crash"
+
+
+def test_go_test_panic_is_a_test_failure(matcher: Matcher) -> None:
+    raw = [
+        "=== RUN   TestParse",
+        "--- FAIL: TestParse (0.00s)",
+        "panic: runtime error: invalid memory address or nil pointer dereference [recovered]",
+        "goroutine 7 [running]:",
+        "FAIL\texample.com/app/parser\t0.012s",
+    ]
+    assert diagnose(matcher, raw).category == "test_failure"
+
+
+@pytest.mark.parametrize(
+    ("cause", "category"),
+    [
+        ("Could not find artifact com.example:sdk:jar:1.18.9 in central (https://repo.maven.apache.org/maven2)", "dependency_missing"),
+        ("Could not find artifact com.example:sdk:jar:9.2.0-SNAPSHOT", "dependency_resolution"),
+        ("Failed to collect dependencies at org.x:y:jar:1.0: Failed to read artifact descriptor for org.x:y:jar:1.0: "
+         "Could not transfer artifact org.x:y:pom:1.0 from/to central (https://repo.maven.apache.org/maven2): Connection reset", "network"),
+    ],
+)
+def test_maven_wrapper_defers_to_the_cause_on_its_line(matcher: Matcher, cause: str, category: str) -> None:
+    raw = [
+        "[INFO] BUILD FAILURE",
+        f"[ERROR] Failed to execute goal on project app: Could not resolve dependencies for project com.example:app:jar:1.0: {cause} -> [Help 1]",
+    ]
+    assert diagnose(matcher, raw).category == category
+
+
+def test_repository_auth_failure_is_not_network(matcher: Matcher) -> None:
+    raw = [
+        "[ERROR] Failed to execute goal on project app: Could not resolve dependencies for project com.example:app:jar:1.0: "
+        "Failed to collect dependencies at com.corp:lib:jar:2.0: Failed to read artifact descriptor for com.corp:lib:jar:2.0: "
+        "Could not transfer artifact com.corp:lib:pom:2.0 from/to corp (https://maven.corp.example/repo): status code: 401, reason phrase: Unauthorized (401) -> [Help 1]",
+    ]
+    assert diagnose(matcher, raw).category != "network"
+
+
+def test_one_line_counts_once_for_its_strongest_reading() -> None:
+    strong = EvidenceLine(line=10, text="x", pattern="a", category="lint_style", weight=0.95)
+    weak = EvidenceLine(line=10, text="x", pattern="b", category="compilation_error", weight=0.9)
+    d = classify([strong, weak], total_lines=10)
+    assert d.category == "lint_style"
+    # the weaker reading does not even survive as support for its category
+    other = EvidenceLine(line=9, text="y", pattern="c", category="compilation_error", weight=0.4)
+    assert classify([strong, weak, other], total_lines=10).category == "lint_style"
+    # equal readings both stay: the other line then decides
+    tie = EvidenceLine(line=10, text="x", pattern="b", category="compilation_error", weight=0.95)
+    assert classify([strong, tie, other], total_lines=10).category == "compilation_error"
+
+
+def test_weak_test_panics_do_not_override_test_failure() -> None:
+    # several Rust test-thread panics (0.5 each) must not turn a test failure into a crash
+    panics = [EvidenceLine(line=90 + i, text="thread 't' panicked", pattern="rust.panic", category="crash", weight=0.5)
+              for i in range(5)]
+    tf = EvidenceLine(line=99, text="test result: FAILED.", pattern="cargo.test_result", category="test_failure", weight=0.85)
+    assert classify([*panics, tf], total_lines=100).category == "test_failure"

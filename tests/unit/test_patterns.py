@@ -265,6 +265,39 @@ def test_duplicate_ids_refused() -> None:
         ("The runner has received a shutdown signal.", "infra_runner_lost"),
         ("The job running on runner GitHub Actions 2 has exceeded the maximum execution time of 360 minutes.", "infra_timeout"),
         ("Segmentation fault (core dumped)", "crash"),
+        # configuration files that do not parse or validate
+        ("Error: config compilation failed", "build_config"),
+        ("# ERROR IN CONFIG FILE:", "build_config"),
+        ("org.codehaus.groovy.control.MultipleCompilationErrorsException: startup failed:", "build_config"),
+        ("WorkflowScript: 12: Expected a stage @ line 12, column 11.", "build_config"),
+        ("ValueError: invalid pyproject.toml config: `project`.", "build_config"),
+        ("  configuration error: `project` must not contain {'dependecies'} properties", "build_config"),
+        ("error: failed to parse manifest at `/src/app/Cargo.toml`", "build_config"),
+        ("go: errors parsing go.mod:", "build_config"),
+        ("/src/app/go.mod:6: unknown directive: requre", "build_config"),
+        ("/usr/bin/bash: line 3: ./scripts/build.sh: Permission denied", "build_config"),
+        ("npm ERR! code EJSONPARSE", "build_config"),
+        # version conflicts
+        ("[ERROR] Rule 0: org.apache.maven.enforcer.rules.dependency.DependencyConvergence failed with message:", "dependency_resolution"),
+        ("The following packages have unmet dependencies:", "dependency_resolution"),
+        ("E: Unable to correct problems, you have held broken packages.", "dependency_resolution"),
+        ("go: inconsistent vendoring in /src/app:", "dependency_resolution"),
+        # transport errors in the shapes Go, Gradle and Maven print them
+        ('go: x/y@v1.0.0: Get "https://proxy.golang.org/x/y/@v/v1.0.0.mod": dial tcp: lookup proxy.golang.org on 127.0.0.53:53: server misbehaving', "network"),
+        ('go: x@v1: Get "https://proxy.golang.org/x/@v/v1.mod": read tcp 10.0.0.2:5->1.2.3.4:443: read: connection reset by peer', "network"),
+        ("> Connection reset", "network"),
+        ("[ERROR] Failed to execute goal on project p: Could not resolve dependencies for project g:p:jar:1: Could not transfer artifact g:a:pom:1 from/to central (https://repo.maven.apache.org/maven2): Connection reset", "network"),
+        ("ERROR: HTTP error 429 while getting https://files.pythonhosted.org/packages/x/idna-3.7.tar.gz", "rate_limit"),
+        ("blob upload unknown: blob upload unknown to registry", "docker_registry"),
+        ("[ERROR] Error reading /root/.m2/repository/g/a/1/a-1.jar; zip file is empty", "cache_corruption"),
+        ("Unexpected infrastructure failure: the machine executing this job was terminated (spot instance reclaimed)", "infra_runner_lost"),
+        # SIGKILL of a build step: the OOM killer
+        ("#9 68.850 Killed", "oom"),
+        ('ERROR: failed to solve: process "/bin/sh -c make" did not complete successfully: exit code: 137', "oom"),
+        ("process didn't exit successfully: `rustc --crate-name app src/lib.rs` (signal: 9, SIGKILL: kill)", "oom"),
+        ("thread 'main' panicked at src/main.rs:3:5:", "crash"),
+        ("src/lib.c:4:1: error: code should be clang-formatted [-Wclang-format-violations]", "lint_style"),
+        ("[ERROR] src/main/java/a/B.java:[65,5] (whitespace) WhitespaceAround: '{' is not preceded with whitespace. [WhitespaceAround]", "lint_style"),
     ],
 )
 def test_builtin_library_recognises(builtin_matcher: Matcher, line: str, category: str) -> None:
@@ -282,7 +315,26 @@ def test_builtin_library_recognises(builtin_matcher: Matcher, line: str, categor
         "Downloading https://files.pythonhosted.org/packages/x/requests-2.31.0.tar.gz",
         "Cache hits rate 0.00 %",
         "Secret source: Actions",
+        "[INFO] You have 0 Checkstyle violations.",
+        "You have 0 PMD violations.",
+        "Connection reset",  # only Gradle's "> " cause-chain shape is specific enough
+        "test tests::parses ... ok",
     ],
 )
 def test_builtin_library_quiet_on_normal_lines(builtin_matcher: Matcher, line: str) -> None:
     assert builtin_matcher.match([line]) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "absent"),
+    [
+        # a Checkstyle finding in Maven's location format is not a javac error
+        ("[ERROR] src/main/java/a/B.java:[198] (sizes) LineLength: Line is longer than 120 characters (found 131). [LineLength]", "javac.error"),
+        # a core dump after an abort is not a segfault
+        ("Aborted (core dumped)", "native.segfault"),
+        # cargo's wrapper line is weak evidence on its own, not the rustc error itself
+        ("error: could not compile `app` (lib) due to 1 previous error", "rustc.error"),
+    ],
+)
+def test_builtin_library_does_not_misread(builtin_matcher: Matcher, line: str, absent: str) -> None:
+    assert absent not in {h.pattern.id for h in builtin_matcher.match([line])}

@@ -39,7 +39,8 @@ class JobWindow:
     touched: float = 0.0  # last update; a window never completed is dropped after Limits.window_ttl_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # shallow on purpose (called after every chunk): the values are already plain JSON data
+        d = {f.name: getattr(self, f.name) for f in _FIELDS}
         d["pending"] = {str(k): v for k, v in self.pending.items()}  # JSON object keys are strings
         return d
 
@@ -60,6 +61,9 @@ class JobWindow:
         if self.job is not None and self.job.get("log_chunks") is not None:
             return self.next_seq >= int(self.job["log_chunks"]) and not self.pending
         return False
+
+
+_FIELDS = dataclasses.fields(JobWindow)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ def _literal_values(tp: Any) -> tuple[Any, ...] | None:
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is Any:
         return value
+    if tp is str and type(value) is str:  # the common case first
+        return value
     if _is_union(tp):
         args = [a for a in get_args(tp) if a is not type(None)]
         if value is None:
@@ -131,6 +133,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise SchemaError(f"expected a list, got {type(value).__name__}", path)
         (item,) = get_args(tp) or (Any,)
+        if item is str and all(type(v) is str for v in value):  # fast path: a log chunk's lines
+            return value
         return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):

@@ -140,7 +140,7 @@ def register(ctx: AgentContext) -> Any:
         tp = TP(names.logs, partition)
         try:
             hw = app.consumer.highwater(tp)
-            read = app.consumer._read_offset.get(tp)  # committed position after a (re)assignment
+            read = getattr(app.consumer, "_read_offset", {}).get(tp)  # committed position after assignment
         except Exception:  # consumer not running (tests) or partition not assigned yet
             return True
         if not hw:

@@ -37,6 +37,7 @@ class JobWindow:
     waited_for_tests: bool = False
     partition: int = 0  # source partition, so deadline ticks return to the same worker
     touched: float = 0.0  # last update; a window never completed is dropped after Limits.window_ttl_seconds
+    decided: bool = False  # this attempt is done: replayed messages of it must not decide it again
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (called after every chunk): the values are already plain JSON data
@@ -134,9 +135,14 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
         w.eof = True
 
 
+def decided(job_key: str, attempt: int, partition: int, now: float) -> JobWindow:
+    """What stays of a window once its attempt is decided: a marker, dropped after the TTL."""
+    return JobWindow(job_key=job_key, attempt=attempt, decided=True, touched=now, partition=partition)
+
+
 def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
     w = _reset_if_new_attempt(w, chunk.attempt)
-    if chunk.attempt < w.attempt or chunk.seq < w.next_seq or chunk.seq in w.pending:
+    if w.decided or chunk.attempt < w.attempt or chunk.seq < w.next_seq or chunk.seq in w.pending:
         return w, []  # stale attempt or duplicate delivery: already counted
     w.pending[chunk.seq] = {"seq": chunk.seq, "lines": chunk.lines, "first_line": chunk.first_line,
                             "eof": chunk.eof}
@@ -154,7 +160,7 @@ def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, no
 
 def on_job_event(w: JobWindow, ev: JobEvent, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
     w = _reset_if_new_attempt(w, ev.attempt)
-    if ev.attempt < w.attempt or ev.status != "completed":
+    if w.decided or ev.attempt < w.attempt or ev.status != "completed":
         w.touched = now
         return w, []
     w.job = ev.to_dict()
@@ -165,7 +171,7 @@ def on_job_event(w: JobWindow, ev: JobEvent, limits: Limits, now: float) -> tupl
 
 def on_risk(w: JobWindow, risk: TestRisk, attempt: int, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
     w = _reset_if_new_attempt(w, attempt)
-    if attempt < w.attempt:
+    if w.decided or attempt < w.attempt:
         return w, []
     if all(r["test_id"] != risk.test_id for r in w.risks) and len(w.risks) < 200:
         w.risks.append(risk.to_dict())
@@ -174,8 +180,10 @@ def on_risk(w: JobWindow, risk: TestRisk, attempt: int, limits: Limits, now: flo
 
 
 def on_tick(w: JobWindow, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
-    if w.job is None and now - w.touched >= limits.window_ttl_seconds:
+    if (w.job is None or w.decided) and now - w.touched >= limits.window_ttl_seconds:
         return w, [Expired(w.job_key, w.lines_seen)]
+    if w.decided:
+        return w, []
     if w.deadline is None or now < w.deadline:
         return w, []
     return _maybe_ready(w, limits, now, force=True)

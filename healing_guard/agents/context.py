@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,38 @@ from ..schemas import DeadLetter
 from ..settings import Settings
 from ..streams.tables import GuardTables
 from ..streams.topics import GuardTopics
+
+
+class Deadlines:
+    """When each waiting window must be woken: a dict for lookups plus a heap, so the 4-per-second
+    timer touches only what is due however many windows (and decided markers) are open."""
+
+    def __init__(self) -> None:
+        self._at: dict[bytes, tuple[float, int]] = {}
+        self._heap: list[tuple[float, bytes]] = []
+
+    def __setitem__(self, key: bytes, value: tuple[float, int]) -> None:
+        self._at[key] = value
+        heapq.heappush(self._heap, (value[0], key))
+
+    def pop(self, key: bytes, default: Any = None) -> Any:
+        return self._at.pop(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def due(self, now: float) -> list[tuple[bytes, int]]:
+        out = []
+        while self._heap and self._heap[0][0] <= now:
+            when, key = heapq.heappop(self._heap)
+            entry = self._at.get(key)
+            if entry is not None and entry[0] == when:  # otherwise superseded or removed
+                del self._at[key]
+                out.append((key, entry[1]))
+        return out
 
 
 @dataclass
@@ -30,7 +63,7 @@ class Stats:
     facts_written: int = 0
     fact_errors: int = 0
     last_fact_write: float = 0.0
-    deadlines: dict[bytes, tuple[float, int]] = field(default_factory=dict)
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
 
 @dataclass

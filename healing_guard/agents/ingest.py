@@ -15,7 +15,7 @@ from ..pipeline import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
 from ..schemas import JobEvent, LogChunk, SchemaError, TestRisk
 from ..warehouse.facts import fact_to_json
-from ..window import Closed, Expired, JobWindow, Ready
+from ..window import Closed, Expired, JobWindow, Ready, decided
 from .context import AgentContext, now
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,11 @@ def register(ctx: AgentContext) -> Any:
     ttl = ctx.settings.window_ttl_seconds
 
     async def emit(outputs: list[Any], key: bytes, partition: int) -> None:
+        marker: JobWindow | None = None
         for out in outputs:
             facts = []
             if isinstance(out, Expired):
-                log.info("dropping the window of %s: no completion event within the TTL", out.job_key)
+                log.info("dropping the window of %s after its TTL", out.job_key)
             elif isinstance(out, Closed):
                 stats.jobs_closed += 1
                 facts = engine.closed_facts(out)
@@ -49,11 +50,17 @@ def register(ctx: AgentContext) -> Any:
                                                      "repo_spent": [list(x) for x in ledger.repo_spent]})
                 await _send_decision(decision, key)
                 facts = decision.facts
+            if isinstance(out, (Closed, Ready)):
+                marker = decided(out.job.job_key, out.job.attempt, partition, now())
             for f in facts:
                 await t.facts.send(key=key, value=fact_to_json(f))
         if outputs:
             stats.deadlines.pop(key, None)
-            tables.windows.pop(key, None)
+            if marker is None:
+                tables.windows.pop(key, None)
+            else:  # keep a small marker so a replayed message of this attempt decides nothing twice
+                tables.windows[key] = orjson.dumps(marker.to_dict())
+                stats.deadlines[key] = (marker.touched + ttl, partition)
 
     async def _send_decision(decision: Decision, key: bytes) -> None:
         stats.findings += 1
@@ -153,14 +160,22 @@ def register(ctx: AgentContext) -> Any:
     @app.timer(interval=0.25, name="guard.deadlines")
     async def deadlines() -> None:
         """Wakes windows whose grace period ran out, by a tick message on the job's own partition."""
-        due = [(k, p) for k, (d, p) in stats.deadlines.items() if d <= now()]
-        for k, p in due:
-            stats.deadlines.pop(k, None)
+        for k, p in stats.deadlines.due(now()):
             await t.ticks.send(key=k, value=b"{}", partition=p)
 
-    @app.timer(interval=10.0, name="guard.deadline-scan")
+    scan = {"needed": True, "last": 0.0}
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # mode's Signal accepts coroutines
+    async def _after_rebalance(sender: Any, **kwargs: Any) -> None:
+        scan["needed"] = True
+
+    @app.timer(interval=5.0, name="guard.deadline-scan")
     async def deadline_scan() -> None:
-        """After a restart the in-memory deadline index is empty: rebuild it from the recovered table."""
+        """After a restart or rebalance the in-memory deadline index lacks the recovered windows:
+        rebuild it from the table (and every 5 minutes as a safety net)."""
+        if not scan["needed"] and now() - scan["last"] < 300:
+            return
+        scan["needed"], scan["last"] = False, now()
         for k, raw_state in list(tables.windows.items()):
             if not raw_state or k in stats.deadlines:
                 continue

@@ -87,7 +87,12 @@ async def test_ingest_diagnoses_and_commands(guard: Guard) -> None:
     assert len(cmds) == 1 and cmds[0]["category"] == "disk_full" and cmds[0]["action"] == "cleanup_retry"
     assert cmds[0]["evidence"][0]["line"] == 3
     assert cap.values("findings")[0]["log_lines"] == 4
-    assert guard.ctx.tables.windows.get(KEY) is None  # decided: window dropped, state stays bounded
+    marker = orjson.loads(guard.ctx.tables.windows.get(KEY))  # decided: only a small marker is left
+    assert marker["decided"] and marker["evidence"] == [] and marker["tail"] == []
+    # a replayed completion event (at-least-once delivery) decides nothing a second time
+    async with agent.test_context() as agent_ctx:
+        await put(agent_ctx, topic.jobs, KEY, _done())
+    assert len(cap.values("actions")) == 1
 
 
 async def test_ingest_dead_letters_bad_input_and_keeps_going(guard: Guard) -> None:

@@ -184,3 +184,19 @@ def test_per_test_model_learns_flaky_vs_broken(engine: Engine) -> None:
     assert len(pickle.dumps(flaky)) < 8000
     restored = pickle.loads(pickle.dumps(flaky))
     assert restored.p_fail() == pytest.approx(flaky.p_fail())
+
+
+def test_decided_marker_ignores_replays_and_expires(engine: Engine) -> None:
+    from healing_guard.window import Expired, decided
+
+    w = decided("k", 1, 0, NOW)
+    for step in (lambda w: engine.chunk(w, chunk(0, OOM, eof=True), NOW),
+                 lambda w: engine.job_event(w, done(chunks=1), NOW),
+                 lambda w: engine.tick(w, NOW + 60)):
+        w2, out = step(w)
+        assert out == [] and w2.decided
+    # a new attempt starts a fresh window
+    w3, _ = engine.chunk(w, chunk(0, OOM, attempt=2), NOW)
+    assert not w3.decided and w3.attempt == 2 and w3.evidence
+    _, out = engine.tick(w, NOW + 6 * 3600 + 1)
+    assert len(out) == 1 and isinstance(out[0], Expired)

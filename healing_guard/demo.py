@@ -50,7 +50,15 @@ def run_demo(s: Settings, *, jobs: int, seed: int, quiet: bool, timeout: float, 
     )
     state: dict[str, Any] = {"code": 1}
     try:
-        client = _reset_database(s)
+        from .warehouse.client import WarehouseConnectionError
+        from .warehouse.migrate import MigrationError
+
+        try:
+            client = _reset_database(s)
+        except (WarehouseConnectionError, MigrationError) as exc:
+            console.print(f"[red]cannot open the embedded ClickHouse:[/red] {exc}\n"
+                          "Is another `guard demo` running? Use --data-dir to pick another directory.")
+            return 1
         asyncio.run(ensure_topics(s))
         from .warehouse.writer import FactWriter
 

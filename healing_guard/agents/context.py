@@ -26,6 +26,8 @@ class Deadlines:
         self._heap: list[tuple[float, bytes]] = []
 
     def __setitem__(self, key: bytes, value: tuple[float, int]) -> None:
+        if self._at.get(key) == value:  # re-registered on every message of a waiting window
+            return
         self._at[key] = value
         heapq.heappush(self._heap, (value[0], key))
 

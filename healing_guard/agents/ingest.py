@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from ..pipeline import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
@@ -141,9 +142,14 @@ def register(ctx: AgentContext) -> Any:
     postponed: dict[bytes, float] = {}
     max_postpone = max(60.0, 10 * ctx.settings.chunk_grace_seconds)
 
-    def _logs_caught_up(partition: int) -> bool:
-        from faust.types import TP
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's Signal accepts coroutines
+    async def _forget_positions(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+        """A partition that comes back later must not be judged by the offset it had before."""
+        for tp in revoked:
+            if tp.topic == names.logs:
+                logs_position.pop(tp.partition, None)
 
+    def _logs_caught_up(partition: int) -> bool:
         tp = TP(names.logs, partition)
         try:
             hw = app.consumer.highwater(tp)

@@ -127,3 +127,19 @@ async def test_tests_agent_learns_model_and_routes_risk(guard: Guard) -> None:
     risks = cap.sent["test_risk"]
     assert [k for k, _ in risks] == [b"github/o/r/1", b"github/o/r/4"]  # re-keyed by job key
     assert orjson.loads(risks[-1][1])["risk"]["runs"] == 5
+
+
+def test_deadlines_heap_skips_superseded_and_repeated_entries() -> None:
+    from healing_guard.agents.context import Deadlines
+
+    d = Deadlines()
+    for _ in range(100):  # a waiting window re-registers on every message it gets
+        d[b"a"] = (10.0, 0)
+    d[b"b"] = (5.0, 1)
+    d[b"b"] = (20.0, 1)  # moved later: the old entry must not fire
+    d[b"c"] = (1.0, 0)
+    d.pop(b"c")
+    assert len(d._heap) == 4
+    assert d.due(15.0) == [(b"a", 0)]
+    assert b"a" not in d and len(d) == 1
+    assert d.due(25.0) == [(b"b", 1)]

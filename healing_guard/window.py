@@ -16,7 +16,7 @@ from typing import Any
 
 from .classify import EvidenceLine, evidence_from_hits
 from .patterns.matcher import Matcher
-from .patterns.tokenize import clean, redact
+from .patterns.tokenize import tokenize
 from .schemas import JobEvent, LogChunk, TestRisk
 
 
@@ -115,11 +115,11 @@ def _reset_if_new_attempt(w: JobWindow, attempt: int) -> JobWindow:
 
 
 def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits: Limits) -> None:
-    lines: list[str] = [clean(x) for x in chunk["lines"]]
+    lines: list[str] = chunk["lines"]  # raw: the matcher copes with decoration, hit lines get cleaned
     first = chunk.get("first_line") or (w.lines_seen + 1)
     hits = matcher.match(lines)
     if hits:
-        new = evidence_from_hits(hits, lines, first)
+        new = evidence_from_hits(hits, first)
         w.evidence.extend(dataclasses.asdict(e) for e in new)
         if len(w.evidence) > limits.max_evidence:
             # keep the strongest, and among equals the latest: the end of a log explains the failure
@@ -127,7 +127,7 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
             del w.evidence[: len(w.evidence) - limits.max_evidence]
             w.evidence.sort(key=lambda e: e["line"])
     if lines:
-        tail = [redact(x)[:500] for x in lines[-limits.tail_lines:]]
+        tail = [tokenize(x)[:500] for x in lines[-limits.tail_lines:]]
         w.tail = (w.tail + tail)[-limits.tail_lines:]
     w.lines_seen = max(w.lines_seen, first - 1 + len(lines))
     w.next_seq = chunk["seq"] + 1

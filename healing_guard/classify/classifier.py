@@ -116,9 +116,11 @@ class Diagnosis:
     category: str
     confidence: float
     evidence: tuple[EvidenceLine, ...]
+    #: every category's score, highest first: the features the online learner corrects
+    scores: tuple[tuple[str, float], ...] = ()
 
 
-def evidence_from_hits(hits: Sequence[Hit], lines: Sequence[str], first_line_no: int) -> list[EvidenceLine]:
+def evidence_from_hits(hits: Sequence[Hit], first_line_no: int) -> list[EvidenceLine]:
     """Turn matcher hits on one chunk into evidence with whole-log line numbers.
 
     The text is tokenized (cleaned and redacted) here because evidence leaves the worker, and truncated
@@ -129,7 +131,7 @@ def evidence_from_hits(hits: Sequence[Hit], lines: Sequence[str], first_line_no:
         out.append(
             EvidenceLine(
                 line=first_line_no + h.index,
-                text=tokenize(lines[h.index])[:MAX_TEXT],
+                text=tokenize(h.text)[:MAX_TEXT],
                 pattern=h.pattern.id,
                 category=h.pattern.category,
                 weight=h.pattern.confidence,
@@ -219,7 +221,8 @@ def classify(
             break
 
     score = max(0.0, min(1.0, scores[best]))
+    all_scores = tuple((c, round(min(1.0, scores[c]), 4)) for c in order)
     if score < threshold:
         all_items = [item for items in by_cat.values() for item in items]
-        return Diagnosis("unknown", round(1.0 - score, 4), tuple(ranked(all_items)[:MAX_EVIDENCE]))
-    return Diagnosis(best, round(score, 4), tuple(ranked(by_cat.get(best, []))[:MAX_EVIDENCE]))
+        return Diagnosis("unknown", round(1.0 - score, 4), tuple(ranked(all_items)[:MAX_EVIDENCE]), all_scores)
+    return Diagnosis(best, round(score, 4), tuple(ranked(by_cat.get(best, []))[:MAX_EVIDENCE]), all_scores)

@@ -16,21 +16,97 @@ from dataclasses import dataclass
 import hyperscan
 
 from .library import Pattern, hs_flags
+from .tokenize import clean, strip_ansi
 
-__all__ = ["Hit", "Matcher"]
+__all__ = ["Hit", "MAX_HIT_TEXT", "Matcher", "line_form"]
 
-# Regex pieces that can match a newline byte in Hyperscan even without DOTALL: negated classes, \s,
-# \D, \W, explicit newline escapes, hex/octal escapes, (?s). A match of such a pattern may span two
-# lines of the joined buffer, so its hits are re-checked against the single line (see Matcher.match).
-_MAY_CROSS_LINES = re.compile(r"\[\^|\\[sDWnxvRXCpPe0-7cVNQ]|\(\?[a-zA-Z\-]*s|\n|\\\\")
+
+#: Longest text kept per hit: evidence is truncated further downstream, this only bounds memory.
+MAX_HIT_TEXT = 4000
+
+
+# Escapes that may match a newline and that line_form() cannot confine: their hits are re-checked.
+_UNSAFE_ESCAPES = frozenset("nxvRXCpPe01234567cVNQ")
+_HSPACE = r"\t\x0b\x0c\r "  # \s without the newline
+
+
+def line_form(regex: str) -> tuple[str, bool]:
+    """The regex as Hyperscan scans it, and whether its hits must be checked on the cleaned line.
+
+    The buffer the matcher scans is raw: lines still carry platform decoration (timestamps,
+    ``##[error]``, ``[Pipeline]``, GitLab section markers) that :func:`~healing_guard.patterns.tokenize.clean`
+    would strip, and cleaning every line in Python would cost more than the scan. So:
+
+    * constructs that match a newline byte are confined to one line (``\\s`` loses ``\\n``, negated
+      classes gain it), because many lines are scanned as one buffer;
+    * every line anchor ``^`` is dropped, which can only widen what matches. Hits of such patterns
+      are candidates: the matcher cleans just those lines and confirms them with Python's ``re`` and
+      the original regex, i.e. exactly "clean, then match" — paid only where the automaton found one.
+
+    What cannot be confined (``\\n``, hex escapes, ``(?s)``, ...) is reported the same way.
+    """
+    out: list[str] = []
+    verify = "\n" in regex or bool(re.search(r"\(\?[a-zA-Z\-]*s", regex))
+    i, n = 0, len(regex)
+    while i < n:
+        c = regex[i]
+        if c == "\\":
+            esc = regex[i + 1 : i + 2]
+            if esc == "s":
+                out.append("[" + _HSPACE + "]")
+            elif esc == "D":
+                out.append(r"[^0-9\n]")
+            elif esc == "W":
+                out.append(r"[^0-9A-Za-z_\n]")
+            else:
+                verify = verify or esc in _UNSAFE_ESCAPES
+                out.append(regex[i : i + 2])
+            i += 2
+        elif c == "[":
+            j = i + 1
+            negated = j < n and regex[j] == "^"
+            if negated:
+                j += 1
+            body_start = j
+            if j < n and regex[j] == "]":
+                j += 1
+            while j < n and regex[j] != "]":
+                if regex[j] == "\\":
+                    j += 2
+                elif regex.startswith("[:", j):
+                    k = regex.find(":]", j + 2)
+                    j = k + 2 if k >= 0 else j + 1
+                else:
+                    j += 1
+            body = regex[body_start:j]
+            if negated:
+                out.append("[^" + body + r"\n]")
+            else:
+                body2 = body.replace(r"\s", _HSPACE)
+                if re.search(r"\\[DWnxvRpP0-7c]|\[:(?:space|cntrl|print|graph):\]", body.replace("\\\\", "")):
+                    verify = True
+                out.append("[" + body2 + "]")
+            i = j + 1
+        elif c == "^":
+            verify = True  # dropped here, checked on the cleaned line
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), verify
 
 
 @dataclass(frozen=True)
 class Hit:
-    """Pattern ``pattern`` matched line ``index`` (0-based, into the lines passed to ``match``)."""
+    """Pattern ``pattern`` matched line ``index`` (0-based, into the lines or buffer scanned).
+
+    ``text`` is the raw line (ANSI escapes removed, otherwise as printed, at most MAX_HIT_TEXT
+    characters): the caller cleans and redacts it before it leaves the worker.
+    """
 
     index: int
     pattern: Pattern
+    text: str = ""
 
 
 class Matcher:
@@ -52,14 +128,20 @@ class Matcher:
         if len(set(ids)) != len(ids):
             raise ValueError("pattern ids must be unique")
         self.max_hits_per_pattern = max_hits_per_pattern
-        self._verify = [bool(_MAY_CROSS_LINES.search(p.regex)) for p in self.patterns]
+        forms = [line_form(p.regex) for p in self.patterns]
+        self._verify = [v for _, v in forms]
+        self._exact: list[re.Pattern[str] | None] = [
+            re.compile(p.regex, re.ASCII | (re.IGNORECASE if p.caseless else 0)) if v else None
+            for p, (_, v) in zip(self.patterns, forms)
+        ]
+        self._cleaned: tuple[int, str] = (-1, "")  # (line index, cleaned text) within one scan
         self._db: hyperscan.Database | None = None
         self._scratch: hyperscan.Scratch | None = None
         if self.patterns:
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             try:
                 db.compile(
-                    expressions=[p.regex.encode("utf-8") for p in self.patterns],
+                    expressions=[rx.encode("utf-8") for rx, _ in forms],
                     ids=list(range(len(self.patterns))),
                     elements=len(self.patterns),
                     flags=[hs_flags(p) for p in self.patterns],
@@ -89,29 +171,38 @@ class Matcher:
     def match(self, lines: Sequence[str]) -> list[Hit]:
         """Hits sorted by line index then pattern id; at most one per (line, pattern).
 
-        Lines should be cleaned (see :func:`~healing_guard.patterns.tokenize.clean`) so platform
-        decoration does not hide messages from anchored patterns.
+        Lines may be raw: ANSI escapes, timestamps and CI markers do not hide messages from anchored
+        patterns (see :func:`line_form`).
         """
         if self._db is None or not lines:
             return []
-        buf = self._buffer(lines)
+        return self.scan(self._buffer(lines))
+
+    def scan(self, buf: bytes) -> list[Hit]:
+        """Hits in a buffer of newline-separated lines (UTF-8 or anything else: bytes are matched as
+        bytes). Line ``index`` counts newline bytes before the match. This is the hot path: no
+        per-line Python work, one Hyperscan pass, one callback per match, and a Python check only for
+        candidate hits of patterns that need one (see :func:`line_form`)."""
+        if self._db is None or not buf:
+            return []
+        buf = strip_ansi(buf)
         n_pat = len(self.patterns)
         head_cap = (self.max_hits_per_pattern + 1) // 2
         tail_cap = self.max_hits_per_pattern - head_cap
         heads: list[list[int]] = [[] for _ in range(n_pat)]
         tails: list[deque[int]] = [deque(maxlen=tail_cap) for _ in range(n_pat)]
         last_line = [-1] * n_pat
+        offsets: dict[int, int] = {}  # line index -> an offset inside that line
         verify = self._verify
-        # Candidates of newline-capable patterns, bounded the same way (with slack for the ones the
-        # single-line check will drop) so a pathological log cannot cause unbounded rescans.
-        cand_heads: dict[int, list[tuple[int, int]]] = {}
+        # Candidates past a full head: only the latest few are kept (with slack for the ones the check
+        # drops) and checked at the end, so a pathological log cannot cause unbounded checks.
         cand_tails: dict[int, deque[tuple[int, int]]] = {}
-        cand_head_cap = 4 * head_cap
         cand_tail_cap = 4 * tail_cap
         # Line of the last reported offset: Hyperscan reports matches in increasing end offset, so
         # counting newlines since the previous match costs O(buffer) in total, not per match.
         cursor = [0, 0]  # [byte offset, newlines before it]
         count = buf.count
+        check = self._check
 
         def on_match(pid: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
             off = to - 1 if to > 0 else 0  # last byte of the match
@@ -124,75 +215,57 @@ class Matcher:
             if idx == last_line[pid]:
                 return
             last_line[pid] = idx
+            h = heads[pid]
             if verify[pid]:
-                ch = cand_heads.setdefault(pid, [])
-                if len(ch) < cand_head_cap:
-                    ch.append((idx, off))
+                if len(h) < head_cap:
+                    if check(buf, pid, idx, off):
+                        offsets[idx] = off
+                        h.append(idx)
                 elif cand_tail_cap:
                     cand_tails.setdefault(pid, deque(maxlen=cand_tail_cap)).append((idx, off))
                 return
-            h = heads[pid]
+            offsets[idx] = off
             if len(h) < head_cap:
                 h.append(idx)
             elif tail_cap:
                 tails[pid].append(idx)
 
+        self._cleaned = (-1, "")
         self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch)
-
-        if cand_heads:
-            pending = {pid: ch + list(cand_tails.get(pid, ())) for pid, ch in cand_heads.items()}
-            self._confirm(buf, pending, heads, tails, head_cap, tail_cap)
+        for pid, cands in cand_tails.items():
+            kept: list[int] = []
+            for idx, off in reversed(cands):
+                if len(kept) >= tail_cap:
+                    break
+                if check(buf, pid, idx, off):
+                    offsets[idx] = off
+                    kept.append(idx)
+            tails[pid].extend(reversed(kept))
 
         out: list[Hit] = []
         for pid in range(n_pat):
             idxs = sorted(set(heads[pid]))
             if tails[pid]:
-                idxs += sorted({i for i in tails[pid] if i > idxs[-1]})
+                last = idxs[-1] if idxs else -1
+                idxs += sorted({i for i in tails[pid] if i > last})
             if idxs:
                 pat = self.patterns[pid]
-                out.extend(Hit(i, pat) for i in idxs)
+                out.extend(Hit(i, pat, self._line_text(buf, offsets[i])) for i in idxs)
         out.sort(key=lambda h: (h.index, h.pattern.id))
         return out
 
-    def _confirm(
-        self,
-        buf: bytes,
-        pending: dict[int, list[tuple[int, int]]],
-        heads: list[list[int]],
-        tails: list[deque[int]],
-        head_cap: int,
-        tail_cap: int,
-    ) -> None:
-        """Keep only those hits of newline-capable patterns that also match their line alone.
+    def _check(self, buf: bytes, pid: int, idx: int, off: int) -> bool:
+        """Does pattern ``pid`` match line ``idx`` once cleaned? (The line is cleaned once per scan.)"""
+        if self._cleaned[0] != idx:
+            self._cleaned = (idx, clean(self._line_text(buf, off)))
+        rx = self._exact[pid]
+        return rx is not None and rx.search(self._cleaned[1]) is not None
 
-        Rescanning one line with the same database is exact (same engine, same flags) and cheap, and
-        it happens only for lines that already produced a candidate hit.
-        """
-        assert self._db is not None
-        by_line: dict[int, tuple[int, set[int]]] = {}
-        for pid, cands in pending.items():
-            for idx, off in cands:
-                entry = by_line.setdefault(idx, (off, set()))
-                entry[1].add(pid)
-        confirmed: dict[int, list[int]] = {}
-        for idx in sorted(by_line):
-            off, pids = by_line[idx]
-            start = buf.rfind(b"\n", 0, off) + 1
-            stop = buf.find(b"\n", off)
-            if stop < 0:
-                stop = len(buf)
-            found: set[int] = set()
-
-            def on_line(pid: int, _f: int, _t: int, _fl: int, _c: object, found: set[int] = found) -> None:
-                found.add(pid)
-
-            self._db.scan(buf[start:stop], match_event_handler=on_line, scratch=self._scratch)
-            for pid in pids & found:
-                confirmed.setdefault(pid, []).append(idx)
-        for pid, idxs in confirmed.items():
-            h = heads[pid]
-            for idx in idxs:  # ascending: lines were visited in order
-                if len(h) < head_cap:
-                    h.append(idx)
-                elif tail_cap:
-                    tails[pid].append(idx)
+    @staticmethod
+    def _line_text(buf: bytes, off: int) -> str:
+        start = buf.rfind(b"\n", 0, off) + 1
+        stop = buf.find(b"\n", off)
+        if stop < 0:
+            stop = len(buf)
+        stop = min(stop, start + MAX_HIT_TEXT * 4)
+        return buf[start:stop].decode("utf-8", "replace")[:MAX_HIT_TEXT]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from ..classify import Diagnosis
 from ..schemas import BudgetSnapshot, Command, Evidence, JobEvent, TestRisk
+from .gate import packaged_thresholds
 from .strategies import FLAKY_RETRY, NOTIFY_AUTHOR, STRATEGIES, Strategy
 
 
@@ -26,6 +27,8 @@ class PlanConfig:
     flaky_min_runs: int = 5
     confidence_threshold: float = 0.5
     partitions: int = 1  # the daily budget is split into per-partition slices, see Ledger
+    #: per-category confidence an automatic action needs (the auto-remediation gate, see gate.py)
+    auto_thresholds: dict[str, float] = field(default_factory=lambda: dict(packaged_thresholds()))
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
                      parameters={**FLAKY_RETRY.parameters, "tests": [r.test_id for r in risks]})
         return st, f"all {len(risks)} failed tests are flaky (P(retry passes) >= {worst:.2f})"
     st = STRATEGIES.get(d.category, STRATEGIES["unknown"])
+    gate = cfg.auto_thresholds.get(d.category)
+    if st.automatic and gate is not None and d.confidence < gate:
+        return STRATEGIES["unknown"], (
+            f"{d.category} at confidence {d.confidence:.2f} is below the {gate:.2f} needed to {st.action} "
+            "automatically (measured precision gate): notifying instead")
     return st, st.why
 
 

@@ -111,8 +111,8 @@ def matcher() -> Matcher:
 
 
 def diagnose(matcher: Matcher, raw: list[str], **kw: object) -> Diagnosis:
-    lines = [clean(TS + line) for line in raw]
-    ev = evidence_from_hits(matcher.match(lines), lines, 1)
+    lines = [TS + line for line in raw]  # raw, as chunks arrive: the matcher copes with the decoration
+    ev = evidence_from_hits(matcher.match(lines), 1)
     return classify(ev, total_lines=len(lines), **kw)  # type: ignore[arg-type]
 
 
@@ -232,7 +232,7 @@ def test_confidence_bounded() -> None:
 def test_evidence_from_hits_numbers_redacts_and_truncates() -> None:
     p = Pattern(id="p", category="network", regex="x", confidence=0.7)
     lines = ["a", "password=hunter2 ECONNRESET", "b" * 2000]
-    ev = evidence_from_hits([Hit(1, p), Hit(2, p)], lines, first_line_no=101)
+    ev = evidence_from_hits([Hit(1, p, lines[1]), Hit(2, p, lines[2])], first_line_no=101)
     assert [e.line for e in ev] == [102, 103]
     assert "hunter2" not in ev[0].text and "[REDACTED]" in ev[0].text
     assert len(ev[1].text) == 500

@@ -1,0 +1,183 @@
+"""Diagnosis accuracy on labelled CI logs: per-category precision, recall and F1, macro-F1, a confusion
+matrix, and the precision of the diagnoses whose remediation would run automatically.
+
+    python benchmarks/accuracy.py --dataset ../shared/datasets/ci-logs-dev [--json] [--write-gate FILE]
+
+The dataset layout is ``labels.csv`` (``file,category[,source]``) plus ``logs/<file>``. Every log goes
+through the same path as ``guard analyze``: streamed in blocks, matched, classified. "Automatic" means
+the category's strategy acts without a human *and* the confidence clears that category's gate
+threshold (``healing_guard/remediate/gate.yml``); everything else notifies a human, so only the
+automatic diagnoses can cost money when they are wrong.
+
+``--online`` adds a prequential (test-then-train) run of the online learner: each log is predicted
+first, then its label is learned, in file order, which is how confirmed labels arrive in production.
+``--write-gate FILE`` writes per-category thresholds chosen from the measured precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from healing_guard.classify.analyze import analyze_stream
+from healing_guard.classify.learner import LabelLearner
+from healing_guard.patterns import Matcher, load_library
+from healing_guard.remediate.gate import AUTOMATIC_CATEGORIES, choose_thresholds, dump_gate, packaged_thresholds
+
+
+@dataclass
+class Row:
+    file: str
+    label: str
+    predicted: str
+    confidence: float
+    evidence: str
+    seconds: float
+
+
+def load_labels(dataset: Path) -> list[tuple[str, str]]:
+    path = dataset / "labels.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found (the dataset needs labels.csv with columns file,category)")
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"file", "category"} - set(reader.fieldnames or ())
+        if missing:
+            raise SystemExit(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        return [(r["file"], r["category"]) for r in reader]
+
+
+def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row], list[Row]]:
+    matcher = Matcher(load_library(pattern_files))
+    rows: list[Row] = []
+    learned: list[Row] = []
+    learner = LabelLearner() if online else None
+    labels = load_labels(dataset)
+    for i, (name, label) in enumerate(labels, 1):
+        path = dataset / "logs" / name
+        t0 = time.perf_counter()
+        with path.open("rb") as f:
+            a = analyze_stream(f, matcher)
+        dt = time.perf_counter() - t0
+        d = a.diagnosis
+        top = d.evidence[0].pattern if d.evidence else ""
+        rows.append(Row(name, label, d.category, d.confidence, top, dt))
+        if learner is not None:
+            d2 = learner.predict(d)
+            learned.append(Row(name, label, d2.category, d2.confidence, top, dt))
+            learner.learn(d, label)
+        print(f"\r{i}/{len(labels)} logs", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return rows, learned
+
+
+def scores(rows: list[Row], gate: dict[str, float]) -> dict[str, Any]:
+    labels = sorted({r.label for r in rows})
+    cats = sorted({r.label for r in rows} | {r.predicted for r in rows})
+    per: dict[str, dict[str, float]] = {}
+    for c in cats:
+        tp = sum(1 for r in rows if r.label == c and r.predicted == c)
+        fp = sum(1 for r in rows if r.label != c and r.predicted == c)
+        fn = sum(1 for r in rows if r.label == c and r.predicted != c)
+        p = tp / (tp + fp) if tp + fp else 0.0
+        rcl = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * p * rcl / (p + rcl) if p + rcl else 0.0
+        per[c] = {"precision": round(p, 4), "recall": round(rcl, 4), "f1": round(f1, 4), "support": tp + fn,
+                  "predicted": tp + fp}
+    macro = sum(per[c]["f1"] for c in labels) / len(labels) if labels else 0.0
+    auto = [r for r in rows if r.predicted in AUTOMATIC_CATEGORIES and r.confidence >= gate.get(r.predicted, 1.01)]
+    auto_right = sum(1 for r in auto if r.predicted == r.label)
+    confusion = Counter((r.label, r.predicted) for r in rows)
+    return {
+        "logs": len(rows),
+        "accuracy": round(sum(r.label == r.predicted for r in rows) / len(rows), 4) if rows else 0.0,
+        "macro_f1": round(macro, 4),
+        "per_category": per,
+        "automatic_actions": len(auto),
+        "automatic_action_precision": round(auto_right / len(auto), 4) if auto else None,
+        "confusion": {f"{t} -> {p}": n for (t, p), n in sorted(confusion.items())},
+    }
+
+
+def print_report(name: str, s: dict[str, Any], rows: list[Row]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(stderr=False)
+    t = Table(title=f"{name}: per-category scores")
+    for col in ("category", "precision", "recall", "F1", "support", "predicted"):
+        t.add_column(col, justify="left" if col == "category" else "right")
+    for c, v in s["per_category"].items():
+        t.add_row(c, f"{v['precision']:.2f}", f"{v['recall']:.2f}", f"{v['f1']:.2f}", str(v["support"]),
+                  str(v["predicted"]))
+    con.print(t)
+    labels = sorted({r.label for r in rows})
+    preds = sorted({r.predicted for r in rows})
+    cm = Table(title=f"{name}: confusion matrix (rows: label, columns: predicted)")
+    cm.add_column("label \\ predicted")
+    for p in preds:
+        cm.add_column(p[:10], justify="right")
+    counts = Counter((r.label, r.predicted) for r in rows)
+    for lab in labels:
+        cm.add_row(lab, *[str(counts.get((lab, p), "")) for p in preds])
+    con.print(cm)
+    wrong = [r for r in rows if r.label != r.predicted]
+    if wrong:
+        w = Table(title=f"{name}: misclassified logs")
+        for col in ("file", "label", "predicted", "confidence", "top evidence"):
+            w.add_column(col)
+        for r in wrong:
+            w.add_row(r.file, r.label, r.predicted, f"{r.confidence:.2f}", r.evidence)
+        con.print(w)
+    ap = s["automatic_action_precision"]
+    con.print(f"{name}: accuracy {s['accuracy']:.3f}  macro-F1 {s['macro_f1']:.3f}  "
+              f"automatic actions {s['automatic_actions']}  precision "
+              f"{'n/a' if ap is None else f'{ap:.3f}'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", type=Path, default=Path("../shared/datasets/ci-logs-dev"),
+                    help="folder with labels.csv and logs/")
+    ap.add_argument("--pattern-file", action="append", default=[], help="extra pattern library file(s)")
+    ap.add_argument("--json", action="store_true", help="print the scores as one JSON line at the end")
+    ap.add_argument("--online", action="store_true", help="also score the online learner, test-then-train")
+    ap.add_argument("--write-gate", type=Path, help="write per-category automatic-action thresholds here")
+    ap.add_argument("--target-precision", type=float, default=0.95)
+    args = ap.parse_args(argv)
+    if not (args.dataset / "logs").is_dir():
+        print(f"{args.dataset}: no logs/ folder (expected labels.csv + logs/)", file=sys.stderr)
+        return 2
+    rows, learned = run(args.dataset, args.pattern_file, args.online)
+    gate = packaged_thresholds()
+    if args.write_gate:
+        entries = choose_thresholds(((r.predicted, r.confidence, r.predicted == r.label) for r in rows),
+                                    target=args.target_precision)
+        args.write_gate.write_text(
+            "# Written by benchmarks/accuracy.py --write-gate; see healing_guard/remediate/gate.py\n"
+            + dump_gate(entries, source=f"{args.dataset.name}: {len(rows)} labelled logs", target=args.target_precision),
+            encoding="utf-8")
+        gate = {c: e.threshold for c, e in entries.items()}
+        print(f"wrote {args.write_gate}", file=sys.stderr)
+    s = scores(rows, gate)
+    print_report("rules", s, rows)
+    out: dict[str, Any] = {"dataset": str(args.dataset), **s}
+    if learned:
+        s2 = scores(learned, gate)
+        print_report("online learner (test-then-train)", s2, learned)
+        out["online"] = {k: s2[k] for k in ("accuracy", "macro_f1", "automatic_actions", "automatic_action_precision")}
+    if args.json:
+        print(orjson.dumps(out).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

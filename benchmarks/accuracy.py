@@ -71,9 +71,9 @@ def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row
         top = d.evidence[0].pattern if d.evidence else ""
         rows.append(Row(name, label, d.category, d.confidence, top, dt))
         if learner is not None:
-            d2 = learner.predict(d)
+            d2 = learner.predict(d, signature=a.signature)
             learned.append(Row(name, label, d2.category, d2.confidence, top, dt))
-            learner.learn(d, label)
+            learner.learn(d, label, signature=a.signature)
         print(f"\r{i}/{len(labels)} logs", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return rows, learned

@@ -11,6 +11,7 @@ import orjson
 import typer
 from rich.console import Console
 
+from .bench.cli import bench_app
 from .settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -19,6 +20,7 @@ schemas_app = typer.Typer(no_args_is_help=True, help="Record schemas of the guar
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the guard.")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
+app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 
@@ -103,6 +105,170 @@ def demo(
     s = _settings(None, clickhouse_dsn=f"chdb://{data_dir.resolve() / 'chdb'}")
     code = run_demo(s, jobs=jobs, seed=seed, quiet=quiet, timeout=timeout, console=console)
     raise typer.Exit(code)
+
+
+def _analyzer(s: Settings, model: Optional[Path] = None) -> Any:
+    """The offline analyzer, with pattern-file and label-model errors turned into clear exits."""
+    from .analysis import Analyzer
+    from .classify.learner import LabelLearner
+    from .patterns.library import PatternError
+
+    try:
+        learner = LabelLearner.load(model) if model is not None else None
+        return Analyzer(s, learner=learner)
+    except PatternError as exc:
+        err.print(f"[red]pattern library error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (OSError, ValueError, EOFError) as exc:
+        err.print(f"[red]cannot load the label model:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _inputs(files: Optional[list[str]]) -> list[str]:
+    if files:
+        return files
+    if sys.stdin.isatty():
+        err.print("[red]no input:[/red] give one or more log files, or pipe a log into stdin (or pass -)")
+        raise typer.Exit(2)
+    return ["-"]
+
+
+PatternFileOpt = typer.Option(None, "--pattern-file", "-p", help="extra pattern library file (repeatable)")
+ModelOpt = typer.Option(None, "--model", help="label model written by `guard learn` (or pipeline.label_model)")
+
+
+@app.command()
+def analyze(
+    files: Optional[list[str]] = typer.Argument(None, help="log files; '-' or nothing for stdin"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per file, one per line"),
+    config: Optional[Path] = ConfigOpt,
+    pattern_file: Optional[list[Path]] = PatternFileOpt,
+    model: Optional[Path] = ModelOpt,
+    exit_code: Optional[int] = typer.Option(None, "--exit-code", help="exit code of the failed step, if known"),
+    conclusion: Optional[str] = typer.Option(None, "--conclusion", help="platform conclusion, e.g. timed_out"),
+) -> None:
+    """Say why a CI job failed: category, confidence, the lines that prove it, and what to do.
+
+    Streams each log in blocks, so a 100 MB log or a 50 MB single line is analysed in bounded memory.
+    """
+    s = _settings(config)
+    if pattern_file:
+        s = _replace(s, pattern_files=tuple(s.pattern_files) + tuple(str(p) for p in pattern_file))
+    an = _analyzer(s, model)
+    failed = 0
+    for r in an.analyze_paths(_inputs(files), exit_code=exit_code, conclusion=conclusion):
+        rep = an.report(r)
+        if json_out:
+            sys.stdout.write(orjson.dumps(rep).decode() + "\n")
+            sys.stdout.flush()
+            failed += "error" in rep
+            continue
+        if "error" in rep:
+            err.print(f"[red]{rep['file']}: {rep['error']}[/red]")
+            failed += 1
+            continue
+        act = rep["action"] + (" (automatic)" if rep["automatic"] else "")
+        console.print(f"[bold]{rep['file']}[/bold]: [cyan]{rep['category']}[/cyan] "
+                      f"confidence {rep['confidence']:.2f} -> {act}  ({rep['lines']} lines)")
+        for e in rep["evidence"]:
+            console.print(f"  {e['line']:>7}  {e['text'][:160]}  [dim]{e['pattern']}[/dim]", markup=False)
+        if "signature" in rep:
+            console.print(f"  signature: {rep['signature']}", markup=False)
+        console.print(f"  [green]remediation:[/green] {rep['remediation']}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def unknowns(
+    files: Optional[list[str]] = typer.Argument(None, help="log files to cluster; none: read the warehouse"),
+    top: int = typer.Option(20, "--top", help="how many clusters to list"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per cluster"),
+    config: Optional[Path] = ConfigOpt,
+    clickhouse_dsn: Optional[str] = DsnOpt,
+    pattern_file: Optional[list[Path]] = PatternFileOpt,
+) -> None:
+    """List the largest clusters of failures no pattern explains, with examples: the next patterns to write.
+
+    With FILES, analyses them and clusters the unknown ones; without, reads the unknown diagnoses the
+    workers stored in ClickHouse.
+    """
+    s = _settings(config, clickhouse_dsn=clickhouse_dsn)
+    if pattern_file:
+        s = _replace(s, pattern_files=tuple(s.pattern_files) + tuple(str(p) for p in pattern_file))
+    clusters: list[dict[str, Any]]
+    if files:
+        from .classify.unknowns import cluster_unknowns
+
+        an = _analyzer(s)
+        items = []
+        total = 0
+        for r in an.analyze_paths(files):
+            if r.analysis is None:
+                err.print(f"[red]{r.file}: {r.error}[/red]")
+                continue
+            total += 1
+            if r.analysis.diagnosis.category == "unknown":
+                items.append((r.file, r.analysis.signature))
+        clusters = [{"signature": c.signature, "count": c.count, "examples": c.examples}
+                    for c in cluster_unknowns(items)[:top]]
+        err.print(f"{len(items)} of {total} logs are unknown, in {len(cluster_unknowns(items))} clusters")
+    else:
+        from .warehouse.client import WarehouseConnectionError, connect
+        from .warehouse.roi import unknown_clusters
+
+        try:
+            client = connect(s.clickhouse_dsn)
+            clusters = unknown_clusters(client, s.clickhouse_database, top=top)
+        except WarehouseConnectionError as exc:
+            err.print(f"[red]warehouse:[/red] {exc}")
+            raise typer.Exit(2) from None
+        except Exception as exc:  # e.g. the tables do not exist yet
+            err.print(f"[red]cannot read unknown diagnoses from {s.clickhouse_database}.diagnoses:[/red] {exc}")
+            raise typer.Exit(2) from None
+    for c in clusters:
+        if json_out:
+            sys.stdout.write(orjson.dumps(c).decode() + "\n")
+        else:
+            console.print(f"[bold]{c['count']:>5}[/bold]  {c['signature']}", highlight=False)
+            console.print(f"       e.g. {', '.join(c['examples'])}", style="dim", highlight=False)
+    if not clusters and not json_out:
+        console.print("no unknown failures")
+
+
+@app.command()
+def learn(
+    labels: Path = typer.Option(..., "--labels", help="CSV with columns file,category (confirmed labels)"),
+    logs: Path = typer.Option(..., "--logs", help="folder the label file's paths are relative to"),
+    model: Path = typer.Option(..., "--model", help="label model file: updated if it exists, else created"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Teach the classifier from confirmed labels (online, one log at a time, River)."""
+    from .analysis import read_labels
+    from .classify.learner import LabelLearner
+
+    try:
+        rows = read_labels(labels)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]labels:[/red] {exc}")
+        raise typer.Exit(2) from None
+    s = _settings(config)
+    learner = LabelLearner.load(model) if model.exists() else LabelLearner()
+    an = _analyzer(_replace(s, label_model=""))  # learn from the rules' view, not the model's own
+    missing = 0
+    with console.status("learning") as status:
+        for i, (name, category) in enumerate(rows, 1):
+            try:
+                with (logs / name).open("rb") as fp:
+                    a = an.analyze(fp)
+            except OSError as exc:
+                err.print(f"[yellow]{logs / name}: skipped ({exc.strerror or exc})[/yellow]")
+                missing += 1
+                continue
+            learner.learn(a.diagnosis, category, signature=a.signature)
+            status.update(f"learning {i}/{len(rows)}")
+    learner.save(model)
+    console.print(f"learned {len(rows) - missing} labels ({learner.labels_seen} in total) -> {model}")
+    raise typer.Exit(1 if missing else 0)
 
 
 @schemas_app.command("export")

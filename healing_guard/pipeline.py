@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .classify import Diagnosis, classify
+from .classify.learner import LabelLearner
+from .classify.unknowns import signature_line
 from .flaky import TestModel
 from .patterns.library import load_library
 from .patterns.matcher import Matcher
+from .remediate.gate import packaged_thresholds
 from .remediate import Ledger, PlanConfig, plan
 from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, SchemaError, TestResult, TestRisk
 from .settings import Settings
@@ -62,7 +65,9 @@ class Engine:
             max_retries_per_job=settings.max_retries_per_job, human_response_minutes=settings.human_response_minutes,
             flaky_retry_threshold=settings.flaky_retry_threshold, flaky_min_runs=settings.flaky_min_runs,
             confidence_threshold=settings.confidence_threshold, partitions=settings.partitions,
+            auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         )
+        self.learner = LabelLearner.load(settings.label_model) if settings.label_model else None
 
     # --- per-job window steps ------------------------------------------------------------------
     def chunk(self, w: JobWindow, chunk: Any, now: float | None = None) -> tuple[JobWindow, list[Output]]:
@@ -79,8 +84,11 @@ class Engine:
 
     # --- decisions -----------------------------------------------------------------------------
     def diagnose(self, ready: Ready) -> Diagnosis:
-        return classify(ready.evidence, total_lines=ready.total_lines, exit_code=ready.job.exit_code,
-                        conclusion=ready.job.conclusion, threshold=self.settings.confidence_threshold)
+        d = classify(ready.evidence, total_lines=ready.total_lines, exit_code=ready.job.exit_code,
+                     conclusion=ready.job.conclusion, threshold=self.settings.confidence_threshold)
+        if self.learner is not None:
+            d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
+        return d
 
     def decide(self, ready: Ready, ledger: Ledger, now: float | None = None) -> tuple[Ledger, Decision]:
         now = time.time() if now is None else now
@@ -93,6 +101,7 @@ class Engine:
             evidence=[Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence],
             exit_code=job.exit_code, failed_tests=list(ready.risks), log_lines=ready.total_lines,
             log_complete=ready.log_complete, ts=now,
+            signature=signature_line(d.evidence, ready.tail) if d.category == "unknown" else None,
         )
         ledger, cmd = plan(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now)
         facts = [job_run_fact(job, cost_usd=self.job_cost(job)), diagnosis_fact(finding), command_fact(cmd)]

@@ -77,6 +77,10 @@ class Settings:
     flaky_retry_threshold: float = 0.6
     flaky_min_runs: int = 5
     pattern_files: tuple[str, ...] = ()
+    #: per-category confidence an automatic action needs; overrides the measured defaults (gate.yml)
+    auto_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: a label model written by `guard learn` (online learner over confirmed labels); "" for none
+    label_model: str = ""
     # cost
     daily_budget_usd: float = 200.0
     repo_daily_budget_usd: float = 50.0
@@ -197,6 +201,19 @@ def _paths(v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _thresholds(v: Any) -> dict[str, float]:
+    from .remediate.gate import AUTOMATIC_CATEGORIES
+
+    if not isinstance(v, Mapping):
+        raise ValueError("expected a mapping of category to confidence, e.g. {network: 0.8}")
+    out: dict[str, float] = {}
+    for k, t in v.items():
+        if k not in AUTOMATIC_CATEGORIES:
+            raise ValueError(f"{k!r} is not a category with an automatic action; one of: {', '.join(AUTOMATIC_CATEGORIES)}")
+        out[str(k)] = _prob(t)
+    return out
+
+
 def _prices(v: Any) -> dict[str, float]:
     if not isinstance(v, Mapping) or not v:
         raise ValueError("expected a mapping of runner size to USD per minute, e.g. {small: 0.008}")
@@ -225,6 +242,8 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "flaky_retry_threshold"): ("flaky_retry_threshold", _prob, "GUARD_FLAKY_RETRY_THRESHOLD"),
     ("pipeline", "flaky_min_runs"): ("flaky_min_runs", _pos_int, "GUARD_FLAKY_MIN_RUNS"),
     ("pipeline", "pattern_files"): ("pattern_files", _paths, "GUARD_PATTERN_FILES"),
+    ("pipeline", "auto_thresholds"): ("auto_thresholds", _thresholds, ""),
+    ("pipeline", "label_model"): ("label_model", _str, "GUARD_LABEL_MODEL"),
     ("cost_tracking", "daily_budget_usd"): ("daily_budget_usd", _nonneg_float, "GUARD_DAILY_BUDGET_USD"),
     ("cost_tracking", "repo_daily_budget_usd"): (
         "repo_daily_budget_usd", _nonneg_float, "GUARD_REPO_DAILY_BUDGET_USD"),

@@ -36,7 +36,7 @@ class Analysis:
     total_lines: int
     truncated_lines: int  # lines longer than max_line_bytes, cut before matching
     bytes_read: int
-    signature: str | None  # for clustering unknown failures: the templated line that best describes it
+    signature: str | None  # the templated line that best describes the failure (clusters unknowns)
     tail: tuple[str, ...] = field(default=())  # last lines, cleaned and redacted
 
 
@@ -138,7 +138,7 @@ class LogAnalyzer:
         total = self._lines_done
         d = classify(self._evidence, total_lines=total, exit_code=exit_code, conclusion=conclusion,
                      threshold=threshold)
-        sig = signature_line(self._evidence, tuple(self._tail)) if d.category == "unknown" else None
+        sig = signature_line(d.evidence if d.category != "unknown" else self._evidence, tuple(self._tail))
         return Analysis(diagnosis=d, total_lines=total, truncated_lines=self.truncated_lines,
                         bytes_read=self.bytes_read, signature=sig, tail=tuple(self._tail))
 

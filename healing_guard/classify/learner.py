@@ -24,9 +24,13 @@ from .classifier import Diagnosis
 __all__ = ["LabelLearner", "features"]
 
 
-def features(d: Diagnosis, exit_code: int | None = None) -> dict[str, float]:
-    """What the learner sees of a diagnosis."""
+def features(d: Diagnosis, exit_code: int | None = None, signature: str | None = None) -> dict[str, float]:
+    """What the learner sees of a diagnosis: scores, patterns, exit code, and the log's signature (the
+    templated line that describes it), which is what lets a confirmed label teach a failure type no
+    pattern knows yet."""
     x: dict[str, float] = {f"score:{c}": float(s) for c, s in d.scores}
+    if signature:
+        x[f"signature:{signature}"] = 1.0
     for e in d.evidence:
         x[f"pattern:{e.pattern}"] = 1.0
     if exit_code is not None:
@@ -57,17 +61,17 @@ class LabelLearner:
         n = self.labels_seen
         return min(self.max_weight, n / (n + self.half_weight_labels))
 
-    def learn(self, d: Diagnosis, label: str, exit_code: int | None = None) -> None:
+    def learn(self, d: Diagnosis, label: str, exit_code: int | None = None, signature: str | None = None) -> None:
         """One confirmed label for the log that produced ``d``."""
-        self.model.learn_one(features(d, exit_code), label)
+        self.model.learn_one(features(d, exit_code, signature), label)
         self.labels_seen += 1
 
-    def predict(self, d: Diagnosis, exit_code: int | None = None) -> Diagnosis:
+    def predict(self, d: Diagnosis, exit_code: int | None = None, signature: str | None = None) -> Diagnosis:
         """The diagnosis corrected by what the labels taught; ``d`` itself while too few were seen."""
         w = self.weight
         if w == 0.0:
             return d
-        learned = self.model.predict_proba_one(features(d, exit_code))
+        learned = self.model.predict_proba_one(features(d, exit_code, signature))
         if not learned:
             return d
         best = max(sorted(learned), key=lambda c: learned[c])
@@ -76,7 +80,8 @@ class LabelLearner:
         if best == d.category:  # agreement: the learner only calibrates the confidence
             conf = (1 - w) * d.confidence + w * p_best
             return replace(d, confidence=round(conf, 4))
-        if p_best >= max(self.threshold, d.confidence):  # the labels taught otherwise, confidently
+        # the labels taught otherwise, confidently (an unknown's confidence is its doubt: not a rival)
+        if p_best >= max(self.threshold, d.confidence if d.category != "unknown" else 0.0):
             conf = (1 - w) * rule.get(best, 0.0) + w * p_best
             evidence = tuple(e for e in d.evidence if e.category == best)
             return replace(d, category=best, confidence=round(conf, 4), evidence=evidence)

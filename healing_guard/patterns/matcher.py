@@ -186,6 +186,10 @@ class Matcher:
         if self._db is None or not buf:
             return []
         buf = strip_ansi(buf)
+        if b"\r" in buf:  # CRLF line ends: clean() drops the \r, and `$` must see the line end
+            buf = buf.replace(b"\r\n", b"\n")
+            if buf.endswith(b"\r"):
+                buf = buf[:-1]
         n_pat = len(self.patterns)
         head_cap = (self.max_hits_per_pattern + 1) // 2
         tail_cap = self.max_hits_per_pattern - head_cap

@@ -194,6 +194,8 @@ class Finding(JobRef):
     log_lines: int = field("lines seen in the log", default=0)
     log_complete: bool = field("false when chunks were missing at diagnosis time", default=True)
     ts: float = field("when diagnosed", default=0.0)
+    signature: str | None = field("unknown failures: the templated line that stands for the failure, "
+                                  "so recurring unknowns cluster", default=None)
 
 
 @dataclasses.dataclass

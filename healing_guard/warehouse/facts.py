@@ -203,7 +203,7 @@ def diagnosis_fact(f: Finding) -> Fact:
         "category": f.category,
         "confidence": float(f.confidence),
         "evidence": _evidence_json(f.evidence),
-        "top_template": _template(f.evidence[0].text) if f.evidence else None,
+        "top_template": f.signature or (_template(f.evidence[0].text) if f.evidence else None),
         "exit_code": f.exit_code,
         "failed_tests": [t.test_id for t in f.failed_tests],
         "log_lines": f.log_lines,

@@ -1,0 +1,106 @@
+"""``guard analyze``, ``guard unknowns`` and ``guard learn`` as a user runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from healing_guard.cli import app
+
+NET = ("2024-05-06T07:08:09.1234567Z Run npm ci\n"
+       "2024-05-06T07:08:10.1234567Z npm ERR! code ECONNRESET\n"
+       "2024-05-06T07:08:10.1234567Z npm ERR! network request to https://registry.npmjs.org/x failed, "
+       "reason: read ECONNRESET\n"
+       "2024-05-06T07:08:11.1234567Z ##[error]Process completed with exit code 1.\n")
+ODD = "step 1\nstep 2\nError: quota of {n} deployments per day exceeded for project {p}\nexit 1\n"
+
+
+@pytest.fixture()
+def logs(tmp_path: Path) -> Path:
+    (tmp_path / "net.log").write_text(NET)
+    for i, (n, p) in enumerate([(12, 4411), (30, 17), (5, 9)]):
+        (tmp_path / f"odd{i}.log").write_text(ODD.format(n=n, p=p))
+    (tmp_path / "other.log").write_text("all fine\nsomething strange happened at 0x7ffd1234\n")
+    return tmp_path
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    r = CliRunner().invoke(app, list(args), input=input)
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_analyze_json_one_object_per_file(logs: Path) -> None:
+    code, out, _ = run("analyze", "--json", str(logs / "net.log"), str(logs / "odd0.log"))
+    assert code == 0
+    rows = [orjson.loads(x) for x in out.splitlines()]
+    assert [r["file"] for r in rows] == [str(logs / "net.log"), str(logs / "odd0.log")]
+    net = rows[0]
+    assert {"file", "category", "confidence", "evidence", "remediation"} <= set(net)
+    assert net["category"] == "network" and 0 < net["confidence"] <= 1
+    assert net["evidence"] and {"line", "text", "pattern"} == set(net["evidence"][0])
+    assert net["evidence"][0]["line"] in (2, 3) and "2024-05-06" not in net["evidence"][0]["text"]
+    assert rows[1]["category"] == "unknown" and "signature" in rows[1]
+
+
+def test_analyze_reads_stdin(logs: Path) -> None:
+    code, out, _ = run("analyze", "--json", input=NET)
+    assert code == 0
+    assert orjson.loads(out)["file"] == "-" and orjson.loads(out)["category"] == "network"
+
+
+def test_analyze_missing_file_is_reported_not_fatal(logs: Path) -> None:
+    code, out, _ = run("analyze", "--json", str(logs / "nope.log"), str(logs / "net.log"))
+    rows = [orjson.loads(x) for x in out.splitlines()]
+    assert code == 1 and "error" in rows[0] and rows[1]["category"] == "network"
+
+
+def test_analyze_human_output(logs: Path) -> None:
+    code, out, _ = run("analyze", str(logs / "net.log"))
+    assert code == 0 and "network" in out and "remediation" in out
+
+
+def test_bad_pattern_file_is_refused_with_file_and_line(logs: Path) -> None:
+    bad = logs / "mine.yml"
+    bad.write_text("patterns:\n  - id: mine.x\n    category: network\n    regex: '(a)\\1'\n")
+    code, _, err = run("analyze", "--pattern-file", str(bad), str(logs / "net.log"))
+    assert code == 2
+    assert f"{bad}:4" in err.replace("\n", "") and "back-references" in err
+
+
+def test_user_pattern_overrides_and_extends(logs: Path) -> None:
+    mine = logs / "mine.yml"
+    mine.write_text("patterns:\n  - id: team.quota\n    category: rate_limit\n"
+                    "    regex: 'quota of \\d+ deployments per day exceeded'\n    confidence: 0.9\n"
+                    "    remediation: Wait for the daily deployment quota to reset.\n")
+    code, out, _ = run("analyze", "--json", "--pattern-file", str(mine), str(logs / "odd1.log"))
+    row = orjson.loads(out)
+    assert code == 0 and row["category"] == "rate_limit"
+    assert row["evidence"][0]["pattern"] == "team.quota" and row["remediation"].startswith("Wait")
+
+
+def test_unknowns_clusters_files(logs: Path) -> None:
+    files = sorted(str(p) for p in logs.glob("*.log"))
+    code, out, err = run("unknowns", "--json", *files)
+    assert code == 0
+    clusters = [orjson.loads(x) for x in out.splitlines()]
+    assert clusters[0]["count"] == 3 and "quota of <NUM> deployments" in clusters[0]["signature"]
+    assert len(clusters[0]["examples"]) == 3
+    assert "4 of 5 logs are unknown" in err
+
+
+def test_learn_then_analyze_with_the_model(logs: Path) -> None:
+    labels = logs / "labels.csv"
+    labels.write_text("file,category\n" + "".join(f"odd{i % 3}.log,rate_limit\n" for i in range(30))
+                      + "net.log,network\n")
+    model = logs / "model.pkl"
+    code, out, _ = run("learn", "--labels", str(labels), "--logs", str(logs), "--model", str(model))
+    assert code == 0 and model.exists() and "31 labels" in out
+    code, out, _ = run("analyze", "--json", "--model", str(model), str(logs / "odd2.log"))
+    assert orjson.loads(out)["category"] == "rate_limit"
+    bad = logs / "bad.csv"
+    bad.write_text("file,category\nx.log,flaky\n")
+    code, _, err = run("learn", "--labels", str(bad), "--logs", str(logs), "--model", str(model))
+    assert code == 2 and "bad.csv:2: category" in err.replace("\n", " ")

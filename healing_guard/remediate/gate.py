@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -33,7 +33,7 @@ __all__ = [
 #: Categories whose strategy acts without a human (see the strategy table).
 AUTOMATIC_CATEGORIES = tuple(sorted(c for c, st in STRATEGIES.items() if st.automatic))
 #: Threshold for a category with too few labelled examples to measure: conservative.
-DEFAULT_THRESHOLD = 0.85
+DEFAULT_THRESHOLD = 0.75
 NEVER = 1.01  # above any confidence: the category never acts by itself
 
 
@@ -80,6 +80,10 @@ def choose_thresholds(
             prec = right / i
             if prec >= target and i >= min_support:
                 best = GateEntry(cat, max(round(conf, 4), floor), len(preds), round(prec, 4), i)
+        if best is not None and best.acted == len(preds):
+            # right all the way down to the lowest confidence seen: below that there is no evidence,
+            # so the threshold goes no higher than the default
+            best = replace(best, threshold=max(min(best.threshold, default), floor))
         out[cat] = best or GateEntry(cat, NEVER, len(preds), round(sum(ok for _, ok in preds) / len(preds), 4), 0)
     return out
 

@@ -323,3 +323,21 @@ def test_server_dsn_error_masks_password() -> None:
 def test_unknown_dsn_refused() -> None:
     with pytest.raises(WarehouseConnectionError, match="is not chdb"):
         connect("postgres://x@y/z")
+
+
+def test_unknown_clusters_largest_first(ch_client: Any, migrated: str) -> None:
+    from healing_guard.warehouse.roi import unknown_clusters
+
+    def unknown(job_id: str, sig: str | None) -> Finding:
+        return Finding(provider="gitlab", owner="acme", repo="web", job_id=job_id, finding_id=f"u-{job_id}",
+                       attempt=1, category="unknown", confidence=1.0, ts=NOW, signature=sig)
+
+    findings = [unknown(str(i), "Error: lease <UUID> expired") for i in range(4)]
+    findings += [unknown("10", "quota of <NUM> exceeded"), unknown("11", None), _finding("12", "network")]
+    writer = FactWriter(ch_client, migrated)
+    writer.write([diagnosis_fact(f) for f in findings] * 2)  # at-least-once delivery: counted once
+    clusters = unknown_clusters(ch_client, migrated, top=10, examples=2)
+    assert [(c["signature"], c["count"]) for c in clusters] == [
+        ("Error: lease <UUID> expired", 4), ("<no signature>", 1), ("quota of <NUM> exceeded", 1)]
+    assert len(clusters[0]["examples"]) == 2 and clusters[0]["examples"][0].startswith("gitlab/acme/web/")
+    assert unknown_clusters(ch_client, migrated, top=1)[0]["count"] == 4

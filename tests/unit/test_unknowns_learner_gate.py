@@ -138,3 +138,12 @@ def test_config_thresholds_are_validated(tmp_path) -> None:  # type: ignore[no-u
     cfg.write_text("pipeline:\n  auto_thresholds:\n    network: 1.5\n")
     with pytest.raises(ConfigError, match="auto_thresholds"):
         load_settings(cfg, env={})
+
+
+def test_right_down_to_the_lowest_confidence_caps_at_the_default() -> None:
+    preds = [("network", 0.95, True), ("network", 0.9, True), ("network", 0.7, True)]
+    e = choose_thresholds(preds, target=0.95, min_support=3, default=0.75)["network"]
+    assert e.threshold == 0.7 and e.acted == 3  # lowest seen, already under the default
+    preds = [("network", 0.99, True), ("network", 0.98, True), ("network", 0.97, True)]
+    e = choose_thresholds(preds, target=0.95, min_support=3, default=0.75)["network"]
+    assert e.threshold == 0.75  # no evidence below 0.97 either way: the default, not 0.97

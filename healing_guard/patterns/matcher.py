@@ -130,11 +130,23 @@ class Matcher:
         self.max_hits_per_pattern = max_hits_per_pattern
         forms = [line_form(p.regex) for p in self.patterns]
         self._verify = [v for _, v in forms]
-        self._exact: list[re.Pattern[str] | None] = [
-            re.compile(p.regex, re.ASCII | (re.IGNORECASE if p.caseless else 0)) if v else None
-            for p, (_, v) in zip(self.patterns, forms)
-        ]
-        self._cleaned: tuple[int, str] = (-1, "")  # (line index, cleaned text) within one scan
+        # Patterns whose hits are checked on the cleaned line, in a second Hyperscan database of their
+        # original regexes: the check is exact ("clean, then match") and, like the scan, linear in the
+        # line (a hostile user regex cannot make it backtrack).
+        checked = [i for i, v in enumerate(self._verify) if v]
+        self._exact_db: hyperscan.Database | None = None
+        self._exact_scratch: hyperscan.Scratch | None = None
+        if checked:
+            xdb = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            xdb.compile(
+                expressions=[self.patterns[i].regex.encode("utf-8") for i in checked],
+                ids=checked,
+                elements=len(checked),
+                flags=[hs_flags(self.patterns[i]) for i in checked],
+            )
+            self._exact_db = xdb
+            self._exact_scratch = hyperscan.Scratch(xdb)
+        self._cleaned: tuple[int, set[int]] = (-1, set())  # (line index, checked pids it matches)
         self._db: hyperscan.Database | None = None
         self._scratch: hyperscan.Scratch | None = None
         if self.patterns:
@@ -234,7 +246,7 @@ class Matcher:
             elif tail_cap:
                 tails[pid].append(idx)
 
-        self._cleaned = (-1, "")
+        self._cleaned = (-1, set())
         self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch)
         for pid, cands in cand_tails.items():
             kept: list[int] = []
@@ -259,11 +271,18 @@ class Matcher:
         return out
 
     def _check(self, buf: bytes, pid: int, idx: int, off: int) -> bool:
-        """Does pattern ``pid`` match line ``idx`` once cleaned? (The line is cleaned once per scan.)"""
+        """Does pattern ``pid`` match line ``idx`` once cleaned? (Each line is cleaned and scanned once.)"""
         if self._cleaned[0] != idx:
-            self._cleaned = (idx, clean(self._line_text(buf, off)))
-        rx = self._exact[pid]
-        return rx is not None and rx.search(self._cleaned[1]) is not None
+            found: set[int] = set()
+            if self._exact_db is not None:
+                line = clean(self._line_text(buf, off)).encode("utf-8", "replace")
+
+                def on_line(i: int, _f: int, _t: int, _fl: int, _c: object) -> None:
+                    found.add(i)
+
+                self._exact_db.scan(line, match_event_handler=on_line, scratch=self._exact_scratch)
+            self._cleaned = (idx, found)
+        return pid in self._cleaned[1]
 
     @staticmethod
     def _line_text(buf: bytes, off: int) -> str:

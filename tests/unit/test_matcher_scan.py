@@ -124,3 +124,16 @@ def test_same_hits_as_clean_then_re(lines: list[tuple[str, str, str]]) -> None:
             if re.search(p.regex, c, re.ASCII | (re.IGNORECASE if p.caseless else 0)):
                 want.add((i, p.id))
     assert got == want
+
+
+def test_hostile_user_regex_runs_in_linear_time() -> None:
+    import time
+
+    # exponential for a backtracking engine on a near-miss line; both Hyperscan passes stay linear
+    m = Matcher([pat("evil", r"^(a+)+$"), pat("evil2", r"^(\w+\s?)*!$")])
+    line = "2024-05-06T07:08:09.1234567Z " + "a" * 5000 + "b"
+    t0 = time.perf_counter()
+    assert m.match([line, "aaaa", "word word x!"]) != []
+    hits = m.match([line] * 200)
+    assert time.perf_counter() - t0 < 2.0
+    assert hits == []

@@ -16,6 +16,25 @@ so it is a small, additive scoring rule over evidence lines rather than a learne
 * a specific root cause near the end (out of memory, disk full, network, registry, runner lost, ...)
   wins over the generic consequence it caused, when the two are close: "tests failed" after an OOM
   kill, a runtime abort after "heap out of memory", "could not compile" after the compiler was killed.
+  A cause printed just before the consequence first shows (a wrapper's timeout right before "the test
+  file failed") explains it too, even when the log goes on long after.
+
+Transient causes (network, rate limit, registry, cache, memory, disk, runner, platform timeout) trigger
+automatic retries that cost money, so the words that name them only count where a tool says them about
+the machine it runs on:
+
+* a line that reports a *passing* test is no evidence at all, whatever the test is called
+  (``✓ retries on ECONNRESET``);
+* a line that *announces a retry* (``Retrying ...``, ``Will retry in 10 seconds``, ``spurious network
+  error``) describes a hiccup the tool is handling, and a line that starts with a *source location*
+  (grep output, a test's own ``file.go:42:`` log line) quotes code or test output: on such lines a
+  transient reading is supporting evidence only, never enough on its own;
+* a line a test runner prints about a failed test or assertion (``E  assert 'Connection reset' == ...``)
+  belongs to the test: a transient reading of the same line is dropped;
+* a transient cause found *only* inside a code step's failure message (the compiler, test, lint or
+  configuration step reports it as its own reason to fail) is reported with a confidence capped below
+  the automatic-action gates: a person decides. Dependency resolvers are not code steps for this rule:
+  fetching is their job, so a transport error is the expected reason they fail.
 
 Below ``threshold`` the answer is ``unknown``: a guess would send the wrong remediation.
 """
@@ -23,6 +42,7 @@ Below ``threshold`` the answer is ``unknown``: a guess would send the wrong reme
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +55,7 @@ __all__ = [
     "MAX_EVIDENCE",
     "MAX_TEXT",
     "ROOT_CAUSES",
+    "TRANSIENT",
     "classify",
     "evidence_from_hits",
 ]
@@ -58,6 +79,20 @@ ROOT_CAUSES = frozenset(
         "test_timeout",
     }
 )
+#: Categories whose remediation runs automatically (a retry, a cache clean-up): their evidence must be
+#: said about the machine, not quoted by code or tests (see the module docstring).
+TRANSIENT = frozenset(
+    {
+        "network",
+        "rate_limit",
+        "docker_registry",
+        "cache_corruption",
+        "oom",
+        "disk_full",
+        "infra_runner_lost",
+        "infra_timeout",
+    }
+)
 #: Which causes may take precedence over which generic consequence. `crash` explains a test failure
 #: only through strong evidence (a segfault, an abort, a panic on a program's main thread): a Rust or
 #: Go test's failed assertion is a panic too, and that is the test failing, not the program crashing.
@@ -72,6 +107,7 @@ _EXPLAINED_BY: dict[str, frozenset[str]] = {
 _MIN_PRECEDENCE_WEIGHT = {"crash": 0.8}
 _PRECEDENCE_MARGIN = 0.2  # how far below the consequence a root cause may score and still win
 _NEAR_END = 0.8  # recency a root cause's strongest line needs to count as "near the end"
+_CAUSE_WINDOW = 30  # ...or how few lines before the consequence's first line it must be printed
 
 # Support from the exit code of the failing step (128 + signal for signal deaths).
 _EXIT_SUPPORT: dict[int, tuple[tuple[str, float], ...]] = {
@@ -88,6 +124,29 @@ _EXIT_SUPPORT: dict[int, tuple[tuple[str, float], ...]] = {
 _CONCLUSION_SUPPORT: dict[str, tuple[tuple[str, float], ...]] = {
     "timed_out": (("infra_timeout", 0.6),),
 }
+
+# Where a transient word is not said about the machine.
+_PASSING_LINE = re.compile(
+    r"^\s*(?:✓|✔|√)\s"  # jest, vitest, mocha
+    r"|^\s*PASS\s"  # jest suite header
+    r"|(?:^|\s)PASSED(?:\s|$)"  # pytest -v, xdist
+    r"|\.\.\. ok$"  # unittest, cargo test
+    r"|^\s*--- PASS: |^ok\s+\S+\s+(?:[\d.]+s|\(cached\))"  # go test
+)
+_RETRY_LINE = re.compile(
+    r"\bretrying\b|\bwill retry\b|\bretry in \d|\bretries (?:left|remaining)\b|\btries remaining\b"
+    r"|\bspurious network error\b|\bback(?:ing)? off\b|\bRetry\(total=",
+    re.IGNORECASE,
+)
+# `path/file.ext:LINE:` then anything but a column (a compiler diagnostic) or Ruby's `:in 'method'`
+# (an uncaught exception, which is the tool speaking).
+_SOURCE_LINE = re.compile(r"^\s*[\w./\\@+-]+\.[A-Za-z]\w{0,7}:\d+:(?!\d+:)(?!in [`'])")
+_SUPPORT_ONLY = 0.45  # weight of a transient reading on a retry or source line: below any threshold
+_TEST_OWNS_LINE = 0.6  # a test-failure reading at least this strong claims its line
+#: A transient cause seen only inside these steps' own failure lines is capped below the gates.
+_CODE_STEPS = frozenset({"compilation_error", "test_failure", "lint_style", "build_config", "crash", "test_timeout"})
+_CONTEST_WEIGHT = 0.7  # how specific the code step's reading of the line must be
+_CONTESTED_CAP = 0.7  # below the default automatic gate (DEFAULT_THRESHOLD in remediate/gate.py: 0.75)
 
 _REPEAT_SHARE = 0.35  # at most this share of the remaining doubt is removed by repeated lines
 _REPEAT_SCALE = 2.0  # how quickly repeated support saturates
@@ -148,8 +207,36 @@ def _recency(line: int, total_lines: int) -> float:
     return max(pos**3, 0.5 ** (dist / 150.0))
 
 
-def _strength(e: EvidenceLine, total_lines: int) -> float:
-    return max(0.0, min(1.0, e.weight)) * (0.65 + 0.35 * _recency(e.line, total_lines))
+def _strength(weight: float, line: int, total_lines: int) -> float:
+    return max(0.0, min(1.0, weight)) * (0.65 + 0.35 * _recency(line, total_lines))
+
+
+def _effective(evidence: Sequence[EvidenceLine]) -> list[tuple[float, EvidenceLine]]:
+    """Each evidence line with the weight it may carry here (see the module docstring)."""
+    kinds: dict[int, tuple[bool, bool]] = {}  # line -> (passing, quoted or retried)
+    test_owned: set[int] = set()
+    for e in evidence:
+        if e.category == "test_failure" and e.weight >= _TEST_OWNS_LINE:
+            test_owned.add(e.line)
+    out: list[tuple[float, EvidenceLine]] = []
+    for e in evidence:
+        kind = kinds.get(e.line)
+        if kind is None:
+            t = e.text
+            kind = (_PASSING_LINE.search(t) is not None,
+                    _RETRY_LINE.search(t) is not None or _SOURCE_LINE.match(t) is not None)
+            kinds[e.line] = kind
+        passing, weak = kind
+        if passing:
+            continue
+        w = e.weight
+        if e.category in TRANSIENT:
+            if e.line in test_owned:
+                continue
+            if weak:
+                w = min(w, _SUPPORT_ONLY)
+        out.append((w, e))
+    return out
 
 
 def _combine(strengths: list[float]) -> float:
@@ -171,23 +258,27 @@ def classify(
     threshold: float = 0.5,
 ) -> Diagnosis:
     """One category for a job from all evidence lines of its log (see the module docstring)."""
+    weighted = _effective(evidence)
     # Strongest contribution per (category, line): two patterns of one category on one line are one
     # piece of evidence, not two.
-    per_line: dict[tuple[str, int], tuple[float, EvidenceLine]] = {}
-    for e in evidence:
-        s = _strength(e, total_lines)
+    per_line: dict[tuple[str, int], tuple[float, float, EvidenceLine]] = {}
+    code_step: dict[int, float] = {}  # line -> strongest reading of it by a code step
+    for w, e in weighted:
+        s = _strength(w, e.line, total_lines)
         key = (e.category, e.line)
         cur = per_line.get(key)
-        if cur is None or s > cur[0] or (s == cur[0] and e.pattern < cur[1].pattern):
-            per_line[key] = (s, e)
+        if cur is None or s > cur[0] or (s == cur[0] and e.pattern < cur[2].pattern):
+            per_line[key] = (s, w, e)
+        if e.category in _CODE_STEPS:
+            code_step[e.line] = max(code_step.get(e.line, 0.0), w)
     # One line, one cause: a category whose reading of a line is weaker than another's drops out.
     line_top: dict[int, float] = {}
-    for (_, line), (_, e) in per_line.items():
-        line_top[line] = max(line_top.get(line, 0.0), e.weight)
-    per_line = {k: v for k, v in per_line.items() if v[1].weight >= line_top[k[1]]}
+    for (_, line), (_, w, _) in per_line.items():
+        line_top[line] = max(line_top.get(line, 0.0), w)
+    kept = {k: (s, e) for k, (s, w, e) in per_line.items() if w >= line_top[k[1]]}
 
     by_cat: dict[str, list[tuple[float, EvidenceLine]]] = {}
-    for (cat, _), item in per_line.items():
+    for (cat, _), item in kept.items():
         by_cat.setdefault(cat, []).append(item)
 
     scores: dict[str, float] = {cat: _combine([s for s, _ in items]) for cat, items in by_cat.items()}
@@ -208,19 +299,34 @@ def classify(
     order = sorted(scores, key=lambda c: (-scores[c], c))
     best = order[0]
     explains = _EXPLAINED_BY.get(best, frozenset())
+    consequence = by_cat.get(best, [])
+    starts = min((e.line for _, e in consequence), default=None)  # where the consequence shows first
+    by_proximity = False
     for cat in order[1:]:
         if cat not in explains:
             continue
         if scores[cat] < threshold or scores[cat] < scores[best] - _PRECEDENCE_MARGIN:
             continue
         items = by_cat.get(cat, [])
-        if not items or max(e.weight for _, e in items) < _MIN_PRECEDENCE_WEIGHT.get(cat, 0.0):
+        if not items or max(per_line[(cat, e.line)][1] for _, e in items) < _MIN_PRECEDENCE_WEIGHT.get(cat, 0.0):
             continue
         if max(_recency(e.line, total_lines) for _, e in items) >= _NEAR_END:
             best = cat
             break
+        if starts is not None and any(starts - _CAUSE_WINDOW <= e.line < starts for _, e in items):
+            # printed right before the consequence first shows: it started the failure, but far from
+            # the end of the log that is a weaker argument, so a person confirms a transient cause
+            best, by_proximity = cat, True
+            break
 
     score = max(0.0, min(1.0, scores[best]))
+    best_items = by_cat.get(best, [])
+    if best in TRANSIENT and best_items and (
+        by_proximity or all(code_step.get(e.line, 0.0) >= _CONTEST_WEIGHT for _, e in best_items)
+    ):
+        # seen only inside a code step's own failure lines, or explaining a failure from afar:
+        # report it, but let a person decide
+        score = min(score, _CONTESTED_CAP)
     all_scores = tuple((c, round(min(1.0, scores[c]), 4)) for c in order)
     if score < threshold:
         all_items = [item for items in by_cat.values() for item in items]

@@ -53,12 +53,14 @@ def choose_thresholds(
     min_support: int = 3,
     floor: float = 0.5,
     default: float = DEFAULT_THRESHOLD,
+    lower_support: int = 20,
 ) -> dict[str, GateEntry]:
     """Per automatic category, the lowest threshold whose precision reaches ``target``.
 
     ``predictions`` are ``(predicted category, confidence, correct)`` on labelled logs. A category with
     fewer than ``min_support`` predictions keeps ``default``; one whose precision never reaches the
-    target at any threshold gets ``NEVER`` (it always notifies). Thresholds never go below ``floor``.
+    target at any threshold gets ``NEVER`` (it always notifies). A threshold goes below ``default``
+    only with at least ``lower_support`` predictions measured, and never below ``floor``.
     """
     by_cat: dict[str, list[tuple[float, bool]]] = {}
     for cat, conf, ok in predictions:
@@ -84,6 +86,10 @@ def choose_thresholds(
             # right all the way down to the lowest confidence seen: below that there is no evidence,
             # so the threshold goes no higher than the default
             best = replace(best, threshold=max(min(best.threshold, default), floor))
+        if best is not None and len(preds) < lower_support:
+            # a few right answers do not prove precision at a low confidence: below the default
+            # only with enough measurements
+            best = replace(best, threshold=max(best.threshold, default))
         out[cat] = best or GateEntry(cat, NEVER, len(preds), round(sum(ok for _, ok in preds) / len(preds), 4), 0)
     return out
 

@@ -402,3 +402,100 @@ def test_weak_test_panics_do_not_override_test_failure() -> None:
               for i in range(5)]
     tf = EvidenceLine(line=99, text="test result: FAILED.", pattern="cargo.test_result", category="test_failure", weight=0.85)
     assert classify([*panics, tf], total_lines=100).category == "test_failure"
+
+
+# ------------------------------------------------------------------------------------------------
+# transient words only count where a tool says them about the machine
+# ------------------------------------------------------------------------------------------------
+
+AUTO_GATE = 0.75  # the default automatic-action threshold (healing_guard/remediate/gate.py)
+
+
+def test_passing_test_lines_are_no_evidence(matcher: Matcher) -> None:
+    raw = [
+        "PASS src/net/retry.test.ts",
+        "  ✓ retries on ECONNRESET (12 ms)",
+        "  ✓ returns 429 when the rate limit exceeded (3 ms)",
+        "tests/test_disk.py::test_no_space_left_on_device PASSED [ 50%]",
+        "test io::tests::maps_no_space_left_on_device ... ok",
+    ]
+    d = diagnose(matcher, raw)
+    assert d.category == "unknown" and d.evidence == ()
+
+
+def test_retry_announcements_are_support_only(matcher: Matcher) -> None:
+    retry = "WARNING: Retrying (Retry(total=4, connect=None, read=None, redirect=None, status=None)) after connection " \
+            "broken by 'ReadTimeoutError(\"HTTPSConnectionPool(host='pypi.org', port=443): Read timed out.\")': /simple/x/"
+    assert diagnose(matcher, ["Collecting x", retry, "Successfully installed x-1.0"]).category == "unknown"
+    # ...but they support the final error when the retries ran out
+    final = "ERROR: Could not install packages due to an OSError: HTTPSConnectionPool(host='pypi.org', port=443): " \
+            "Max retries exceeded with url: /simple/x/ (Caused by ReadTimeoutError(\"Read timed out.\"))"
+    d = diagnose(matcher, ["Collecting x", retry, retry, final])
+    assert d.category == "network" and d.evidence[0].line == 4
+
+
+def test_source_listings_quote_messages(matcher: Matcher) -> None:
+    raw = [
+        "+ grep -rn 'No space left' src/",
+        'src/storage/writer.go:88:\t// returns ErrNoSpace when the write fails with "No space left on device"',
+        'src/http/client.ts:41:  if (err.code === "ECONNRESET") {',
+    ]
+    assert diagnose(matcher, raw).category == "unknown"
+
+
+def test_a_test_owns_its_assertion_line(matcher: Matcher) -> None:
+    raw = [
+        "tests/test_errors.py::test_message FAILED",
+        "E       AssertionError: expected 'No space left on device' in output",
+        "FAILED tests/test_errors.py::test_message - AssertionError: expected 'No space left on device' in output",
+        "========================= 1 failed, 12 passed in 0.52s =========================",
+    ]
+    d = diagnose(matcher, raw)
+    assert d.category == "test_failure"
+    assert all(e.category == "test_failure" for e in d.evidence)
+
+
+def test_transient_cause_inside_a_code_step_failure_is_not_automatic(matcher: Matcher) -> None:
+    # the compiler plugin reports the full disk as its own reason to fail: disk_full, but a person decides
+    wrapped = ("[ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.11.0:testCompile "
+               "(default-testCompile) on project app: Error while storing the mojo status: /app/target/maven-status/"
+               "createdFiles.lst (No space left on device) -> [Help 1]")
+    d = diagnose(matcher, ["[INFO] BUILD FAILURE", wrapped])
+    assert d.category == "disk_full"
+    assert d.confidence < AUTO_GATE
+    # said on its own line, the same cause is certain
+    d = diagnose(matcher, ["[INFO] BUILD FAILURE", wrapped, "[ERROR] No space left on device",
+                           "java.io.IOException: No space left on device"])
+    assert d.category == "disk_full" and d.confidence >= 0.9
+    # a dependency resolver reporting a transport error is not a code step: no cap
+    resolve = ("[ERROR] Failed to execute goal on project app: Could not resolve dependencies for project g:app:jar:1.0: "
+               "Could not transfer artifact g:a:pom:1.0 from/to central (https://repo.maven.apache.org/maven2): "
+               "Connection reset -> [Help 1]")
+    d = diagnose(matcher, ["[INFO] BUILD FAILURE", resolve])
+    assert d.category == "network" and d.confidence >= AUTO_GATE
+
+
+def test_cause_printed_right_before_the_failure_explains_it() -> None:
+    # a wrapper's timeout, then "the test file failed", then a long epilogue (cache statistics, uploads)
+    timeout = EvidenceLine(line=35, text="Got exit code 124", pattern="t", category="test_timeout", weight=0.6)
+    failed = [EvidenceLine(line=n, text="test_x 1/1 failed!", pattern="f", category="test_failure", weight=0.6)
+              for n in (45, 57)]
+    assert classify([timeout, *failed], total_lines=100).category == "test_timeout"
+    # far before the failure it explains nothing
+    early = EvidenceLine(line=5, text="Got exit code 124", pattern="t", category="test_timeout", weight=0.6)
+    assert classify([early, *failed], total_lines=100).category == "test_failure"
+    # a transient cause found this way is reported, not acted on
+    net = EvidenceLine(line=40, text="ECONNRESET", pattern="n", category="network", weight=0.75)
+    d = classify([net, *failed], total_lines=100)
+    assert d.category == "network" and d.confidence < AUTO_GATE
+
+
+def test_local_services_are_setup_not_network(matcher: Matcher) -> None:
+    for line in [
+        "Error: connect ECONNREFUSED 127.0.0.1:5432",
+        "requests.exceptions.ConnectionError: HTTPConnectionPool(host='localhost', port=8000): Max retries exceeded "
+        "with url: /health (Caused by NewConnectionError('Failed to establish a new connection: [Errno 111] Connection refused'))",
+        "dial tcp: lookup postgres on 127.0.0.11:53: no such host",
+        'psycopg2.OperationalError: could not translate host name "postgres" to address: Name or service not known',
+    ]:
+        assert diagnose(matcher, ["Run pytest", line]).category == "build_config", line

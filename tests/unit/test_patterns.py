@@ -297,6 +297,15 @@ def test_duplicate_ids_refused() -> None:
         ("process didn't exit successfully: `rustc --crate-name app src/lib.rs` (signal: 9, SIGKILL: kill)", "oom"),
         ("thread 'main' panicked at src/main.rs:3:5:", "crash"),
         ("src/lib.c:4:1: error: code should be clang-formatted [-Wclang-format-violations]", "lint_style"),
+        # runner messages of the CI platforms
+        ("There has been a timeout failure or the job got stuck. Check your timeout limits or try again", "infra_timeout"),
+        ("Caused: java.io.IOException: Backing channel 'agent-7' is disconnected.", "infra_runner_lost"),
+        ("Too long with no output (exceeded 10m0s): context deadline exceeded", "infra_timeout"),
+        ("      Reason:       OOMKilled", "oom"),
+        ("Warning  Failed  3s  kubelet  Error: ImagePullBackOff", "docker_registry"),
+        # stale build state restored from a cache
+        ("error[E0786]: found invalid metadata files for crate `serde`", "cache_corruption"),
+        (" ERR_PNPM_TARBALL_INTEGRITY  Got unexpected checksum for \"https://registry.npmjs.org/a/-/a-1.0.0.tgz\".", "cache_corruption"),
         ("[ERROR] src/main/java/a/B.java:[65,5] (whitespace) WhitespaceAround: '{' is not preceded with whitespace. [WhitespaceAround]", "lint_style"),
     ],
 )
@@ -319,6 +328,9 @@ def test_builtin_library_recognises(builtin_matcher: Matcher, line: str, categor
         "You have 0 PMD violations.",
         "Connection reset",  # only Gradle's "> " cause-chain shape is specific enough
         "test tests::parses ... ok",
+        "Found 0 errors.",
+        '            "OOMKilled": false,',
+        "Cache not found for input keys: Linux-pip-3f2a1b",
     ],
 )
 def test_builtin_library_quiet_on_normal_lines(builtin_matcher: Matcher, line: str) -> None:
@@ -334,6 +346,14 @@ def test_builtin_library_quiet_on_normal_lines(builtin_matcher: Matcher, line: s
         ("Aborted (core dumped)", "native.segfault"),
         # cargo's wrapper line is weak evidence on its own, not the rustc error itself
         ("error: could not compile `app` (lib) due to 1 previous error", "rustc.error"),
+        # a refused or missing repository is not a transport error
+        ("fatal: unable to access 'https://github.com/o/private.git/': The requested URL returned error: 403", "net.git_remote"),
+        # a stale apt index (404) is not the network
+        ("E: Failed to fetch http://archive.ubuntu.com/ubuntu/pool/main/c/curl/curl_7.81_amd64.deb  404  Not Found", "net.download_failed"),
+        # tar's closing line follows any tar error, not only a truncated archive
+        ("tar: Error is not recoverable: exiting now", "archive.truncated"),
+        # EPIPE is as often a local pipe as the network
+        ("Error: EPIPE: broken pipe, write", "net.errno"),
     ],
 )
 def test_builtin_library_does_not_misread(builtin_matcher: Matcher, line: str, absent: str) -> None:

@@ -101,7 +101,7 @@ def test_thresholds_from_measured_precision() -> None:
              ("network", 0.7, False), ("network", 0.65, True), ("oom", 0.9, True),
              ("disk_full", 0.9, False), ("disk_full", 0.8, False), ("disk_full", 0.7, False),
              ("test_failure", 0.9, False)]
-    g = choose_thresholds(preds, target=0.95, min_support=3)
+    g = choose_thresholds(preds, target=0.95, min_support=3, default=0.75)
     assert g["network"].threshold == 0.8 and g["network"].precision == 1.0 and g["network"].acted == 4
     assert g["oom"].precision is None  # one example: not measurable, the default applies
     assert g["disk_full"].threshold == NEVER  # never precise enough: always notify
@@ -142,8 +142,10 @@ def test_config_thresholds_are_validated(tmp_path) -> None:  # type: ignore[no-u
 
 def test_right_down_to_the_lowest_confidence_caps_at_the_default() -> None:
     preds = [("network", 0.95, True), ("network", 0.9, True), ("network", 0.7, True)]
-    e = choose_thresholds(preds, target=0.95, min_support=3, default=0.75)["network"]
+    e = choose_thresholds(preds, target=0.95, min_support=3, default=0.75, lower_support=3)["network"]
     assert e.threshold == 0.7 and e.acted == 3  # lowest seen, already under the default
+    e = choose_thresholds(preds, target=0.95, min_support=3, default=0.75)["network"]
+    assert e.threshold == 0.75  # ...but three right answers are too few to go below the default
     preds = [("network", 0.99, True), ("network", 0.98, True), ("network", 0.97, True)]
     e = choose_thresholds(preds, target=0.95, min_support=3, default=0.75)["network"]
     assert e.threshold == 0.75  # no evidence below 0.97 either way: the default, not 0.97

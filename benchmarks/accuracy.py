@@ -137,7 +137,7 @@ def print_report(name: str, s: dict[str, Any], rows: list[Row]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(stderr=False)
+    con = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
     t = Table(title=f"{name}: per-category scores")
     for col in ("category", "precision", "recall", "F1", "support", "predicted"):
         t.add_column(col, justify="left" if col == "category" else "right")

@@ -186,11 +186,15 @@ def evidence_from_hits(hits: Sequence[Hit], first_line_no: int) -> list[Evidence
     so one minified-JS line cannot bloat a finding.
     """
     out: list[EvidenceLine] = []
+    texts: dict[int, str] = {}  # several patterns often hit one line: tokenize it once
     for h in hits:
+        text = texts.get(h.index)
+        if text is None:
+            text = texts[h.index] = tokenize(h.text)[:MAX_TEXT]
         out.append(
             EvidenceLine(
                 line=first_line_no + h.index,
-                text=tokenize(h.text)[:MAX_TEXT],
+                text=text,
                 pattern=h.pattern.id,
                 category=h.pattern.category,
                 weight=h.pattern.confidence,

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .bench.cli import bench_app
 from .settings import ConfigError, Settings, load_settings
@@ -34,7 +35,7 @@ def _settings(config: Optional[Path], **overrides: Any) -> Settings:
     try:
         return load_settings(config, **overrides)
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -117,10 +118,10 @@ def _analyzer(s: Settings, model: Optional[Path] = None) -> Any:
         learner = LabelLearner.load(model) if model is not None else None
         return Analyzer(s, learner=learner)
     except PatternError as exc:
-        err.print(f"[red]pattern library error:[/red] {exc}")
+        err.print(f"[red]pattern library error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     except (OSError, ValueError, EOFError) as exc:
-        err.print(f"[red]cannot load the label model:[/red] {exc}")
+        err.print(f"[red]cannot load the label model:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
@@ -164,17 +165,18 @@ def analyze(
             failed += "error" in rep
             continue
         if "error" in rep:
-            err.print(f"[red]{rep['file']}: {rep['error']}[/red]")
+            err.print(f"[red]{escape(rep['file'])}: {escape(rep['error'])}[/red]")
             failed += 1
             continue
         act = rep["action"] + (" (automatic)" if rep["automatic"] else "")
-        console.print(f"[bold]{rep['file']}[/bold]: [cyan]{rep['category']}[/cyan] "
-                      f"confidence {rep['confidence']:.2f} -> {act}  ({rep['lines']} lines)")
+        console.print(f"[bold]{escape(rep['file'])}[/bold]: [cyan]{rep['category']}[/cyan] "
+                      f"confidence {rep['confidence']:.2f} -> {act}  ({rep['lines']} lines)", highlight=False)
         for e in rep["evidence"]:
-            console.print(f"  {e['line']:>7}  {e['text'][:160]}  [dim]{e['pattern']}[/dim]", markup=False)
+            console.print(f"  {e['line']:>7}  {escape(e['text'][:160])}  [dim]{escape(e['pattern'])}[/dim]",
+                          highlight=False)
         if "signature" in rep:
-            console.print(f"  signature: {rep['signature']}", markup=False)
-        console.print(f"  [green]remediation:[/green] {rep['remediation']}")
+            console.print(f"  signature: {escape(rep['signature'])}", highlight=False)
+        console.print(f"  [green]remediation:[/green] {escape(rep['remediation'])}", highlight=False)
     raise typer.Exit(1 if failed else 0)
 
 
@@ -204,7 +206,7 @@ def unknowns(
         total = 0
         for r in an.analyze_paths(files):
             if r.analysis is None:
-                err.print(f"[red]{r.file}: {r.error}[/red]")
+                err.print(f"[red]{escape(r.file)}: {escape(str(r.error))}[/red]")
                 continue
             total += 1
             if r.analysis.diagnosis.category == "unknown":
@@ -220,17 +222,17 @@ def unknowns(
             client = connect(s.clickhouse_dsn)
             clusters = unknown_clusters(client, s.clickhouse_database, top=top)
         except WarehouseConnectionError as exc:
-            err.print(f"[red]warehouse:[/red] {exc}")
+            err.print(f"[red]warehouse:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
         except Exception as exc:  # e.g. the tables do not exist yet
-            err.print(f"[red]cannot read unknown diagnoses from {s.clickhouse_database}.diagnoses:[/red] {exc}")
+            err.print(f"[red]cannot read unknown diagnoses from {s.clickhouse_database}.diagnoses:[/red] {escape(str(exc))}")
             raise typer.Exit(2) from None
     for c in clusters:
         if json_out:
             sys.stdout.write(orjson.dumps(c).decode() + "\n")
         else:
-            console.print(f"[bold]{c['count']:>5}[/bold]  {c['signature']}", highlight=False)
-            console.print(f"       e.g. {', '.join(c['examples'])}", style="dim", highlight=False)
+            console.print(f"[bold]{c['count']:>5}[/bold]  {escape(c['signature'])}", highlight=False)
+            console.print(f"       e.g. {escape(', '.join(c['examples']))}", style="dim", highlight=False)
     if not clusters and not json_out:
         console.print("no unknown failures")
 
@@ -249,7 +251,7 @@ def learn(
     try:
         rows = read_labels(labels)
     except (OSError, ValueError) as exc:
-        err.print(f"[red]labels:[/red] {exc}")
+        err.print(f"[red]labels:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     s = _settings(config)
     learner = LabelLearner.load(model) if model.exists() else LabelLearner()

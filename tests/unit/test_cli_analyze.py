@@ -104,3 +104,13 @@ def test_learn_then_analyze_with_the_model(logs: Path) -> None:
     bad.write_text("file,category\nx.log,flaky\n")
     code, _, err = run("learn", "--labels", str(bad), "--logs", str(logs), "--model", str(model))
     assert code == 2 and "bad.csv:2: category" in err.replace("\n", " ")
+
+
+def test_human_output_prints_log_text_verbatim(logs: Path) -> None:
+    # log text is not Rich markup: brackets must survive (and must not crash the printer)
+    (logs / "brackets.log").write_text("[bold]x\n[ERROR] No space left on device [/x]\n")
+    code, out, _ = run("analyze", str(logs / "brackets.log"))
+    assert code == 0 and "[ERROR] No space left on device [/x]" in out
+    (logs / "u.log").write_text("##[end-action id=a;outcome=failure;conclusion=failure]\n")
+    code, out, _ = run("unknowns", str(logs / "u.log"))
+    assert code == 0 and "##[end-action id=a;outcome=failure;conclusion=failure]" in out.replace("\n", "")

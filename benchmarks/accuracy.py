@@ -56,7 +56,7 @@ def load_labels(dataset: Path) -> list[tuple[str, str]]:
 
 
 def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row], list[Row]]:
-    matcher = Matcher(load_library(pattern_files))
+    matcher = Matcher(load_library(pattern_files), markers=True)
     rows: list[Row] = []
     learned: list[Row] = []
     learner = LabelLearner() if online else None

@@ -40,7 +40,7 @@ class Analyzer:
     def __init__(self, settings: Settings, *, matcher: Matcher | None = None,
                  learner: LabelLearner | None = None) -> None:
         self.settings = settings
-        self.matcher = matcher or Matcher(load_library(settings.pattern_files))
+        self.matcher = matcher or Matcher(load_library(settings.pattern_files), markers=True)
         self.by_id: dict[str, Pattern] = {p.id: p for p in self.matcher.patterns}
         self.gate = {**packaged_thresholds(), **settings.auto_thresholds}
         if learner is None and settings.label_model:

@@ -54,7 +54,7 @@ class Engine:
 
     def __init__(self, settings: Settings, matcher: Matcher | None = None) -> None:
         self.settings = settings
-        self.matcher = matcher or Matcher(load_library(settings.pattern_files))
+        self.matcher = matcher or Matcher(load_library(settings.pattern_files), markers=True)
         self.limits = Limits(
             max_pending_chunks=settings.max_pending_chunks, tail_lines=settings.tail_lines,
             max_evidence=settings.max_evidence, chunk_grace_seconds=settings.chunk_grace_seconds,
@@ -85,7 +85,8 @@ class Engine:
     # --- decisions -----------------------------------------------------------------------------
     def diagnose(self, ready: Ready) -> Diagnosis:
         d = classify(ready.evidence, total_lines=ready.total_lines, exit_code=ready.job.exit_code,
-                     conclusion=ready.job.conclusion, threshold=self.settings.confidence_threshold)
+                     conclusion=ready.job.conclusion, threshold=self.settings.confidence_threshold,
+                     step=ready.step_start)
         if self.learner is not None:
             d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
         return d

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .classify import EvidenceLine, evidence_from_hits
+from .classify.classifier import step_start
 from .patterns.matcher import Matcher
 from .patterns.tokenize import tokenize
 from .schemas import JobEvent, LogChunk, TestRisk
@@ -38,6 +39,7 @@ class JobWindow:
     partition: int = 0  # source partition, so deadline ticks return to the same worker
     touched: float = 0.0  # last update; a window never completed is dropped after Limits.window_ttl_seconds
     decided: bool = False  # this attempt is done: replayed messages of it must not decide it again
+    step_start: int = 0  # line where the log's last CI step starts (0: no step marker seen)
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (called after every chunk): the values are already plain JSON data
@@ -87,6 +89,7 @@ class Ready:
     log_complete: bool
     risks: tuple[TestRisk, ...]
     tail: tuple[str, ...]
+    step_start: int | None = None  # line where the log's last CI step starts
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
     first = chunk.get("first_line") or (w.lines_seen + 1)
     hits = matcher.match(lines)
     if hits:
+        w.step_start = step_start(hits, first) or w.step_start
         new = evidence_from_hits(hits, first)
         w.evidence.extend(dataclasses.asdict(e) for e in new)
         if len(w.evidence) > limits.max_evidence:
@@ -219,5 +223,6 @@ def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) 
         log_complete=complete and w.gaps == 0,
         risks=tuple(TestRisk.from_dict(r) for r in w.risks),
         tail=tuple(w.tail),
+        step_start=w.step_start or None,
     )
     return w, [ready]

@@ -17,7 +17,7 @@ from typing import BinaryIO
 from healing_guard.patterns.matcher import Matcher
 from healing_guard.patterns.tokenize import tokenize
 
-from .classifier import Diagnosis, EvidenceLine, classify, evidence_from_hits
+from .classifier import Diagnosis, EvidenceLine, classify, evidence_from_hits, step_start
 from .unknowns import signature_line
 
 __all__ = ["Analysis", "LogAnalyzer", "analyze_stream"]
@@ -62,6 +62,7 @@ class LogAnalyzer:
         self._partial_start = 0  # where the unfinished last line starts in _pending
         self._skipping = False  # inside an over-long line: drop bytes until its newline
         self._lines_done = 0
+        self._step: int | None = None  # where the last CI step starts (needs a Matcher with markers)
         self._evidence: list[EvidenceLine] = []
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self.truncated_lines = 0
@@ -137,7 +138,7 @@ class LogAnalyzer:
                 self._scan(self._partial_start)
         total = self._lines_done
         d = classify(self._evidence, total_lines=total, exit_code=exit_code, conclusion=conclusion,
-                     threshold=threshold)
+                     threshold=threshold, step=self._step)
         sig = signature_line(d.evidence if d.category != "unknown" else self._evidence, tuple(self._tail))
         return Analysis(diagnosis=d, total_lines=total, truncated_lines=self.truncated_lines,
                         bytes_read=self.bytes_read, signature=sig, tail=tuple(self._tail))
@@ -151,6 +152,7 @@ class LogAnalyzer:
         n_lines = buf.count(b"\n") + 1
         hits = self.matcher.scan(buf)
         if hits:
+            self._step = step_start(hits, self._lines_done + 1) or self._step
             self._evidence.extend(evidence_from_hits(hits, self._lines_done + 1))
             if len(self._evidence) > self.max_evidence:
                 # the strongest, and among equals the latest: the end of a log explains the failure

@@ -46,6 +46,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from healing_guard.patterns.library import STEP_CATEGORY
 from healing_guard.patterns.matcher import Hit
 from healing_guard.patterns.tokenize import tokenize
 
@@ -58,6 +59,7 @@ __all__ = [
     "TRANSIENT",
     "classify",
     "evidence_from_hits",
+    "step_start",
 ]
 
 MAX_EVIDENCE = 5
@@ -188,6 +190,8 @@ def evidence_from_hits(hits: Sequence[Hit], first_line_no: int) -> list[Evidence
     out: list[EvidenceLine] = []
     texts: dict[int, str] = {}  # several patterns often hit one line: tokenize it once
     for h in hits:
+        if h.pattern.category == STEP_CATEGORY:
+            continue
         text = texts.get(h.index)
         if text is None:
             text = texts[h.index] = tokenize(h.text)[:MAX_TEXT]
@@ -203,16 +207,25 @@ def evidence_from_hits(hits: Sequence[Hit], first_line_no: int) -> list[Evidence
     return out
 
 
-def _recency(line: int, total_lines: int) -> float:
-    """1.0 at the end of the log, decaying towards the start (by position and by distance)."""
+def step_start(hits: Sequence[Hit], first_line_no: int) -> int | None:
+    """The whole-log line where the last step marker among ``hits`` is (None: no marker)."""
+    lines = [first_line_no + h.index for h in hits if h.pattern.category == STEP_CATEGORY]
+    return max(lines) if lines else None
+
+
+def _recency(line: int, total_lines: int, step: int | None = None) -> float:
+    """1.0 at the end of the log, decaying towards the start (by position and by distance); 1.0 for
+    every line of the last step, when the log marks steps (what follows it is the runner's cleanup)."""
+    if step is not None and line >= step:
+        return 1.0
     total = max(total_lines, line, 1)
     pos = max(line, 1) / total
     dist = total - line
     return max(pos**3, 0.5 ** (dist / 150.0))
 
 
-def _strength(weight: float, line: int, total_lines: int) -> float:
-    return max(0.0, min(1.0, weight)) * (0.65 + 0.35 * _recency(line, total_lines))
+def _strength(weight: float, line: int, total_lines: int, step: int | None = None) -> float:
+    return max(0.0, min(1.0, weight)) * (0.65 + 0.35 * _recency(line, total_lines, step))
 
 
 def _effective(evidence: Sequence[EvidenceLine]) -> list[tuple[float, EvidenceLine]]:
@@ -260,15 +273,19 @@ def classify(
     exit_code: int | None = None,
     conclusion: str | None = None,
     threshold: float = 0.5,
+    step: int | None = None,
 ) -> Diagnosis:
-    """One category for a job from all evidence lines of its log (see the module docstring)."""
+    """One category for a job from all evidence lines of its log (see the module docstring).
+
+    ``step`` is the line where the log's last CI step starts (see :func:`step_start`), when known.
+    """
     weighted = _effective(evidence)
     # Strongest contribution per (category, line): two patterns of one category on one line are one
     # piece of evidence, not two.
     per_line: dict[tuple[str, int], tuple[float, float, EvidenceLine]] = {}
     code_step: dict[int, float] = {}  # line -> strongest reading of it by a code step
     for w, e in weighted:
-        s = _strength(w, e.line, total_lines)
+        s = _strength(w, e.line, total_lines, step)
         key = (e.category, e.line)
         cur = per_line.get(key)
         if cur is None or s > cur[0] or (s == cur[0] and e.pattern < cur[2].pattern):
@@ -314,7 +331,7 @@ def classify(
         items = by_cat.get(cat, [])
         if not items or max(per_line[(cat, e.line)][1] for _, e in items) < _MIN_PRECEDENCE_WEIGHT.get(cat, 0.0):
             continue
-        if max(_recency(e.line, total_lines) for _, e in items) >= _NEAR_END:
+        if max(_recency(e.line, total_lines, step) for _, e in items) >= _NEAR_END:
             best = cat
             break
         if starts is not None and any(starts - _CAUSE_WINDOW <= e.line < starts for _, e in items):

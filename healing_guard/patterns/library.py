@@ -23,6 +23,8 @@ from healing_guard.schemas.records import CATEGORIES
 
 __all__ = [
     "BUILTIN_FILE",
+    "STEP_CATEGORY",
+    "STEP_MARKERS",
     "PATTERN_CATEGORIES",
     "Pattern",
     "PatternError",
@@ -72,6 +74,17 @@ class Pattern:
     remediation: str | None = None
     description: str = ""
     caseless: bool = False
+
+
+#: Pseudo-category of the step markers: lines where a CI step (GitHub Actions `##[group]Run`, a GitLab
+#: section, a Jenkins stage) begins. They are not evidence; they tell the classifier where the step that
+#: failed (the last one) starts, so its lines count as "at the end" however long the post-job cleanup.
+STEP_CATEGORY = "_step"
+STEP_MARKERS: tuple[Pattern, ...] = (
+    Pattern("_step.github", STEP_CATEGORY, r"##\[group\]Run ", 0.0),
+    Pattern("_step.gitlab", STEP_CATEGORY, r"section_start:\d+:(?:step_script|build_script|script|after_script|[a-z_]*_script)", 0.0),
+    Pattern("_step.jenkins", STEP_CATEGORY, r"\[Pipeline\] \{ \(", 0.0),
+)
 
 
 class PatternError(ValueError):

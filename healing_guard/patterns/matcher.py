@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import hyperscan
 
-from .library import Pattern, hs_flags
+from .library import STEP_CATEGORY, STEP_MARKERS, Pattern, hs_flags
 from .tokenize import clean, strip_ansi
 
 __all__ = ["Hit", "MAX_HIT_TEXT", "Matcher", "line_form"]
@@ -112,6 +112,9 @@ class Hit:
 class Matcher:
     """One compiled Hyperscan database for a pattern library, plus its scratch space.
 
+    ``markers=True`` adds the step markers (:data:`~healing_guard.patterns.library.STEP_MARKERS`): their
+    hits tell where the failing step starts and are never evidence.
+
     Not thread-safe: the scratch space is allocated once and reused by every scan, which is what makes
     a scan cheap. Give each thread (each Faust worker is single-threaded) its own Matcher.
 
@@ -120,10 +123,10 @@ class Matcher:
     kept, because the start of a failure and the end of the log are both what a diagnosis needs.
     """
 
-    def __init__(self, patterns: Sequence[Pattern], *, max_hits_per_pattern: int = 50) -> None:
+    def __init__(self, patterns: Sequence[Pattern], *, max_hits_per_pattern: int = 50, markers: bool = False) -> None:
         if max_hits_per_pattern < 1:
             raise ValueError("max_hits_per_pattern must be >= 1")
-        self.patterns: tuple[Pattern, ...] = tuple(patterns)
+        self.patterns: tuple[Pattern, ...] = tuple(patterns) + (STEP_MARKERS if markers else ())
         ids = [p.id for p in self.patterns]
         if len(set(ids)) != len(ids):
             raise ValueError("pattern ids must be unique")
@@ -165,7 +168,7 @@ class Matcher:
 
     def categories(self) -> set[str]:
         """Categories some pattern can produce (lets callers tell "no evidence possible" apart)."""
-        return {p.category for p in self.patterns}
+        return {p.category for p in self.patterns if p.category != STEP_CATEGORY}
 
     @staticmethod
     def _buffer(lines: Sequence[str]) -> bytes:

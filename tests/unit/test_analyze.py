@@ -125,3 +125,41 @@ def test_feed_after_finish_is_refused(matcher: Matcher) -> None:
     a.finish()
     with pytest.raises(RuntimeError):
         a.feed(b"x")
+
+
+def test_step_markers_mark_the_failing_step_and_are_not_evidence() -> None:
+    from healing_guard.classify import evidence_from_hits
+    from healing_guard.classify.classifier import step_start
+
+    m = Matcher(load_library(), markers=True)
+    lines = ["2024-05-06T07:08:09.1Z ##[group]Run npm ci", "ok",
+             "2024-05-06T07:08:10.1Z ##[group]Run npm test", "x",
+             "section_start:1712345678:step_script\r\x1b[0KExecuting step", "[Pipeline] { (Build)"]
+    hits = m.match(lines)
+    assert step_start(hits, 101) == 106
+    assert evidence_from_hits(hits, 101) == []
+    assert "_step" not in m.categories()
+
+
+def test_the_failing_step_counts_as_the_end_of_the_log() -> None:
+    from healing_guard.classify import EvidenceLine, classify
+
+    early = EvidenceLine(100, "npm WARN network ECONNRESET, retried", "n", "network", 0.7)
+    failing = EvidenceLine(300, "FAIL src/a.test.js", "t", "test_failure", 0.7)
+    # 700 lines of post-job cleanup follow the failing step, which starts at line 250
+    without = classify([early, failing], total_lines=1000)
+    with_step = classify([early, failing], total_lines=1000, step=250)
+    assert with_step.category == "test_failure" and with_step.confidence == 0.7
+    # without step markers the failing line is far from the end and too weak to decide
+    assert without.category == "unknown" and dict(without.scores)["test_failure"] < 0.5
+
+
+def test_analyzer_uses_step_markers() -> None:
+    m = Matcher(load_library(), markers=True)
+    log = (b"2024-05-06T07:08:09.1Z ##[group]Run ./lint.sh\n"
+           b"2024-05-06T07:08:09.1Z src/app.py:3:1: E302 expected 2 blank lines, found 1\n"
+           + b"2024-05-06T07:08:10.1Z Post job cleanup: removing /tmp/cache/file\n" * 900)
+    with_markers = analyze_stream([log], m)
+    plain = analyze_stream([log], Matcher(load_library()))
+    assert with_markers.diagnosis.category == plain.diagnosis.category == "lint_style"
+    assert with_markers.diagnosis.confidence > plain.diagnosis.confidence

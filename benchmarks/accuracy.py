@@ -107,6 +107,28 @@ def scores(rows: list[Row], gate: dict[str, float]) -> dict[str, Any]:
     }
 
 
+def calibration(rows: list[Row], bins: int = 5) -> dict[str, Any]:
+    """How well confidence predicts correctness: per confidence bin the share of right diagnoses, and the
+    expected calibration error (ECE: the bins' |accuracy - mean confidence| weighted by size). Only
+    diagnoses that name a category count (an `unknown` confidence is its doubt, not a claim)."""
+    named = [r for r in rows if r.predicted != "unknown"]
+    table = []
+    ece = 0.0
+    lo = 0.5
+    width = (1.0 - lo) / bins
+    for b in range(bins):
+        a, z = lo + b * width, lo + (b + 1) * width
+        inb = [r for r in named if a <= r.confidence < z or (b == bins - 1 and r.confidence >= z)]
+        if not inb:
+            continue
+        conf = sum(r.confidence for r in inb) / len(inb)
+        acc = sum(r.predicted == r.label for r in inb) / len(inb)
+        ece += len(inb) / len(named) * abs(acc - conf)
+        table.append({"bin": f"{a:.1f}-{z:.1f}", "n": len(inb), "mean_confidence": round(conf, 3),
+                      "accuracy": round(acc, 3)})
+    return {"ece": round(ece, 4), "bins": table}
+
+
 def cross_validated_gate(rows: list[Row], *, folds: int, target: float, seed: int = 7) -> dict[str, Any]:
     """Automatic-action precision when each log's gate was chosen *without* that log.
 
@@ -200,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     cvp = cv["automatic_action_precision"]
     print(f"gate chosen by {args.folds}-fold cross-validation: {cv['automatic_actions']} automatic actions, "
           f"precision {'n/a' if cvp is None else f'{cvp:.3f}'}")
-    out: dict[str, Any] = {"dataset": str(args.dataset), **s, "cross_validated_gate": cv}
+    cal = calibration(rows)
+    print("calibration (named categories): " + "  ".join(
+        f"{b['bin']}: n={b['n']} conf={b['mean_confidence']:.2f} acc={b['accuracy']:.2f}" for b in cal["bins"])
+        + f"  ECE {cal['ece']:.3f}")
+    out: dict[str, Any] = {"dataset": str(args.dataset), **s, "cross_validated_gate": cv, "calibration": cal}
     if learned:
         s2 = scores(learned, gate)
         print_report("online learner (test-then-train)", s2, learned)

@@ -20,7 +20,10 @@ from .patterns.library import load_library
 from .patterns.matcher import Matcher
 from .remediate.gate import packaged_thresholds
 from .remediate import Ledger, PlanConfig, plan
-from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, SchemaError, TestResult, TestRisk
+from .remediate.outcomes import SuccessStats
+from .remediate.planner import budget_alerts
+from .remediate.strategies import NOTIFY_ACTIONS
+from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk
 from .settings import Settings
 from .warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
@@ -33,6 +36,7 @@ class Decision:
     finding: Finding
     command: Command
     facts: list[Fact] = field(default_factory=list)
+    alerts: list[Command] = field(default_factory=list)  # budget alerts this decision crossed
 
 
 def dead_letter(source_topic: str, raw: bytes | None, reason: str, *, field_name: str | None = None,
@@ -91,7 +95,8 @@ class Engine:
             d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
         return d
 
-    def decide(self, ready: Ready, ledger: Ledger, now: float | None = None) -> tuple[Ledger, Decision]:
+    def decide(self, ready: Ready, ledger: Ledger, now: float | None = None, *,
+               success: SuccessStats | None = None, partition: int = 0) -> tuple[Ledger, Decision]:
         now = time.time() if now is None else now
         d = self.diagnose(ready)
         job = ready.job
@@ -104,9 +109,22 @@ class Engine:
             log_complete=ready.log_complete, ts=now,
             signature=signature_line(d.evidence, ready.tail) if d.category == "unknown" else None,
         )
-        ledger, cmd = plan(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now)
+        ledger, cmd = plan(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now,
+                           success=success)
+        ledger, alerts = budget_alerts(ledger, job, self.plan_config, slice_id=str(partition), now=now)
         facts = [job_run_fact(job, cost_usd=self.job_cost(job)), diagnosis_fact(finding), command_fact(cmd)]
-        return ledger, Decision(finding=finding, command=cmd, facts=facts)
+        facts += [command_fact(a) for a in alerts]
+        return ledger, Decision(finding=finding, command=cmd, facts=facts, alerts=alerts)
+
+    def learn_outcome(self, success: SuccessStats, outcome: Outcome) -> bool:
+        """Teach the planner how an automatic action turned out; False when the outcome cannot teach
+        (no category, a notification, a dry run)."""
+        if not outcome.category or outcome.status not in ("succeeded", "failed") or outcome.action in NOTIFY_ACTIONS:
+            return False
+        parts = outcome.job_key.split("/")
+        repo = "/".join(parts[1:3]) if len(parts) >= 4 else "*"
+        success.learn(outcome.category, repo, outcome.action, outcome.status == "succeeded")
+        return True
 
     def closed_facts(self, out: Closed) -> list[Fact]:
         return [job_run_fact(out.job, cost_usd=self.job_cost(out.job))]
@@ -125,7 +143,8 @@ class Engine:
         risk = None
         if failed:
             risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(), 4),
-                            p_retry_pass=round(model.p_retry_pass(), 4), runs=model.runs)
+                            p_retry_pass=round(model.p_retry_pass(), 4), runs=model.runs,
+                            recoveries=model.after_fail - model.after_fail_fails)
         return model, fact, risk
 
 

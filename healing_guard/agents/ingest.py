@@ -14,7 +14,8 @@ from faust.types import TP
 
 from ..pipeline import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
-from ..schemas import JobEvent, LogChunk, SchemaError, TestRisk
+from ..remediate.outcomes import SuccessStats
+from ..schemas import JobEvent, LogChunk, Outcome, SchemaError, TestRisk
 from ..warehouse.facts import fact_to_json
 from ..window import Closed, Expired, JobWindow, Ready, decided
 from .context import AgentContext, now
@@ -22,11 +23,16 @@ from .context import AgentContext, now
 log = logging.getLogger(__name__)
 
 
-def _ledger(raw: bytes | None) -> Ledger:
+def _partition_state(raw: bytes | None) -> tuple[Ledger, SuccessStats]:
+    """This partition's budget ledger and learned action success rates (one table value)."""
     if not raw:
-        return Ledger()
+        return Ledger(), SuccessStats()
     d = orjson.loads(raw)
-    return Ledger(day=d["day"], spent_usd=d["spent_usd"], repo_spent=tuple(tuple(x) for x in d["repo_spent"]))
+    return Ledger.from_dict(d), SuccessStats.from_dict(d.get("success"))
+
+
+def _dump_state(ledger: Ledger, success: SuccessStats) -> bytes:
+    return orjson.dumps({**ledger.to_dict(), "success": success.to_dict()})
 
 
 def register(ctx: AgentContext) -> Any:
@@ -46,9 +52,9 @@ def register(ctx: AgentContext) -> Any:
                 facts = engine.closed_facts(out)
             elif isinstance(out, Ready):
                 lkey = f"ledger:{partition}".encode()
-                ledger, decision = engine.decide(out, _ledger(tables.ledgers.get(lkey)))
-                tables.ledgers[lkey] = orjson.dumps({"day": ledger.day, "spent_usd": ledger.spent_usd,
-                                                     "repo_spent": [list(x) for x in ledger.repo_spent]})
+                ledger, success = _partition_state(tables.ledgers.get(lkey))
+                ledger, decision = engine.decide(out, ledger, success=success, partition=partition)
+                tables.ledgers[lkey] = _dump_state(ledger, success)
                 await _send_decision(decision, key)
                 facts = decision.facts
             if isinstance(out, (Closed, Ready)):
@@ -68,6 +74,9 @@ def register(ctx: AgentContext) -> Any:
         stats.commands += 1
         await t.findings.send(key=key, value=decision.finding.to_json())
         await t.actions.send(key=key, value=decision.command.to_json())
+        for alert in decision.alerts:
+            stats.commands += 1
+            await t.actions.send(key=key, value=alert.to_json())
 
     @app.agent(t.ingest, name="guard.ingest")
     async def ingest(stream: Any) -> None:
@@ -94,6 +103,8 @@ def register(ctx: AgentContext) -> Any:
             elif topic == names.test_risk:
                 d = orjson.loads(raw)
                 rec = (TestRisk.from_dict(d.get("risk")), int(d["attempt"]))
+            elif topic == names.outcomes:
+                rec = Outcome.from_json(raw)
             else:  # ticks
                 rec = None
         except SchemaError as exc:
@@ -101,6 +112,14 @@ def register(ctx: AgentContext) -> Any:
             return
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             await ctx.dead_letter(dead_letter(topic, raw, f"bad internal record: {exc!r}", **where), key)
+            return
+        if isinstance(rec, Outcome):
+            # how an action turned out: this partition's planner learns from it (no window involved)
+            lkey = f"ledger:{partition}".encode()
+            ledger, success = _partition_state(tables.ledgers.get(lkey))
+            if engine.learn_outcome(success, rec):
+                tables.ledgers[lkey] = _dump_state(ledger, success)
+                stats.outcomes_learned += 1
             return
         if isinstance(rec, (LogChunk, JobEvent)) and rec.job_key.encode() != key:
             await ctx.dead_letter(dead_letter(topic, raw, f"key {key!r} is not the job key {rec.job_key!r}",

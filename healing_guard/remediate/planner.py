@@ -7,6 +7,7 @@ command (or the notification) plus the new ledger.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -14,7 +15,8 @@ from datetime import datetime, timezone
 from ..classify import Diagnosis
 from ..schemas import BudgetSnapshot, Command, Evidence, JobEvent, TestRisk
 from .gate import packaged_thresholds
-from .strategies import FLAKY_RETRY, NOTIFY_AUTHOR, STRATEGIES, Strategy
+from .outcomes import SuccessStats
+from .strategies import ALTERNATIVES, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Strategy
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class PlanConfig:
     human_response_minutes: float = 30.0
     flaky_retry_threshold: float = 0.6
     flaky_min_runs: int = 5
+    #: a test is "known flaky" only if it has failed before and passed on the next run this many times:
+    #: the first failure after a green history is a regression until shown otherwise
+    flaky_min_recoveries: int = 1
     confidence_threshold: float = 0.5
     partitions: int = 1  # the daily budget is split into per-partition slices, see Ledger
     #: per-category confidence an automatic action needs (the auto-remediation gate, see gate.py)
@@ -39,6 +44,7 @@ class Ledger:
     day: str = ""
     spent_usd: float = 0.0
     repo_spent: tuple[tuple[str, float], ...] = ()
+    alerted: tuple[str, ...] = ()  # budget alerts already sent today ("daily:80", "repo:o/r:50")
 
     def repo(self, repo: str) -> float:
         return dict(self.repo_spent).get(repo, 0.0)
@@ -47,7 +53,64 @@ class Ledger:
         led = self if self.day == day else Ledger(day=day)
         spent = dict(led.repo_spent)
         spent[repo] = spent.get(repo, 0.0) + usd
-        return Ledger(day=day, spent_usd=led.spent_usd + usd, repo_spent=tuple(sorted(spent.items())))
+        return Ledger(day=day, spent_usd=led.spent_usd + usd, repo_spent=tuple(sorted(spent.items())),
+                      alerted=led.alerted)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"day": self.day, "spent_usd": self.spent_usd, "repo_spent": [list(x) for x in self.repo_spent],
+                "alerted": list(self.alerted)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object] | None) -> Ledger:
+        if not d:
+            return cls()
+        return cls(day=str(d.get("day", "")), spent_usd=float(d.get("spent_usd", 0.0)),  # type: ignore[arg-type]
+                   repo_spent=tuple((str(r), float(v)) for r, v in d.get("repo_spent", ())),  # type: ignore[union-attr]
+                   alerted=tuple(str(a) for a in d.get("alerted", ())))  # type: ignore[union-attr]
+
+
+#: Shares of a budget at which a notify command warns the owners, once per day each.
+ALERT_LEVELS = (0.5, 0.8, 0.95)
+
+
+def budget_alerts(ledger: Ledger, job: JobEvent, cfg: PlanConfig, *, slice_id: str = "0",
+                  now: float | None = None) -> tuple[Ledger, list[Command]]:
+    """``notify_budget`` commands for the budget levels (50/80/95 %) the ledger has newly crossed.
+
+    Once per level, scope (the daily budget, or one repository's) and day: the ledger remembers what it
+    announced, and the command id is a hash of day, slice and level, so a replay sends nothing new.
+    """
+    now = time.time() if now is None else now
+    repo = f"{job.owner}/{job.repo}"
+    daily_slice = cfg.daily_budget_usd / max(cfg.partitions, 1)
+    repo_slice = cfg.repo_daily_budget_usd / max(cfg.partitions, 1)
+    alerted = list(ledger.alerted)
+    out: list[Command] = []
+    for scope, spent, budget, what in (("daily", ledger.spent_usd, daily_slice, "daily retry budget"),
+                                       (f"repo:{repo}", ledger.repo(repo), repo_slice, f"{repo} retry budget")):
+        if budget <= 0:
+            continue
+        for level in ALERT_LEVELS:
+            tag = f"{scope}:{int(level * 100)}"
+            if spent < level * budget or tag in alerted:
+                continue
+            alerted.append(tag)
+            snapshot = BudgetSnapshot(day=ledger.day, spent_usd=round(ledger.spent_usd, 4), daily_budget_usd=daily_slice,
+                                      repo_spent_usd=round(ledger.repo(repo), 4), repo_budget_usd=repo_slice,
+                                      job_retries=job.attempt - 1, max_retries_per_job=cfg.max_retries_per_job)
+            out.append(Command(
+                provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
+                command_id=hashlib.sha256(f"{ledger.day}|{slice_id}|{tag}".encode()).hexdigest()[:32],
+                attempt=job.attempt, action="notify_budget", category="budget",
+                reason=f"{int(level * 100)} % of the {what} is spent ({spent:.2f} of {budget:.2f} USD, "
+                       f"slice {slice_id}); automatic actions stop at 100 %",
+                confidence=1.0, parameters={"scope": scope, "level": level, "spent_usd": round(spent, 4),
+                                            "budget_usd": round(budget, 4)},
+                budget=snapshot, estimated_cost_usd=0.0, run_id=job.run_id, ts=now,
+            ))
+    if not out:
+        return ledger, []
+    return replace(ledger, alerted=tuple(alerted)), out
 
 
 def command_id(job_key: str, attempt: int, action: str) -> str:
@@ -68,7 +131,8 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
     if d.category in ("test_failure", "test_timeout"):
         if not risks:
             return NOTIFY_AUTHOR, "tests failed and no test history is known: treated as a real failure"
-        weak = [r for r in risks if r.runs < cfg.flaky_min_runs or r.p_retry_pass < cfg.flaky_retry_threshold]
+        weak = [r for r in risks if r.runs < cfg.flaky_min_runs or r.p_retry_pass < cfg.flaky_retry_threshold
+                or (r.recoveries is not None and r.recoveries < cfg.flaky_min_recoveries)]
         if weak:
             names = ", ".join(r.test_id for r in weak[:3])
             return NOTIFY_AUTHOR, f"failed tests not known to be flaky ({names}): a retry would hide a regression"
@@ -85,21 +149,63 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
     return st, st.why
 
 
+_RACE = re.compile(r"(?i)\bdeadlock|\bdata race\b|\brace condition\b|ConcurrentModificationException"
+                   r"|\bconcurrent map (?:read and map write|writes)\b|\bThreadSanitizer\b")
+
+
+def _candidates(d: Diagnosis, st: Strategy) -> list[Strategy]:
+    """The automatic actions that could answer this diagnosis (the table's choice first)."""
+    out = [st]
+    if st.action == FLAKY_RETRY.action and any(_RACE.search(e.text) for e in d.evidence):
+        out.append(replace(RACE_RETRY, p_success=st.p_success, parameters={**RACE_RETRY.parameters,
+                                                                           "tests": st.parameters.get("tests", [])}))
+    out.extend(ALTERNATIVES.get(d.category, ()))
+    return out
+
+
+def expected_value(st: Strategy, p_success: float, minutes: float, human_minutes: float,
+                   price_per_minute: float) -> tuple[float, float]:
+    """(expected value, cost) of an automatic action, in USD.
+
+    EV = P(success) x (human response minutes + the job's minutes) x price per minute - cost, where
+    cost = the job's minutes x the share rerun x price x the runner size factor: a fix that works saves
+    a person's reaction time and the rerun they would have started; it always costs its rerun.
+    """
+    cost = round(minutes * st.rerun_fraction * price_per_minute * st.size_factor, 4)
+    return p_success * (human_minutes + minutes) * price_per_minute - cost, cost
+
+
 def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledger, cfg: PlanConfig,
-         price_per_minute: float, now: float | None = None) -> tuple[Ledger, Command]:
+         price_per_minute: float, now: float | None = None,
+         success: SuccessStats | None = None) -> tuple[Ledger, Command]:
+    """The command for one diagnosed job attempt, and the ledger after it.
+
+    Among the automatic actions that fit the cause, the one with the highest expected value wins, with
+    P(success) learned from executor outcomes per category, repository and action when ``success`` is
+    given (the strategy table's prior otherwise). No action is worth taking at EV <= 0.
+    """
     now = time.time() if now is None else now
     day = utc_day(now)
     if ledger.day != day:
         ledger = Ledger(day=day)
     st, reason = _choose(d, risks, cfg)
     minutes = max(job.duration_minutes, 1.0)
-    cost = round(minutes * st.rerun_fraction * price_per_minute * st.size_factor, 4)
     repo = f"{job.owner}/{job.repo}"
+    cost = 0.0
     daily_slice = cfg.daily_budget_usd / max(cfg.partitions, 1)
     repo_slice = cfg.repo_daily_budget_usd / max(cfg.partitions, 1)
     if st.automatic:
-        # expected value: P(success) x (human delay + rerun time saved, priced) - action cost
-        saved_usd = st.p_success * (cfg.human_response_minutes + minutes) * price_per_minute
+        scored = []
+        for c in _candidates(d, st):
+            p = success.p_success(d.category, repo, c.action, c.p_success) if success is not None else c.p_success
+            ev, c_cost = expected_value(c, p, minutes, cfg.human_response_minutes, price_per_minute)
+            scored.append((ev, -c_cost, c.action, c, p, c_cost))
+        scored.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
+        ev, _, _, best, p_best, cost = scored[0]
+        if best is not st:
+            reason = f"{best.why} (expected value {ev:.2f} USD beats {st.action})"
+        st = replace(best, p_success=p_best)
+        saved_usd = ev + cost
         if job.attempt > cfg.max_retries_per_job:
             st, reason = STRATEGIES["unknown"], (
                 f"attempt {job.attempt} is over the retry limit of {cfg.max_retries_per_job}: escalating")
@@ -107,9 +213,10 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
             st, reason = STRATEGIES["unknown"], f"daily retry budget exhausted ({ledger.spent_usd:.2f} USD spent)"
         elif ledger.repo(repo) + cost > repo_slice:
             st, reason = STRATEGIES["unknown"], f"{repo} retry budget exhausted ({ledger.repo(repo):.2f} USD spent)"
-        elif saved_usd <= cost:
+        elif ev <= 0:
             st, reason = STRATEGIES["unknown"], (
-                f"{st.action} is not worth it: expected saving {saved_usd:.2f} USD <= cost {cost:.2f} USD")
+                f"{best.action} is not worth it: expected saving {saved_usd:.2f} USD "
+                f"(P(success) {p_best:.2f}) <= cost {cost:.2f} USD")
     if not st.automatic:
         cost = 0.0
     snapshot = BudgetSnapshot(day=day, spent_usd=round(ledger.spent_usd, 4), daily_budget_usd=daily_slice,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall"})
+NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget"})
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ STRATEGIES: dict[str, Strategy] = {
                                 why="registry or layer error: pull again and rebuild without the layer cache"),
     "cache_corruption": Strategy("clear_cache_retry", 0.8, parameters={"clear_cache": True},
                                  why="corrupt cache: clear the cache key and run again"),
-    "oom": Strategy("rerun_more_memory", 0.65, size_factor=2.0, parameters={"memory_factor": 2},
-                    why="out of memory: rerun on a runner with twice the memory"),
+    "oom": Strategy("rerun_more_memory", 0.6, parameters={"memory_factor": 2},
+                    why="out of memory: rerun with twice the memory limit (container limit, JVM/Node heap)"),
     "disk_full": Strategy("cleanup_retry", 0.7, parameters={"cleanup": ["docker system prune -af", "rm -rf ~/.cache"]},
                           why="disk full: clean up the workspace and retry"),
     "infra_runner_lost": Strategy("retry", 0.85, why="the runner was lost: the job never finished, run it again"),
@@ -61,3 +61,19 @@ STRATEGIES: dict[str, Strategy] = {
 FLAKY_RETRY = Strategy("retry_tests_isolated", 0.0, rerun_fraction=0.35,
                        parameters={"isolation": "fresh_process", "failed_tests_only": True},
                        why="every failed test is known to be flaky: rerun only them, in a fresh process")
+
+
+#: Other automatic actions that may answer a category; the planner picks the one with the highest
+#: expected value (``p_success`` learned from outcomes, cost from the runner price and ``size_factor``).
+ALTERNATIVES: dict[str, tuple[Strategy, ...]] = {
+    "oom": (Strategy("rerun_larger_runner", 0.75, size_factor=2.0, parameters={"runner_size": "next"},
+                     why="out of memory: rerun on the next larger runner class"),),
+    "rate_limit": (),
+    "network": (),
+}
+
+#: A flaky test whose failure looks like a race (deadlock, data race, concurrent modification):
+#: an isolated rerun in parallel may hit it again, a sequential one does not.
+RACE_RETRY = Strategy("rerun_sequential", 0.0, rerun_fraction=0.5,
+                      parameters={"parallelism": 1, "failed_tests_only": True},
+                      why="the failed tests are flaky and the failure looks like a race: rerun them one at a time")

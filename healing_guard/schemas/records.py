@@ -175,6 +175,8 @@ class TestRisk(Record):
     p_fail: float = field("P(the next run of this test fails)")
     p_retry_pass: float = field("P(a retry passes, given it just failed)")
     runs: int = field("runs the model has learned from")
+    recoveries: int | None = field("past failures that passed on the next run: the evidence that a retry "
+                                   "can work (None: not known)", default=None)
 
 
 @dataclasses.dataclass
@@ -246,6 +248,8 @@ class Outcome(Record):
     detail: str = field("what happened, in words", default="")
     http_status: int | None = field("HTTP status of the platform call", default=None)
     ts: float = field("when finished", default=0.0)
+    category: str | None = field("the command's category (lets the planner learn how often each action "
+                                 "fixes each cause); copy it from the command", default=None)
 
 
 @dataclasses.dataclass

@@ -43,7 +43,7 @@ def internal_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]
 
 @dataclass
 class GuardTopics:
-    ingest: Any  # ci.logs + ci.jobs + guard.test-risk + guard.ticks, one co-partitioned stream
+    ingest: Any  # ci.logs + ci.jobs + guard.test-risk + guard.ticks + guard.outcomes, co-partitioned
     tests: Any
     outcomes: Any
     facts: Any
@@ -62,7 +62,7 @@ def declare_topics(app: faust.App, settings: Settings) -> GuardTopics:
                          internal=False)
 
     return GuardTopics(
-        ingest=raw(t.logs, t.jobs, t.test_risk, t.ticks),
+        ingest=raw(t.logs, t.jobs, t.test_risk, t.ticks, t.outcomes),
         tests=raw(t.tests),
         outcomes=raw(t.outcomes),
         facts=raw(t.facts),

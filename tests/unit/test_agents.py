@@ -143,3 +143,21 @@ def test_deadlines_heap_skips_superseded_and_repeated_entries() -> None:
     assert d.due(15.0) == [(b"a", 0)]
     assert b"a" not in d and len(d) == 1
     assert d.due(25.0) == [(b"b", 1)]
+
+
+async def test_outcomes_teach_this_partitions_planner(guard: Guard) -> None:
+    from healing_guard.schemas import Outcome
+
+    agent = guard.agents["ingest"]
+    topic = guard.ctx.settings.topics
+    failed = Outcome(command_id="c1", job_key=KEY.decode(), action="cleanup_retry", status="failed",
+                     category="disk_full").to_json()
+    async with agent.test_context() as agent_ctx:
+        for _ in range(3):
+            await put(agent_ctx, topic.outcomes, KEY, failed)
+        await put(agent_ctx, topic.outcomes, KEY, Outcome(command_id="c2", job_key=KEY.decode(), action="retry",
+                                                          status="dry_run", category="network").to_json())
+    state = orjson.loads(guard.ctx.tables.ledgers.get(b"ledger:0"))
+    assert state["success"]["counts"]["disk_full|platform/api|cleanup_retry"] == [0.0, 3.0]
+    assert not any(k.startswith("network|") for k in state["success"]["counts"])  # a dry run teaches nothing
+    assert guard.ctx.stats.outcomes_learned == 3

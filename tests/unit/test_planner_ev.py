@@ -1,0 +1,123 @@
+"""Cost-aware choice: expected value with success rates learned from outcomes, budget alerts."""
+
+from __future__ import annotations
+
+from healing_guard.classify import Diagnosis, EvidenceLine
+from healing_guard.pipeline import Engine
+from healing_guard.remediate import Ledger, PlanConfig, plan
+from healing_guard.remediate.outcomes import SuccessStats
+from healing_guard.remediate.planner import budget_alerts, expected_value
+from healing_guard.remediate.strategies import STRATEGIES
+from healing_guard.schemas import JobEvent, Outcome, TestRisk
+from healing_guard.settings import Settings
+
+NOW = 1_767_225_600.0
+CFG = PlanConfig(daily_budget_usd=10.0, repo_daily_budget_usd=5.0, max_retries_per_job=3, partitions=1,
+                 auto_thresholds={})
+
+
+def job(repo: str = "web", minutes: float = 10.0) -> JobEvent:
+    return JobEvent(provider="github", owner="acme", repo=repo, job_id="7", job_name="build", status="completed",
+                    conclusion="failure", started_at=NOW - minutes * 60, completed_at=NOW)
+
+
+def diag(category: str, text: str = "x") -> Diagnosis:
+    return Diagnosis(category, 0.95, (EvidenceLine(3, text, "p", category, 0.9),))
+
+
+def test_success_rates_shrink_towards_pool_and_prior() -> None:
+    s = SuccessStats()
+    assert s.p_success("network", "acme/web", "retry_backoff", 0.7) == 0.7
+    for _ in range(20):
+        s.learn("network", "acme/web", "retry_backoff", False)
+    bad = s.p_success("network", "acme/web", "retry_backoff", 0.7)
+    other = s.p_success("network", "acme/api", "retry_backoff", 0.7)
+    assert bad < 0.15 and bad < other < 0.7  # the pool learned a bit, the failing repo a lot
+    assert s.seen("network", "acme/web", "retry_backoff") == 20
+    again = SuccessStats.from_dict(s.to_dict())
+    assert again.p_success("network", "acme/web", "retry_backoff", 0.7) == bad
+
+
+def test_repeated_failures_downgrade_the_action_for_that_repository_only() -> None:
+    s = SuccessStats()
+    _, first = plan(job(), diag("network"), (), Ledger(), CFG, 0.016, NOW, success=s)
+    assert first.action == "retry_backoff"
+    for _ in range(12):
+        s.learn("network", "acme/web", "retry_backoff", False)
+    _, later = plan(job(), diag("network"), (), Ledger(), CFG, 0.016, NOW, success=s)
+    assert later.action == "notify_oncall" and "not worth it" in later.reason and "P(success)" in later.reason
+    _, elsewhere = plan(job("api"), diag("network"), (), Ledger(), CFG, 0.016, NOW, success=s)
+    assert elsewhere.action == "retry_backoff"
+
+
+def test_expected_value_picks_between_oom_fixes() -> None:
+    _, cmd = plan(job(), diag("oom"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "rerun_more_memory"  # cheaper at a similar expected saving
+    s = SuccessStats()
+    for _ in range(15):  # raising the memory limit keeps failing here: the bigger runner pays off
+        s.learn("oom", "acme/web", "rerun_more_memory", False)
+    _, cmd = plan(job(), diag("oom"), (), Ledger(), CFG, 0.016, NOW, success=s)
+    assert cmd.action == "rerun_larger_runner" and cmd.parameters["runner_size"] == "next"
+    ev, cost = expected_value(STRATEGIES["network"], 0.5, 10.0, 30.0, 0.016)
+    assert cost == 0.16 and round(ev, 4) == round(0.5 * 40 * 0.016 - 0.16, 4)
+
+
+def test_flaky_race_gets_a_sequential_rerun() -> None:
+    risks = (TestRisk(test_id="t.A", p_fail=0.3, p_retry_pass=0.9, runs=50),)
+    race = Diagnosis("test_failure", 0.9, (EvidenceLine(9, "WARNING: DATA RACE", "p", "test_failure", 0.8),))
+    plain = Diagnosis("test_failure", 0.9, (EvidenceLine(9, "FAIL: TestA", "p", "test_failure", 0.8),))
+    _, cmd = plan(job(), plain, risks, Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "retry_tests_isolated"
+    s = SuccessStats()
+    for _ in range(10):
+        s.learn("test_failure", "acme/web", "retry_tests_isolated", False)
+        s.learn("test_failure", "acme/web", "rerun_sequential", True)
+    _, cmd = plan(job(), race, risks, Ledger(), CFG, 0.016, NOW, success=s)
+    assert cmd.action == "rerun_sequential" and cmd.parameters["parallelism"] == 1
+    assert cmd.parameters["tests"] == ["t.A"]
+
+
+def test_budget_alerts_at_50_80_95_once_each() -> None:
+    led = Ledger(day="2026-01-01").add("2026-01-01", "acme/web", 2.6)  # 52 % of the repo budget (5.0)
+    led, alerts = budget_alerts(led, job(), CFG, slice_id="3", now=NOW)
+    assert [a.parameters["scope"] + ":" + str(a.parameters["level"]) for a in alerts] == ["repo:acme/web:0.5"]
+    assert alerts[0].action == "notify_budget" and "50 %" in alerts[0].reason
+    led, again = budget_alerts(led, job(), CFG, slice_id="3", now=NOW)
+    assert again == []  # already announced today
+    led = led.add("2026-01-01", "acme/web", 2.3)  # 4.9 of 5.0 repo (98 %), 4.9 of 10 daily (49 %)
+    led, alerts = budget_alerts(led, job(), CFG, slice_id="3", now=NOW)
+    assert sorted(a.parameters["level"] for a in alerts) == [0.8, 0.95]
+    led2 = Ledger.from_dict(led.to_dict())
+    assert led2 == led and budget_alerts(led2, job(), CFG, slice_id="3", now=NOW)[1] == []
+    # ids are deterministic: a replay of the same decision produces the same alert ids
+    _, a1 = budget_alerts(Ledger(day="d").add("d", "acme/web", 9.9), job(), CFG, slice_id="1", now=NOW)
+    _, a2 = budget_alerts(Ledger(day="d").add("d", "acme/web", 9.9), job(), CFG, slice_id="1", now=NOW)
+    assert [a.command_id for a in a1] == [a.command_id for a in a2] and len(set(a.command_id for a in a1)) == 6
+
+
+def test_engine_learns_only_from_real_outcomes_of_actions() -> None:
+    engine = Engine(Settings(broker_url="kafka://127.0.0.1:1"))
+    s = SuccessStats()
+
+    def out(status: str, action: str = "retry_backoff", category: str | None = "network") -> Outcome:
+        return Outcome(command_id="c", job_key="github/acme/web/7", action=action, status=status,  # type: ignore[arg-type]
+                       category=category)
+
+    assert engine.learn_outcome(s, out("failed"))
+    assert engine.learn_outcome(s, out("succeeded"))
+    assert not engine.learn_outcome(s, out("dry_run"))
+    assert not engine.learn_outcome(s, out("succeeded", action="notify_author"))
+    assert not engine.learn_outcome(s, out("failed", category=None))
+    assert s.seen("network", "acme/web", "retry_backoff") == 2
+
+
+def test_first_failure_after_a_green_history_is_a_regression() -> None:
+    # a model may well give a high P(retry passes) to a test that never failed: without a past
+    # recovery there is no evidence that a retry works, so the author hears about it
+    never_failed = (TestRisk(test_id="t.B", p_fail=0.4, p_retry_pass=0.62, runs=21, recoveries=0),)
+    recovered = (TestRisk(test_id="t.B", p_fail=0.2, p_retry_pass=0.8, runs=41, recoveries=3),)
+    d = Diagnosis("test_failure", 0.9, (EvidenceLine(9, "FAILED t.B", "p", "test_failure", 0.8),))
+    _, cmd = plan(job(), d, never_failed, Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "notify_author" and "t.B" in cmd.reason
+    _, cmd = plan(job(), d, recovered, Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "retry_tests_isolated"

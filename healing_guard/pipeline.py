@@ -16,6 +16,8 @@ from .classify import Diagnosis, classify
 from .classify.learner import LabelLearner
 from .classify.unknowns import signature_line
 from .flaky import TestModel
+from .flaky.quarantine import QuarantinePolicy, QuarantineState
+from .flaky.quarantine import step as quarantine_step
 from .patterns.library import load_library
 from .patterns.matcher import Matcher
 from .remediate.gate import packaged_thresholds
@@ -72,6 +74,9 @@ class Engine:
             auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         )
         self.learner = LabelLearner.load(settings.label_model) if settings.label_model else None
+        self.quarantine_policy = QuarantinePolicy(
+            threshold=settings.quarantine_threshold, release_runs=settings.quarantine_release_runs,
+            enabled=settings.quarantine_enabled)
 
     # --- per-job window steps ------------------------------------------------------------------
     def chunk(self, w: JobWindow, chunk: Any, now: float | None = None) -> tuple[JobWindow, list[Output]]:
@@ -133,6 +138,24 @@ class Engine:
         return round(job.duration_minutes * self.settings.price(job.runner_size), 4)
 
     # --- tests ---------------------------------------------------------------------------------
+    def quarantine(self, state: QuarantineState, model: TestModel, result: TestResult,
+                   now: float | None = None) -> tuple[Command | None, Fact | None]:
+        """The quarantine or release command one test result causes (and its fact), if any."""
+        if result.outcome == "skipped":
+            return None, None
+        now = time.time() if now is None else now
+        tr = quarantine_step(state, result.test_id, failed=result.outcome in ("failed", "error"),
+                             p_fail=model.p_fail(), runs=model.runs,
+                             recoveries=model.after_fail - model.after_fail_fails,
+                             policy=self.quarantine_policy, now=now)
+        if tr is None:
+            return None, None
+        cmd = Command(provider=result.provider, owner=result.owner, repo=result.repo, job_id=result.job_id,
+                      command_id=tr.command_id, attempt=result.attempt, action=tr.action, reason=tr.reason,
+                      category="test_failure", confidence=round(model.p_fail(), 4),
+                      parameters={"test_id": result.test_id, "episode": state.episode}, ts=now)
+        return cmd, command_fact(cmd)
+
     def learn_test(self, model: TestModel | None, result: TestResult) -> tuple[TestModel, Fact, TestRisk | None]:
         model = model or TestModel()
         if result.outcome == "skipped":

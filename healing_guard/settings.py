@@ -76,6 +76,9 @@ class Settings:
     confidence_threshold: float = 0.5
     flaky_retry_threshold: float = 0.6
     flaky_min_runs: int = 5
+    quarantine_enabled: bool = True
+    quarantine_threshold: float = 0.3  # P(next run fails) at which a flaky test is quarantined
+    quarantine_release_runs: int = 50  # consecutive passes before a quarantined test is released
     pattern_files: tuple[str, ...] = ()
     #: per-category confidence an automatic action needs; overrides the measured defaults (gate.yml)
     auto_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -241,6 +244,9 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "confidence_threshold"): ("confidence_threshold", _prob, "GUARD_CONFIDENCE_THRESHOLD"),
     ("pipeline", "flaky_retry_threshold"): ("flaky_retry_threshold", _prob, "GUARD_FLAKY_RETRY_THRESHOLD"),
     ("pipeline", "flaky_min_runs"): ("flaky_min_runs", _pos_int, "GUARD_FLAKY_MIN_RUNS"),
+    ("pipeline", "quarantine_enabled"): ("quarantine_enabled", _bool, "GUARD_QUARANTINE_ENABLED"),
+    ("pipeline", "quarantine_threshold"): ("quarantine_threshold", _prob, "GUARD_QUARANTINE_THRESHOLD"),
+    ("pipeline", "quarantine_release_runs"): ("quarantine_release_runs", _pos_int, "GUARD_QUARANTINE_RELEASE_RUNS"),
     ("pipeline", "pattern_files"): ("pattern_files", _paths, "GUARD_PATTERN_FILES"),
     ("pipeline", "auto_thresholds"): ("auto_thresholds", _thresholds, ""),
     ("pipeline", "label_model"): ("label_model", _str, "GUARD_LABEL_MODEL"),

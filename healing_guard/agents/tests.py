@@ -10,12 +10,24 @@ import logging
 import pickle
 from typing import Any
 
+from ..flaky import TestModel
+from ..flaky.quarantine import QuarantineState
 from ..pipeline import dead_letter, schema_dead_letter
 from ..schemas import SchemaError, TestResult, job_key
 from ..warehouse.facts import fact_to_json
 from .context import AgentContext
 
 log = logging.getLogger(__name__)
+
+
+def _load(raw: bytes | None) -> tuple[TestModel | None, QuarantineState]:
+    """A test's table value: its model and quarantine state (older values hold the bare model)."""
+    if not raw:
+        return None, QuarantineState()
+    obj = pickle.loads(raw)
+    if isinstance(obj, dict):
+        return obj["model"], QuarantineState.from_dict(obj.get("quarantine"))
+    return obj, QuarantineState()
 
 
 def register(ctx: AgentContext) -> Any:
@@ -36,12 +48,18 @@ def register(ctx: AgentContext) -> Any:
                 await ctx.dead_letter(schema_dead_letter(topic_name, raw, exc, **where), key)
                 continue
             try:
-                raw_model = models.get(key)
-                model, fact, risk = engine.learn_test(pickle.loads(raw_model) if raw_model else None, result)
-                models[key] = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+                model, qstate = _load(models.get(key))
+                model, fact, risk = engine.learn_test(model, result)
+                command, qfact = engine.quarantine(qstate, model, result)
+                models[key] = pickle.dumps({"model": model, "quarantine": qstate.to_dict()},
+                                           protocol=pickle.HIGHEST_PROTOCOL)
                 stats.tests += 1
                 jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
                 await t.facts.send(key=key, value=fact_to_json(fact))
+                if command is not None and qfact is not None:
+                    stats.commands += 1
+                    await t.actions.send(key=jk, value=command.to_json())
+                    await t.facts.send(key=key, value=fact_to_json(qfact))
                 if risk is not None:
                     await ctx.send_json(t.test_risk, jk, {"attempt": result.attempt, "risk": risk.to_dict()})
             except Exception as exc:

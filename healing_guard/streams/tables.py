@@ -20,7 +20,7 @@ TABLE_NAMES = ("windows", "ledgers", "test_models")
 class GuardTables:
     windows: Any  # job key -> orjson(JobWindow) (bounded per job; deleted once the job is decided)
     ledgers: Any  # b"ledger:<partition>" -> orjson(Ledger): today's spend of the partition's budget slice
-    test_models: Any  # test id -> pickle(TestModel) (River)
+    test_models: Any  # test id -> pickle({"model": TestModel (River), "quarantine": QuarantineState dict})
 
 
 def declare_tables(app: faust.App, settings: Settings) -> GuardTables:

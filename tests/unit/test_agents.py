@@ -122,7 +122,7 @@ async def test_tests_agent_learns_model_and_routes_risk(guard: Guard) -> None:
         for i, outcome in enumerate(["passed", "failed", "passed", "passed", "failed"]):
             r = TestResult(provider="github", owner="o", repo="r", job_id=str(i), test_id=test_id, outcome=outcome)
             await agent_ctx.put(key=test_id.encode(), value=r.to_json())
-        model = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))
+        model = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))["model"]
     assert model.runs == 5 and model.fails == 2
     risks = cap.sent["test_risk"]
     assert [k for k, _ in risks] == [b"github/o/r/1", b"github/o/r/4"]  # re-keyed by job key
@@ -161,3 +161,33 @@ async def test_outcomes_teach_this_partitions_planner(guard: Guard) -> None:
     assert state["success"]["counts"]["disk_full|platform/api|cleanup_retry"] == [0.0, 3.0]
     assert not any(k.startswith("network|") for k in state["success"]["counts"])  # a dry run teaches nothing
     assert guard.ctx.stats.outcomes_learned == 3
+
+
+async def test_flaky_test_is_quarantined_once_then_released(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["tests"]
+    test_id = "tests/test_a.py::test_flaky"
+    outcomes = ["failed" if i % 3 == 1 else "passed" for i in range(30)] + ["passed"] * 60
+    async with agent.test_context() as agent_ctx:
+        for i, outcome in enumerate(outcomes):
+            r = TestResult(provider="github", owner="o", repo="r", job_id=str(i), test_id=test_id, outcome=outcome)
+            await agent_ctx.put(key=test_id.encode(), value=r.to_json())
+    cmds = cap.values("actions")
+    assert [c["action"] for c in cmds] == ["quarantine_test", "release_test"]
+    assert cmds[0]["parameters"]["test_id"] == test_id and "flaky" in cmds[0]["reason"]
+    facts = [orjson.loads(v) for _, v in cap.sent["facts"]]
+    assert sum(1 for f in facts if f.get("table") == "commands") == 2  # visible in ClickHouse
+    state = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))
+    assert state["quarantine"]["quarantined"] is False and state["quarantine"]["episode"] == 1
+
+
+async def test_broken_test_is_not_quarantined(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["tests"]
+    test_id = "tests/test_a.py::test_broken"
+    async with agent.test_context() as agent_ctx:
+        for i in range(40):  # green, then red for good: a regression for the author, not a flake
+            outcome = "passed" if i < 20 else "failed"
+            r = TestResult(provider="github", owner="o", repo="r", job_id=str(i), test_id=test_id, outcome=outcome)
+            await agent_ctx.put(key=test_id.encode(), value=r.to_json())
+    assert cap.values("actions") == []

@@ -22,11 +22,14 @@ from .patterns.library import load_library
 from .patterns.matcher import Matcher
 from .remediate.gate import packaged_thresholds
 from .remediate import Ledger, PlanConfig, plan
+from .remediate.incidents import IncidentPolicy, IncidentState
+from .remediate.incidents import observe as observe_incident
 from .remediate.outcomes import SuccessStats
 from .remediate.planner import budget_alerts
 from .remediate.strategies import NOTIFY_ACTIONS
-from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk
+from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
 from .settings import Settings
+from .patterns.tokenize import template as fact_template
 from .warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
 
@@ -74,6 +77,9 @@ class Engine:
             auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         )
         self.learner = LabelLearner.load(settings.label_model) if settings.label_model else None
+        self.incident_policy = IncidentPolicy(
+            window_seconds=settings.incident_window_seconds, min_jobs=settings.incident_min_jobs,
+            min_repos=settings.incident_min_repos, enabled=settings.incidents_enabled)
         self.quarantine_policy = QuarantinePolicy(
             threshold=settings.quarantine_threshold, release_runs=settings.quarantine_release_runs,
             enabled=settings.quarantine_enabled)
@@ -136,6 +142,32 @@ class Engine:
 
     def job_cost(self, job: JobEvent) -> float:
         return round(job.duration_minutes * self.settings.price(job.runner_size), 4)
+
+    # --- incidents -----------------------------------------------------------------------------
+    def incident_sighting(self, f: Finding) -> dict[str, Any] | None:
+        """What the incidents agent needs of a finding (None when it has no line to group by)."""
+        template = f.signature or (fact_template(f.evidence[0].text) if f.evidence else None)
+        if not template:
+            return None
+        return {"template": template, "provider": f.provider, "owner": f.owner, "repo": f.repo,
+                "job_id": f.job_id, "attempt": f.attempt, "category": f.category, "ts": f.ts}
+
+    def incident(self, state: IncidentState, sighting: dict[str, Any]) -> tuple[Command | None, Fact | None]:
+        """Count one sighting; the one ``open_incident`` command of a burst, and its fact."""
+        repo = f"{sighting['owner']}/{sighting['repo']}"
+        jk = job_key(sighting["provider"], sighting["owner"], sighting["repo"], sighting["job_id"])
+        opened = observe_incident(state, template=sighting["template"], repo=repo, job_key=jk,
+                                  ts=float(sighting["ts"]), policy=self.incident_policy)
+        if opened is None:
+            return None, None
+        cmd = Command(provider=sighting["provider"], owner=sighting["owner"], repo=sighting["repo"],
+                      job_id=sighting["job_id"], command_id=opened.incident_id, attempt=int(sighting["attempt"]),
+                      action="open_incident", reason=opened.reason, category=sighting["category"], confidence=1.0,
+                      parameters={"incident_id": opened.incident_id, "jobs": opened.jobs,
+                                  "repositories": list(opened.repos), "template": sighting["template"],
+                                  "page": True, "ticket": True, "slack": True},
+                      ts=float(sighting["ts"]))
+        return cmd, command_fact(cmd)
 
     # --- tests ---------------------------------------------------------------------------------
     def quarantine(self, state: QuarantineState, model: TestModel, result: TestResult,

@@ -44,6 +44,7 @@ class Topics:
     facts: str = "guard.facts"
     test_risk: str = "guard.test-risk"
     ticks: str = "guard.ticks"
+    incidents: str = "guard.incidents"  # internal: diagnosed failures re-keyed by their template
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -79,6 +80,11 @@ class Settings:
     quarantine_enabled: bool = True
     quarantine_threshold: float = 0.3  # P(next run fails) at which a flaky test is quarantined
     quarantine_release_runs: int = 50  # consecutive passes before a quarantined test is released
+    # escalation: a burst of failures with one template across repositories is one incident
+    incidents_enabled: bool = True
+    incident_window_seconds: float = 600.0
+    incident_min_jobs: int = 5
+    incident_min_repos: int = 2
     pattern_files: tuple[str, ...] = ()
     #: per-category confidence an automatic action needs; overrides the measured defaults (gate.yml)
     auto_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -250,6 +256,11 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "pattern_files"): ("pattern_files", _paths, "GUARD_PATTERN_FILES"),
     ("pipeline", "auto_thresholds"): ("auto_thresholds", _thresholds, ""),
     ("pipeline", "label_model"): ("label_model", _str, "GUARD_LABEL_MODEL"),
+    ("escalation", "incidents"): ("incidents_enabled", _bool, "GUARD_INCIDENTS_ENABLED"),
+    ("escalation", "incident_window_seconds"): (
+        "incident_window_seconds", _nonneg_float, "GUARD_INCIDENT_WINDOW_SECONDS"),
+    ("escalation", "incident_min_jobs"): ("incident_min_jobs", _pos_int, "GUARD_INCIDENT_MIN_JOBS"),
+    ("escalation", "incident_min_repos"): ("incident_min_repos", _pos_int, "GUARD_INCIDENT_MIN_REPOS"),
     ("cost_tracking", "daily_budget_usd"): ("daily_budget_usd", _nonneg_float, "GUARD_DAILY_BUDGET_USD"),
     ("cost_tracking", "repo_daily_budget_usd"): (
         "repo_daily_budget_usd", _nonneg_float, "GUARD_REPO_DAILY_BUDGET_USD"),

@@ -14,6 +14,7 @@ from faust.types import TP
 
 from ..pipeline import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
+from ..remediate.incidents import template_key
 from ..remediate.outcomes import SuccessStats
 from ..schemas import JobEvent, LogChunk, Outcome, SchemaError, TestRisk
 from ..warehouse.facts import fact_to_json
@@ -73,6 +74,9 @@ def register(ctx: AgentContext) -> Any:
         stats.findings += 1
         stats.commands += 1
         await t.findings.send(key=key, value=decision.finding.to_json())
+        sighting = engine.incident_sighting(decision.finding)
+        if sighting is not None:  # re-keyed by template: the incidents agent sees every repository's jobs
+            await ctx.send_json(t.incidents, template_key(sighting["template"]), sighting)
         await t.actions.send(key=key, value=decision.command.to_json())
         for alert in decision.alerts:
             stats.commands += 1

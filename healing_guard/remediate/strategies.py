@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget"})
+NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget", "open_incident"})
 
 
 @dataclass(frozen=True)

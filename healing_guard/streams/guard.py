@@ -13,6 +13,7 @@ import faust
 import orjson
 
 from ..agents import facts as facts_agent
+from ..agents import incidents as incidents_agent
 from ..agents import ingest as ingest_agent
 from ..agents import tests as tests_agent
 from ..agents.context import AgentContext, Stats
@@ -55,7 +56,8 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
     app = create_app(settings, store=store)
     ctx = AgentContext(app=app, settings=settings, topics=declare_topics(app, settings),
                        tables=declare_tables(app, settings), engine=engine or Engine(settings))
-    agents = {"ingest": ingest_agent.register(ctx), "tests": tests_agent.register(ctx)}
+    agents = {"ingest": ingest_agent.register(ctx), "tests": tests_agent.register(ctx),
+              "incidents": incidents_agent.register(ctx)}
     sink = None
     if settings.facts_enabled:
         sink = facts_agent.FactSink(ctx, writer_factory or _writer_factory(settings))

@@ -13,7 +13,7 @@ import faust
 
 from ..settings import Settings
 
-TABLE_NAMES = ("windows", "ledgers", "test_models")
+TABLE_NAMES = ("windows", "ledgers", "test_models", "incidents")
 
 
 @dataclass
@@ -21,6 +21,7 @@ class GuardTables:
     windows: Any  # job key -> orjson(JobWindow) (bounded per job; deleted once the job is decided)
     ledgers: Any  # b"ledger:<partition>" -> orjson(Ledger): today's spend of the partition's budget slice
     test_models: Any  # test id -> pickle({"model": TestModel (River), "quarantine": QuarantineState dict})
+    incidents: Any  # template hash -> orjson(IncidentState): recent failures with that template
 
 
 def declare_tables(app: faust.App, settings: Settings) -> GuardTables:

@@ -27,6 +27,7 @@ def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         t.facts: (p, {}),
         t.test_risk: (p, {}),
         t.ticks: (p, {}),
+        t.incidents: (p, {}),
     }
 
 
@@ -52,6 +53,7 @@ class GuardTopics:
     deadletter: Any
     test_risk: Any
     ticks: Any
+    incidents: Any
 
 
 def declare_topics(app: faust.App, settings: Settings) -> GuardTopics:
@@ -71,6 +73,7 @@ def declare_topics(app: faust.App, settings: Settings) -> GuardTopics:
         deadletter=raw(t.deadletter),
         test_risk=raw(t.test_risk),
         ticks=raw(t.ticks),
+        incidents=raw(t.incidents),
     )
 
 

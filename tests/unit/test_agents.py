@@ -21,7 +21,7 @@ class Capture:
 
     def __init__(self, guard: Guard) -> None:
         self.sent: dict[str, list[tuple[bytes | None, bytes]]] = {}
-        for name in ("findings", "actions", "deadletter", "facts", "test_risk", "ticks"):
+        for name in ("findings", "actions", "deadletter", "facts", "test_risk", "ticks", "incidents"):
             topic = getattr(guard.ctx.topics, name)
             topic.send = AsyncMock(side_effect=self._recorder(name))  # type: ignore[method-assign]
 
@@ -191,3 +191,47 @@ async def test_broken_test_is_not_quarantined(guard: Guard) -> None:
             r = TestResult(provider="github", owner="o", repo="r", job_id=str(i), test_id=test_id, outcome=outcome)
             await agent_ctx.put(key=test_id.encode(), value=r.to_json())
     assert cap.values("actions") == []
+
+
+async def test_a_burst_across_repositories_is_one_incident(guard: Guard) -> None:
+    from healing_guard.remediate.incidents import template_key
+
+    cap = Capture(guard)
+    agent = guard.agents["incidents"]
+    template = "docker: Error response from daemon: Get <URL>: net/http: TLS handshake timeout"
+    key = template_key(template)
+    async with agent.test_context() as agent_ctx:
+        for i in range(12):  # 12 jobs in 3 repositories within 4 minutes, then a replay of one of them
+            s = {"template": template, "provider": "github", "owner": "acme", "repo": f"r{i % 3}",
+                 "job_id": str(i), "attempt": 1, "category": "docker_registry", "ts": 1000.0 + 20 * i}
+            await agent_ctx.put(key=key, value=orjson.dumps(s))
+        await agent_ctx.put(key=key, value=orjson.dumps({**s, "ts": 1300.0}))
+        # an hour later the same line again: a new burst is a new incident
+        for i in range(5):
+            s = {**s, "job_id": f"late{i}", "repo": f"r{i % 2}", "ts": 5000.0 + i}
+            await agent_ctx.put(key=key, value=orjson.dumps(s))
+    cmds = cap.values("actions")
+    assert [c["action"] for c in cmds] == ["open_incident", "open_incident"]
+    first = cmds[0]
+    assert first["parameters"]["jobs"] == 5 and first["parameters"]["repositories"] == ["acme/r0", "acme/r1", "acme/r2"]
+    assert cmds[0]["command_id"] != cmds[1]["command_id"]
+    state = orjson.loads(guard.ctx.tables.incidents.get(key))
+    assert state["open_id"] == cmds[1]["command_id"] and len(state["recent"]) <= 200
+
+
+async def test_ingest_sends_each_finding_to_the_incidents_topic(guard: Guard) -> None:
+    from healing_guard.remediate.incidents import template_key
+
+    cap = Capture(guard)
+    agent = guard.agents["ingest"]
+    topic = guard.ctx.settings.topics
+    async with agent.test_context() as agent_ctx:
+        await put(agent_ctx, topic.logs, KEY, _chunk(0, ["x", "fatal: unable to access 'https://github.com/o/r.git/': "
+                                                         "Could not resolve host: github.com"], eof=True))
+        await put(agent_ctx, topic.jobs, KEY, _done(chunks=1))
+    sent = cap.sent["incidents"]
+    assert len(sent) == 1
+    k, v = sent[0]
+    sighting = orjson.loads(v)
+    assert k == template_key(sighting["template"]) and "Could not resolve host" in sighting["template"]
+    assert sighting["category"] == "network" and sighting["repo"] == "api"

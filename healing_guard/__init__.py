@@ -1,2 +1,22 @@
 """Self-healing pipeline guard."""
 __version__ = "0.1.0"
+
+# The Python API (healing_guard/api.py), imported on first use: `import healing_guard.<module>` stays
+# light (no pattern compiler, no River) for the worker's modules and the CLI.
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+if _TYPE_CHECKING:
+    from .api import CustomStrategy, Failure, HealResult, PipelineGuard, RemediationAction, Strategy, StrategyState
+
+_API_NAMES = ("CustomStrategy", "Failure", "HealResult", "PipelineGuard", "RemediationAction", "Strategy",
+              "StrategyState")
+__all__ = ["__version__", *_API_NAMES]
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _API_NAMES:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'healing_guard' has no attribute {name!r}")

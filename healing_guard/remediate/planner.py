@@ -157,8 +157,12 @@ def _candidates(d: Diagnosis, st: Strategy) -> list[Strategy]:
     """The automatic actions that could answer this diagnosis (the table's choice first)."""
     out = [st]
     if st.action == FLAKY_RETRY.action and any(_RACE.search(e.text) for e in d.evidence):
-        out.append(replace(RACE_RETRY, p_success=st.p_success, parameters={**RACE_RETRY.parameters,
-                                                                           "tests": st.parameters.get("tests", [])}))
+        # a race reruns into the same race when the tests run in parallel again: an isolated rerun
+        # recovers about half as often (DeFlaker: same-process reruns recover ~1/4 of flaky failures);
+        # run one at a time, the flaky test passes as its history says
+        out = [replace(st, p_success=st.p_success * 0.5),
+               replace(RACE_RETRY, p_success=st.p_success,
+                       parameters={**RACE_RETRY.parameters, "tests": st.parameters.get("tests", [])})]
     out.extend(ALTERNATIVES.get(d.category, ()))
     return out
 
@@ -182,53 +186,79 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
 
     Among the automatic actions that fit the cause, the one with the highest expected value wins, with
     P(success) learned from executor outcomes per category, repository and action when ``success`` is
-    given (the strategy table's prior otherwise). No action is worth taking at EV <= 0.
+    given (the strategy table's prior otherwise); then :func:`plan_chosen` applies the checks.
     """
     now = time.time() if now is None else now
-    day = utc_day(now)
-    if ledger.day != day:
-        ledger = Ledger(day=day)
     st, reason = _choose(d, risks, cfg)
-    minutes = max(job.duration_minutes, 1.0)
-    repo = f"{job.owner}/{job.repo}"
-    cost = 0.0
-    daily_slice = cfg.daily_budget_usd / max(cfg.partitions, 1)
-    repo_slice = cfg.repo_daily_budget_usd / max(cfg.partitions, 1)
     if st.automatic:
+        minutes = max(job.duration_minutes, 1.0)
+        repo = f"{job.owner}/{job.repo}"
         scored = []
         for c in _candidates(d, st):
             p = success.p_success(d.category, repo, c.action, c.p_success) if success is not None else c.p_success
             ev, c_cost = expected_value(c, p, minutes, cfg.human_response_minutes, price_per_minute)
-            scored.append((ev, -c_cost, c.action, c, p, c_cost))
+            scored.append((ev, -c_cost, c.action, c))
         scored.sort(key=lambda t: (t[0], t[1], t[2]), reverse=True)
-        ev, _, _, best, p_best, cost = scored[0]
+        ev, _, _, best = scored[0]
         if best is not st:
             reason = f"{best.why} (expected value {ev:.2f} USD beats {st.action})"
-        st = replace(best, p_success=p_best)
-        saved_usd = ev + cost
+        st = best
+    ledger, cmd, _, _ = plan_chosen(job, d, st, reason, ledger, cfg, price_per_minute, now, success=success)
+    return ledger, cmd
+
+
+def plan_chosen(job: JobEvent, d: Diagnosis, st: Strategy, reason: str, ledger: Ledger, cfg: PlanConfig,
+                price_per_minute: float, now: float, *, cost: float | None = None,
+                success: SuccessStats | None = None) -> tuple[Ledger, Command, float, bool]:
+    """The command for an already chosen strategy, after the checks every automatic action passes: the
+    per-job retry limit, the daily and repository budget slices, and expected value > 0.
+
+    ``plan`` calls it with the table's best candidate; the Python API with custom strategies. Returns
+    the ledger, the command, the P(success) used and whether a check refused the action. ``cost``: a
+    fixed cost instead of the job's minutes at the runner's price.
+    """
+    day = utc_day(now)
+    if ledger.day != day:
+        ledger = Ledger(day=day)
+    minutes = max(job.duration_minutes, 1.0)
+    repo = f"{job.owner}/{job.repo}"
+    daily_slice = cfg.daily_budget_usd / max(cfg.partitions, 1)
+    repo_slice = cfg.repo_daily_budget_usd / max(cfg.partitions, 1)
+    refused = False
+    p = 0.0
+    spend = 0.0
+    if st.automatic:
+        p = success.p_success(d.category, repo, st.action, st.p_success) if success is not None else st.p_success
+        ev, spend = expected_value(st, p, minutes, cfg.human_response_minutes, price_per_minute)
+        if cost is not None:
+            ev, spend = ev + spend - cost, round(cost, 4)
+        action = st.action
         if job.attempt > cfg.max_retries_per_job:
             st, reason = STRATEGIES["unknown"], (
                 f"attempt {job.attempt} is over the retry limit of {cfg.max_retries_per_job}: escalating")
-        elif ledger.spent_usd + cost > daily_slice:
+        elif ledger.spent_usd + spend > daily_slice:
             st, reason = STRATEGIES["unknown"], f"daily retry budget exhausted ({ledger.spent_usd:.2f} USD spent)"
-        elif ledger.repo(repo) + cost > repo_slice:
+        elif ledger.repo(repo) + spend > repo_slice:
             st, reason = STRATEGIES["unknown"], f"{repo} retry budget exhausted ({ledger.repo(repo):.2f} USD spent)"
         elif ev <= 0:
             st, reason = STRATEGIES["unknown"], (
-                f"{best.action} is not worth it: expected saving {saved_usd:.2f} USD "
-                f"(P(success) {p_best:.2f}) <= cost {cost:.2f} USD")
+                f"{action} is not worth it: expected saving {ev + spend:.2f} USD "
+                f"(P(success) {p:.2f}) <= cost {spend:.2f} USD")
+        refused = not st.automatic
     if not st.automatic:
-        cost = 0.0
+        spend, p = 0.0, 0.0
     snapshot = BudgetSnapshot(day=day, spent_usd=round(ledger.spent_usd, 4), daily_budget_usd=daily_slice,
                               repo_spent_usd=round(ledger.repo(repo), 4), repo_budget_usd=repo_slice,
                               job_retries=job.attempt - 1, max_retries_per_job=cfg.max_retries_per_job)
-    if cost > 0:
-        ledger = ledger.add(day, repo, cost)
+    if spend > 0:
+        ledger = ledger.add(day, repo, spend)
     cmd = Command(
         provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
         command_id=command_id(job.job_key, job.attempt, st.action), attempt=job.attempt, action=st.action,
         reason=reason, category=d.category, confidence=round(d.confidence, 4), parameters=dict(st.parameters),
         evidence=[Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence[:5]],
-        budget=snapshot, estimated_cost_usd=cost, run_id=job.run_id, ts=now,
+        budget=snapshot, estimated_cost_usd=spend, run_id=job.run_id, ts=now,
     )
-    return ledger, cmd
+    return ledger, cmd, p, refused
+
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from healing_guard.classify import Diagnosis, EvidenceLine, classify, evidence_from_hits
-from healing_guard.patterns import Hit, Matcher, Pattern, clean, load_library
+from healing_guard.patterns import Hit, Matcher, Pattern, load_library
 from healing_guard.patterns.library import PATTERN_CATEGORIES
 
 TS = "2024-05-01T10:00:00.0000000Z "

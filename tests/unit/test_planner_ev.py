@@ -68,6 +68,8 @@ def test_flaky_race_gets_a_sequential_rerun() -> None:
     plain = Diagnosis("test_failure", 0.9, (EvidenceLine(9, "FAIL: TestA", "p", "test_failure", 0.8),))
     _, cmd = plan(job(), plain, risks, Ledger(), CFG, 0.016, NOW)
     assert cmd.action == "retry_tests_isolated"
+    _, cmd = plan(job(), race, risks, Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "rerun_sequential"  # a parallel rerun would meet the same race
     s = SuccessStats()
     for _ in range(10):
         s.learn("test_failure", "acme/web", "retry_tests_isolated", False)

@@ -1,0 +1,887 @@
+"""The Python API: diagnose a failed CI job from its log and choose (or carry out) its remediation.
+
+    from healing_guard import PipelineGuard, Strategy
+
+    guard = PipelineGuard()
+    failure = guard.analyze_failure(job_id="123", logs=log_text, repo="acme/web", exit_code=1)
+    result = guard.heal(failure)
+
+``PipelineGuard`` is the worker's logic without the streams: the same analyzer (pattern library,
+classifier, gate, optional label model) and the same cost-aware planner (``remediate.planner.plan``),
+with the day's budget ledger, the per-test flakiness models and the retry counts held in the instance.
+Nothing is executed unless an ``executor`` is given: by default ``heal`` says what it would do.
+
+Decision order in :meth:`PipelineGuard.heal` (see ``docs/python-api.md``):
+
+1. custom strategies (``register_strategy``): the one whose ``detect`` scores highest, at or above its
+   threshold, proposes the action;
+2. otherwise the planner's choice for the category (strategy table + per-category gate + flaky-test
+   rule), adjusted by the strategies' settings: a disabled strategy notifies instead, a strategy's
+   ``confidence_threshold`` is the gate of its categories, RACE_CONDITION turns a flaky retry that looks
+   like a race into a sequential rerun, DEPENDENCY_HELL (when enabled) reruns dependency failures with
+   a clean dependency cache;
+3. every automatic action then passes the same checks: the planner's per-job retry limit, the daily and
+   per-repository budgets, the expected-value test (it must be worth its cost), and the strategy's own
+   ``max_retries`` for the job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, BinaryIO, Literal
+
+from .analysis import Analyzer, FileResult
+from .classify import Diagnosis
+from .flaky import TestModel
+from .patterns.library import STEP_MARKERS, load_library
+from .patterns.matcher import Matcher
+from .remediate import strategies as table
+from .remediate.gate import DEFAULT_THRESHOLD, packaged_thresholds
+from .remediate.outcomes import SuccessStats
+from .remediate.planner import Ledger, PlanConfig, budget_alerts, command_id, plan, plan_chosen
+from .schemas import PROVIDERS, Command, Evidence, JobEvent, SchemaError, TestRisk
+from .settings import ConfigError, Settings, load_settings
+from .strategies_config import (
+    CATALOGUE,
+    Strategy,
+    StrategiesConfig,
+    check_parameters,
+    load_strategies,
+    parse_strategy_name,
+)
+
+__all__ = [
+    "CustomStrategy",
+    "Failure",
+    "HealResult",
+    "PipelineGuard",
+    "RemediationAction",
+    "Strategy",
+    "StrategyState",
+]
+
+Status = Literal["planned", "dry_run", "notified", "skipped", "succeeded", "failed"]
+Logs = str | bytes | bytearray | memoryview | os.PathLike[str] | BinaryIO | io.TextIOBase | Iterable[str]
+
+_TEST_CATEGORIES = ("test_failure", "test_timeout")
+#: a flaky failure that looks like a race or a deadlock is rerun sequentially (RACE_CONDITION)
+_RACE_WORDS = re.compile(r"dead ?lock|\bdata race\b|\brace condition\b|concurrent ?modification|"
+                         r"\bconcurrent map (?:read and map write|writes|iteration)|ThreadSanitizer", re.IGNORECASE)
+#: the owner of each category's automatic action (SKIP_AND_NOTIFY for the rest)
+_OWNER: dict[str, Strategy] = {
+    c: s for s, info in CATALOGUE.items() if s not in (Strategy.RACE_CONDITION, Strategy.SKIP_AND_NOTIFY)
+    for c in info.categories
+}
+#: how DEPENDENCY_HELL acts (the planner's table sends dependency failures to the author)
+_CLEAN_DEPENDENCIES = table.Strategy(
+    "rerun_clean_dependencies", 0.35, parameters={"clear_dependency_cache": True, "frozen_lockfile": True},
+    why="dependency resolution failed: rerun once with a clean dependency cache and the frozen lockfile "
+        "(pin and isolate)")
+_NOTIFY_ONCALL = table.STRATEGIES["unknown"]
+_MEMORY = 10_000  # job keys / command ids remembered for retry limits and idempotency
+
+
+# --- public records ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Failure:
+    """A diagnosed failed job: what ``analyze_failure`` returns and ``heal`` takes."""
+
+    job: JobEvent
+    category: str
+    confidence: float
+    evidence: tuple[Evidence, ...]  # the lines that decided the category, strongest first
+    remediation: str  # what to do, in words (the matching pattern's advice, or the strategy's)
+    diagnosis: Diagnosis
+    failed_tests: tuple[str, ...] = ()
+    signature: str | None = None  # templated line that stands for the failure (clusters unknowns)
+    tail: tuple[str, ...] = ()  # the log's last lines, cleaned and redacted (for custom strategies)
+    log_lines: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+    @property
+    def job_key(self) -> str:
+        return self.job.job_key
+
+    @property
+    def repo(self) -> str:
+        return self.job.repo_full
+
+    @property
+    def provider(self) -> str:
+        return self.job.provider
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.job.exit_code
+
+
+@dataclass(frozen=True)
+class RemediationAction:
+    """What a custom strategy proposes. ``cost_usd=None``: a full rerun of the job at its runner's price."""
+
+    action: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    p_success: float = 0.5
+    cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.action, str) or not self.action.strip():
+            raise ValueError(f"action: expected a non-empty action name, got {self.action!r}")
+        try:
+            params = check_parameters(self.parameters)
+        except ValueError as exc:
+            raise ValueError(f"parameters: {exc}") from None
+        object.__setattr__(self, "parameters", MappingProxyType(params))
+        if not isinstance(self.reason, str):
+            raise TypeError(f"reason: expected a string, got {type(self.reason).__name__}")
+        object.__setattr__(self, "p_success", _probability(self.p_success, "p_success"))
+        if self.cost_usd is not None:
+            c = _number(self.cost_usd, "cost_usd")
+            if c < 0:
+                raise ValueError(f"cost_usd: must be >= 0, got {self.cost_usd!r}")
+            object.__setattr__(self, "cost_usd", c)
+
+    @property
+    def automatic(self) -> bool:
+        return self.action not in table.NOTIFY_ACTIONS
+
+
+@dataclass(frozen=True)
+class HealResult:
+    """What ``heal`` decided (and, with an executor, achieved).
+
+    ``status``: ``planned`` (an automatic action was chosen; nothing executes it here), ``dry_run`` (the
+    same in dry-run mode), ``succeeded`` / ``failed`` (the executor carried it out), ``notified`` (the
+    failure goes to a person: the author or on-call, ``command`` says which), ``skipped`` (an automatic
+    action was wanted but a budget, a retry limit or its expected value refused it; a person is told).
+    """
+
+    status: Status
+    action: str
+    reason: str
+    strategy: str  # the Strategy value, or a custom strategy's name
+    time_saved_minutes: float
+    cost_usd: float
+    command: Command
+    p_success: float = 0.0  # P(the action fixes the job) used for the decision (0 for notifications)
+    alerts: tuple[Command, ...] = ()  # budget alerts (50/80/95 % spent) this action crossed
+
+    @property
+    def automatic(self) -> bool:
+        return self.action not in table.NOTIFY_ACTIONS
+
+
+@dataclass(frozen=True)
+class StrategyState:
+    """A built-in strategy's current settings (``None`` threshold: the measured per-category gate)."""
+
+    enabled: bool
+    confidence_threshold: float | None = None
+    max_retries: int | None = None
+    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class CustomStrategy:
+    """Base class of user strategies, asked before the built-in table.
+
+    Subclasses define ``detect(failure) -> bool | float`` (how sure it is that it applies, 0..1) and
+    ``remediate(failure) -> RemediationAction``; optionally ``name`` (default: the class name),
+    ``confidence_threshold`` (the score ``detect`` must reach, default 0.5) and ``max_retries`` (per job).
+    """
+
+    name: str = ""
+    confidence_threshold: float = 0.5
+    max_retries: int | None = None
+
+    def detect(self, failure: Failure) -> bool | float:
+        raise NotImplementedError
+
+    def remediate(self, failure: Failure) -> RemediationAction:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Custom:
+    strategy: Any
+    name: str
+    threshold: float
+    max_retries: int | None
+
+
+@dataclass
+class _History:
+    """A test's model plus the one count the planner needs that the API keeps itself."""
+
+    model: TestModel = field(default_factory=TestModel)
+    last_failed: bool = False
+    recoveries: int = 0  # failures followed by a pass
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    failure: Failure
+    cfg: PlanConfig
+    price: float
+    now: float
+    risks: tuple[TestRisk, ...]
+
+
+@dataclass(frozen=True)
+class _Decision:
+    owner: str  # Strategy value or custom name
+    ledger: Ledger  # the ledger if the decision is taken
+    command: Command
+    p_success: float
+    refused: bool  # an automatic action was wanted but a check refused it
+
+
+def _disabled(owner: Strategy, category: str) -> str:
+    return (f"{owner.value} is disabled: {category} goes to a person "
+            f"(enable it with add_strategy(Strategy.{owner.name}))")
+
+
+# --- argument checks -----------------------------------------------------------------------------
+
+def _number(v: Any, arg: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{arg}: expected a number, got {type(v).__name__}")
+    f = float(v)
+    if math.isnan(f):
+        raise ValueError(f"{arg}: must be a number, got nan")
+    return f
+
+
+def _probability(v: Any, arg: str) -> float:
+    f = _number(v, arg)
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"{arg}: must be between 0 and 1, got {v!r}")
+    return f
+
+
+def _retries(v: Any, arg: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"{arg}: expected a whole number, got {type(v).__name__}")
+    if v < 0:
+        raise ValueError(f"{arg}: must be >= 0, got {v}")
+    return v
+
+
+def _log_source(logs: Any, read_bytes: int = 1 << 20) -> Iterable[bytes]:
+    """The log as byte chunks, read lazily so a large file is never held whole in memory.
+
+    The type is checked here, before anything is read, so a wrong argument fails at once.
+    """
+    if isinstance(logs, str):
+        return (logs.encode("utf-8", "surrogateescape"),)
+    if isinstance(logs, (bytes, bytearray, memoryview)):
+        return (bytes(logs),)
+    if isinstance(logs, os.PathLike):
+        return _read_path(logs, read_bytes)
+    if callable(getattr(logs, "read", None)):
+        return _read_file(logs, read_bytes)
+    if isinstance(logs, (list, tuple)) and all(isinstance(x, (str, bytes)) for x in logs):
+        return ((x.encode("utf-8", "surrogateescape") if isinstance(x, str) else bytes(x)) + b"\n" for x in logs)
+    raise TypeError(
+        "logs: expected the log text (str), bytes, a pathlib.Path to a log file, an open file, or a "
+        f"list of lines; got {type(logs).__name__}")
+
+
+def _read_path(path: os.PathLike[str], read_bytes: int) -> Iterator[bytes]:
+    with open(path, "rb") as fp:
+        while block := fp.read(read_bytes):
+            yield block
+
+
+def _read_file(fp: Any, read_bytes: int) -> Iterator[bytes]:
+    while block := fp.read(read_bytes):
+        if isinstance(block, str):
+            yield block.encode("utf-8", "surrogateescape")
+        elif isinstance(block, (bytes, bytearray, memoryview)):
+            yield bytes(block)
+        else:
+            raise TypeError(f"logs: the file's read() returned {type(block).__name__}, not bytes or str")
+
+
+# --- the guard -----------------------------------------------------------------------------------
+
+class PipelineGuard:
+    """Diagnoses failed CI jobs and chooses their remediation within budgets. Thread-safe.
+
+    ``config``: a ``healing-config.yml`` (budgets, prices, thresholds; default: ``GUARD_CONFIG`` or none);
+    ``strategies``: a ``healing-strategies.yml``; ``executor(command) -> bool`` carries out automatic
+    actions (when given, ``dry_run`` defaults to False); ``settings``: a ready ``Settings`` instead of
+    ``config``/``env``; ``matcher``: another guard's compiled pattern matcher, to skip compiling the
+    library again (it must come from the same pattern files); ``**overrides``: any ``Settings`` field,
+    e.g. ``daily_budget_usd=20, dry_run=False``.
+    """
+
+    def __init__(
+        self,
+        config: str | os.PathLike[str] | None = None,
+        strategies: str | os.PathLike[str] | StrategiesConfig | None = None,
+        *,
+        executor: Callable[[Command], bool] | None = None,
+        settings: Settings | None = None,
+        env: Mapping[str, str] | None = None,
+        matcher: Matcher | None = None,
+        **overrides: Any,
+    ) -> None:
+        if executor is not None and not callable(executor):
+            raise TypeError(f"executor: expected a callable(command) -> bool, got {type(executor).__name__}")
+        if settings is not None and (config is not None or overrides):
+            raise TypeError("settings: pass either settings=Settings(...) or config=/keyword settings, not both")
+        if executor is not None:
+            overrides.setdefault("dry_run", False)
+        if settings is None:
+            settings = _load_settings(config, env, overrides)
+        elif not isinstance(settings, Settings):
+            raise TypeError(f"settings: expected a healing_guard.settings.Settings, got {type(settings).__name__}")
+        if isinstance(strategies, StrategiesConfig):
+            scfg = strategies
+        elif strategies is not None:
+            if not isinstance(strategies, (str, os.PathLike)):
+                raise TypeError("strategies: expected a path to healing-strategies.yml, "
+                                f"got {type(strategies).__name__}")
+            scfg = load_strategies(Path(strategies))
+        else:
+            scfg = StrategiesConfig()
+        settings = _apply_thresholds(settings, scfg)
+        if matcher is not None:
+            if not isinstance(matcher, Matcher):
+                raise TypeError("matcher: expected a healing_guard.patterns.matcher.Matcher, "
+                                f"got {type(matcher).__name__}")
+            if tuple(matcher.patterns) != (*load_library(settings.pattern_files), *STEP_MARKERS):
+                raise ValueError("matcher: it was compiled from other pattern files than this guard's "
+                                 "(pipeline.pattern_files + the strategies file's patterns), or without "
+                                 "step markers; pass another guard's .matcher")
+        self.settings: Settings = settings
+        self.strategies_config: StrategiesConfig = scfg
+        self._analyzer = Analyzer(settings, matcher=matcher)
+        self._executor = executor
+        self._states: dict[Strategy, StrategyState] = {
+            s: StrategyState(enabled=info.enabled, max_retries=info.max_retries) for s, info in CATALOGUE.items()
+        }
+        for s, a in scfg.actions.items():
+            self._update(s, a.enabled, a.confidence_threshold, a.max_retries, a.parameters)
+        self._custom: list[_Custom] = []
+        self._tests: dict[str, _History] = {}
+        self._ledger = Ledger()
+        self._success = SuccessStats()  # P(success) per cause and action, learned from the executor's results
+        self._retries: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
+        self._done: OrderedDict[str, HealResult] = OrderedDict()
+        self._lock = threading.RLock()
+        self._analyze_lock = threading.Lock()  # the matcher's scratch space is not thread-safe
+
+    # --- read-only views -----------------------------------------------------------------------
+    @property
+    def matcher(self) -> Matcher:
+        """The compiled pattern matcher, to share with another guard (``PipelineGuard(matcher=...)``)."""
+        return self._analyzer.matcher
+
+    @property
+    def dry_run(self) -> bool:
+        return self.settings.dry_run
+
+    @property
+    def ledger(self) -> Ledger:
+        """Today's spend on automatic actions (the day's budgets are checked against it)."""
+        return self._ledger
+
+    @property
+    def strategies(self) -> Mapping[Strategy, StrategyState]:
+        return MappingProxyType(dict(self._states))
+
+    @property
+    def custom_strategies(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self._custom)
+
+    # --- configuration ---------------------------------------------------------------------------
+    def add_strategy(
+        self,
+        strategy: Strategy | str,
+        *,
+        confidence_threshold: float | None = None,
+        max_retries: int | None = None,
+        enabled: bool = True,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> StrategyState:
+        """Enable (or, with ``enabled=False``, disable) a built-in strategy and tune it.
+
+        ``confidence_threshold`` becomes the confidence a diagnosis of its categories needs before the
+        action runs by itself (below it, a person is told); ``max_retries`` limits how often this strategy
+        acts on one job, on top of the per-job retry limit; ``parameters`` are merged into its commands.
+        Arguments left out keep their current value.
+        """
+        if isinstance(strategy, CustomStrategy) or (
+                isinstance(strategy, type) and issubclass(strategy, CustomStrategy)):
+            raise TypeError("strategy: custom strategies are added with register_strategy(MyStrategy())")
+        s = parse_strategy_name(strategy)
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled: expected True or False, got {type(enabled).__name__}")
+        if s is Strategy.SKIP_AND_NOTIFY:
+            if not enabled:
+                raise ValueError("enabled: SKIP_AND_NOTIFY is the fallback and cannot be disabled")
+            for arg, v in (("confidence_threshold", confidence_threshold), ("max_retries", max_retries)):
+                if v is not None:
+                    raise ValueError(f"{arg}: SKIP_AND_NOTIFY takes no automatic action; only parameters apply")
+        thr = None if confidence_threshold is None else _probability(confidence_threshold, "confidence_threshold")
+        mr = None if max_retries is None else _retries(max_retries, "max_retries")
+        params = None
+        if parameters is not None:
+            try:
+                params = check_parameters(parameters)
+            except ValueError as exc:
+                raise ValueError(f"parameters: {exc}") from None
+        with self._lock:
+            return self._update(s, enabled, thr, mr, params)
+
+    def _update(self, s: Strategy, enabled: bool | None, threshold: float | None, max_retries: int | None,
+                parameters: Mapping[str, Any] | None) -> StrategyState:
+        old = self._states[s]
+        new = StrategyState(
+            enabled=old.enabled if enabled is None else enabled,
+            confidence_threshold=old.confidence_threshold if threshold is None else threshold,
+            max_retries=old.max_retries if max_retries is None else max_retries,
+            parameters=old.parameters if parameters is None else MappingProxyType({**old.parameters, **parameters}),
+        )
+        self._states[s] = new
+        return new
+
+    def register_strategy(self, strategy: CustomStrategy) -> None:
+        """Add a custom strategy. Custom strategies are asked before the built-in table: the highest
+        ``detect`` score at or above its strategy's threshold wins (the first registered on a tie)."""
+        if isinstance(strategy, type):
+            raise TypeError(f"strategy: pass an instance, e.g. register_strategy({strategy.__name__}()), not the class")
+        if isinstance(strategy, (Strategy, str)):
+            raise TypeError("strategy: built-in strategies are enabled with add_strategy(Strategy.X, ...)")
+        cls = type(strategy).__name__
+        for meth, sig in (("detect", "detect(failure) -> bool | float"),
+                          ("remediate", "remediate(failure) -> RemediationAction")):
+            fn = getattr(strategy, meth, None)
+            inherited = (isinstance(strategy, CustomStrategy)
+                         and getattr(type(strategy), meth) is getattr(CustomStrategy, meth))
+            if not callable(fn) or inherited:
+                raise TypeError(f"strategy: {cls} must define {sig}")
+        name = getattr(strategy, "name", "") or cls
+        if not isinstance(name, str):
+            raise TypeError(f"strategy.name: expected a string, got {type(name).__name__}")
+        if name in {s.value for s in Strategy}:
+            raise ValueError(f"strategy.name: {name!r} is a built-in strategy's name; choose another")
+        threshold = _probability(getattr(strategy, "confidence_threshold", 0.5), "strategy.confidence_threshold")
+        mr = getattr(strategy, "max_retries", None)
+        mr = None if mr is None else _retries(mr, "strategy.max_retries")
+        with self._lock:
+            if any(c.name == name for c in self._custom):
+                raise ValueError(f"strategy.name: a custom strategy named {name!r} is already registered")
+            self._custom.append(_Custom(strategy, name, threshold, mr))
+
+    # --- per-test history ------------------------------------------------------------------------
+    def record_test(self, test_id: str, passed: bool) -> TestRisk:
+        """Learn one result of a test; returns what its model now says (see ``test_risk``)."""
+        if not isinstance(test_id, str) or not test_id:
+            raise ValueError(f"test_id: expected a non-empty test id, got {test_id!r}")
+        if not isinstance(passed, bool):
+            raise TypeError(f"passed: expected True or False, got {type(passed).__name__}")
+        with self._lock:
+            h = self._tests.get(test_id)
+            if h is None:
+                h = self._tests[test_id] = _History()
+            h.model.learn(not passed)
+            if passed and h.last_failed:
+                h.recoveries += 1
+            h.last_failed = not passed
+            return self._risk(test_id)
+
+    def test_risk(self, test_id: str) -> TestRisk:
+        """P(the next run fails), P(a retry passes after a failure), the runs seen and the recoveries
+        (failures followed by a pass: the evidence that a retry can work) of one test."""
+        with self._lock:
+            return self._risk(test_id)
+
+    def _risk(self, test_id: str) -> TestRisk:
+        h = self._tests.get(test_id)
+        if h is None:
+            return TestRisk(test_id=test_id, p_fail=0.5, p_retry_pass=0.0, runs=0, recoveries=0)
+        m = h.model
+        return TestRisk(test_id=test_id, p_fail=round(m.p_fail(), 4), p_retry_pass=round(m.p_retry_pass(), 4),
+                        runs=m.runs, recoveries=h.recoveries)
+
+    # --- analysis --------------------------------------------------------------------------------
+    def analyze_failure(
+        self,
+        job_id: str | int,
+        logs: Logs,
+        *,
+        provider: str = "github",
+        repo: str = "local/local",
+        exit_code: int | None = None,
+        attempt: int = 1,
+        duration_minutes: float | None = None,
+        runner_size: str | None = None,
+        failed_tests: Sequence[str] | None = None,
+        job_name: str = "",
+        run_id: str | None = None,
+        conclusion: str = "failure",
+    ) -> Failure:
+        """Diagnose one failed job from its log.
+
+        ``logs``: the log text (``str``), ``bytes``, a ``pathlib.Path`` (a plain ``str`` is always log
+        text, never a path), an open file (binary or text) or a list of lines. The log is read in blocks,
+        so its size does not matter. ``duration_minutes`` (how long the job ran) prices retries and the
+        time a fix saves; ``failed_tests`` are the ids of the tests that failed (for the flaky-test rule).
+        """
+        job = self._job(job_id, provider, repo, exit_code, attempt, duration_minutes, runner_size,
+                        job_name, run_id, conclusion)
+        tests = _test_ids(failed_tests)
+        chunks = _log_source(logs)
+        with self._analyze_lock:
+            a = self._analyzer.analyze(_Reader(chunks),  # type: ignore[arg-type]  # reads blocks, like a file
+                                       exit_code=exit_code, conclusion=conclusion)
+        d = a.diagnosis
+        report = self._analyzer.report(FileResult(job.job_key, a))
+        return Failure(
+            job=job, category=d.category, confidence=round(d.confidence, 4),
+            evidence=tuple(Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence),
+            remediation=str(report["remediation"]), diagnosis=d, failed_tests=tests, signature=a.signature,
+            tail=a.tail, log_lines=a.total_lines,
+        )
+
+    def _job(self, job_id: Any, provider: str, repo: str, exit_code: Any, attempt: Any, duration: Any,
+             runner_size: Any, job_name: str, run_id: Any, conclusion: str) -> JobEvent:
+        if isinstance(job_id, bool) or not isinstance(job_id, (str, int)) or str(job_id) == "":
+            raise ValueError(f"job_id: expected the platform's job id (a non-empty string), got {job_id!r}")
+        if provider not in PROVIDERS:
+            raise ValueError(f"provider: unknown provider {provider!r}; one of: {', '.join(PROVIDERS)}")
+        if not isinstance(repo, str) or "/" not in repo.strip("/"):
+            raise ValueError(f"repo: expected 'owner/name' (e.g. 'acme/web'), got {repo!r}")
+        owner, _, name = repo.strip("/").rpartition("/")
+        if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
+            raise TypeError(f"exit_code: expected an int or None, got {type(exit_code).__name__}")
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise ValueError(f"attempt: expected a whole number >= 1, got {attempt!r}")
+        if runner_size is not None and runner_size not in self.settings.price_per_minute_usd:
+            raise ValueError(f"runner_size: no price for {runner_size!r}; priced sizes: "
+                             f"{', '.join(self.settings.price_per_minute_usd)}")
+        now = time.time()
+        started = completed = None
+        if duration is not None:
+            minutes = _number(duration, "duration_minutes")
+            if minutes < 0 or math.isinf(minutes):
+                raise ValueError(f"duration_minutes: must be a number >= 0, got {duration!r}")
+            started, completed = now - minutes * 60.0, now
+        try:
+            return JobEvent.from_dict({
+                "provider": provider, "owner": owner, "repo": name, "job_id": str(job_id),
+                "job_name": job_name or str(job_id), "status": "completed", "attempt": attempt, "run_id": run_id,
+                "conclusion": conclusion, "exit_code": exit_code, "runner_size": runner_size,
+                "started_at": started, "completed_at": completed})
+        except SchemaError as exc:
+            raise ValueError(f"{exc.field or 'job'}: {exc.reason}") from None
+
+    # --- remediation -----------------------------------------------------------------------------
+    def heal(self, failure: Failure, *, failed_tests: Sequence[str] | None = None) -> HealResult:
+        """Choose the remediation for a diagnosed failure (and carry it out when an executor is set).
+
+        Calling it again for the same job attempt returns the earlier result of an automatic action
+        without charging the budget again (command ids are deterministic). ``failed_tests`` replaces
+        the failure's own list. Calls are serialised (the budget ledger is shared).
+        """
+        if not isinstance(failure, Failure):
+            raise TypeError("failure: expected the Failure returned by analyze_failure(), "
+                            f"got {type(failure).__name__}")
+        if failed_tests is not None:
+            failure = dataclasses.replace(failure, failed_tests=_test_ids(failed_tests))
+        with self._lock:
+            decision = self._decide(failure)
+            if isinstance(decision, HealResult):  # an earlier result for the same command
+                return decision
+            result = self._commit(failure, decision)
+            if result.automatic and result.status != "skipped":
+                result = self._execute(failure, result)
+                self._remember(failure, result)
+            return result
+
+    def _decide(self, f: Failure) -> _Decision | HealResult:
+        job, d, now = f.job, f.diagnosis, time.time()
+        cfg = self._plan_config()
+        price = self.settings.price(job.runner_size)
+        risks = tuple(self._risk(t) for t in f.failed_tests)
+        ctx = _Ctx(f, cfg, price, now, risks)
+
+        custom = self._custom_choice(f)
+        if custom is not None:
+            c, act = custom
+            st = table.Strategy(act.action, act.p_success, parameters=dict(act.parameters),
+                                why=act.reason or f"custom strategy {c.name}")
+            return self._chosen(ctx, c.name, c.max_retries, st, st.why, cost=act.cost_usd)
+
+        # the planner with budgets and retry limits out of the way: was an automatic action wanted?
+        _, probe = plan(job, d, risks, Ledger(), _unlimited(cfg), price, now, success=self._success)
+        if not _automatic(probe.action):
+            dep = self._states[Strategy.DEPENDENCY_HELL]
+            if (d.category in CATALOGUE[Strategy.DEPENDENCY_HELL].categories and dep.enabled
+                    and d.confidence >= cfg.confidence_threshold):
+                thr = DEFAULT_THRESHOLD if dep.confidence_threshold is None else dep.confidence_threshold
+                if d.confidence >= thr:
+                    return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, dep.max_retries, _CLEAN_DEPENDENCIES,
+                                        _CLEAN_DEPENDENCIES.why)
+                return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, None, table.NOTIFY_AUTHOR,
+                                    f"{d.category} at confidence {d.confidence:.2f} is below the {thr:.2f} "
+                                    "dependency_hell needs: the author decides")
+            ledger, cmd = plan(job, d, risks, self._ledger, cfg, price, now, success=self._success)
+            return _Decision(Strategy.SKIP_AND_NOTIFY.value, ledger, cmd, 0.0, refused=False)
+
+        if d.category not in _TEST_CATEGORIES:
+            owner = _OWNER.get(d.category, Strategy.SKIP_AND_NOTIFY)
+            state = self._states[owner]
+            if not state.enabled:
+                return self._chosen(ctx, owner.value, None, _NOTIFY_ONCALL, _disabled(owner, d.category))
+            return self._planned(ctx, owner, state.max_retries)
+
+        # a test failure the planner would retry: every failed test is known to be flaky
+        race = self._states[Strategy.RACE_CONDITION]
+        racy = probe.action == table.RACE_RETRY.action or _looks_like_race(f)
+        owner = Strategy.RACE_CONDITION if racy and race.enabled else Strategy.FLAKY_TEST_RETRY
+        state = self._states[owner]
+        if not state.enabled:
+            return self._chosen(ctx, owner.value, None, table.NOTIFY_AUTHOR, _disabled(owner, d.category))
+        gate = state.confidence_threshold
+        if gate is not None and d.confidence < gate:
+            return self._chosen(ctx, owner.value, None, table.NOTIFY_AUTHOR,
+                                f"{d.category} at confidence {d.confidence:.2f} is below the {gate:.2f} "
+                                f"{owner.value} needs: the author decides")
+        want = table.RACE_RETRY if owner is Strategy.RACE_CONDITION else table.FLAKY_RETRY
+        if probe.action == want.action:
+            return self._planned(ctx, owner, state.max_retries)
+        worst = min(r.p_retry_pass for r in risks)
+        st = dataclasses.replace(want, p_success=worst, parameters={
+            **want.parameters, "tests": list(probe.parameters.get("tests", [r.test_id for r in risks]))})
+        return self._chosen(ctx, owner.value, state.max_retries, st, st.why)
+
+    def _planned(self, ctx: _Ctx, owner: Strategy, max_retries: int | None) -> _Decision | HealResult:
+        """The planner's own choice of an automatic action, then the strategy's per-job limit."""
+        f = ctx.failure
+        ledger, cmd = plan(f.job, f.diagnosis, ctx.risks, self._ledger, ctx.cfg, ctx.price, ctx.now,
+                           success=self._success)
+        if not _automatic(cmd.action):  # a budget, the retry limit or the expected value refused it
+            return _Decision(owner.value, ledger, cmd, 0.0, refused=True)
+        cached = self._done.get(cmd.command_id)
+        if cached is not None:
+            return cached
+        refusal = self._over_limit(f, owner.value, max_retries)
+        if refusal:
+            return self._chosen(ctx, owner.value, None, _NOTIFY_ONCALL, refusal, skipped=True)
+        return _Decision(owner.value, ledger, cmd, self._p_success(f, cmd.action, ctx.risks), refused=False)
+
+    def _chosen(self, ctx: _Ctx, owner: str, max_retries: int | None, st: table.Strategy, reason: str, *,
+                cost: float | None = None, skipped: bool = False) -> _Decision | HealResult:
+        """A strategy the API chose (custom, optional, or a notification), through the planner's checks."""
+        f = ctx.failure
+        if st.automatic:
+            cached = self._done.get(command_id(f.job_key, f.attempt, st.action))
+            if cached is not None:
+                return cached
+            refusal = self._over_limit(f, owner, max_retries)
+            if refusal:
+                st, reason, skipped = _NOTIFY_ONCALL, refusal, True
+        ledger, cmd, p, refused = plan_chosen(f.job, f.diagnosis, st, reason, self._ledger, ctx.cfg, ctx.price,
+                                              ctx.now, cost=cost, success=self._success)
+        return _Decision(owner, ledger, cmd, p, refused=refused or skipped)
+
+    def _commit(self, f: Failure, dec: _Decision) -> HealResult:
+        """Turn a decision into the result: take its ledger, merge the strategy's parameters, alerts."""
+        cmd = dec.command
+        automatic = _automatic(cmd.action)
+        params = self._params_for(dec.owner if automatic else Strategy.SKIP_AND_NOTIFY.value)
+        if params:
+            cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, **params})
+        alerts: list[Command] = []
+        if automatic:
+            self._ledger, alerts = budget_alerts(dec.ledger, f.job, self._plan_config(), slice_id="api",
+                                                 now=cmd.ts)
+            status: Status = "dry_run" if self.settings.dry_run else "planned"
+        else:
+            status = "skipped" if dec.refused else "notified"
+        minutes = max(f.job.duration_minutes, 1.0)
+        saved = round(dec.p_success * (self.settings.human_response_minutes + minutes), 2) if automatic else 0.0
+        return HealResult(status=status, action=cmd.action, reason=cmd.reason, strategy=dec.owner,
+                          time_saved_minutes=saved, cost_usd=cmd.estimated_cost_usd, command=cmd,
+                          p_success=round(dec.p_success, 4) if automatic else 0.0, alerts=tuple(alerts))
+
+    def _execute(self, f: Failure, r: HealResult) -> HealResult:
+        if self._executor is None or self.settings.dry_run:
+            return r
+        try:
+            ok = bool(self._executor(r.command))
+            reason = r.reason
+        except Exception as exc:  # a failing executor must not take the guard down; the result says why
+            ok, reason = False, f"{r.reason}; the executor raised {type(exc).__name__}: {exc}"
+        # what the action achieved teaches the planner's P(success) for this cause, repository and action
+        self._success.learn(f.category, f.repo, r.action, ok)
+        minutes = max(f.job.duration_minutes, 1.0)
+        saved = round(self.settings.human_response_minutes + minutes, 2) if ok else 0.0
+        return dataclasses.replace(r, status="succeeded" if ok else "failed", reason=reason,
+                                   time_saved_minutes=saved)
+
+    def _remember(self, f: Failure, r: HealResult) -> None:
+        cid = r.command.command_id
+        self._done[cid] = r
+        key = (f.job_key, r.strategy)
+        self._retries.setdefault(key, set()).add(cid)
+        self._retries.move_to_end(key)
+        while len(self._done) > _MEMORY:
+            self._done.popitem(last=False)
+        while len(self._retries) > _MEMORY:
+            self._retries.popitem(last=False)
+
+    def _over_limit(self, f: Failure, owner: str, max_retries: int | None) -> str | None:
+        if max_retries is None:
+            return None
+        done = len(self._retries.get((f.job_key, owner), ()))
+        if done >= max_retries:
+            return (f"{owner} already acted {done} time(s) on {f.job_key} (max_retries={max_retries}): "
+                    "escalating to a person")
+        return None
+
+    def _custom_choice(self, f: Failure) -> tuple[_Custom, RemediationAction] | None:
+        best: tuple[float, _Custom] | None = None
+        for c in self._custom:
+            raw = c.strategy.detect(f)
+            if isinstance(raw, bool):
+                score = 1.0 if raw else 0.0
+            elif isinstance(raw, (int, float)) and 0.0 <= float(raw) <= 1.0:
+                score = float(raw)
+            else:
+                raise TypeError(f"{c.name}.detect() must return a bool or a number between 0 and 1, got {raw!r}")
+            if score > 0 and score >= c.threshold and (best is None or score > best[0]):
+                best = (score, c)
+        if best is None:
+            return None
+        c = best[1]
+        act = c.strategy.remediate(f)
+        if not isinstance(act, RemediationAction):
+            raise TypeError(f"{c.name}.remediate() must return a RemediationAction, got {type(act).__name__}")
+        return c, act
+
+    def _params_for(self, owner: str) -> Mapping[str, Any]:
+        try:
+            return self._states[Strategy(owner)].parameters
+        except ValueError:
+            return {}  # a custom strategy: its RemediationAction carries its parameters
+
+    def _p_success(self, f: Failure, action: str, risks: tuple[TestRisk, ...]) -> float:
+        """P(success) the planner used for its action: the table's prior, as learned from outcomes."""
+        if action in (table.FLAKY_RETRY.action, table.RACE_RETRY.action) and risks:
+            prior = min(r.p_retry_pass for r in risks)
+        else:
+            candidates = (table.STRATEGIES.get(f.category), *table.ALTERNATIVES.get(f.category, ()))
+            prior = next((c.p_success for c in candidates if c is not None and c.action == action), 0.0)
+        return self._success.p_success(f.category, f.repo, action, prior)
+
+    def _plan_config(self) -> PlanConfig:
+        s = self.settings
+        gates = {**packaged_thresholds(), **s.auto_thresholds}
+        for strategy, state in self._states.items():
+            if state.confidence_threshold is not None and strategy not in (
+                    Strategy.FLAKY_TEST_RETRY, Strategy.RACE_CONDITION, Strategy.DEPENDENCY_HELL):
+                for cat in CATALOGUE[strategy].categories:
+                    if cat in gates:
+                        gates[cat] = state.confidence_threshold
+        return PlanConfig(
+            daily_budget_usd=s.daily_budget_usd, repo_daily_budget_usd=s.repo_daily_budget_usd,
+            max_retries_per_job=s.max_retries_per_job, human_response_minutes=s.human_response_minutes,
+            flaky_retry_threshold=s.flaky_retry_threshold, flaky_min_runs=s.flaky_min_runs,
+            confidence_threshold=s.confidence_threshold, partitions=1, auto_thresholds=gates,
+        )
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+class _Reader:
+    """A file-like view of byte chunks (the analyzer reads blocks with ``read``)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+
+    def read(self, _n: int = -1) -> bytes:
+        for block in self._it:
+            if block:
+                return block
+        return b""
+
+
+def _test_ids(tests: Any) -> tuple[str, ...]:
+    if tests is None:
+        return ()
+    if isinstance(tests, str) or not isinstance(tests, Iterable):
+        raise TypeError(f"failed_tests: expected a list of test ids, got {type(tests).__name__}")
+    out = tuple(tests)
+    for t in out:
+        if not isinstance(t, str) or not t:
+            raise ValueError(f"failed_tests: every test id must be a non-empty string, got {t!r}")
+    return tuple(dict.fromkeys(out))
+
+
+def _automatic(action: str) -> bool:
+    return action not in table.NOTIFY_ACTIONS
+
+
+def _looks_like_race(f: Failure) -> bool:
+    return any(_RACE_WORDS.search(e.text) for e in f.evidence) or any(_RACE_WORDS.search(t) for t in f.tail)
+
+
+def _unlimited(cfg: PlanConfig) -> PlanConfig:
+    """The same choice rules with budgets and retry limits out of the way (and any saving worth it)."""
+    return dataclasses.replace(cfg, daily_budget_usd=math.inf, repo_daily_budget_usd=math.inf,
+                               max_retries_per_job=2**62, human_response_minutes=1e12)
+
+
+def _load_settings(config: Any, env: Mapping[str, str] | None, overrides: dict[str, Any]) -> Settings:
+    if config is not None and not isinstance(config, (str, os.PathLike)):
+        raise TypeError(f"config: expected a path to healing-config.yml, got {type(config).__name__}")
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise TypeError(f"PipelineGuard(): unknown argument(s) {', '.join(unknown)}; settings fields: "
+                        f"{', '.join(sorted(fields))}")
+    try:
+        return load_settings(Path(config) if config is not None else None, env=env, **overrides)
+    except ConfigError as exc:
+        if exc.source == "command line":  # a keyword argument here, not a CLI flag
+            raise ConfigError("PipelineGuard()", exc.key.lstrip("-").replace("-", "_"), exc.reason) from None
+        raise
+
+
+def _apply_thresholds(s: Settings, cfg: StrategiesConfig) -> Settings:
+    """``healing-strategies.yml`` thresholds and pattern files on top of ``healing-config.yml``."""
+    t = cfg.thresholds
+    changes: dict[str, Any] = {}
+    if t.flaky is not None:
+        changes["flaky_retry_threshold"] = t.flaky
+    if t.confidence is not None:
+        changes["confidence_threshold"] = t.confidence
+    if t.min_runs is not None:
+        changes["flaky_min_runs"] = t.min_runs
+    if cfg.patterns:
+        changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
+    return dataclasses.replace(s, **changes) if changes else s

@@ -1,0 +1,444 @@
+"""The user-facing remediation strategies and ``healing-strategies.yml``, the guard's second config file.
+
+``Strategy`` names the rows of the product's remediation table (flaky-test-retry, oom-recovery, ...)
+and :data:`CATALOGUE` says which failure categories each one answers; the actions themselves (what a
+rerun with more memory costs, its prior chance of success) stay in ``remediate/strategies.py``, the
+planner's table. This module only maps names to categories and reads the file that tunes them.
+
+``healing-strategies.yml`` is refused strictly, like ``healing-config.yml`` (``settings.py``): a
+misspelt key would otherwise silently leave a strategy at its default, and a strategy that retries
+when the team thought it was off costs money and hides regressions. Every refusal names the file, the
+line, the dotted key and the reason::
+
+    healing-strategies.yml:7: actions.oom_recovery.confidence_treshold: unknown key; known: ...
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from .settings import ConfigError
+
+__all__ = [
+    "CATALOGUE",
+    "FEATURES",
+    "MODEL_TYPES",
+    "ActionConfig",
+    "ModelConfig",
+    "Strategy",
+    "StrategiesConfig",
+    "StrategyInfo",
+    "Thresholds",
+    "check_parameters",
+    "load_strategies",
+    "parse_strategies",
+    "parse_strategy_name",
+]
+
+
+class Strategy(enum.StrEnum):
+    """A row of the remediation table; the value is its key in ``healing-strategies.yml``."""
+
+    FLAKY_TEST_RETRY = "flaky_test_retry"
+    OOM_RECOVERY = "oom_recovery"
+    NETWORK_BACKOFF = "network_backoff"
+    CACHE_CORRUPTION = "cache_corruption"
+    RACE_CONDITION = "race_condition"
+    DEPENDENCY_HELL = "dependency_hell"
+    INFRA_RETRY = "infra_retry"
+    SKIP_AND_NOTIFY = "skip_and_notify"
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """What a strategy answers and how it starts out."""
+
+    categories: tuple[str, ...]
+    description: str
+    enabled: bool = True
+    max_retries: int | None = None  # None: only the planner's per-job retry limit applies
+
+
+#: Which categories each strategy answers. A category belongs to exactly one strategy, except the
+#: test categories: FLAKY_TEST_RETRY owns them, RACE_CONDITION takes the flaky retries that look like
+#: a race (a test timeout, or "deadlock" / "data race" / "concurrent modification" in the log).
+CATALOGUE: Mapping[Strategy, StrategyInfo] = MappingProxyType({
+    Strategy.FLAKY_TEST_RETRY: StrategyInfo(
+        ("test_failure", "test_timeout"),
+        "retry only the failed tests, in a fresh process, when every one of them is known to be flaky"),
+    Strategy.OOM_RECOVERY: StrategyInfo(
+        ("oom", "disk_full"),
+        "out of resources: rerun with twice the memory; on a full disk, clean up the workspace and retry"),
+    Strategy.NETWORK_BACKOFF: StrategyInfo(
+        ("network", "rate_limit"),
+        "retry after an exponential backoff (after the reset, when rate limited)"),
+    Strategy.CACHE_CORRUPTION: StrategyInfo(
+        ("cache_corruption", "docker_registry"),
+        "clear the cache and rebuild (registry/layer errors: pull again and rebuild without the layer cache)"),
+    Strategy.RACE_CONDITION: StrategyInfo(
+        ("test_failure", "test_timeout"),
+        "flaky tests that look like a race or deadlock: rerun the failed tests sequentially, one worker"),
+    Strategy.DEPENDENCY_HELL: StrategyInfo(
+        ("dependency_resolution", "dependency_missing"),
+        "pin and isolate: rerun once with a clean dependency cache and the frozen lockfile. Off by default: "
+        "dependency errors are usually the author's change", enabled=False, max_retries=1),
+    Strategy.INFRA_RETRY: StrategyInfo(
+        ("infra_runner_lost", "infra_timeout"),
+        "the runner was lost or the platform timed the job out: run it again"),
+    Strategy.SKIP_AND_NOTIFY: StrategyInfo(
+        ("compilation_error", "lint_style", "build_config", "crash", "unknown"),
+        "the fallback: no automatic action; the author (code failures) or on-call (everything else) is told"),
+})
+
+#: ``ml_model.type`` values: the per-test flakiness models the guard has. ``flake_filter`` is the
+#: Bayesian filter over each test's failure rate with a population prior (``flaky/model.py``).
+MODEL_TYPES = ("flake_filter",)
+
+#: Feature names the per-test model computes (``features:`` must pick from these). The flaky model may
+#: publish its own list as ``FEATURE_NAMES``; then that list is the authority.
+_DEFAULT_FEATURES: tuple[str, ...] = ("last_failed", "streak_fail", "streak_pass", "fail_rate", "fail_ewm", "flip_rate")
+
+
+def _feature_names() -> tuple[str, ...]:
+    from .flaky import model
+
+    names = getattr(model, "FEATURE_NAMES", None)
+    return tuple(names) if names else _DEFAULT_FEATURES
+
+
+FEATURES: tuple[str, ...] = _DEFAULT_FEATURES
+
+
+def parse_strategy_name(value: object, arg: str = "strategy") -> Strategy:
+    """``Strategy.X``, ``"x"``, ``"X"`` or ``"flaky-test-retry"``; anything else is refused by name."""
+    if isinstance(value, Strategy):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_")
+        try:
+            return Strategy(key)
+        except ValueError:
+            pass
+        raise ValueError(f"{arg}: unknown strategy {value!r}; known: {', '.join(s.value for s in Strategy)}")
+    raise TypeError(f"{arg}: expected a Strategy (e.g. Strategy.FLAKY_TEST_RETRY) or its name, "
+                    f"got {type(value).__name__}")
+
+
+# --- the parsed file ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``ml_model``: the per-test flakiness model's kind and hyper-parameter.
+
+    ``prior_strength``: how many tests' worth of weight the generic prior keeps against the population
+    prior fitted across the tests seen (higher: new tests look like the generic suite for longer).
+    """
+
+    type: str = "flake_filter"
+    prior_strength: float = 20.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """``thresholds``: ``None`` leaves the value of ``healing-config.yml`` (or the default) in force."""
+
+    flaky: float | None = None  # P(a retry passes) every failed test needs before the tests are retried
+    quarantine: float | None = None  # P(fail) at which a test becomes a quarantine candidate
+    confidence: float | None = None  # diagnoses below it are "unknown" and go to a person
+    min_runs: int | None = None  # runs of history a test needs before it can count as flaky
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """``actions.<strategy>``: ``None`` leaves the strategy's default."""
+
+    enabled: bool | None = None
+    confidence_threshold: float | None = None
+    max_retries: int | None = None
+    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class StrategiesConfig:
+    source: str = "<defaults>"
+    ml_model: ModelConfig = field(default_factory=ModelConfig)
+    features: tuple[str, ...] = FEATURES
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    patterns: tuple[str, ...] = ()  # resolved against the file's directory
+    actions: Mapping[Strategy, ActionConfig] = field(default_factory=lambda: MappingProxyType({}))
+
+
+_TOP = ("version", "ml_model", "features", "thresholds", "patterns", "actions")
+_MODEL_KEYS = ("type", "prior_strength")
+_THRESHOLD_KEYS = ("flaky", "quarantine", "confidence", "min_runs")
+_ACTION_KEYS = ("enabled", "confidence_threshold", "max_retries", "parameters")
+_PARAM_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: parameters the guard computes itself; a config may not overwrite them
+RESERVED_PARAMETERS = frozenset({"tests"})
+
+
+class _Doc:
+    """The composed YAML tree of one file, turned into values with errors that point at lines."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._loader = yaml.SafeLoader("")
+
+    def err(self, node: yaml.Node | None, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.source, key, reason, node.start_mark.line + 1 if node is not None else None)
+
+    def value(self, node: yaml.Node, key: str) -> Any:
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise self.err(node, key, f"bad value: {exc}") from None
+
+    def items(self, node: yaml.Node, key: str, known: tuple[str, ...] | None,
+              what: str = "a mapping") -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """The entries of a mapping node; duplicate and (when ``known`` is given) unknown keys refused."""
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.MappingNode):
+            raise self.err(node, key or "-", f"expected {what}")
+        seen: set[str] = set()
+        out: list[tuple[str, yaml.Node, yaml.Node]] = []
+        for knode, vnode in node.value:
+            name = str(knode.value) if isinstance(knode, yaml.ScalarNode) else "?"
+            dotted = f"{key}.{name}" if key else name
+            if not isinstance(knode, yaml.ScalarNode):
+                raise self.err(knode, key or "-", "keys must be plain strings")
+            if name in seen:
+                raise self.err(knode, dotted, "duplicate key (YAML would silently keep only the last one)")
+            seen.add(name)
+            if known is not None and name not in known:
+                raise self.err(knode, dotted, f"unknown key; known: {', '.join(known)}")
+            out.append((name, knode, vnode))
+        return out
+
+    def seq(self, node: yaml.Node, key: str) -> list[yaml.Node]:
+        if _is_null(node):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.err(node, key, "expected a list")
+        return list(node.value)
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+        raise ValueError(f"expected a number, got {v!r}")
+    return float(v)
+
+
+def _prob(v: Any) -> float:
+    f = _number(v)
+    if not 0.0 <= f <= 1.0:
+        raise ValueError(f"must be between 0 and 1, got {v!r}")
+    return f
+
+
+def _int(v: Any, minimum: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"expected a whole number >= {minimum}, got {v!r}")
+    if v < minimum:
+        raise ValueError(f"must be >= {minimum}, got {v}")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def check_parameters(v: Any) -> dict[str, Any]:
+    """Action parameters: a mapping of identifiers to JSON-like values (they travel in commands).
+
+    Errors are relative to the parameters (``backoff_seconds[1]: ...``); callers add where they are.
+    """
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ValueError("expected a mapping of parameter name to value, e.g. {memory_factor: 2}")
+    out: dict[str, Any] = {}
+    for k, val in v.items():
+        if not isinstance(k, str) or not _PARAM_KEY.fullmatch(k):
+            raise ValueError(f"parameter names must be identifiers (letters, digits, _), got {k!r}")
+        if k in RESERVED_PARAMETERS:
+            raise ValueError(f"{k!r} is set by the guard itself; it cannot be configured")
+        _check_json(val, k)
+        out[k] = val
+    return out
+
+
+def _check_json(v: Any, key: str) -> None:
+    if v is None or isinstance(v, (str, bool, int)):
+        return
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"{key}: must be a finite number, got {v!r}")
+        return
+    if isinstance(v, (list, tuple)):
+        for i, x in enumerate(v):
+            _check_json(x, f"{key}[{i}]")
+        return
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{key}: keys must be strings, got {k!r}")
+            _check_json(x, f"{key}.{k}")
+        return
+    raise ValueError(f"{key}: expected a string, number, boolean, list or mapping, got {type(v).__name__}")
+
+
+def parse_strategies(text: str, source: str = "<string>", base_dir: str | Path | None = None) -> StrategiesConfig:
+    """Parse the text of a ``healing-strategies.yml``; ``source`` names it in errors.
+
+    Pattern files are resolved against ``base_dir`` (the file's directory) and must exist.
+    """
+    doc = _Doc(source)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise ConfigError(source, "-", f"not valid YAML: {exc.problem or exc}",
+                          mark.line + 1 if mark is not None else None) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "-", f"not valid YAML: {exc}") from None
+    if root is None:
+        return StrategiesConfig(source=source)
+    if not isinstance(root, yaml.MappingNode):
+        raise doc.err(root, "-", f"the top level must be a mapping with keys: {', '.join(_TOP)}")
+    base = Path(base_dir) if base_dir is not None else Path(".")
+
+    def conv(node: yaml.Node, key: str, fn: Any) -> Any:
+        try:
+            return fn(doc.value(node, key))
+        except (ValueError, TypeError) as exc:
+            raise doc.err(node, key, str(exc)) from None
+
+    model = ModelConfig()
+    features = FEATURES
+    thresholds = Thresholds()
+    patterns: list[str] = []
+    actions: dict[Strategy, ActionConfig] = {}
+    for top, _knode, vnode in doc.items(root, "", _TOP):
+        if top == "version":
+            conv(vnode, "version", _version)
+        elif top == "ml_model":
+            kw: dict[str, Any] = {}
+            for k, _kn, vn in doc.items(vnode, "ml_model", _MODEL_KEYS):
+                key = f"ml_model.{k}"
+                if k == "type":
+                    kw[k] = conv(vn, key, _model_type)
+                else:
+                    kw[k] = conv(vn, key, _positive)
+            model = ModelConfig(**kw)
+        elif top == "features":
+            known = _feature_names()
+            names: list[str] = []
+            items = doc.seq(vnode, "features")
+            if not items:
+                raise doc.err(vnode, "features", f"must name at least one feature; known: {', '.join(known)}")
+            for i, n in enumerate(items):
+                key = f"features[{i}]"
+                name = conv(n, key, lambda v: _choice(v, known, "feature"))
+                if name in names:
+                    raise doc.err(n, key, f"{name!r} is listed twice")
+                names.append(name)
+            features = tuple(names)
+        elif top == "thresholds":
+            tkw: dict[str, Any] = {}
+            for k, _kn, vn in doc.items(vnode, "thresholds", _THRESHOLD_KEYS):
+                tkw[k] = conv(vn, f"thresholds.{k}", (lambda v: _int(v, 1)) if k == "min_runs" else _prob)
+            thresholds = Thresholds(**tkw)
+        elif top == "patterns":
+            for i, n in enumerate(doc.seq(vnode, "patterns")):
+                key = f"patterns[{i}]"
+                p = conv(n, key, _path_str)
+                path = Path(p) if Path(p).is_absolute() else base / p
+                if not path.is_file():
+                    raise doc.err(n, key, f"pattern file not found: {path} (paths are relative to this file)")
+                patterns.append(str(path))
+        else:  # actions
+            for name, kn, body in doc.items(vnode, "actions", None):
+                key = f"actions.{name}"
+                try:
+                    strategy = Strategy(name)
+                except ValueError:
+                    raise doc.err(kn, key, f"unknown strategy; known: {', '.join(s.value for s in Strategy)}") from None
+                akw: dict[str, Any] = {}
+                for k, _kk, vn in doc.items(body, key, _ACTION_KEYS):
+                    akey = f"{key}.{k}"
+                    if k == "enabled":
+                        akw[k] = conv(vn, akey, _bool)
+                        if strategy is Strategy.SKIP_AND_NOTIFY and not akw[k]:
+                            raise doc.err(vn, akey, "the fallback cannot be disabled: something must tell a person")
+                    elif strategy is Strategy.SKIP_AND_NOTIFY and k != "parameters":
+                        raise doc.err(vn, akey, "the fallback takes no automatic action; only parameters apply")
+                    elif k == "confidence_threshold":
+                        akw[k] = conv(vn, akey, _prob)
+                    elif k == "max_retries":
+                        akw[k] = conv(vn, akey, lambda v: _int(v, 0))
+                    else:
+                        akw[k] = MappingProxyType(conv(vn, akey, check_parameters))
+                actions[strategy] = ActionConfig(**akw)
+    return StrategiesConfig(source=source, ml_model=model, features=features, thresholds=thresholds,
+                            patterns=tuple(patterns), actions=MappingProxyType(actions))
+
+
+def _version(v: Any) -> int:
+    if isinstance(v, bool) or v != 1:
+        raise ValueError(f"only version 1 is understood, got {v!r}")
+    return 1
+
+
+def _choice(v: Any, options: tuple[str, ...], what: str = "value") -> str:
+    if not isinstance(v, str) or v not in options:
+        raise ValueError(f"unknown {what} {v!r}; one of: {', '.join(options)}")
+    return v
+
+
+def _model_type(v: Any) -> str:
+    if v == "river_logistic":
+        raise ValueError("'river_logistic' is no longer the per-test model (a logistic regression over history "
+                         f"features was replaced by a Bayesian filter); use one of: {', '.join(MODEL_TYPES)}")
+    return _choice(v, MODEL_TYPES, "model type")
+
+
+def _positive(v: Any) -> float:
+    f = _number(v)
+    if f <= 0 or not math.isfinite(f):
+        raise ValueError(f"must be a number > 0, got {v!r}")
+    return f
+
+
+def _path_str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("expected a file path")
+    return v
+
+
+def load_strategies(path: str | Path) -> StrategiesConfig:
+    """Read and validate a ``healing-strategies.yml``."""
+    p = Path(path)
+    src = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(src, "-", "file not found; check the path passed as strategies=") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(src, "-", f"cannot read: {exc}") from None
+    return parse_strategies(text, src, p.parent)

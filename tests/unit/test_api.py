@@ -82,6 +82,13 @@ def test_docs_example_runs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     assert isinstance(result, HealResult) and result.strategy == "deploy_quota"
 
 
+def test_readme_shows_the_same_example() -> None:
+    """The README's Python example is the one the test above runs."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    doc = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)[0]
+    assert doc in re.findall(r"```python\n(.*?)```", readme, re.S)
+
+
 def test_example_strategies_file_is_applied(new: Any) -> None:
     g = new(strategies=EXAMPLE_STRATEGIES)
     s = g.strategies

@@ -33,7 +33,12 @@ PrefixOpt = typer.Option(None, "--topic-prefix", help="prefix of every topic nam
 
 def _settings(config: Optional[Path], **overrides: Any) -> Settings:
     try:
-        return load_settings(config, **overrides)
+        s = load_settings(config, **overrides)
+        if s.strategies_file:
+            from .strategies_config import apply_to_settings, load_strategies
+
+            s = apply_to_settings(s, load_strategies(s.strategies_file))
+        return s
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

@@ -86,6 +86,8 @@ class Settings:
     incident_min_jobs: int = 5
     incident_min_repos: int = 2
     pattern_files: tuple[str, ...] = ()
+    #: healing-strategies.yml (thresholds, patterns, per-strategy enabled / confidence_threshold); "" for none
+    strategies_file: str = ""
     #: per-category confidence an automatic action needs; overrides the measured defaults (gate.yml)
     auto_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: a label model written by `guard learn` (online learner over confirmed labels); "" for none
@@ -255,6 +257,7 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "quarantine_release_runs"): ("quarantine_release_runs", _pos_int, "GUARD_QUARANTINE_RELEASE_RUNS"),
     ("pipeline", "pattern_files"): ("pattern_files", _paths, "GUARD_PATTERN_FILES"),
     ("pipeline", "auto_thresholds"): ("auto_thresholds", _thresholds, ""),
+    ("pipeline", "strategies_file"): ("strategies_file", _str, "GUARD_STRATEGIES"),
     ("pipeline", "label_model"): ("label_model", _str, "GUARD_LABEL_MODEL"),
     ("escalation", "incidents"): ("incidents_enabled", _bool, "GUARD_INCIDENTS_ENABLED"),
     ("escalation", "incident_window_seconds"): (

@@ -30,6 +30,7 @@ from .settings import ConfigError
 
 __all__ = [
     "CATALOGUE",
+    "apply_to_settings",
     "FEATURES",
     "MODEL_TYPES",
     "ActionConfig",
@@ -442,3 +443,38 @@ def load_strategies(path: str | Path) -> StrategiesConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(src, "-", f"cannot read: {exc}") from None
     return parse_strategies(text, src, p.parent)
+
+
+def apply_to_settings(s: Any, cfg: StrategiesConfig) -> Any:
+    """A ``Settings`` with this file's thresholds, pattern files and per-strategy gates applied: what the
+    stream worker reads of ``healing-strategies.yml`` (the Python API applies the same file through
+    ``add_strategy``). A disabled strategy's categories never act automatically; its
+    ``confidence_threshold`` becomes their gate. ``max_retries`` and ``parameters`` are API-only."""
+    import dataclasses
+
+    from .remediate.gate import NEVER
+
+    t = cfg.thresholds
+    changes: dict[str, Any] = {}
+    if t.flaky is not None:
+        changes["flaky_retry_threshold"] = t.flaky
+    if t.confidence is not None:
+        changes["confidence_threshold"] = t.confidence
+    if t.min_runs is not None:
+        changes["flaky_min_runs"] = t.min_runs
+    if t.quarantine is not None:
+        changes["quarantine_threshold"] = t.quarantine
+    if cfg.patterns:
+        changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
+    gates = dict(s.auto_thresholds)
+    for strategy, action in cfg.actions.items():
+        for cat in CATALOGUE[strategy].categories:
+            if strategy in (Strategy.FLAKY_TEST_RETRY, Strategy.RACE_CONDITION, Strategy.DEPENDENCY_HELL):
+                continue  # decided by the test history / opt-in, not by a category gate
+            if action.enabled is False:
+                gates[cat] = NEVER
+            elif action.confidence_threshold is not None:
+                gates[cat] = action.confidence_threshold
+    if gates != dict(s.auto_thresholds):
+        changes["auto_thresholds"] = gates
+    return dataclasses.replace(s, **changes) if changes else s

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .bench.cli import bench_app
+from .flaky.cli import flakiness_app
 from .settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -22,6 +23,7 @@ topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics of the guard."
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
+app.add_typer(flakiness_app, name="flakiness")
 console = Console()
 err = Console(stderr=True)
 

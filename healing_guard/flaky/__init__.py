@@ -1,5 +1,5 @@
-"""Per-test flakiness learning."""
+"""Per-test flakiness learning: the per-test model, the population prior, and replay evaluation."""
 
-from .model import TestModel
+from .model import FlakeFilter, FlakePrior, TestModel
 
-__all__ = ["TestModel"]
+__all__ = ["FlakeFilter", "FlakePrior", "TestModel"]

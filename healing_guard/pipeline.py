@@ -16,6 +16,7 @@ from .classify import Diagnosis, classify
 from .classify.learner import LabelLearner
 from .classify.unknowns import signature_line
 from .flaky import TestModel
+from .flaky.model import FlakePrior
 from .flaky.quarantine import QuarantinePolicy, QuarantineState
 from .flaky.quarantine import step as quarantine_step
 from .patterns.library import load_library
@@ -77,6 +78,9 @@ class Engine:
             auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         )
         self.learner = LabelLearner.load(settings.label_model) if settings.label_model else None
+        #: flakiness prior learned across the tests this worker sees (in memory: after a restart it is
+        #: relearned while the per-test models come back from their changelog)
+        self.flake_prior = FlakePrior()
         self.incident_policy = IncidentPolicy(
             window_seconds=settings.incident_window_seconds, min_jobs=settings.incident_min_jobs,
             min_repos=settings.incident_min_repos, enabled=settings.incidents_enabled)
@@ -193,14 +197,23 @@ class Engine:
         if result.outcome == "skipped":
             return model, test_result_fact(result, p_fail=None), None
         failed = result.outcome in ("failed", "error")
-        p_before = model.learn(failed, result.duration_s)
+        prior = self.flake_prior
+        if prior.tests < MAX_PRIOR_TESTS or prior.knows(result.test_id):
+            p_before = prior.learn(result.test_id, model, failed, result.duration_s)
+        else:  # the prior is full: this test uses it without adding to it (memory stays bounded)
+            p_before = model.learn(failed, result.duration_s, prior=prior.view(result.test_id))
+        view = prior.view(result.test_id)
         fact = test_result_fact(result, p_fail=round(p_before, 4))
         risk = None
         if failed:
-            risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(), 4),
-                            p_retry_pass=round(model.p_retry_pass(), 4), runs=model.runs,
+            risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(view), 4),
+                            p_retry_pass=round(model.p_retry_pass(view), 4), runs=model.runs,
                             recoveries=model.after_fail - model.after_fail_fails)
         return model, fact, risk
+
+
+#: tests whose history feeds the shared prior (about 0.5 KB each); later tests read it without adding
+MAX_PRIOR_TESTS = 50_000
 
 
 def finding_id(job_key: str, attempt: int) -> str:

@@ -145,6 +145,10 @@ class FlakePrior:
     def tests(self) -> int:
         return len(self._contrib)
 
+    def knows(self, key: Any) -> bool:
+        """Whether ``key`` already contributes to the prior."""
+        return key in self._contrib
+
     def _groups_of(self, key: Any) -> tuple[_Group, ...]:
         if self.group_strength <= 0 or not isinstance(key, str):
             return ()

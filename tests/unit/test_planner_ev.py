@@ -123,3 +123,26 @@ def test_first_failure_after_a_green_history_is_a_regression() -> None:
     assert cmd.action == "notify_author" and "t.B" in cmd.reason
     _, cmd = plan(job(), d, recovered, Ledger(), CFG, 0.016, NOW)
     assert cmd.action == "retry_tests_isolated"
+
+
+def test_engine_shares_a_bounded_flakiness_prior(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import healing_guard.pipeline as pipeline
+    from healing_guard.schemas import TestResult
+
+    monkeypatch.setattr(pipeline, "MAX_PRIOR_TESTS", 3)
+    engine = Engine(Settings(broker_url="kafka://127.0.0.1:1"))
+    models = {}
+    for i in range(6):
+        tid = f"pkg.Stable{i}#test"
+        for j in range(30):
+            r = TestResult(provider="github", owner="o", repo="r", job_id=str(j), test_id=tid, outcome="passed")
+            models[tid], fact, risk = engine.learn_test(models.get(tid), r)
+    assert engine.flake_prior.tests == 3  # later tests read the prior without growing it
+    assert all(m.runs == 30 for m in models.values())
+    first = TestResult(provider="github", owner="o", repo="r", job_id="x", test_id="pkg.New#test", outcome="passed")
+    _, fact, _ = engine.learn_test(None, first)
+    # a population of stable tests makes a new test's first prediction lower than the generic prior's
+    from healing_guard.flaky import TestModel
+
+    generic = TestModel().learn(False)
+    assert fact.row["p_fail"] < 0.8 * generic

@@ -16,6 +16,7 @@ from .classify import Diagnosis, classify
 from .classify.learner import LabelLearner
 from .classify.unknowns import signature_line
 from .flaky import TestModel
+from .flaky.context import RetryContext, context_features, message_hash
 from .flaky.model import FlakePrior
 from .flaky.quarantine import QuarantinePolicy, QuarantineState
 from .flaky.quarantine import step as quarantine_step
@@ -81,6 +82,8 @@ class Engine:
         #: flakiness prior learned across the tests this worker sees (in memory: after a restart it is
         #: relearned while the per-test models come back from their changelog)
         self.flake_prior = FlakePrior()
+        #: P(retry passes | failure context), learned from what each failed test did next (in memory too)
+        self.retry_context = RetryContext()
         self.incident_policy = IncidentPolicy(
             window_seconds=settings.incident_window_seconds, min_jobs=settings.incident_min_jobs,
             min_repos=settings.incident_min_repos, enabled=settings.incidents_enabled)
@@ -197,6 +200,12 @@ class Engine:
         if result.outcome == "skipped":
             return model, test_result_fact(result, p_fail=None), None
         failed = result.outcome in ("failed", "error")
+        if model.pending_context is not None:  # the run after a failure: how that failure turned out
+            self.retry_context.learn(model.pending_context, retry_passed=not failed)
+            model.pending_context = None
+        x = None
+        if failed:  # the failure's context, judged against the history before this run
+            x = context_features(model, result, model.p_retry_pass(self.flake_prior.view(result.test_id)))
         prior = self.flake_prior
         if prior.tests < MAX_PRIOR_TESTS or prior.knows(result.test_id):
             p_before = prior.learn(result.test_id, model, failed, result.duration_s)
@@ -205,9 +214,12 @@ class Engine:
         view = prior.view(result.test_id)
         fact = test_result_fact(result, p_fail=round(p_before, 4))
         risk = None
-        if failed:
+        if failed and x is not None:
+            p_retry = self.retry_context.p_retry_pass(x, model.p_retry_pass(view))
+            model.pending_context = x
+            model.last_template = message_hash(result.message) or model.last_template
             risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(view), 4),
-                            p_retry_pass=round(model.p_retry_pass(view), 4), runs=model.runs,
+                            p_retry_pass=round(p_retry, 4), runs=model.runs,
                             recoveries=model.after_fail - model.after_fail_fails)
         return model, fact, risk
 

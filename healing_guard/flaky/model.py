@@ -349,6 +349,9 @@ class TestModel:
     flips: int = 0  # pass->fail or fail->pass transitions
     mean_duration: float = 0.0  # over the runs that reported a duration
     timed_runs: int = 0
+    m2_duration: float = 0.0  # sum of squared deviations (Welford), for the duration's spread
+    last_template: str | None = None  # hash of the last failure message's template
+    pending_context: dict[str, float] | None = None  # context of the last failure, until the next run
     after_fail: int = 0  # runs that followed a failure
     after_fail_fails: int = 0  # ... and failed again
     after_pass: int = 0
@@ -402,7 +405,9 @@ class TestModel:
         self.fail_ewm = (1 - _EWM_ALPHA) * self.fail_ewm + _EWM_ALPHA * (1.0 if failed else 0.0)
         if duration_s is not None and duration_s >= 0:
             self.timed_runs += 1
-            self.mean_duration += (duration_s - self.mean_duration) / self.timed_runs
+            delta = duration_s - self.mean_duration
+            self.mean_duration += delta / self.timed_runs
+            self.m2_duration += delta * (duration_s - self.mean_duration)
         return before
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -192,7 +192,9 @@ class Engine:
         cmd = Command(provider=result.provider, owner=result.owner, repo=result.repo, job_id=result.job_id,
                       command_id=tr.command_id, attempt=result.attempt, action=tr.action, reason=tr.reason,
                       category="test_failure", confidence=round(model.p_fail(), 4),
-                      parameters={"test_id": result.test_id, "episode": state.episode}, ts=now)
+                      parameters={"test_id": result.test_id, "episode": state.episode,
+                                  # one ticket per flaky test and quarantine episode, closed on release
+                                  "ticket": True}, ts=now)
         return cmd, command_fact(cmd)
 
     def learn_test(self, model: TestModel | None, result: TestResult) -> tuple[TestModel, Fact, TestRisk | None]:

@@ -16,7 +16,7 @@ from ..classify import Diagnosis
 from ..schemas import BudgetSnapshot, Command, Evidence, JobEvent, TestRisk
 from .gate import packaged_thresholds
 from .outcomes import SuccessStats
-from .strategies import ALTERNATIVES, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Strategy
+from .strategies import ALTERNATIVES, ESCALATE, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Strategy
 
 
 @dataclass(frozen=True)
@@ -234,8 +234,9 @@ def plan_chosen(job: JobEvent, d: Diagnosis, st: Strategy, reason: str, ledger: 
             ev, spend = ev + spend - cost, round(cost, 4)
         action = st.action
         if job.attempt > cfg.max_retries_per_job:
-            st, reason = STRATEGIES["unknown"], (
-                f"attempt {job.attempt} is over the retry limit of {cfg.max_retries_per_job}: escalating")
+            st, reason = ESCALATE, (
+                f"attempt {job.attempt} is over the retry limit of {cfg.max_retries_per_job}: escalating "
+                f"(one ticket for this job, however often it fails again)")
         elif ledger.spent_usd + spend > daily_slice:
             st, reason = STRATEGIES["unknown"], f"daily retry budget exhausted ({ledger.spent_usd:.2f} USD spent)"
         elif ledger.repo(repo) + spend > repo_slice:
@@ -252,9 +253,12 @@ def plan_chosen(job: JobEvent, d: Diagnosis, st: Strategy, reason: str, ledger: 
                               job_retries=job.attempt - 1, max_retries_per_job=cfg.max_retries_per_job)
     if spend > 0:
         ledger = ledger.add(day, repo, spend)
+    # an escalation is about the job, not the attempt: every later attempt maps to the same id, so the
+    # executor opens one ticket per failing job
+    cid = command_id(job.job_key, 0 if st.action == ESCALATE.action else job.attempt, st.action)
     cmd = Command(
         provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
-        command_id=command_id(job.job_key, job.attempt, st.action), attempt=job.attempt, action=st.action,
+        command_id=cid, attempt=job.attempt, action=st.action,
         reason=reason, category=d.category, confidence=round(d.confidence, 4), parameters=dict(st.parameters),
         evidence=[Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence[:5]],
         budget=snapshot, estimated_cost_usd=spend, run_id=job.run_id, ts=now,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget", "open_incident"})
+NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget", "open_incident", "escalate"})
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,8 @@ ALTERNATIVES: dict[str, tuple[Strategy, ...]] = {
 RACE_RETRY = Strategy("rerun_sequential", 0.0, rerun_fraction=0.5,
                       parameters={"parallelism": 1, "failed_tests_only": True},
                       why="the failed tests are flaky and the failure looks like a race: rerun them one at a time")
+
+#: A job that keeps failing past the per-job retry limit: a ticket (Jira or ServiceNow) and a message to
+#: the on-call channel, once per job (see the planner's command id).
+ESCALATE = Strategy("escalate", 0.0, 0.0, parameters={"ticket": True, "slack": True, "page": False},
+                    why="failed again after the retry limit: a ticket for a person")

@@ -145,7 +145,9 @@ def test_flaky_only_when_every_failed_test_is_known_flaky() -> None:
 
 def test_budget_and_retry_limit_escalate() -> None:
     _, cmd = plan(done(attempt=3), _diag("network"), (), Ledger(), CFG, 0.016, NOW)
-    assert cmd.action == "notify_oncall" and "retry limit" in cmd.reason
+    assert cmd.action == "escalate" and "retry limit" in cmd.reason and cmd.parameters["ticket"] is True
+    _, again = plan(done(attempt=4), _diag("network"), (), Ledger(), CFG, 0.016, NOW)
+    assert again.command_id == cmd.command_id  # one ticket per failing job, not one per attempt
     day = "2026-01-01"
     rich = Ledger(day=day, spent_usd=9.99, repo_spent=(("acme/web", 1.0),))
     _, cmd = plan(done(), _diag("network"), (), rich, CFG, 0.016, NOW)

@@ -53,6 +53,7 @@ from .remediate.planner import Ledger, PlanConfig, budget_alerts, command_id, pl
 from .schemas import PROVIDERS, Command, Evidence, JobEvent, SchemaError, TestRisk
 from .settings import ConfigError, Settings, load_settings
 from .strategies_config import (
+    apply_to_settings,
     CATALOGUE,
     Strategy,
     StrategiesConfig,
@@ -365,7 +366,7 @@ class PipelineGuard:
             scfg = load_strategies(Path(strategies))
         else:
             scfg = StrategiesConfig()
-        settings = _apply_thresholds(settings, scfg)
+        settings = apply_to_settings(settings, scfg, gates=False)
         if matcher is not None:
             if not isinstance(matcher, Matcher):
                 raise TypeError("matcher: expected a healing_guard.patterns.matcher.Matcher, "
@@ -870,18 +871,3 @@ def _load_settings(config: Any, env: Mapping[str, str] | None, overrides: dict[s
         if exc.source == "command line":  # a keyword argument here, not a CLI flag
             raise ConfigError("PipelineGuard()", exc.key.lstrip("-").replace("-", "_"), exc.reason) from None
         raise
-
-
-def _apply_thresholds(s: Settings, cfg: StrategiesConfig) -> Settings:
-    """``healing-strategies.yml`` thresholds and pattern files on top of ``healing-config.yml``."""
-    t = cfg.thresholds
-    changes: dict[str, Any] = {}
-    if t.flaky is not None:
-        changes["flaky_retry_threshold"] = t.flaky
-    if t.confidence is not None:
-        changes["confidence_threshold"] = t.confidence
-    if t.min_runs is not None:
-        changes["flaky_min_runs"] = t.min_runs
-    if cfg.patterns:
-        changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
-    return dataclasses.replace(s, **changes) if changes else s

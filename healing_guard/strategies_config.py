@@ -445,7 +445,7 @@ def load_strategies(path: str | Path) -> StrategiesConfig:
     return parse_strategies(text, src, p.parent)
 
 
-def apply_to_settings(s: Any, cfg: StrategiesConfig) -> Any:
+def apply_to_settings(s: Any, cfg: StrategiesConfig, *, gates: bool = True) -> Any:
     """A ``Settings`` with this file's thresholds, pattern files and per-strategy gates applied: what the
     stream worker reads of ``healing-strategies.yml`` (the Python API applies the same file through
     ``add_strategy``). A disabled strategy's categories never act automatically; its
@@ -466,15 +466,17 @@ def apply_to_settings(s: Any, cfg: StrategiesConfig) -> Any:
         changes["quarantine_threshold"] = t.quarantine
     if cfg.patterns:
         changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
-    gates = dict(s.auto_thresholds)
+    if not gates:  # the Python API applies the actions itself (add_strategy)
+        return dataclasses.replace(s, **changes) if changes else s
+    gate_map = dict(s.auto_thresholds)
     for strategy, action in cfg.actions.items():
         for cat in CATALOGUE[strategy].categories:
             if strategy in (Strategy.FLAKY_TEST_RETRY, Strategy.RACE_CONDITION, Strategy.DEPENDENCY_HELL):
                 continue  # decided by the test history / opt-in, not by a category gate
             if action.enabled is False:
-                gates[cat] = NEVER
+                gate_map[cat] = NEVER
             elif action.confidence_threshold is not None:
-                gates[cat] = action.confidence_threshold
-    if gates != dict(s.auto_thresholds):
-        changes["auto_thresholds"] = gates
+                gate_map[cat] = action.confidence_threshold
+    if gate_map != dict(s.auto_thresholds):
+        changes["auto_thresholds"] = gate_map
     return dataclasses.replace(s, **changes) if changes else s

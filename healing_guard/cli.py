@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from .bench.cli import bench_app
 from .flaky.cli import flakiness_app
+from .platforms.webhook_cli import webhook_app
 from .settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -24,6 +25,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
 app.add_typer(flakiness_app, name="flakiness")
+app.add_typer(webhook_app, name="webhook")
 console = Console()
 err = Console(stderr=True)
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from .bench.cli import bench_app
 from .flaky.cli import flakiness_app
+from .platforms.junit_cli import ingest_app
 from .platforms.webhook_cli import webhook_app
 from .settings import ConfigError, Settings, load_settings
 
@@ -26,6 +27,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(bench_app, name="bench")
 app.add_typer(flakiness_app, name="flakiness")
 app.add_typer(webhook_app, name="webhook")
+app.add_typer(ingest_app, name="ingest")
 console = Console()
 err = Console(stderr=True)
 

@@ -77,3 +77,41 @@ def parse_cmd(
     sys.stdout.flush()
     if result.skipped:
         typer.echo(f"skipped ({result.event or 'unknown event'}): {result.skipped}", err=True)
+
+
+@webhook_app.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8080, "--port", help="port to listen on"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="healing-config.yml (or GUARD_CONFIG)"),
+    broker: Optional[str] = typer.Option(None, "--broker", help="kafka://host:port (GUARD_BROKER_URL)"),
+    topic_prefix: Optional[str] = typer.Option(None, "--topic-prefix", help="prefix of every topic name"),
+) -> None:
+    """Receive platform webhooks on POST /webhooks/{github,gitlab,jenkins,circleci} and publish ci.jobs.
+
+    Secrets come from GUARD_WEBHOOK_SECRET_GITHUB, _GITLAB, _JENKINS and _CIRCLECI; a platform without
+    a secret has every delivery refused (401).
+    """
+    import asyncio
+    import os
+
+    from ..settings import ConfigError, load_settings
+    from .receiver import SECRET_ENV, serve
+
+    try:
+        s = load_settings(config, broker_url=broker, topic_prefix=topic_prefix)
+    except ConfigError as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+        raise typer.Exit(2) from None
+    if s.broker_url == "embedded":
+        sys.stderr.write("webhook serve needs a broker URL (--broker kafka://host:port)\n")
+        raise typer.Exit(2)
+    secrets = {p: os.environ.get(var, "") for p, var in SECRET_ENV.items()}
+    missing = [var for p, var in SECRET_ENV.items() if not secrets[p]]
+    if len(missing) == len(SECRET_ENV):
+        sys.stderr.write(f"no webhook secret is set ({', '.join(missing)}): every delivery would be refused\n")
+        raise typer.Exit(2)
+    try:
+        asyncio.run(serve(s, host=host, port=port, secrets=secrets))
+    except KeyboardInterrupt:
+        pass

@@ -601,6 +601,12 @@ class DeliveryDeduper:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def forget(self, provider: str, headers: Headers, body: bytes) -> None:
+        """Drop a delivery id again (its records could not be published: the platform's retry must pass)."""
+        key = (_provider(provider), delivery_id(provider, headers, body))
+        with self._lock:
+            self._ids.pop(key, None)
+
     def seen(self, provider: str, headers: Headers, body: bytes) -> bool:
         """True when this delivery was seen before (the caller drops it); else remember it."""
         key = (_provider(provider), delivery_id(provider, headers, body))

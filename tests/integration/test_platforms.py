@@ -1,0 +1,93 @@
+"""Platform adapters against real Kafka: the webhook receiver process and `guard ingest junit`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+
+from healing_guard.brokers import free_port
+from healing_guard.settings import load_settings
+from healing_guard.streams.topics import ensure_topics
+
+from .helpers import collect
+
+pytestmark = pytest.mark.integration
+FIX = Path(__file__).resolve().parents[1] / "unit" / "fixtures"
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+async def test_webhook_receiver_publishes_job_events(kafka_bootstrap: str, tmp_path: Path) -> None:
+    prefix = f"wh{uuid.uuid4().hex[:8]}."
+    settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix)
+    await ensure_topics(settings)
+    port = free_port()
+    env = {**os.environ, "GUARD_WEBHOOK_SECRET_GITHUB": "s3cret"}
+    log = tmp_path / "receiver.log"
+    proc = subprocess.Popen([sys.executable, "-m", "healing_guard.cli", "webhook", "serve", "--port", str(port),
+                             "--broker", f"kafka://{kafka_bootstrap}", "--topic-prefix", prefix],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                await asyncio.sleep(0.2)
+        body = (FIX / "webhooks" / "github_workflow_job_completed_failure.json").read_bytes()
+        sig = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        headers = {"X-Hub-Signature-256": sig, "X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "abc"}
+        assert await asyncio.to_thread(_post, url + "/webhooks/github", body, headers) == 202
+        assert await asyncio.to_thread(_post, url + "/webhooks/github", body, headers) == 200  # replay dropped
+        bad = {**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64, "X-GitHub-Delivery": "abd"}
+        assert await asyncio.to_thread(_post, url + "/webhooks/github", body, bad) == 401
+        records = await collect(kafka_bootstrap, settings.topics.jobs, 1, 30, settle=1.0)
+        assert len(records) == 1
+        ev = orjson.loads(records[0].value)
+        assert records[0].key.decode() == f"github/{ev['owner']}/{ev['repo']}/{ev['job_id']}"
+        assert ev["conclusion"] == "failure" and ev["status"] == "completed"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+async def test_ingest_junit_sends_test_results(kafka_bootstrap: str) -> None:
+    prefix = f"ju{uuid.uuid4().hex[:8]}."
+    settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix)
+    await ensure_topics(settings)
+    files = [str(FIX / "junit" / "pytest.xml"), str(FIX / "junit" / "TEST-com.acme.FooTest.xml")]
+    r = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "healing_guard.cli", "ingest", "junit",
+                                                 "--provider", "github", "--repo", "acme/web", "--job-id", "7",
+                                                 "--broker", f"kafka://{kafka_bootstrap}", "--topic-prefix", prefix,
+                                                 *files], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    dry = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "healing_guard.cli", "ingest", "junit",
+                                                   "--provider", "github", "--repo", "acme/web", "--job-id", "7",
+                                                   "--dry-run", *files], capture_output=True, text=True, timeout=60)
+    want = [orjson.loads(x) for x in dry.stdout.splitlines()]
+    got = await collect(kafka_bootstrap, settings.topics.tests, len(want), 30, settle=1.0)
+    assert len(got) == len(want) > 5
+    assert sorted(rec.key.decode() for rec in got) == sorted(w["test_id"] for w in want)
+    assert {orjson.loads(rec.value)["outcome"] for rec in got} >= {"passed", "failed"}

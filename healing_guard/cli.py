@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .bench.cli import bench_app
+from .executor.cli import executor_command
 from .flaky.cli import flakiness_app
 from .platforms.junit_cli import ingest_app
 from .platforms.webhook_cli import webhook_app
@@ -28,8 +29,10 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(flakiness_app, name="flakiness")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(ingest_app, name="ingest")
+app.command("executor", help="Carry out guard.actions through the platforms' APIs (dry run unless --live).")(
+    executor_command)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # errors hold paths: never wrap them
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="healing-config.yml (or GUARD_CONFIG)")
 BrokerOpt = typer.Option(None, "--broker", help="kafka://host:port, or 'embedded' (GUARD_BROKER_URL)")

@@ -135,13 +135,22 @@ class Engine:
         return ledger, Decision(finding=finding, command=cmd, facts=facts, alerts=alerts)
 
     def learn_outcome(self, success: SuccessStats, outcome: Outcome) -> bool:
-        """Teach the planner how an automatic action turned out; False when the outcome cannot teach
-        (no category, a notification, a dry run)."""
-        if not outcome.category or outcome.status not in ("succeeded", "failed") or outcome.action in NOTIFY_ACTIONS:
+        """Teach the planner from an executor outcome: an automatic action the platform refused
+        (``failed``) did not fix the job. ``succeeded`` only means the platform accepted the call; whether
+        the job went green is learned from the next attempt (:meth:`learn_retry`)."""
+        if not outcome.category or outcome.status != "failed" or outcome.action in NOTIFY_ACTIONS:
             return False
         parts = outcome.job_key.split("/")
         repo = "/".join(parts[1:3]) if len(parts) >= 4 else "*"
-        success.learn(outcome.category, repo, outcome.action, outcome.status == "succeeded")
+        success.learn(outcome.category, repo, outcome.action, False)
+        return True
+
+    def learn_retry(self, success: SuccessStats, out: Ready | Closed) -> bool:
+        """The attempt after an automatic action has finished: the action worked iff it succeeded."""
+        if out.retried is None or out.job.conclusion in (None, "cancelled", "skipped"):
+            return False
+        action, category = out.retried
+        success.learn(category, f"{out.job.owner}/{out.job.repo}", action, out.job.conclusion == "success")
         return True
 
     def closed_facts(self, out: Closed) -> list[Fact]:

@@ -40,6 +40,9 @@ class JobWindow:
     touched: float = 0.0  # last update; a window never completed is dropped after Limits.window_ttl_seconds
     decided: bool = False  # this attempt is done: replayed messages of it must not decide it again
     step_start: int = 0  # line where the log's last CI step starts (0: no step marker seen)
+    #: the automatic action taken on the previous attempt, [action, category]: how this attempt ends is
+    #: how well that action worked (the planner learns from it)
+    retried: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (called after every chunk): the values are already plain JSON data
@@ -90,6 +93,7 @@ class Ready:
     risks: tuple[TestRisk, ...]
     tail: tuple[str, ...]
     step_start: int | None = None  # line where the log's last CI step starts
+    retried: tuple[str, str] | None = None  # (action, category) of the automatic action that led here
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ class Closed:
     """A job finished without needing a diagnosis (success, cancelled, skipped)."""
 
     job: JobEvent
+    retried: tuple[str, str] | None = None  # (action, category) of the automatic action that led here
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,9 @@ Output = Ready | Closed | Expired
 
 def _reset_if_new_attempt(w: JobWindow, attempt: int) -> JobWindow:
     if attempt > w.attempt:
-        return JobWindow(job_key=w.job_key, attempt=attempt)
+        # the next attempt after an automatic action: it will tell whether the action worked
+        carried = w.retried if (w.decided and attempt == w.attempt + 1) else None
+        return JobWindow(job_key=w.job_key, attempt=attempt, retried=carried)
     return w
 
 
@@ -139,9 +146,12 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
         w.eof = True
 
 
-def decided(job_key: str, attempt: int, partition: int, now: float) -> JobWindow:
-    """What stays of a window once its attempt is decided: a marker, dropped after the TTL."""
-    return JobWindow(job_key=job_key, attempt=attempt, decided=True, touched=now, partition=partition)
+def decided(job_key: str, attempt: int, partition: int, now: float,
+            acted: tuple[str, str] | None = None) -> JobWindow:
+    """What stays of a window once its attempt is decided: a marker, dropped after the TTL. ``acted``:
+    the automatic (action, category) taken on this attempt, carried to the next attempt."""
+    return JobWindow(job_key=job_key, attempt=attempt, decided=True, touched=now, partition=partition,
+                     retried=list(acted) if acted else None)
 
 
 def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:
@@ -169,7 +179,7 @@ def on_job_event(w: JobWindow, ev: JobEvent, limits: Limits, now: float) -> tupl
         return w, []
     w.job = ev.to_dict()
     if ev.conclusion not in ("failure", "timed_out"):
-        return w, [Closed(ev)]
+        return w, [Closed(ev, retried=tuple(w.retried) if w.retried else None)]  # type: ignore[arg-type]
     return _maybe_ready(w, limits, now)
 
 
@@ -224,5 +234,6 @@ def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) 
         risks=tuple(TestRisk.from_dict(r) for r in w.risks),
         tail=tuple(w.tail),
         step_start=w.step_start or None,
+        retried=tuple(w.retried) if w.retried else None,  # type: ignore[arg-type]
     )
     return w, [ready]

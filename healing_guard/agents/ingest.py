@@ -16,6 +16,7 @@ from ..pipeline import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
 from ..remediate.incidents import template_key
 from ..remediate.outcomes import SuccessStats
+from ..remediate.strategies import NOTIFY_ACTIONS
 from ..schemas import JobEvent, LogChunk, Outcome, SchemaError, TestRisk
 from ..warehouse.facts import fact_to_json
 from ..window import Closed, Expired, JobWindow, Ready, decided
@@ -48,7 +49,14 @@ def register(ctx: AgentContext) -> Any:
             facts = []
             if isinstance(out, Expired):
                 log.info("dropping the window of %s after its TTL", out.job_key)
-            elif isinstance(out, Closed):
+            acted: tuple[str, str] | None = None
+            if isinstance(out, (Closed, Ready)) and out.retried is not None:
+                lkey = f"ledger:{partition}".encode()
+                ledger, success = _partition_state(tables.ledgers.get(lkey))
+                if engine.learn_retry(success, out):
+                    tables.ledgers[lkey] = _dump_state(ledger, success)
+                    stats.outcomes_learned += 1
+            if isinstance(out, Closed):
                 stats.jobs_closed += 1
                 facts = engine.closed_facts(out)
             elif isinstance(out, Ready):
@@ -58,8 +66,10 @@ def register(ctx: AgentContext) -> Any:
                 tables.ledgers[lkey] = _dump_state(ledger, success)
                 await _send_decision(decision, key)
                 facts = decision.facts
+                if decision.command.action not in NOTIFY_ACTIONS:
+                    acted = (decision.command.action, decision.command.category)
             if isinstance(out, (Closed, Ready)):
-                marker = decided(out.job.job_key, out.job.attempt, partition, now())
+                marker = decided(out.job.job_key, out.job.attempt, partition, now(), acted)
             for f in facts:
                 await t.facts.send(key=key, value=fact_to_json(f))
         if outputs:

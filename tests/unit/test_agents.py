@@ -235,3 +235,27 @@ async def test_ingest_sends_each_finding_to_the_incidents_topic(guard: Guard) ->
     sighting = orjson.loads(v)
     assert k == template_key(sighting["template"]) and "Could not resolve host" in sighting["template"]
     assert sighting["category"] == "network" and sighting["repo"] == "api"
+
+
+async def test_the_next_attempt_tells_whether_the_action_worked(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["ingest"]
+    topic = guard.ctx.settings.topics
+
+    def done(attempt: int, conclusion: str) -> bytes:
+        return JobEvent(provider="gitlab", owner="platform", repo="api", job_id="77", job_name="build",
+                        status="completed", conclusion=conclusion, exit_code=1, log_chunks=1, attempt=attempt,
+                        started_at=1000.0, completed_at=1600.0).to_json()
+
+    def chunk(attempt: int) -> bytes:
+        return LogChunk(provider="gitlab", owner="platform", repo="api", job_id="77", seq=0, attempt=attempt,
+                        lines=["ERROR: Could not install packages due to an OSError: [Errno 28] "
+                               "No space left on device"], eof=True).to_json()
+
+    async with agent.test_context() as agent_ctx:
+        await put(agent_ctx, topic.logs, KEY, chunk(1))
+        await put(agent_ctx, topic.jobs, KEY, done(1, "failure"))
+        assert cap.values("actions")[0]["action"] == "cleanup_retry"
+        await put(agent_ctx, topic.jobs, KEY, done(2, "success"))  # the retry went green
+    state = orjson.loads(guard.ctx.tables.ledgers.get(b"ledger:0"))
+    assert state["success"]["counts"]["disk_full|platform/api|cleanup_retry"] == [1.0, 0.0]

@@ -103,7 +103,7 @@ def test_learn_then_analyze_with_the_model(logs: Path) -> None:
     bad = logs / "bad.csv"
     bad.write_text("file,category\nx.log,flaky\n")
     code, _, err = run("learn", "--labels", str(bad), "--logs", str(logs), "--model", str(model))
-    assert code == 2 and "bad.csv:2: category" in err.replace("\n", " ")
+    assert code == 2 and "bad.csv:2: category" in " ".join(err.split())
 
 
 def test_human_output_prints_log_text_verbatim(logs: Path) -> None:

@@ -105,12 +105,12 @@ def test_engine_learns_only_from_real_outcomes_of_actions() -> None:
         return Outcome(command_id="c", job_key="github/acme/web/7", action=action, status=status,  # type: ignore[arg-type]
                        category=category)
 
-    assert engine.learn_outcome(s, out("failed"))
-    assert engine.learn_outcome(s, out("succeeded"))
+    assert engine.learn_outcome(s, out("failed"))  # the platform refused: the fix did not happen
+    assert not engine.learn_outcome(s, out("succeeded"))  # accepted only: the next attempt will tell
     assert not engine.learn_outcome(s, out("dry_run"))
-    assert not engine.learn_outcome(s, out("succeeded", action="notify_author"))
+    assert not engine.learn_outcome(s, out("failed", action="notify_author"))
     assert not engine.learn_outcome(s, out("failed", category=None))
-    assert s.seen("network", "acme/web", "retry_backoff") == 2
+    assert s.counts["network|acme/web|retry_backoff"] == [0.0, 1.0]
 
 
 def test_first_failure_after_a_green_history_is_a_regression() -> None:

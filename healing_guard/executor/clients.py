@@ -1,0 +1,420 @@
+"""Small HTTP clients for the CI platforms and notification services the executor calls.
+
+Stdlib only (``urllib.request``). Each client has a base URL so tests point it at a local server.
+Every call goes through :class:`Transport`, which owns the retry rules:
+
+* 429, or 403 with ``X-RateLimit-Remaining: 0`` (GitHub's secondary/primary limits): wait for
+  ``Retry-After`` (seconds or an HTTP date) or ``X-RateLimit-Reset`` (epoch seconds), at most
+  ``max_wait_seconds``, then try again; without either header, the exponential backoff below;
+* 5xx and network errors: bounded retries with exponential backoff;
+* any other 4xx: no retry, the result carries the status and the body's message (truncated).
+
+Tokens never reach a log or a result: every secret a client holds is registered with the transport,
+which masks it in any text it returns.
+
+Configuration (read once at the entry point by :meth:`Clients.from_env`; a service whose variables are
+unset is not configured, and actions that need it are skipped with a reason):
+
+====================================  ====================================================
+``GUARD_GITHUB_TOKEN``                GitHub token (Actions: write); ``GUARD_GITHUB_API_URL``
+                                      (default ``https://api.github.com``; GHES: ``https://HOST/api/v3``)
+``GUARD_GITLAB_TOKEN``                GitLab ``PRIVATE-TOKEN``; ``GUARD_GITLAB_URL`` (default ``https://gitlab.com``)
+``GUARD_JENKINS_URL``                 Jenkins root URL, with ``GUARD_JENKINS_USER`` / ``GUARD_JENKINS_TOKEN``
+                                      (API token: no CSRF crumb needed)
+``GUARD_CIRCLECI_TOKEN``              CircleCI personal API token; ``GUARD_CIRCLECI_URL`` (default ``https://circleci.com``)
+``GUARD_SLACK_WEBHOOK_URL``           Slack incoming webhook (the URL is the secret)
+``GUARD_JIRA_URL``                    Jira Cloud site, with ``GUARD_JIRA_USER`` (e-mail), ``GUARD_JIRA_TOKEN``,
+                                      ``GUARD_JIRA_PROJECT`` (project key) and optional ``GUARD_JIRA_ISSUE_TYPE``
+                                      (default ``Task``)
+``GUARD_PAGERDUTY_ROUTING_KEY``       PagerDuty Events API v2 integration key; ``GUARD_PAGERDUTY_URL``
+                                      (default ``https://events.pagerduty.com``)
+``GUARD_EXECUTOR_MAX_WAIT_SECONDS``   longest rate-limit wait before giving up (default 300)
+``GUARD_EXECUTOR_MAX_ATTEMPTS``       attempts per call, first included (default 4)
+``GUARD_EXECUTOR_TIMEOUT_SECONDS``    socket timeout per request (default 30)
+====================================  ====================================================
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+USER_AGENT = "healing-guard-executor/0.1"
+MAX_MESSAGE = 300
+
+
+@dataclass(frozen=True)
+class Response:
+    """The result of one logical API call (after the transport's retries)."""
+
+    status: int | None  # None: no HTTP answer (network error)
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    message: str = ""  # why it failed, secrets masked, truncated
+    attempts: int = 1
+    waited_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError:
+            return None
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 4
+    max_wait_seconds: float = 300.0  # longest single rate-limit wait we accept
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    timeout_seconds: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.backoff_max_seconds, self.backoff_base_seconds * (2 ** (attempt - 1)))
+
+
+class Transport:
+    """``urllib`` with the retry rules above, an injected ``sleep``/``clock``, and secret masking."""
+
+    def __init__(self, policy: RetryPolicy | None = None, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, proxies: Mapping[str, str] | None = None) -> None:
+        self.policy = policy or RetryPolicy()
+        self.sleep = sleep
+        self.clock = clock
+        handlers: list[Any] = [] if proxies is None else [urllib.request.ProxyHandler(dict(proxies))]
+        self._opener = urllib.request.build_opener(*handlers)
+        self._secrets: set[str] = set()
+
+    def add_secret(self, *secrets: str | None) -> None:
+        for s in secrets:
+            if s:
+                self._secrets.add(s)
+                self._secrets.add(urllib.parse.quote(s, safe=""))
+
+    def mask(self, text: str) -> str:
+        for s in sorted(self._secrets, key=len, reverse=True):
+            if s and s in text:
+                text = text.replace(s, "***")
+        return text
+
+    # --- one call, retried ---------------------------------------------------------------------
+    def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                json_body: Any = None, data: bytes | None = None) -> Response:
+        hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        waited = 0.0
+        last: Response | None = None
+        for attempt in range(1, self.policy.max_attempts + 1):
+            resp = self._once(method, url, hdrs, data)
+            resp = Response(resp.status, resp.body, resp.headers, resp.message, attempt, waited)
+            if resp.ok:
+                return resp
+            last = resp
+            wait = self._retry_wait(resp, attempt)
+            if wait is None or attempt == self.policy.max_attempts:
+                break
+            if wait > self.policy.max_wait_seconds:
+                return Response(resp.status, resp.body, resp.headers,
+                                f"{resp.message}; rate limited for {wait:.0f} s, over the "
+                                f"{self.policy.max_wait_seconds:.0f} s the executor waits", attempt, waited)
+            if wait > 0:
+                self.sleep(wait)
+                waited += wait
+        assert last is not None
+        if last.attempts > 1:
+            return Response(last.status, last.body, last.headers,
+                            f"{last.message} (after {last.attempts} attempts)", last.attempts, waited)
+        return last
+
+    def _once(self, method: str, url: str, headers: Mapping[str, str], data: bytes | None) -> Response:
+        req = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
+        try:
+            with self._opener.open(req, timeout=self.policy.timeout_seconds) as r:
+                return Response(r.status, r.read(), {k.lower(): v for k, v in r.headers.items()})
+        except urllib.error.HTTPError as exc:
+            try:
+                body = exc.read() or b""
+            except OSError:
+                body = b""
+            hdrs = {k.lower(): v for k, v in (exc.headers.items() if exc.headers else [])}
+            return Response(exc.code, body, hdrs, self.mask(f"HTTP {exc.code}: {_error_message(body, exc.reason)}"))
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Response(None, b"", {}, self.mask(f"network error: {reason}")[:MAX_MESSAGE])
+
+    def _retry_wait(self, resp: Response, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt; None: do not retry."""
+        st = resp.status
+        h = resp.headers
+        # 403 counts as a rate limit only with GitHub's signals (exhausted quota, or a secondary limit's
+        # Retry-After); any other 403 is a permission error and is not retried
+        limited = st == 429 or (st == 403 and (h.get("x-ratelimit-remaining") == "0" or "retry-after" in h))
+        if limited:
+            wait = _retry_after(h.get("retry-after"), self.clock())
+            if wait is None and h.get("x-ratelimit-reset"):
+                try:
+                    wait = max(0.0, float(h["x-ratelimit-reset"]) - self.clock())
+                except ValueError:
+                    wait = None
+            return self.policy.backoff(attempt) if wait is None else wait
+        if st is None or st >= 500:
+            return self.policy.backoff(attempt)
+        return None
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        dt = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, dt.timestamp() - now)
+
+
+def _error_message(body: bytes, fallback: Any) -> str:
+    """The message of an API error body (GitHub/GitLab/Jira/CircleCI/PagerDuty shapes), truncated."""
+    text = body.decode("utf-8", "replace").strip()
+    msg: Any = None
+    try:
+        d = json.loads(text) if text else None
+    except ValueError:
+        d = None
+    if isinstance(d, dict):
+        msg = d.get("message") or d.get("error") or d.get("errorMessages") or d.get("errors") or d.get("status")
+        if isinstance(msg, (list, dict)):
+            msg = json.dumps(msg)
+    if not msg:
+        msg = text or str(fallback or "")
+    msg = " ".join(str(msg).split())
+    return msg[:MAX_MESSAGE] + ("..." if len(msg) > MAX_MESSAGE else "")
+
+
+def _basic(user: str, token: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
+
+
+def _q(s: str) -> str:
+    return urllib.parse.quote(str(s), safe="")
+
+
+# --- CI platforms --------------------------------------------------------------------------------
+
+class GitHubClient:
+    """GitHub Actions REST API (re-run endpoints answer 201 Created with an empty body)."""
+
+    def __init__(self, token: str, base_url: str = "https://api.github.com", *, transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self.t = transport
+        self._token = token
+        transport.add_secret(token)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28"}
+
+    def rerun_failed_jobs(self, owner: str, repo: str, run_id: str) -> Response:
+        return self.t.request("POST", f"{self.base}/repos/{_q(owner)}/{_q(repo)}/actions/runs/{_q(run_id)}"
+                                      "/rerun-failed-jobs", headers=self._headers(), json_body={})
+
+    def rerun_job(self, owner: str, repo: str, job_id: str) -> Response:
+        return self.t.request("POST", f"{self.base}/repos/{_q(owner)}/{_q(repo)}/actions/jobs/{_q(job_id)}/rerun",
+                              headers=self._headers(), json_body={})
+
+
+class GitLabClient:
+    """GitLab REST v4. The project is addressed by its URL-encoded path ``group[/subgroup]/project``."""
+
+    def __init__(self, token: str, base_url: str = "https://gitlab.com", *, transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self.t = transport
+        self._token = token
+        transport.add_secret(token)
+
+    def _project(self, owner: str, repo: str) -> str:
+        return _q(f"{owner}/{repo}")
+
+    def retry_job(self, owner: str, repo: str, job_id: str) -> Response:
+        return self.t.request("POST", f"{self.base}/api/v4/projects/{self._project(owner, repo)}/jobs/{_q(job_id)}"
+                                      "/retry", headers={"PRIVATE-TOKEN": self._token})
+
+    def retry_pipeline(self, owner: str, repo: str, pipeline_id: str) -> Response:
+        return self.t.request("POST", f"{self.base}/api/v4/projects/{self._project(owner, repo)}/pipelines/"
+                                      f"{_q(pipeline_id)}/retry", headers={"PRIVATE-TOKEN": self._token})
+
+
+class JenkinsClient:
+    """Jenkins remote access API with an API token (basic auth ``user:token``; no crumb needed)."""
+
+    def __init__(self, base_url: str, user: str, token: str, *, transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self.t = transport
+        self._auth = _basic(user, token)
+        transport.add_secret(token, self._auth.split(" ", 1)[1])
+
+    @staticmethod
+    def job_path(full_name: str) -> str:
+        """``folder/sub/job`` -> ``/job/folder/job/sub/job/job``."""
+        return "".join(f"/job/{_q(p)}" for p in full_name.split("/") if p)
+
+    def build_with_parameters(self, full_name: str, parameters: Mapping[str, Any]) -> Response:
+        body = urllib.parse.urlencode({k: _param(v) for k, v in parameters.items()}).encode()
+        return self.t.request("POST", f"{self.base}{self.job_path(full_name)}/buildWithParameters",
+                              headers={"Authorization": self._auth,
+                                       "Content-Type": "application/x-www-form-urlencoded"}, data=body)
+
+
+def _param(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return " ".join(str(x) for x in v)
+    return str(v)
+
+
+class CircleCIClient:
+    """CircleCI API v2 (``POST /api/v2/workflow/{id}/rerun`` answers 202 with ``{"workflow_id"}``)."""
+
+    def __init__(self, token: str, base_url: str = "https://circleci.com", *, transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self.t = transport
+        self._token = token
+        transport.add_secret(token)
+
+    def rerun_workflow(self, workflow_id: str, *, from_failed: bool = True,
+                       jobs: list[str] | None = None) -> Response:
+        body: dict[str, Any] = {"jobs": jobs} if jobs else {"from_failed": from_failed}
+        return self.t.request("POST", f"{self.base}/api/v2/workflow/{_q(workflow_id)}/rerun",
+                              headers={"Circle-Token": self._token, "Accept": "application/json"}, json_body=body)
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+class SlackClient:
+    """Slack incoming webhook: ``POST`` ``{"text": ...}``, answers 200 ``ok``."""
+
+    def __init__(self, webhook_url: str, *, transport: Transport) -> None:
+        self._url = webhook_url
+        self.t = transport
+        transport.add_secret(webhook_url, urllib.parse.urlsplit(webhook_url).path)
+
+    def post(self, text: str) -> Response:
+        return self.t.request("POST", self._url, json_body={"text": text})
+
+
+class JiraClient:
+    """Jira Cloud REST v3 (``POST /rest/api/3/issue``; description in Atlassian Document Format)."""
+
+    def __init__(self, base_url: str, user: str, token: str, project: str, *, issue_type: str = "Task",
+                 transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self.project = project
+        self.issue_type = issue_type
+        self.t = transport
+        self._auth = _basic(user, token)
+        transport.add_secret(token, self._auth.split(" ", 1)[1])
+
+    def create_issue(self, summary: str, description: str, *, labels: list[str] | None = None) -> Response:
+        doc = {"type": "doc", "version": 1, "content": [
+            {"type": "paragraph", "content": [{"type": "text", "text": para}]}
+            for para in description.split("\n\n") if para.strip()]}
+        fields: dict[str, Any] = {"project": {"key": self.project}, "summary": summary[:250],
+                                  "issuetype": {"name": self.issue_type}, "description": doc}
+        if labels:
+            fields["labels"] = [lb.replace(" ", "_") for lb in labels]
+        return self.t.request("POST", f"{self.base}/rest/api/3/issue", json_body={"fields": fields},
+                              headers={"Authorization": self._auth, "Accept": "application/json"})
+
+
+class PagerDutyClient:
+    """PagerDuty Events API v2 (``POST /v2/enqueue``, answers 202 ``{"status": "success", "dedup_key"}``)."""
+
+    def __init__(self, routing_key: str, base_url: str = "https://events.pagerduty.com", *,
+                 transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self._key = routing_key
+        self.t = transport
+        transport.add_secret(routing_key)
+
+    def trigger(self, summary: str, *, dedup_key: str, source: str, severity: str = "error",
+                custom_details: Mapping[str, Any] | None = None) -> Response:
+        body: dict[str, Any] = {
+            "routing_key": self._key, "event_action": "trigger", "dedup_key": dedup_key[:255],
+            "payload": {"summary": summary[:1024], "source": source, "severity": severity,
+                        "component": "healing-guard"},
+        }
+        if custom_details:
+            body["payload"]["custom_details"] = dict(custom_details)
+        return self.t.request("POST", f"{self.base}/v2/enqueue", json_body=body)
+
+
+# --- the set of configured clients ---------------------------------------------------------------
+
+@dataclass
+class Clients:
+    """The clients the executor may call; ``None`` for a service that is not configured."""
+
+    transport: Transport
+    github: GitHubClient | None = None
+    gitlab: GitLabClient | None = None
+    jenkins: JenkinsClient | None = None
+    circleci: CircleCIClient | None = None
+    slack: SlackClient | None = None
+    jira: JiraClient | None = None
+    pagerduty: PagerDutyClient | None = None
+
+    def configured(self) -> list[str]:
+        return [n for n in ("github", "gitlab", "jenkins", "circleci", "slack", "jira", "pagerduty")
+                if getattr(self, n) is not None]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, proxies: Mapping[str, str] | None = None) -> Clients:
+        """Build from ``GUARD_*`` variables (see the module docstring). Called once, at the entry point."""
+        env = os.environ if env is None else env
+        g = lambda k, d="": (env.get(k) or d).strip()  # noqa: E731
+        policy = RetryPolicy(max_attempts=max(1, int(g("GUARD_EXECUTOR_MAX_ATTEMPTS", "4"))),
+                             max_wait_seconds=float(g("GUARD_EXECUTOR_MAX_WAIT_SECONDS", "300")),
+                             timeout_seconds=float(g("GUARD_EXECUTOR_TIMEOUT_SECONDS", "30")))
+        t = Transport(policy, sleep=sleep, clock=clock, proxies=proxies)
+        c = cls(transport=t)
+        if g("GUARD_GITHUB_TOKEN"):
+            c.github = GitHubClient(g("GUARD_GITHUB_TOKEN"), g("GUARD_GITHUB_API_URL", "https://api.github.com"),
+                                    transport=t)
+        if g("GUARD_GITLAB_TOKEN"):
+            c.gitlab = GitLabClient(g("GUARD_GITLAB_TOKEN"), g("GUARD_GITLAB_URL", "https://gitlab.com"), transport=t)
+        if g("GUARD_JENKINS_URL") and g("GUARD_JENKINS_USER") and g("GUARD_JENKINS_TOKEN"):
+            c.jenkins = JenkinsClient(g("GUARD_JENKINS_URL"), g("GUARD_JENKINS_USER"), g("GUARD_JENKINS_TOKEN"),
+                                      transport=t)
+        if g("GUARD_CIRCLECI_TOKEN"):
+            c.circleci = CircleCIClient(g("GUARD_CIRCLECI_TOKEN"), g("GUARD_CIRCLECI_URL", "https://circleci.com"),
+                                        transport=t)
+        if g("GUARD_SLACK_WEBHOOK_URL"):
+            c.slack = SlackClient(g("GUARD_SLACK_WEBHOOK_URL"), transport=t)
+        if all(g(k) for k in ("GUARD_JIRA_URL", "GUARD_JIRA_USER", "GUARD_JIRA_TOKEN", "GUARD_JIRA_PROJECT")):
+            c.jira = JiraClient(g("GUARD_JIRA_URL"), g("GUARD_JIRA_USER"), g("GUARD_JIRA_TOKEN"),
+                                g("GUARD_JIRA_PROJECT"), issue_type=g("GUARD_JIRA_ISSUE_TYPE", "Task"), transport=t)
+        if g("GUARD_PAGERDUTY_ROUTING_KEY"):
+            c.pagerduty = PagerDutyClient(g("GUARD_PAGERDUTY_ROUTING_KEY"),
+                                          g("GUARD_PAGERDUTY_URL", "https://events.pagerduty.com"), transport=t)
+        return c

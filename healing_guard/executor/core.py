@@ -1,0 +1,343 @@
+"""The action executor: turns a :class:`Command` into platform / notification API calls and an :class:`Outcome`.
+
+* allow-list: an action outside ``allow`` is ``skipped`` with the reason;
+* idempotent by ``command_id`` across restarts: :class:`DoneStore` (append-only JSON lines under the data
+  dir) keeps the first outcome of every command whose API calls were attempted; a known id returns that
+  outcome and calls nothing. Delivery is at-least-once: a crash between the API call and the store's
+  fsync can repeat the call once (PagerDuty deduplicates by ``dedup_key``; Slack/Jira would not);
+* dry run: a ``dry_run`` outcome whose detail lists the calls that would be made; nothing is called and
+  nothing is stored (a later live run of the same command still acts);
+* ``succeeded`` means the platform *accepted* the call (rerun queued, message posted), not that the job
+  turned green: that is seen on ``ci.jobs``.
+
+Action -> calls (``run_id`` is the command's run / pipeline / workflow id):
+
+=======================  ===========================================================================
+retry, retry_backoff,    GitHub: ``POST .../actions/runs/{run_id}/rerun-failed-jobs`` (no run id:
+retry_tests_isolated,    ``POST .../actions/jobs/{job_id}/rerun``); GitLab: ``POST .../jobs/{job_id}/retry``
+rerun_sequential,        (``parameters.scope == "pipeline"``: ``POST .../pipelines/{run_id}/retry``);
+rerun_more_memory,       Jenkins: ``POST /job/{owner}/job/{repo}/buildWithParameters`` with ``GUARD_*``
+rerun_larger_runner,     build parameters (action, memory factor, runner size, tests, no-cache, ...);
+clear_cache_retry,       CircleCI: ``POST /api/v2/workflow/{run_id}/rerun`` ``{"from_failed": true}``.
+rebuild_no_layer_cache,  Only Jenkins can carry the resource / cache / test-selection parameters; on the
+cleanup_retry            other platforms the rerun is plain and ``detail`` says so.
+                         ``retry_backoff`` first waits ``backoff_seconds[attempt-1]`` (injected sleep).
+notify_author,           Slack message
+notify_budget
+notify_oncall            Slack message; PagerDuty trigger when ``parameters.page``
+escalate, open_incident  Jira issue (``ticket``), PagerDuty trigger with ``dedup_key`` = incident id /
+                         command id (``page``), Slack message (``slack``); defaults: ticket and slack on,
+                         page on for ``open_incident`` only
+quarantine_test          Jira issue (``ticket``) + Slack message
+release_test             Slack message
+=======================  ===========================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..schemas import Command, Outcome, SchemaError
+from .clients import Clients, JenkinsClient, Response
+
+RERUN_ACTIONS = frozenset({
+    "retry", "retry_backoff", "retry_tests_isolated", "rerun_sequential", "rerun_more_memory",
+    "rerun_larger_runner", "clear_cache_retry", "rebuild_no_layer_cache", "cleanup_retry",
+})
+NOTIFY_ACTIONS = frozenset({
+    "notify_author", "notify_oncall", "notify_budget", "open_incident", "escalate", "quarantine_test", "release_test",
+})
+ALLOWED_ACTIONS = RERUN_ACTIONS | NOTIFY_ACTIONS
+
+#: what a plain rerun cannot do on each platform, per action (said in the outcome's detail)
+_PLAIN_NOTE = {
+    "retry_tests_isolated": "re-run cannot select tests; all failed jobs run again in full",
+    "rerun_sequential": "re-run cannot change test parallelism; plain re-run",
+    "rerun_more_memory": "re-run cannot change the memory limit; plain re-run",
+    "rerun_larger_runner": "re-run cannot change the runner class; plain re-run",
+    "clear_cache_retry": "re-run does not clear the cache; plain re-run",
+    "rebuild_no_layer_cache": "re-run cannot disable the layer cache; plain re-run",
+    "cleanup_retry": "re-run cannot run cleanup steps; plain re-run (fresh hosted runners start clean)",
+}
+
+
+class DoneStore:
+    """Outcomes of carried-out commands, by ``command_id``: append-only JSON lines, fsynced per write.
+
+    The whole file is read at start (one small line per command); a torn last line from a crash is ignored.
+    """
+
+    FILE = "executor-done.jsonl"
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.path = Path(data_dir) / self.FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._done: dict[str, Outcome] = {}
+        self._lock = threading.Lock()
+        if self.path.exists():
+            with self.path.open("rb") as f:
+                for line in f:
+                    try:
+                        o = Outcome.from_json(line.strip())
+                    except SchemaError:
+                        continue
+                    self._done.setdefault(o.command_id, o)
+
+    def get(self, command_id: str) -> Outcome | None:
+        return self._done.get(command_id)
+
+    def put(self, outcome: Outcome) -> None:
+        with self._lock:
+            if outcome.command_id in self._done:
+                return
+            with self.path.open("ab") as f:
+                f.write(outcome.to_json() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._done[outcome.command_id] = outcome
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
+@dataclass
+class Step:
+    """One API call of a plan: ``describe`` for dry runs and details, ``call`` to carry it out."""
+
+    service: str
+    describe: str
+    call: Callable[[], Response]
+
+
+class Executor:
+    def __init__(self, clients: Clients, store: DoneStore, *, dry_run: bool = True,
+                 allow: Iterable[str] = ALLOWED_ACTIONS, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.clients = clients
+        self.store = store
+        self.dry_run = dry_run
+        self.allow = frozenset(allow)
+        self.sleep = sleep
+        self.clock = clock
+
+    # --- entry point -----------------------------------------------------------------------------
+    def execute(self, cmd: Command) -> Outcome:
+        done = self.store.get(cmd.command_id)
+        if done is not None:
+            return done
+        if cmd.action not in self.allow:
+            return self._outcome(cmd, "skipped", f"action {cmd.action!r} is not on the executor's allow-list")
+        try:
+            steps, notes, wait = self._plan(cmd)
+        except ValueError as exc:
+            return self._outcome(cmd, "skipped", str(exc))
+        if not steps:
+            return self._outcome(cmd, "skipped", "; ".join(notes) or "nothing to do")
+        if self.dry_run:
+            what = "; ".join(s.describe for s in steps)
+            pre = f"would wait {wait:g} s, then " if wait else "would "
+            return self._outcome(cmd, "dry_run", self._mask("; ".join([pre + what, *notes])))
+        if wait > 0:
+            # scheduled in-process: the consumer holds this command while it waits (no durable scheduler yet)
+            self.sleep(wait)
+        results: list[str] = []
+        failed: Response | None = None
+        status: int | None = None
+        for s in steps:
+            r = s.call()
+            if r.ok:
+                status = r.status
+                extra = f" after waiting {r.waited_seconds:g} s" if r.waited_seconds else ""
+                results.append(f"{s.describe}: HTTP {r.status}{extra}")
+            else:
+                failed = failed or r
+                results.append(f"{s.describe}: FAILED {r.message or r.status}")
+        if wait:
+            results.insert(0, f"waited {wait:g} s (backoff)")
+        detail = self._mask("; ".join(results + notes))
+        if failed is not None:
+            out = self._outcome(cmd, "failed", detail, failed.status)
+        else:
+            out = self._outcome(cmd, "succeeded", detail, status)
+        self.store.put(out)
+        return out
+
+    # --- planning ----------------------------------------------------------------------------------
+    def _plan(self, cmd: Command) -> tuple[list[Step], list[str], float]:
+        if cmd.action in RERUN_ACTIONS:
+            steps, notes = self._rerun(cmd)
+            wait = self._backoff(cmd) if cmd.action == "retry_backoff" else 0.0
+            return steps, notes, wait
+        return (*self._notify(cmd), 0.0)
+
+    def _backoff(self, cmd: Command) -> float:
+        seq = cmd.parameters.get("backoff_seconds") or []
+        if not isinstance(seq, list) or not seq:
+            return 0.0
+        try:
+            return max(0.0, float(seq[min(max(cmd.attempt, 1), len(seq)) - 1]))
+        except (TypeError, ValueError):
+            return 0.0
+
+    def _rerun(self, cmd: Command) -> tuple[list[Step], list[str]]:
+        c = self.clients
+        p = cmd.parameters
+        notes: list[str] = []
+        if cmd.provider == "github":
+            if c.github is None:
+                raise ValueError("GitHub is not configured (set GUARD_GITHUB_TOKEN)")
+            gh = c.github
+            if cmd.run_id:
+                step = Step("github", f"GitHub re-run failed jobs of run {cmd.run_id}",
+                            lambda: gh.rerun_failed_jobs(cmd.owner, cmd.repo, cmd.run_id or ""))
+            else:
+                step = Step("github", f"GitHub re-run job {cmd.job_id}",
+                            lambda: gh.rerun_job(cmd.owner, cmd.repo, cmd.job_id))
+            if cmd.action in _PLAIN_NOTE:
+                notes.append("GitHub " + _PLAIN_NOTE[cmd.action])
+            return [step], notes
+        if cmd.provider == "gitlab":
+            if c.gitlab is None:
+                raise ValueError("GitLab is not configured (set GUARD_GITLAB_TOKEN)")
+            gl = c.gitlab
+            if p.get("scope") == "pipeline" and cmd.run_id:
+                step = Step("gitlab", f"GitLab retry failed jobs of pipeline {cmd.run_id}",
+                            lambda: gl.retry_pipeline(cmd.owner, cmd.repo, cmd.run_id or ""))
+            else:
+                step = Step("gitlab", f"GitLab retry job {cmd.job_id}",
+                            lambda: gl.retry_job(cmd.owner, cmd.repo, cmd.job_id))
+            if cmd.action in _PLAIN_NOTE:
+                notes.append("GitLab job " + _PLAIN_NOTE[cmd.action].replace("re-run", "retry"))
+            return [step], notes
+        if cmd.provider == "jenkins":
+            if c.jenkins is None:
+                raise ValueError("Jenkins is not configured (set GUARD_JENKINS_URL, GUARD_JENKINS_USER, "
+                                 "GUARD_JENKINS_TOKEN)")
+            jk = c.jenkins
+            name = str(p.get("jenkins_job") or f"{cmd.owner}/{cmd.repo}")
+            params = jenkins_parameters(cmd)
+            step = Step("jenkins", f"Jenkins build {JenkinsClient.job_path(name)} with "
+                                   f"{', '.join(f'{k}={v}' for k, v in params.items())}",
+                        lambda: jk.build_with_parameters(name, params))
+            notes.append("the Jenkinsfile must declare the GUARD_* parameters it honours (undeclared ones are "
+                         "ignored)")
+            return [step], notes
+        if cmd.provider == "circleci":
+            if c.circleci is None:
+                raise ValueError("CircleCI is not configured (set GUARD_CIRCLECI_TOKEN)")
+            if not cmd.run_id:
+                raise ValueError("CircleCI re-runs a workflow and the command has no run_id (workflow id)")
+            cc = c.circleci
+            step = Step("circleci", f"CircleCI re-run workflow {cmd.run_id} from failed",
+                        lambda: cc.rerun_workflow(cmd.run_id or "", from_failed=True))
+            if cmd.action in _PLAIN_NOTE:
+                notes.append("CircleCI " + _PLAIN_NOTE[cmd.action])
+            return [step], notes
+        raise ValueError(f"unknown provider {cmd.provider!r}")
+
+    def _notify(self, cmd: Command) -> tuple[list[Step], list[str]]:
+        c = self.clients
+        p = cmd.parameters
+        a = cmd.action
+        incident = a in ("open_incident", "escalate")
+        want_slack = bool(p.get("slack", True))
+        want_ticket = bool(p.get("ticket", incident or a == "quarantine_test"))
+        want_page = bool(p.get("page", a == "open_incident"))
+        if a in ("notify_author", "notify_budget", "release_test"):
+            want_ticket, want_page = False, False
+        if a == "release_test":
+            want_slack = True
+        steps: list[Step] = []
+        notes: list[str] = []
+        text = self._text(cmd)
+        if want_ticket:
+            if c.jira is None:
+                notes.append("no Jira configured: no ticket")
+            else:
+                jira = c.jira
+                summary = self._summary(cmd)
+                labels = ["healing-guard", cmd.category, a]
+                steps.append(Step("jira", f"Jira issue in {jira.project}",
+                                  lambda: jira.create_issue(summary, text, labels=labels)))
+        if want_page:
+            if c.pagerduty is None:
+                notes.append("no PagerDuty configured: nobody paged")
+            else:
+                pd = c.pagerduty
+                dedup = str(p.get("incident_id") or cmd.command_id)
+                severity = "critical" if a == "open_incident" else "error"
+                details = {"job_key": self._job_key(cmd), "category": cmd.category, "action": a,
+                           "attempt": cmd.attempt}
+                for k in ("jobs", "repositories", "template"):
+                    if k in p:
+                        details[k] = p[k]
+                summary = self._summary(cmd)
+                steps.append(Step("pagerduty", f"PagerDuty trigger dedup_key={dedup}",
+                                  lambda: pd.trigger(summary, dedup_key=dedup, source=f"{cmd.provider}/{cmd.owner}/"
+                                                     f"{cmd.repo}", severity=severity, custom_details=details)))
+        if want_slack:
+            if c.slack is None:
+                notes.append("no Slack webhook configured: no message")
+            else:
+                sl = c.slack
+                steps.append(Step("slack", "Slack message", lambda: sl.post(text)))
+        return steps, notes
+
+    # --- helpers -----------------------------------------------------------------------------------
+    @staticmethod
+    def _job_key(cmd: Command) -> str:
+        return cmd.job_key
+
+    def _summary(self, cmd: Command) -> str:
+        p = cmd.parameters
+        if cmd.action in ("quarantine_test", "release_test"):
+            verb = "Quarantined" if cmd.action == "quarantine_test" else "Released"
+            return f"[guard] {verb} flaky test {p.get('test_id', '?')} ({cmd.owner}/{cmd.repo})"
+        if cmd.action == "open_incident":
+            return f"[guard] CI incident: {cmd.category} across {len(p.get('repositories') or [])} repositories"
+        return f"[guard] {cmd.action}: {cmd.category} in {cmd.owner}/{cmd.repo} job {cmd.job_id}"
+
+    def _text(self, cmd: Command) -> str:
+        lines = [self._summary(cmd),
+                 f"job {cmd.job_key} attempt {cmd.attempt}" + (f", run {cmd.run_id}" if cmd.run_id else ""),
+                 f"why: {cmd.reason}",
+                 f"category {cmd.category} (confidence {cmd.confidence:.2f}); command {cmd.command_id}"]
+        for e in cmd.evidence[:3]:
+            lines.append(f"line {e.line}: {e.text[:200]}")
+        return "\n\n".join(lines)
+
+    def _mask(self, text: str) -> str:
+        return self.clients.transport.mask(text)[:2000]
+
+    def _outcome(self, cmd: Command, status: str, detail: str, http_status: int | None = None) -> Outcome:
+        return Outcome(command_id=cmd.command_id, job_key=cmd.job_key, action=cmd.action, status=status,  # type: ignore[arg-type]
+                       detail=detail, http_status=http_status, ts=self.clock(), category=cmd.category)
+
+
+def jenkins_parameters(cmd: Command) -> dict[str, str]:
+    """Build parameters for a Jenkins rerun: what the command asks for, as ``GUARD_*`` strings."""
+    p = cmd.parameters
+    out = {"GUARD_ACTION": cmd.action, "GUARD_COMMAND_ID": cmd.command_id}
+    mapping = {"memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE",
+               "tests": "GUARD_TESTS", "failed_tests_only": "GUARD_FAILED_TESTS_ONLY",
+               "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM", "no_cache": "GUARD_NO_CACHE",
+               "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP"}
+    for k, name in mapping.items():
+        if k in p and p[k] is not None:
+            v = p[k]
+            if isinstance(v, bool):
+                out[name] = "true" if v else "false"
+            elif isinstance(v, list):
+                out[name] = ";".join(str(x) for x in v) if k == "cleanup" else " ".join(str(x) for x in v)
+            elif isinstance(v, dict):
+                out[name] = json.dumps(v)
+            else:
+                out[name] = str(v)
+    return out

@@ -287,6 +287,104 @@ def learn(
     raise typer.Exit(1 if missing else 0)
 
 
+@app.command()
+def forward(
+    files: Optional[list[Path]] = typer.Argument(None, help="log files, in order ('-' or nothing: stdin)"),
+    provider: str = typer.Option(..., "--provider", help="github, gitlab, jenkins or circleci"),
+    repo: str = typer.Option(..., "--repo", help="owner/repo (GitLab: group/sub/project)"),
+    job_id: str = typer.Option(..., "--job-id", help="the platform's job id"),
+    attempt: int = typer.Option(1, "--attempt", min=1),
+    conclusion: Optional[str] = typer.Option(None, "--conclusion",
+                                             help="also send the job's completion: success, failure, timed_out, ..."),
+    exit_code: Optional[int] = typer.Option(None, "--exit-code", help="with --conclusion: the failed step's exit code"),
+    job_name: str = typer.Option("job", "--job-name"),
+    run_id: Optional[str] = typer.Option(None, "--run-id"),
+    chunk_lines: int = typer.Option(500, "--chunk-lines", min=1),
+    config: Optional[Path] = ConfigOpt,
+    broker: Optional[str] = BrokerOpt,
+    topic_prefix: Optional[str] = PrefixOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the records as JSON lines instead of sending"),
+) -> None:
+    """Ship a job's log to ci.logs (ordered chunks), and optionally its completion to ci.jobs."""
+    import time as _time
+
+    from .platforms.forward import completion, log_chunks, read_blocks
+    from typing import get_args
+
+    from .schemas import PROVIDERS
+    from .schemas.records import Conclusion
+
+    CONCLUSIONS = get_args(Conclusion)
+
+    if provider not in PROVIDERS:
+        err.print(f"[red]--provider:[/red] one of {', '.join(PROVIDERS)}, got {escape(provider)!r}")
+        raise typer.Exit(2)
+    if "/" not in repo.strip("/"):
+        err.print("[red]--repo:[/red] expected owner/repo")
+        raise typer.Exit(2)
+    if conclusion is not None and conclusion not in CONCLUSIONS:
+        err.print(f"[red]--conclusion:[/red] one of {', '.join(CONCLUSIONS)}, got {escape(conclusion)!r}")
+        raise typer.Exit(2)
+    owner, name = repo.strip("/").rsplit("/", 1)
+    s = _settings(config, broker_url=broker, topic_prefix=topic_prefix)
+
+    def blocks() -> Any:
+        for f in files or [Path("-")]:
+            if str(f) == "-":
+                yield from read_blocks(sys.stdin.buffer)
+            else:
+                with f.open("rb") as fp:
+                    yield from read_blocks(fp)
+
+    sent = {"chunks": 0, "lines": 0}
+
+    def records() -> Any:
+        """The records in order, produced lazily: a 100 MB log is never held whole."""
+        for ch in log_chunks(blocks(), provider=provider, owner=owner, repo=name, job_id=job_id,
+                             attempt=attempt, chunk_lines_max=chunk_lines):
+            sent["chunks"] += 1
+            sent["lines"] += len(ch.lines)
+            yield s.topics.logs, ch.job_key.encode(), ch.to_json()
+        if conclusion is not None:
+            ev = completion(provider=provider, owner=owner, repo=name, job_id=job_id, attempt=attempt,
+                            conclusion=conclusion, exit_code=exit_code, chunks=sent["chunks"], job_name=job_name,
+                            run_id=run_id, now=_time.time())
+            yield s.topics.jobs, ev.job_key.encode(), ev.to_json()
+
+    try:
+        if dry_run:
+            for topic, _, value in records():
+                sys.stdout.write(orjson.dumps({"topic": topic, "record": orjson.loads(value)}).decode() + "\n")
+            return
+        if s.broker_url == "embedded":
+            err.print("[red]forward needs a broker URL (--broker kafka://host:port)[/red]")
+            raise typer.Exit(2)
+
+        async def send() -> None:
+            from aiokafka import AIOKafkaProducer
+
+            p = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=True,
+                                 max_request_size=16 << 20)
+            await p.start()
+            try:
+                for topic, key, value in records():  # one job key, one partition: chunks before completion
+                    await p.send_and_wait(topic, key=key, value=value)
+            finally:
+                await p.stop()
+
+        asyncio.run(send())
+    except OSError as exc:
+        err.print(f"[red]cannot read the log:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        err.print(f"[red]could not send to {escape(s.bootstrap)}:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"sent {sent['chunks']} chunks ({sent['lines']} lines) of {provider}/{owner}/{name}/{job_id}"
+                  + (f" and its completion ({conclusion})" if conclusion else ""), highlight=False)
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Path = typer.Argument(..., help="directory to write <topic>.schema.json into")) -> None:
     """Write a JSON Schema file per topic, for forwarder and executor teams in other languages."""

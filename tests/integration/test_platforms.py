@@ -91,3 +91,36 @@ async def test_ingest_junit_sends_test_results(kafka_bootstrap: str) -> None:
     assert len(got) == len(want) > 5
     assert sorted(rec.key.decode() for rec in got) == sorted(w["test_id"] for w in want)
     assert {orjson.loads(rec.value)["outcome"] for rec in got} >= {"passed", "failed"}
+
+
+async def test_forward_feeds_a_worker_end_to_end(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A CI step without webhooks or a forwarder: `guard forward --conclusion failure` is enough for the
+    worker to diagnose the job and emit its command."""
+    from .helpers import start_worker, stop_worker
+
+    prefix = f"fw{uuid.uuid4().hex[:8]}."
+    settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix,
+                             partitions=2, app_id=prefix.rstrip("."))
+    await ensure_topics(settings)
+    log = tmp_path / "build.log"
+    log.write_text("".join(f"2024-05-06T07:08:{i % 60:02d}.0Z compiling module {i}\n" for i in range(1200))
+                   + "2024-05-06T07:09:00.0Z npm ERR! code ECONNRESET\n"
+                   + "2024-05-06T07:09:00.0Z npm ERR! network request to https://registry.npmjs.org/x failed, "
+                     "reason: read ECONNRESET\n")
+    wlog = tmp_path / "worker.log"
+    proc = start_worker(kafka_bootstrap, prefix, f"chdb://{tmp_path / 'ch'}", wlog, "--no-facts")
+    try:
+        r = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "healing_guard.cli", "forward",
+                                                     "--provider", "github", "--repo", "acme/web", "--job-id", "42",
+                                                     "--conclusion", "failure", "--exit-code", "1",
+                                                     "--broker", f"kafka://{kafka_bootstrap}",
+                                                     "--topic-prefix", prefix, str(log)],
+                                    capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "sent 3 chunks (1202 lines)" in r.stdout
+        actions = await collect(kafka_bootstrap, settings.topics.actions, 1, 90, proc)
+        cmd = orjson.loads(actions[0].value)
+        assert cmd["job_id"] == "42" and cmd["category"] == "network" and cmd["action"] == "retry_backoff"
+        assert cmd["evidence"][0]["line"] in (1201, 1202)
+    finally:
+        assert stop_worker(proc) == 0, wlog.read_text()[-3000:]

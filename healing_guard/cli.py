@@ -300,6 +300,11 @@ def forward(
     job_name: str = typer.Option("job", "--job-name"),
     run_id: Optional[str] = typer.Option(None, "--run-id"),
     chunk_lines: int = typer.Option(500, "--chunk-lines", min=1),
+    strategy: Optional[str] = typer.Option(None, "--strategy",
+                                           help="with --conclusion: what the guard may do for this job: auto, off, "
+                                                "or healing-strategies.yml names, comma-separated"),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries", min=0,
+                                              help="with --conclusion: this pipeline's retry limit for the job"),
     config: Optional[Path] = ConfigOpt,
     broker: Optional[str] = BrokerOpt,
     topic_prefix: Optional[str] = PrefixOpt,
@@ -326,6 +331,15 @@ def forward(
         err.print(f"[red]--conclusion:[/red] one of {', '.join(CONCLUSIONS)}, got {escape(conclusion)!r}")
         raise typer.Exit(2)
     owner, name = repo.strip("/").rsplit("/", 1)
+    if strategy is not None:
+        from .strategies_config import Strategy as _Strategy
+
+        names = [n.strip() for n in strategy.lower().split(",") if n.strip()]
+        unknown = [n for n in names if n not in ("auto", "off") and n not in {x.value for x in _Strategy}]
+        if unknown:
+            err.print(f"[red]--strategy:[/red] unknown {', '.join(map(repr, unknown))}; auto, off or "
+                      f"{', '.join(x.value for x in _Strategy)}")
+            raise typer.Exit(2)
     s = _settings(config, broker_url=broker, topic_prefix=topic_prefix)
 
     def blocks() -> Any:
@@ -348,7 +362,7 @@ def forward(
         if conclusion is not None:
             ev = completion(provider=provider, owner=owner, repo=name, job_id=job_id, attempt=attempt,
                             conclusion=conclusion, exit_code=exit_code, chunks=sent["chunks"], job_name=job_name,
-                            run_id=run_id, now=_time.time())
+                            run_id=run_id, now=_time.time(), healing_strategy=strategy, max_retries=max_retries)
             yield s.topics.jobs, ev.job_key.encode(), ev.to_json()
 
     try:

@@ -76,7 +76,9 @@ def log_chunks(blocks: Iterable[bytes], *, provider: str, owner: str, repo: str,
 
 
 def completion(*, provider: str, owner: str, repo: str, job_id: str, attempt: int, conclusion: str,
-               exit_code: int | None, chunks: int, job_name: str, run_id: str | None, now: float) -> JobEvent:
+               exit_code: int | None, chunks: int, job_name: str, run_id: str | None, now: float,
+               healing_strategy: str | None = None, max_retries: int | None = None) -> JobEvent:
     return JobEvent(provider=provider, owner=owner, repo=repo, job_id=job_id, job_name=job_name,  # type: ignore[arg-type]
                     status="completed", conclusion=conclusion, exit_code=exit_code, attempt=attempt,  # type: ignore[arg-type]
-                    run_id=run_id, log_chunks=chunks, completed_at=now)
+                    run_id=run_id, log_chunks=chunks, completed_at=now, healing_strategy=healing_strategy,
+                    max_retries=max_retries)

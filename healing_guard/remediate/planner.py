@@ -167,6 +167,32 @@ def _candidates(d: Diagnosis, st: Strategy) -> list[Strategy]:
     return out
 
 
+def pipeline_refuses(job: JobEvent, category: str) -> str | None:
+    """Why the pipeline's own ``healing_strategy`` forbids an automatic action here (None: allowed).
+
+    ``auto`` (or nothing) allows every strategy, ``off`` none, otherwise only the named
+    healing-strategies.yml strategies, by the categories they answer.
+    """
+    want = (job.healing_strategy or "auto").strip().lower()
+    if want in ("", "auto"):
+        return None
+    if want == "off":
+        return "the pipeline turned automatic healing off (strategy: off): notifying instead"
+    from ..strategies_config import CATALOGUE, Strategy  # here: the config module is above remediate
+
+    names = [n.strip() for n in want.split(",") if n.strip()]
+    allowed: set[str] = set()
+    for n in names:
+        try:
+            allowed.update(CATALOGUE[Strategy(n)].categories)
+        except ValueError:
+            return f"the pipeline asked for an unknown strategy {n!r}: notifying instead"
+    if category not in allowed:
+        return (f"the pipeline allows only {', '.join(names)}, which does not answer {category}: "
+                "notifying instead")
+    return None
+
+
 def expected_value(st: Strategy, p_success: float, minutes: float, human_minutes: float,
                    price_per_minute: float) -> tuple[float, float]:
     """(expected value, cost) of an automatic action, in USD.
@@ -190,6 +216,9 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
     """
     now = time.time() if now is None else now
     st, reason = _choose(d, risks, cfg)
+    refusal = pipeline_refuses(job, d.category) if st.automatic else None
+    if refusal is not None:
+        st, reason = STRATEGIES["unknown"], refusal
     if st.automatic:
         minutes = max(job.duration_minutes, 1.0)
         repo = f"{job.owner}/{job.repo}"
@@ -233,9 +262,10 @@ def plan_chosen(job: JobEvent, d: Diagnosis, st: Strategy, reason: str, ledger: 
         if cost is not None:
             ev, spend = ev + spend - cost, round(cost, 4)
         action = st.action
-        if job.attempt > cfg.max_retries_per_job:
+        limit = cfg.max_retries_per_job if job.max_retries is None else min(cfg.max_retries_per_job, job.max_retries)
+        if job.attempt > limit:
             st, reason = ESCALATE, (
-                f"attempt {job.attempt} is over the retry limit of {cfg.max_retries_per_job}: escalating "
+                f"attempt {job.attempt} is over the retry limit of {limit}: escalating "
                 f"(one ticket for this job, however often it fails again)")
         elif ledger.spent_usd + spend > daily_slice:
             st, reason = STRATEGIES["unknown"], f"daily retry budget exhausted ({ledger.spent_usd:.2f} USD spent)"

@@ -119,6 +119,11 @@ class JobEvent(JobRef):
         "how many ci.logs chunks the forwarder shipped for this attempt, when known", default=None
     )
     url: str | None = field("link to the job", default=None)
+    healing_strategy: str | None = field(
+        "what the pipeline lets the guard do: 'auto' (default), 'off', or healing-strategies.yml names, "
+        "comma-separated (e.g. 'network_backoff,flaky_test_retry')", default=None)
+    max_retries: int | None = field("the pipeline's own retry limit for this job (the lower limit wins)",
+                                    default=None)
 
     def validate(self) -> None:
         super().validate()

@@ -146,3 +146,24 @@ def test_engine_shares_a_bounded_flakiness_prior(monkeypatch) -> None:  # type: 
 
     generic = TestModel().learn(False)
     assert fact.row["p_fail"] < 0.8 * generic
+
+
+def test_the_pipelines_own_strategy_and_retry_limit() -> None:
+    def j(**kw: object) -> JobEvent:
+        return JobEvent(provider="github", owner="acme", repo="web", job_id="7", job_name="build", status="completed",
+                        conclusion="failure", started_at=NOW - 600, completed_at=NOW, **kw)  # type: ignore[arg-type]
+
+    _, cmd = plan(j(healing_strategy="off"), diag("network"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "notify_oncall" and "strategy: off" in cmd.reason
+    _, cmd = plan(j(healing_strategy="network_backoff"), diag("network"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "retry_backoff"
+    _, cmd = plan(j(healing_strategy="network_backoff"), diag("oom"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "notify_oncall" and "allows only network_backoff" in cmd.reason
+    _, cmd = plan(j(healing_strategy="oom_recovery, network_backoff"), diag("oom"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "rerun_more_memory"
+    _, cmd = plan(j(healing_strategy="bogus"), diag("network"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "notify_oncall" and "unknown strategy 'bogus'" in cmd.reason
+    _, cmd = plan(j(attempt=2, max_retries=1), diag("network"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "escalate" and "retry limit of 1" in cmd.reason
+    _, cmd = plan(j(attempt=2, max_retries=5), diag("network"), (), Ledger(), CFG, 0.016, NOW)
+    assert cmd.action == "retry_backoff"  # the guard's own limit (3) still applies above

@@ -399,6 +399,34 @@ def forward(
                   + (f" and its completion ({conclusion})" if conclusion else ""), highlight=False)
 
 
+@app.command()
+def fetcher(
+    config: Optional[Path] = ConfigOpt,
+    broker: Optional[str] = BrokerOpt,
+    topic_prefix: Optional[str] = PrefixOpt,
+    grace_seconds: float = typer.Option(30.0, "--grace-seconds",
+                                        help="how long a failed job's log may take to arrive before it is fetched"),
+    once: bool = typer.Option(False, "--once", help="stop when both topics are drained and no job waits"),
+) -> None:
+    """Fetch the logs of failed jobs nobody forwarded, through the platforms' APIs, onto ci.logs.
+
+    Credentials: GUARD_GITHUB_TOKEN, GUARD_GITLAB_TOKEN (+ GUARD_GITLAB_URL), GUARD_JENKINS_URL/_USER/_TOKEN,
+    GUARD_CIRCLECI_TOKEN. A job that cannot be fetched goes to guard.deadletter with the reason.
+    """
+    from .platforms.fetch import run_fetcher
+
+    s = _settings(config, broker_url=broker, topic_prefix=topic_prefix)
+    if s.broker_url == "embedded":
+        err.print("[red]fetcher needs a broker URL (--broker kafka://host:port)[/red]")
+        raise typer.Exit(2)
+    try:
+        counts = asyncio.run(run_fetcher(s, once=once, grace_seconds=grace_seconds))
+    except KeyboardInterrupt:
+        return
+    console.print(f"fetched {counts.get('fetched', 0)} logs ({counts.get('chunks', 0)} chunks), "
+                  f"{counts.get('failed', 0)} to the dead letter topic", highlight=False)
+
+
 @schemas_app.command("export")
 def schemas_export(directory: Path = typer.Argument(..., help="directory to write <topic>.schema.json into")) -> None:
     """Write a JSON Schema file per topic, for forwarder and executor teams in other languages."""

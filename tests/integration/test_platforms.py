@@ -124,3 +124,60 @@ async def test_forward_feeds_a_worker_end_to_end(kafka_bootstrap: str, tmp_path:
         assert cmd["evidence"][0]["line"] in (1201, 1202)
     finally:
         assert stop_worker(proc) == 0, wlog.read_text()[-3000:]
+
+
+async def test_fetcher_fetches_logs_nobody_forwarded(kafka_bootstrap: str) -> None:
+    """A failed job arrives on ci.jobs without any log: the fetcher downloads its GitLab trace and
+    publishes the chunks on ci.logs; a job whose log did arrive is left alone."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from healing_guard.executor.clients import Clients
+    from healing_guard.platforms.fetch import run_fetcher
+    from healing_guard.schemas import JobEvent, LogChunk
+
+    from .helpers import produce
+
+    requests: list[str] = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests.append(self.path)
+            body = b"".join(b"step %d\n" % i for i in range(700)) + b"ERROR: Job failed: exit code 137\n"
+            self.send_response(200 if self.path.endswith("/jobs/11/trace") else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        prefix = f"fe{uuid.uuid4().hex[:8]}."
+        settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix,
+                                 app_id=prefix.rstrip("."))
+        await ensure_topics(settings)
+
+        def failed(job_id: str) -> JobEvent:
+            return JobEvent(provider="gitlab", owner="grp", repo="app", job_id=job_id, job_name="build",
+                            status="completed", conclusion="failure", completed_at=time.time())
+
+        forwarded = LogChunk(provider="gitlab", owner="grp", repo="app", job_id="12", seq=0, lines=["x"], eof=True)
+        await produce(kafka_bootstrap, prefix, [("ci.logs", forwarded.job_key.encode(), forwarded.to_json()),
+                                                ("ci.jobs", failed("11").job_key.encode(), failed("11").to_json()),
+                                                ("ci.jobs", failed("12").job_key.encode(), failed("12").to_json())])
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        clients = Clients.from_env({"GUARD_GITLAB_TOKEN": "t", "GUARD_GITLAB_URL": url})
+        counts = await asyncio.wait_for(run_fetcher(settings, clients=clients, once=True, grace_seconds=0.5), 60)
+        assert counts["fetched"] == 1 and counts["failed"] == 0, counts
+        assert requests == ["/api/v4/projects/grp%2Fapp/jobs/11/trace"]
+        logs = await collect(kafka_bootstrap, settings.topics.logs, 3, 30, settle=1.0)
+        fetched = [orjson.loads(r.value) for r in logs if r.key == b"gitlab/grp/app/11"]
+        assert [c["seq"] for c in fetched] == [0, 1] and fetched[-1]["eof"] is True
+        assert fetched[-1]["lines"][-1] == "ERROR: Job failed: exit code 137"
+        assert sum(len(c["lines"]) for c in fetched) == 701
+    finally:
+        server.shutdown()
+        server.server_close()

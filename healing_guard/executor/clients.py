@@ -284,6 +284,11 @@ class JenkinsClient:
                                        "Content-Type": "application/x-www-form-urlencoded"}, data=body)
 
 
+def jenkins_full_name(owner: str, repo: str) -> str:
+    """The Jenkins job of ``owner/repo`` (the webhook names a top-level job's owner ``jenkins``)."""
+    return repo if owner == "jenkins" else f"{owner}/{repo}"
+
+
 def _param(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..schemas import Command, Outcome, SchemaError
-from .clients import Clients, JenkinsClient, Response
+from .clients import Clients, JenkinsClient, Response, jenkins_full_name
 
 RERUN_ACTIONS = frozenset({
     "retry", "retry_backoff", "retry_tests_isolated", "rerun_sequential", "rerun_more_memory",
@@ -221,7 +221,7 @@ class Executor:
                 raise ValueError("Jenkins is not configured (set GUARD_JENKINS_URL, GUARD_JENKINS_USER, "
                                  "GUARD_JENKINS_TOKEN)")
             jk = c.jenkins
-            name = str(p.get("jenkins_job") or f"{cmd.owner}/{cmd.repo}")
+            name = str(p.get("jenkins_job") or jenkins_full_name(cmd.owner, cmd.repo))
             params = jenkins_parameters(cmd)
             step = Step("jenkins", f"Jenkins build {JenkinsClient.job_path(name)} with "
                                    f"{', '.join(f'{k}={v}' for k, v in params.items())}",

@@ -42,7 +42,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..executor.clients import Clients, JenkinsClient, Response, Transport, _error_message, _q
+from ..executor.clients import Clients, JenkinsClient, Response, Transport, _error_message, _q, jenkins_full_name
 from ..schemas import JobEvent, LogChunk, SchemaError
 from .forward import log_chunks
 
@@ -138,11 +138,6 @@ def _blocks(t: Transport, provider: str, resp: Any, what: str, block_size: int) 
 
 def _not_configured(provider: str, service: str, variables: str) -> FetchError:
     return FetchError(provider, f"{service} is not configured (set {variables})")
-
-
-def jenkins_full_name(owner: str, repo: str) -> str:
-    """The Jenkins job of ``owner/repo`` (the webhook names a top-level job's owner ``jenkins``)."""
-    return repo if owner == "jenkins" else f"{owner}/{repo}"
 
 
 def fetch_log(clients: Clients, job: JobEvent, *, block_size: int = BLOCK_SIZE,

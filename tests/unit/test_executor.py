@@ -129,6 +129,14 @@ def test_jenkins_build_with_parameters(api: FakeApis, tmp_path: Path) -> None:
     assert_no_secret(out.detail)
 
 
+def test_jenkins_top_level_job_from_a_webhook(api: FakeApis, tmp_path: Path) -> None:
+    # the webhook adapter names a top-level job's owner "jenkins": the build goes to /job/<name>
+    ex, _ = make_executor(api, tmp_path)
+    out = ex.execute(cmd("jenkins", "retry", owner="jenkins", repo="tool"))
+    assert out.status == "succeeded"
+    assert [r.path for r in api.requests] == ["/job/tool/buildWithParameters"]
+
+
 def test_jenkins_parameters_of_test_selection() -> None:
     p = jenkins_parameters(cmd("jenkins", "retry_tests_isolated",
                                parameters={"tests": ["a::x", "b::y"], "failed_tests_only": True,

@@ -229,15 +229,6 @@ class _Custom:
     max_retries: int | None
 
 
-@dataclass
-class _History:
-    """A test's model plus the one count the planner needs that the API keeps itself."""
-
-    model: TestModel = field(default_factory=TestModel)
-    last_failed: bool = False
-    recoveries: int = 0  # failures followed by a pass
-
-
 @dataclass(frozen=True)
 class _Ctx:
     failure: Failure
@@ -385,7 +376,7 @@ class PipelineGuard:
         for s, a in scfg.actions.items():
             self._update(s, a.enabled, a.confidence_threshold, a.max_retries, a.parameters)
         self._custom: list[_Custom] = []
-        self._tests: dict[str, _History] = {}
+        self._tests: dict[str, TestModel] = {}
         self._ledger = Ledger()
         self._success = SuccessStats()  # P(success) per cause and action, learned from the executor's results
         self._retries: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
@@ -504,13 +495,10 @@ class PipelineGuard:
         if not isinstance(passed, bool):
             raise TypeError(f"passed: expected True or False, got {type(passed).__name__}")
         with self._lock:
-            h = self._tests.get(test_id)
-            if h is None:
-                h = self._tests[test_id] = _History()
-            h.model.learn(not passed)
-            if passed and h.last_failed:
-                h.recoveries += 1
-            h.last_failed = not passed
+            m = self._tests.get(test_id)
+            if m is None:
+                m = self._tests[test_id] = TestModel()
+            m.learn(not passed)
             return self._risk(test_id)
 
     def test_risk(self, test_id: str) -> TestRisk:
@@ -520,12 +508,11 @@ class PipelineGuard:
             return self._risk(test_id)
 
     def _risk(self, test_id: str) -> TestRisk:
-        h = self._tests.get(test_id)
-        if h is None:
+        m = self._tests.get(test_id)
+        if m is None:
             return TestRisk(test_id=test_id, p_fail=0.5, p_retry_pass=0.0, runs=0, recoveries=0)
-        m = h.model
         return TestRisk(test_id=test_id, p_fail=round(m.p_fail(), 4), p_retry_pass=round(m.p_retry_pass(), 4),
-                        runs=m.runs, recoveries=h.recoveries)
+                        runs=m.runs, recoveries=m.recoveries)
 
     # --- analysis --------------------------------------------------------------------------------
     def analyze_failure(

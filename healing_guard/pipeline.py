@@ -194,7 +194,7 @@ class Engine:
         now = time.time() if now is None else now
         tr = quarantine_step(state, result.test_id, failed=result.outcome in ("failed", "error"),
                              p_fail=model.p_fail(), runs=model.runs,
-                             recoveries=model.after_fail - model.after_fail_fails,
+                             recoveries=model.recoveries,
                              policy=self.quarantine_policy, now=now)
         if tr is None:
             return None, None
@@ -231,7 +231,7 @@ class Engine:
             model.last_template = message_hash(result.message) or model.last_template
             risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(view), 4),
                             p_retry_pass=round(p_retry, 4), runs=model.runs,
-                            recoveries=model.after_fail - model.after_fail_fails)
+                            recoveries=model.recoveries)
         return model, fact, risk
 
 

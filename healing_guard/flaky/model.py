@@ -358,6 +358,11 @@ class TestModel:
     after_pass_fails: int = 0
     model: FlakeFilter = field(default_factory=FlakeFilter)
 
+    @property
+    def recoveries(self) -> int:
+        """Failures that passed on the next run: the evidence that a retry can work."""
+        return self.after_fail - self.after_fail_fails
+
     def features(self, last_failed: bool | None = None, streak: int | None = None) -> dict[str, float]:
         """History features (for reports and other learners; the filter does not need them)."""
         lf = self.last_failed if last_failed is None else last_failed

@@ -506,3 +506,17 @@ async def delete_topics(bootstrap: str, names: Iterable[str], *, timeout: float 
     finally:
         if admin is not None:
             await _close(admin)
+
+
+async def consumer_drained(consumer: Any, idle: int) -> bool:
+    """True when every partition assigned to an aiokafka consumer is read to its end offset (the
+    ``--once`` modes). ``idle``: polls without records so far; with no assignment after 60 of them
+    (about 30 s) there is nothing to consume."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return idle > 60
+    ends = await consumer.end_offsets(list(assigned))
+    for tp in assigned:
+        if await consumer.position(tp) < ends[tp]:
+            return False
+    return True

@@ -11,10 +11,11 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from ..brokers import consumer_drained
 from ..schemas import Command, SchemaError
 from ..settings import ConfigError, Settings, load_settings
 from .clients import Clients
@@ -56,7 +57,7 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
             batch = await consumer.getmany(timeout_ms=500, max_records=100)
             if not batch:
                 idle += 1
-                if once and await _drained(consumer, idle):
+                if once and await consumer_drained(consumer, idle):
                     break
                 continue
             idle = 0
@@ -80,17 +81,6 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
         await consumer.stop()
     return counts
 
-
-async def _drained(consumer: Any, idle: int) -> bool:
-    """True when every assigned partition's position is at its end offset (``once`` mode)."""
-    assigned = consumer.assignment()
-    if not assigned:
-        return idle > 60  # 30 s without an assignment: nothing to consume
-    ends = await consumer.end_offsets(list(assigned))
-    for tp in assigned:
-        if await consumer.position(tp) < ends[tp]:
-            return False
-    return True
 
 
 def executor_command(

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..brokers import consumer_drained
 from ..executor.clients import Clients, JenkinsClient, Response, Transport, _error_message, _q, jenkins_full_name
 from ..schemas import JobEvent, LogChunk, SchemaError
 from .forward import log_chunks
@@ -348,20 +349,9 @@ async def run_fetcher(settings: Any, *, clients: Clients | None = None, once: bo
                 idle = 0
                 continue
             idle += 1
-            if once and not sched.pending and await _drained(consumer, idle):
+            if once and not sched.pending and await consumer_drained(consumer, idle):
                 break
     finally:
         await producer.stop()
         await consumer.stop()
     return counts
-
-
-async def _drained(consumer: Any, idle: int) -> bool:
-    assigned = consumer.assignment()
-    if not assigned:
-        return idle > 60
-    ends = await consumer.end_offsets(list(assigned))
-    for tp in assigned:
-        if await consumer.position(tp) < ends[tp]:
-            return False
-    return True

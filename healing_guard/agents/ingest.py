@@ -19,7 +19,7 @@ from ..remediate.outcomes import SuccessStats
 from ..remediate.strategies import NOTIFY_ACTIONS
 from ..schemas import JobEvent, LogChunk, Outcome, SchemaError, TestRisk
 from ..warehouse.facts import fact_to_json
-from ..window import Closed, Expired, JobWindow, Ready, decided
+from ..window import Closed, Expired, JobWindow, decided
 from .context import AgentContext, now
 
 log = logging.getLogger(__name__)
@@ -46,30 +46,31 @@ def register(ctx: AgentContext) -> Any:
     async def emit(outputs: list[Any], key: bytes, partition: int) -> None:
         marker: JobWindow | None = None
         for out in outputs:
-            facts = []
             if isinstance(out, Expired):
                 log.info("dropping the window of %s after its TTL", out.job_key)
+                continue
             acted: tuple[str, str] | None = None
-            if isinstance(out, (Closed, Ready)) and out.retried is not None:
-                lkey = f"ledger:{partition}".encode()
+            decision: Decision | None = None
+            learned = False
+            lkey = f"ledger:{partition}".encode()
+            if out.retried is not None or not isinstance(out, Closed):  # most closed jobs need no state
                 ledger, success = _partition_state(tables.ledgers.get(lkey))
-                if engine.learn_retry(success, out):
-                    tables.ledgers[lkey] = _dump_state(ledger, success)
-                    stats.outcomes_learned += 1
+                # the attempt after an automatic action: how it ended is how well the action worked
+                learned = out.retried is not None and engine.learn_retry(success, out)
+                stats.outcomes_learned += learned
             if isinstance(out, Closed):
                 stats.jobs_closed += 1
                 facts = engine.closed_facts(out)
-            elif isinstance(out, Ready):
-                lkey = f"ledger:{partition}".encode()
-                ledger, success = _partition_state(tables.ledgers.get(lkey))
+            else:
                 ledger, decision = engine.decide(out, ledger, success=success, partition=partition)
-                tables.ledgers[lkey] = _dump_state(ledger, success)
-                await _send_decision(decision, key)
                 facts = decision.facts
                 if decision.command.action not in NOTIFY_ACTIONS:
                     acted = (decision.command.action, decision.command.category)
-            if isinstance(out, (Closed, Ready)):
-                marker = decided(out.job.job_key, out.job.attempt, partition, now(), acted)
+            if learned or decision is not None:
+                tables.ledgers[lkey] = _dump_state(ledger, success)
+            if decision is not None:
+                await _send_decision(decision, key)
+            marker = decided(out.job.job_key, out.job.attempt, partition, now(), acted)
             for f in facts:
                 await t.facts.send(key=key, value=fact_to_json(f))
         if outputs:

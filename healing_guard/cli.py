@@ -300,6 +300,10 @@ def forward(
     job_name: str = typer.Option("job", "--job-name"),
     run_id: Optional[str] = typer.Option(None, "--run-id"),
     chunk_lines: int = typer.Option(500, "--chunk-lines", min=1),
+    follow: bool = typer.Option(False, "--follow", "-f",
+                                help="tail the files while the job writes them; a file is done once it has not "
+                                     "grown for --idle-timeout seconds (or on Ctrl-C)"),
+    idle_timeout: float = typer.Option(30.0, "--idle-timeout", min=0.0, help="with --follow: seconds of quiet"),
     strategy: Optional[str] = typer.Option(None, "--strategy",
                                            help="with --conclusion: what the guard may do for this job: auto, off, "
                                                 "or healing-strategies.yml names, comma-separated"),
@@ -313,7 +317,7 @@ def forward(
     """Ship a job's log to ci.logs (ordered chunks), and optionally its completion to ci.jobs."""
     import time as _time
 
-    from .platforms.forward import completion, log_chunks, read_blocks
+    from .platforms.forward import completion, follow_blocks, log_chunks, read_blocks
     from typing import get_args
 
     from .schemas import PROVIDERS
@@ -348,7 +352,7 @@ def forward(
                 yield from read_blocks(sys.stdin.buffer)
             else:
                 with f.open("rb") as fp:
-                    yield from read_blocks(fp)
+                    yield from follow_blocks(fp, idle_timeout=idle_timeout) if follow else read_blocks(fp)
 
     sent = {"chunks": 0, "lines": 0}
 
@@ -407,6 +411,8 @@ def fetcher(
     grace_seconds: float = typer.Option(30.0, "--grace-seconds",
                                         help="how long a failed job's log may take to arrive before it is fetched"),
     once: bool = typer.Option(False, "--once", help="stop when both topics are drained and no job waits"),
+    circleci_vcs: str = typer.Option("github", "--circleci-vcs",
+                                     help="VCS of the CircleCI projects: github (gh) or bitbucket (bb)"),
 ) -> None:
     """Fetch the logs of failed jobs nobody forwarded, through the platforms' APIs, onto ci.logs.
 
@@ -415,12 +421,16 @@ def fetcher(
     """
     from .platforms.fetch import run_fetcher
 
+    vcs = {"gh": "github", "bb": "bitbucket"}.get(circleci_vcs.lower(), circleci_vcs.lower())
+    if vcs not in ("github", "bitbucket"):
+        err.print(f"[red]--circleci-vcs:[/red] github or bitbucket, got {escape(circleci_vcs)!r}")
+        raise typer.Exit(2)
     s = _settings(config, broker_url=broker, topic_prefix=topic_prefix)
     if s.broker_url == "embedded":
         err.print("[red]fetcher needs a broker URL (--broker kafka://host:port)[/red]")
         raise typer.Exit(2)
     try:
-        counts = asyncio.run(run_fetcher(s, once=once, grace_seconds=grace_seconds))
+        counts = asyncio.run(run_fetcher(s, once=once, grace_seconds=grace_seconds, circleci_vcs=vcs))
     except KeyboardInterrupt:
         return
     console.print(f"fetched {counts.get('fetched', 0)} logs ({counts.get('chunks', 0)} chunks), "

@@ -2,13 +2,16 @@
 
 The consumer group is ``<app_id>-executor``; offsets are committed by hand, after the outcome of a
 message has been acknowledged by the broker, so a crash re-delivers at most the commands in flight
-(which the :class:`DoneStore` then answers without calling any API).
+(which the :class:`DoneStore` then answers without calling any API). A ``retry_backoff`` command is
+written to the :class:`ScheduleStore` instead, due its backoff after the command was produced, and its
+offset committed: the commands behind it go on, and a restart picks the schedule up from disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional
@@ -19,11 +22,11 @@ from ..brokers import consumer_drained
 from ..schemas import Command, SchemaError
 from ..settings import ConfigError, Settings, load_settings
 from .clients import Clients
-from .core import DoneStore, Executor
+from .core import DoneStore, Executor, ScheduleStore
 
 log = logging.getLogger("healing_guard.executor")
 
-#: longest time one command may hold the consumer (backoff + rate-limit waits + HTTP retries)
+#: longest time one command may hold the consumer (rate-limit waits + HTTP retries; backoffs are scheduled)
 MAX_POLL_INTERVAL_MS = 3_600_000
 
 
@@ -32,7 +35,8 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
                        stop: asyncio.Event | None = None) -> dict[str, int]:
     """Run until ``stop`` is set (or, with ``once``, until the assigned partitions are drained).
 
-    Returns counts per outcome status (plus ``deadletter``).
+    Returns counts per outcome status (plus ``deadletter`` and ``scheduled``). With ``once``, scheduled
+    commands are waited for.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -41,6 +45,7 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
     t = settings.topics
     clients = clients or Clients.from_env(env)
     executor = Executor(clients, DoneStore(data_dir), dry_run=dry_run)
+    schedule = ScheduleStore(data_dir)
     consumer = AIOKafkaConsumer(
         t.actions, bootstrap_servers=settings.bootstrap, group_id=f"{settings.app_id}-executor",
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
@@ -51,13 +56,30 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
     await producer.start()
     log.info("executor on %s (%s), services: %s", t.actions, "dry run" if dry_run else "LIVE",
              ", ".join(clients.configured()) or "none")
+
+    def count(key: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    async def perform(cmd: Command, *, waited: bool = False) -> None:
+        outcome = await asyncio.to_thread(executor.execute, cmd, waited=waited)
+        await producer.send_and_wait(t.outcomes, key=cmd.job_key.encode(), value=outcome.to_json())
+        count(outcome.status)
+        log.info("%s %s %s: %s", outcome.status, cmd.action, cmd.job_key, outcome.detail[:200])
+
     try:
         idle = 0
+        if len(schedule):
+            log.info("%d scheduled command(s) waiting for their backoff", len(schedule))
         while stop is None or not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=500, max_records=100)
+            for cmd in schedule.due(time.time()):
+                await perform(cmd, waited=True)
+                schedule.published(cmd.command_id)
+            nxt = schedule.next_due()
+            timeout = 500 if nxt is None else int(min(500, max(10, (nxt - time.time()) * 1000)))
+            batch = await consumer.getmany(timeout_ms=timeout, max_records=100)
             if not batch:
                 idle += 1
-                if once and await consumer_drained(consumer, idle):
+                if once and not len(schedule) and await consumer_drained(consumer, idle):
                     break
                 continue
             idle = 0
@@ -69,12 +91,18 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
                         dl = dead_letter(r.topic, r.value, exc.reason, field_name=exc.field, key=r.key,
                                          partition=r.partition, offset=r.offset)
                         await producer.send_and_wait(t.deadletter, key=r.key, value=dl.to_json())
-                        counts["deadletter"] = counts.get("deadletter", 0) + 1
+                        count("deadletter")
                     else:
-                        outcome = await asyncio.to_thread(executor.execute, cmd)
-                        await producer.send_and_wait(t.outcomes, key=cmd.job_key.encode(), value=outcome.to_json())
-                        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-                        log.info("%s %s %s: %s", outcome.status, cmd.action, cmd.job_key, outcome.detail[:200])
+                        wait = executor.backoff_of(cmd)
+                        if wait > 0:
+                            # due its backoff after the command was made, so a restart does not wait again
+                            made = r.timestamp / 1000 if r.timestamp and r.timestamp > 0 else time.time()
+                            if schedule.add(cmd, made + wait):
+                                count("scheduled")
+                                log.info("scheduled %s %s in %.0f s", cmd.action, cmd.job_key,
+                                         made + wait - time.time())
+                        else:
+                            await perform(cmd)
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): r.offset + 1})
     finally:
         await producer.stop()

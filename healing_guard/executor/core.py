@@ -21,7 +21,9 @@ rerun_larger_runner,     build parameters (action, memory factor, runner size, t
 clear_cache_retry,       CircleCI: ``POST /api/v2/workflow/{run_id}/rerun`` ``{"from_failed": true}``.
 rebuild_no_layer_cache,  Only Jenkins can carry the resource / cache / test-selection parameters; on the
 cleanup_retry            other platforms the rerun is plain and ``detail`` says so.
-                         ``retry_backoff`` first waits ``backoff_seconds[attempt-1]`` (injected sleep).
+                         ``retry_backoff`` first waits ``backoff_seconds[attempt-1]``: ``guard executor``
+                         schedules it (:class:`ScheduleStore`, durable, other commands go on meanwhile);
+                         a direct :meth:`Executor.execute` call sleeps (injected sleep).
 notify_author,           Slack message
 notify_budget
 notify_oncall            Slack message; PagerDuty trigger when ``parameters.page``
@@ -107,6 +109,75 @@ class DoneStore:
         return len(self._done)
 
 
+class ScheduleStore:
+    """Commands waiting for their backoff, durable across executor restarts.
+
+    Append-only JSON lines: ``{"due": t, "command": {...}}`` when a command is scheduled (before its Kafka
+    offset is committed) and ``{"published": id}`` once its outcome is on ``guard.outcomes``. At start the
+    file is read back and rewritten with what is still pending. A command that was carried out but whose
+    outcome was not yet published stays pending: when it comes due again the :class:`DoneStore` answers
+    it without calling any API, and its outcome is published.
+    """
+
+    FILE = "executor-scheduled.jsonl"
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.path = Path(data_dir) / self.FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._pending: dict[str, tuple[float, Command]] = {}
+        if self.path.exists():
+            with self.path.open("rb") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                        if "published" in rec:
+                            self._pending.pop(str(rec["published"]), None)
+                        else:
+                            cmd = Command.from_dict(rec["command"])
+                            self._pending.setdefault(cmd.command_id, (float(rec["due"]), cmd))
+                    except (ValueError, KeyError, TypeError, SchemaError):
+                        continue  # a torn last line from a crash
+            tmp = self.path.with_suffix(".tmp")
+            with tmp.open("wb") as f:
+                for due, cmd in self._pending.values():
+                    f.write(self._line({"due": due, "command": cmd.to_dict()}))
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+
+    @staticmethod
+    def _line(rec: dict[str, object]) -> bytes:
+        return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+
+    def _append(self, rec: dict[str, object]) -> None:
+        with self.path.open("ab") as f:
+            f.write(self._line(rec))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def add(self, cmd: Command, due: float) -> bool:
+        """Schedule ``cmd`` at ``due`` (Unix seconds); False when it is already scheduled."""
+        if cmd.command_id in self._pending:
+            return False
+        self._append({"due": due, "command": cmd.to_dict()})
+        self._pending[cmd.command_id] = (due, cmd)
+        return True
+
+    def due(self, now: float) -> list[Command]:
+        """The commands whose time has come, earliest first (they stay pending until :meth:`published`)."""
+        return [c for d, c in sorted(self._pending.values(), key=lambda x: x[0]) if d <= now]
+
+    def next_due(self) -> float | None:
+        return min((d for d, _ in self._pending.values()), default=None)
+
+    def published(self, command_id: str) -> None:
+        if self._pending.pop(command_id, None) is not None:
+            self._append({"published": command_id})
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
 @dataclass
 class Step:
     """One API call of a plan: ``describe`` for dry runs and details, ``call`` to carry it out."""
@@ -128,7 +199,16 @@ class Executor:
         self.clock = clock
 
     # --- entry point -----------------------------------------------------------------------------
-    def execute(self, cmd: Command) -> Outcome:
+    def backoff_of(self, cmd: Command) -> float:
+        """Seconds a live run of ``cmd`` must wait before its calls (0 for anything not to be carried out)."""
+        if (self.dry_run or cmd.action != "retry_backoff" or cmd.action not in self.allow
+                or self.store.get(cmd.command_id) is not None):
+            return 0.0
+        return self._backoff(cmd)
+
+    def execute(self, cmd: Command, *, waited: bool = False) -> Outcome:
+        """Carry ``cmd`` out (or answer it from the store). ``waited``: its backoff has already passed
+        (the executor loop scheduled it), so do not sleep here."""
         done = self.store.get(cmd.command_id)
         if done is not None:
             return done
@@ -144,8 +224,7 @@ class Executor:
             what = "; ".join(s.describe for s in steps)
             pre = f"would wait {wait:g} s, then " if wait else "would "
             return self._outcome(cmd, "dry_run", self._mask("; ".join([pre + what, *notes])))
-        if wait > 0:
-            # scheduled in-process: the consumer holds this command while it waits (no durable scheduler yet)
+        if wait > 0 and not waited:
             self.sleep(wait)
         results: list[str] = []
         failed: Response | None = None

@@ -1,6 +1,7 @@
 """``guard forward``: ship a job's log (files or stdin) to ``ci.logs`` for users without a log forwarder.
 
-The log is read as bytes in blocks and cut into ordered chunks of at most ``chunk_lines`` lines or
+The log is read as bytes in blocks (with ``--follow``, as the file grows, until it has been quiet for
+``--idle-timeout`` seconds) and cut into ordered chunks of at most ``chunk_lines`` lines or
 ``chunk_bytes`` bytes (whichever comes first; a longer single line is cut into pieces, never dropped),
 numbered from ``seq`` 0, the last one marked ``eof``. With ``--conclusion`` a completed ``ci.jobs``
 event follows the log, so a CI step can report a failed job without webhooks. Secrets are not redacted
@@ -9,12 +10,13 @@ here: the guard redacts every line before it stores or sends anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from ..schemas import JobEvent, LogChunk
 
-__all__ = ["chunk_lines", "log_chunks"]
+__all__ = ["chunk_lines", "follow_blocks", "log_chunks"]
 
 
 def chunk_lines(blocks: Iterable[bytes], *, chunk_lines: int = 500, chunk_bytes: int = 1 << 20) -> Iterator[list[str]]:
@@ -56,6 +58,26 @@ def read_blocks(fp: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
         if not b:
             return
         yield b
+
+
+def follow_blocks(fp: BinaryIO, *, idle_timeout: float, poll: float = 0.25, size: int = 1 << 20,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> Iterator[bytes]:
+    """Blocks of a file that is still being written (``tail -f``): ends once the file has not grown for
+    ``idle_timeout`` seconds, or on Ctrl-C, so that the last chunk can be marked ``eof``."""
+    last = clock()
+    try:
+        while True:
+            b = fp.read(size)
+            if b:
+                last = clock()
+                yield b
+                continue
+            if clock() - last >= idle_timeout:
+                return
+            sleep(poll)
+    except KeyboardInterrupt:
+        return
 
 
 def log_chunks(blocks: Iterable[bytes], *, provider: str, owner: str, repo: str, job_id: str, attempt: int = 1,

@@ -181,3 +181,46 @@ async def test_fetcher_fetches_logs_nobody_forwarded(kafka_bootstrap: str) -> No
     finally:
         server.shutdown()
         server.server_close()
+
+
+async def test_executor_schedules_backoffs_without_holding_other_commands(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A retry_backoff command waits in the executor's durable schedule while the commands behind it are
+    carried out; stopped mid-wait and restarted, the executor calls the API for it once, when it is due."""
+    from healing_guard.executor.cli import run_executor
+    from healing_guard.executor.clients import Clients
+    from healing_guard.schemas import Command, Outcome
+
+    from ..unit.fake_apis import FakeApis
+    from .helpers import produce
+
+    prefix = f"xs{uuid.uuid4().hex[:8]}."
+    settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix,
+                             app_id=prefix.rstrip("."))
+    await ensure_topics(settings)
+
+    def command(job_id: str, action: str, **parameters: object) -> Command:
+        return Command(provider="github", owner="acme", repo="shop", job_id=job_id, command_id=f"{prefix}{job_id}", attempt=1,
+                       action=action, reason="r", category="network", confidence=0.9, parameters=parameters)
+
+    slow, quick = command("1", "retry_backoff", backoff_seconds=[6]), command("2", "retry")
+    made = time.time()
+    await produce(kafka_bootstrap, prefix, [("guard.actions", c.job_key.encode(), c.to_json()) for c in (slow, quick)])
+    with FakeApis() as api:
+        clients = Clients.from_env({"GUARD_GITHUB_TOKEN": "ghs_testtoken0123456789", "GUARD_GITHUB_API_URL": api.url}, proxies={})
+        stop = asyncio.Event()
+        first = asyncio.create_task(run_executor(settings, dry_run=False, data_dir=tmp_path, clients=clients, stop=stop))
+        outs = await collect(kafka_bootstrap, settings.topics.outcomes, 1, 60)
+        assert [Outcome.from_json(r.value).command_id for r in outs] == [quick.command_id]
+        assert [r.path for r in api.requests] == ["/repos/acme/shop/actions/jobs/2/rerun"]
+        stop.set()
+        assert await asyncio.wait_for(first, 30) == {"scheduled": 1, "succeeded": 1}
+        assert time.time() - made < 6, "the quick command waited behind the backoff"
+
+        counts = await asyncio.wait_for(run_executor(settings, dry_run=False, data_dir=tmp_path, clients=clients,
+                                                     once=True), 60)
+        assert counts == {"succeeded": 1}  # from the schedule on disk: the offsets were committed
+        outs = await collect(kafka_bootstrap, settings.topics.outcomes, 2, 30, settle=0.5)
+        done = Outcome.from_json(outs[-1].value)
+        assert done.command_id == slow.command_id and "waited 6 s (backoff)" in done.detail
+        assert done.ts >= made + 6
+        assert [r.path for r in api.requests].count("/repos/acme/shop/actions/jobs/1/rerun") == 1

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from healing_guard.executor import ALLOWED_ACTIONS, Clients, DoneStore, Executor
-from healing_guard.executor.core import jenkins_parameters
+from healing_guard.executor.core import ScheduleStore, jenkins_parameters
 from healing_guard.schemas import Command, Outcome
 
 from .fake_apis import Answer, FakeApis
@@ -248,6 +248,38 @@ def test_retry_backoff_waits_scheduled_seconds(api: FakeApis, tmp_path: Path) ->
     assert out.status == "succeeded" and sleeps.calls == [120.0]
     out = ex.execute(cmd("github", "retry_backoff", attempt=9, parameters={"backoff_seconds": [30, 120, 480]}))
     assert sleeps.calls == [120.0, 480.0]
+
+
+def test_a_scheduled_backoff_does_not_sleep_and_survives_restarts(api: FakeApis, tmp_path: Path) -> None:
+    ex, sleeps = make_executor(api, tmp_path)
+    slow = cmd("github", "retry_backoff", attempt=2, parameters={"backoff_seconds": [30, 120]})
+    assert ex.backoff_of(slow) == 120.0 and ex.backoff_of(cmd("github", "retry")) == 0.0
+    dry, _ = make_executor(api, tmp_path / "dry", dry_run=True)
+    assert dry.backoff_of(slow) == 0.0  # a dry run reports the wait instead
+
+    sched = ScheduleStore(tmp_path)
+    assert sched.add(slow, NOW + 120) and not sched.add(slow, NOW + 500)  # redelivered: scheduled once
+    other = cmd("gitlab", "retry_backoff", parameters={"backoff_seconds": [5]})
+    sched.add(other, NOW + 5)
+    assert sched.due(NOW) == [] and sched.next_due() == NOW + 5
+    sched = ScheduleStore(tmp_path)  # an executor restart reads the schedule back
+    assert len(sched) == 2 and [c.command_id for c in sched.due(NOW + 200)] == [other.command_id, slow.command_id]
+
+    out = ex.execute(other, waited=True)
+    assert out.status == "succeeded" and sleeps.calls == [] and "waited 5 s (backoff)" in out.detail
+    sched.published(other.command_id)
+    ex.execute(slow, waited=True)  # carried out, but the executor dies before its outcome is published
+    calls = len(api.requests)
+    sched = ScheduleStore(tmp_path)
+    assert [c.command_id for c in sched.due(NOW)] == [] and [c.command_id for c in sched.due(NOW + 120)] == [slow.command_id]
+    again, _ = make_executor(api, tmp_path)
+    assert again.backoff_of(slow) == 0.0  # done: the loop answers it from the store at once
+    assert again.execute(slow, waited=True).status == "succeeded" and len(api.requests) == calls
+    sched.published(slow.command_id)
+    assert len(ScheduleStore(tmp_path)) == 0
+    with (tmp_path / ScheduleStore.FILE).open("ab") as f:
+        f.write(b'{"due": 1, "comm')  # a torn last line from a crash is ignored
+    assert len(ScheduleStore(tmp_path)) == 0
 
 
 # --- rate limits and errors ----------------------------------------------------------------------

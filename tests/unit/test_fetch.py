@@ -146,6 +146,13 @@ def test_circleci_steps_concatenated_in_order(api, blob):
     assert all(r.headers.get("Circle-Token") is None for r in blob.requests)
 
 
+def test_circleci_bitbucket_projects_use_their_vcs(api, blob):
+    blob.routes["/o/1"] = (200, {}, json.dumps([{"message": "boom\n", "type": "out"}]).encode())
+    build = {"steps": [{"name": "s", "actions": [{"index": 0, "output_url": f"{blob.url}/o/1"}]}]}
+    api.routes["/api/v1.1/project/bitbucket/acme/shop/7"] = (200, {}, json.dumps(build).encode())
+    assert b"".join(fetch_log(clients_for(api.url), job("circleci", job_id="7"), circleci_vcs="bitbucket")) == b"boom\n"
+
+
 def test_404_names_the_job(api):
     with pytest.raises(FetchError) as e:
         fetch_log(clients_for(api.url), job(job_id="404404"))

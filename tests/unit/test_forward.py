@@ -59,3 +59,37 @@ def test_cli_dry_run_with_completion() -> None:
     bad = CliRunner().invoke(app, ["forward", "--provider", "gitlab", "--repo", "x/y", "--job-id", "5",
                                    "--conclusion", "broken", "--dry-run"], input="")
     assert bad.exit_code == 2 and "--conclusion" in bad.stderr
+
+
+def test_follow_ships_what_the_job_writes_while_it_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    log = tmp_path / "job.log"
+    log.write_bytes(b"line 1\n")
+
+    def job() -> None:
+        for i in range(2, 6):
+            time.sleep(0.15)
+            with log.open("ab") as fp:
+                fp.write(f"line {i}".encode() + (b"\n" if i < 5 else b""))  # the last line has no newline yet
+
+    writer = threading.Thread(target=job)
+    t0 = time.monotonic()
+    writer.start()
+    res = CliRunner().invoke(app, ["forward", str(log), "--provider", "github", "--repo", "o/r", "--job-id", "1",
+                                   "--follow", "--idle-timeout", "0.5", "--dry-run"])
+    writer.join()
+    assert res.exit_code == 0, res.output
+    assert time.monotonic() - t0 >= 0.6 + 0.5 - 0.1  # it waited for the writer, then for the quiet period
+    recs = [orjson.loads(x)["record"] for x in res.stdout.splitlines()]
+    assert [line for r in recs for line in r["lines"]] == [f"line {i}" for i in range(1, 6)]
+    assert recs[-1]["eof"] is True
+
+
+def test_without_follow_a_growing_file_is_read_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "job.log"
+    log.write_bytes(b"a\nb\n")
+    res = CliRunner().invoke(app, ["forward", str(log), "--provider", "github", "--repo", "o/r", "--job-id", "1",
+                                   "--dry-run"])
+    assert res.exit_code == 0 and [orjson.loads(x)["record"]["lines"] for x in res.stdout.splitlines()] == [["a", "b"]]

@@ -252,6 +252,50 @@ def unknowns(
 
 
 @app.command()
+def report(
+    repo: Optional[str] = typer.Option(None, "--repo", help="owner/repo (default: every repository)"),
+    days: Optional[int] = typer.Option(30, "--days", min=1, help="window in days (--all-time: everything)"),
+    all_time: bool = typer.Option(False, "--all-time", help="every fact, however old"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object (the API's report shape)"),
+    daily: bool = typer.Option(False, "--daily", help="also the day-by-day series"),
+    database: Optional[str] = typer.Option(None, "--database",
+                                           help="ClickHouse database (default: clickhouse.database; "
+                                                "`guard demo` writes guard_demo)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """What the guard did and saved: time and dollars, MTTR / mean time to green, recovery per strategy,
+    flaky tests, top failure templates, budget burn (definitions: README, "ROI definitions")."""
+    from .warehouse.client import WarehouseConnectionError, connect
+    from .warehouse.migrate import MigrationError, migrate
+    from .warehouse.read import WarehouseReader
+
+    owner = name = None
+    if repo is not None:
+        if "/" not in repo.strip("/"):
+            err.print("[red]--repo:[/red] expected owner/repo")
+            raise typer.Exit(2)
+        owner, name = repo.strip("/").rsplit("/", 1)
+    s = _settings(config, **({"clickhouse_database": database} if database else {}))
+    window = None if all_time else days
+    try:
+        client = connect(s.clickhouse_dsn)
+        migrate(client, s.clickhouse_database)
+        reader = WarehouseReader(client, s.clickhouse_database, human_response_minutes=s.human_response_minutes)
+        r = reader.report(owner, name, window)
+        series = reader.daily(owner, name, window or 36500) if daily else None
+    except (WarehouseConnectionError, MigrationError) as exc:
+        err.print(f"[red]warehouse:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if json_out:
+        out = {**r, "daily": series} if daily else r
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        return
+    from .roi_view import print_report
+
+    print_report(console, r, series, s.human_response_minutes)
+
+
+@app.command()
 def learn(
     labels: Path = typer.Option(..., "--labels", help="CSV with columns file,category (confirmed labels)"),
     logs: Path = typer.Option(..., "--logs", help="folder the label file's paths are relative to"),

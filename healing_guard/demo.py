@@ -30,7 +30,12 @@ def run_demo(s: Settings, *, jobs: int, seed: int, quiet: bool, timeout: float, 
     from .streams.guard import build_guard
     from .streams.topics import ensure_topics
 
-    sample = generate(jobs, seed)
+    # The sample's clock is shifted so that its traffic ends now: `guard report` and the dashboard's
+    # default 30-day window show it. (Shifting keeps the traffic identical for a seed.)
+    base = 1_767_225_600.0
+    sample = generate(jobs, seed, start=base)
+    end = max((j.completed.completed_at or 0.0) for j in sample) if sample else base
+    sample = generate(jobs, seed, start=base + (time.time() - 60.0 - end))
     failed = [j for j in sample if j.completed.conclusion in ("failure", "timed_out")]
     msgs = list(messages(sample))
     total_lines = sum(len(c.lines) for j in sample for c in j.chunks)
@@ -172,22 +177,12 @@ async def _poll(consumer: Any, findings: dict[str, Any], commands: dict[str, Any
 
 
 def _print_roi(s: Settings, client: Any, console: Console) -> None:
-    from .warehouse.roi import roi_summary
+    from .roi_view import print_report
+    from .warehouse.read import WarehouseReader
 
-    roi = roi_summary(client, s.clickhouse_database, human_response_minutes=s.human_response_minutes)
-    table = Table(title="ROI summary (queried from ClickHouse)", show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in roi.items():
-        if isinstance(v, dict):
-            continue
-        table.add_row(k.replace("_", " "), f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
-    console.print(table)
-    for name in ("failures_by_category", "commands_by_action"):
-        if isinstance(roi.get(name), dict):
-            t = Table(title=name.replace("_", " "))
-            t.add_column("key")
-            t.add_column("count", justify="right")
-            for k, v in sorted(roi[name].items(), key=lambda kv: -kv[1]):
-                t.add_row(str(k), str(v))
-            console.print(t)
+    reader = WarehouseReader(client, s.clickhouse_database, human_response_minutes=s.human_response_minutes)
+    console.print("[bold]queried from ClickHouse[/bold] (definitions: README, \"ROI definitions\")")
+    print_report(console, reader.report(days=30), None, s.human_response_minutes)
+    console.print(f"again: [bold]guard report --database {s.clickhouse_database}[/bold]; REST API and dashboard: "
+                  f"[bold]guard api --database {s.clickhouse_database}[/bold] (keys: guard api-keys create --all)",
+                  highlight=False)

@@ -99,6 +99,14 @@ class Settings:
     human_response_minutes: float = 30.0
     default_runner_size: str = "medium"
     price_per_minute_usd: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PRICES))
+    # REST API (`guard api`) and metrics
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: hashed API keys, scoped per repository ("" = <data_dir>/api-keys.json)
+    api_keys_file: str = ""
+    #: the worker's Prometheus /metrics port (0: not served)
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     # process
     dry_run: bool = True
     log_level: str = "warning"
@@ -130,6 +138,18 @@ def _pos_int(v: Any) -> int:
     n = int(v)
     if n < 1:
         raise ValueError(f"must be >= 1, got {n}")
+    return n
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"expected a port number, got {v!r}")
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError(f"expected a port number, got {v!r}") from None
+    if not 0 <= n <= 65535:
+        raise ValueError(f"must be a port number 0..65535, got {n}")
     return n
 
 
@@ -273,6 +293,11 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("cost_tracking", "default_runner_size"): ("default_runner_size", _str, "GUARD_DEFAULT_RUNNER_SIZE"),
     ("cost_tracking", "price_per_minute_usd"): ("price_per_minute_usd", _prices, ""),
     ("executor", "dry_run"): ("dry_run", _bool, "GUARD_DRY_RUN"),
+    ("api", "host"): ("api_host", _str, "GUARD_API_HOST"),
+    ("api", "port"): ("api_port", _port, "GUARD_API_PORT"),
+    ("api", "keys_file"): ("api_keys_file", _str, "GUARD_API_KEYS_FILE"),
+    ("metrics", "port"): ("metrics_port", _port, "GUARD_METRICS_PORT"),
+    ("metrics", "host"): ("metrics_host", _str, "GUARD_METRICS_HOST"),
     ("logging", "level"): ("log_level", _level, "GUARD_LOG_LEVEL"),
     ("storage", "data_dir"): ("data_dir", _str, "GUARD_DATA_DIR"),
     ("storage", "status_file"): ("status_file", _str, "GUARD_STATUS_FILE"),

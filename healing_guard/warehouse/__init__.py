@@ -1,7 +1,7 @@
 """ClickHouse side of the guard: fact rows, migrations, the batching writer and ROI queries.
 
 ``facts`` is pure (agents import it); the rest take a clickhouse-connect client from
-:func:`connect`. Importing this package does not import clickhouse-connect or chDB.
+:func:`connect`; ``read.WarehouseReader`` answers the ROI report, the API and the dashboard. Importing this package does not import clickhouse-connect or chDB.
 """
 
 from .client import WarehouseConnectionError, connect, mask_dsn
@@ -18,11 +18,11 @@ from .facts import (
     test_result_fact,
 )
 from .migrate import MigrationError, migrate
-from .roi import MANUAL_ACTIONS, roi_summary
+from .roi import MANUAL_ACTIONS
 from .writer import FactWriter
 
 __all__ = [
     "MANUAL_ACTIONS", "TABLES", "TABLE_COLUMNS", "Fact", "FactWriter", "MigrationError",
     "WarehouseConnectionError", "command_fact", "connect", "diagnosis_fact", "fact_from_json", "fact_to_json",
-    "job_run_fact", "mask_dsn", "migrate", "outcome_fact", "roi_summary", "test_result_fact",
+    "job_run_fact", "mask_dsn", "migrate", "outcome_fact", "test_result_fact",
 ]

@@ -1,7 +1,8 @@
 """The warehouse against a real ClickHouse engine (chDB, in this process).
 
 chDB opens one data directory per process, so every test shares ONE client on ONE session directory
-(``<basetemp>/chdb``) and isolates itself with a random database that it drops afterwards.
+(``<basetemp>/chdb``, the ``ch_client`` fixture of tests/conftest.py) and isolates itself with a random
+database that it drops afterwards.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from healing_guard.warehouse import (  # noqa: E402
     job_run_fact,
     migrate,
     outcome_fact,
-    roi_summary,
     test_result_fact,
 )
 from healing_guard.warehouse.migrate import DEFAULT_DDL_DIR  # noqa: E402
+from healing_guard.warehouse.read import WarehouseReader  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -44,27 +45,6 @@ pytestmark = pytest.mark.integration
 # realistic for the partitioning.
 ROOT = Path(__file__).resolve().parents[2]  # child interpreters import healing_guard from here
 NOW = float(int(time.time()))
-
-
-@pytest.fixture(scope="session")
-def ch_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    path = tmp_path_factory.getbasetemp() / "chdb"
-    client = connect("chdb://" + str(path))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def db(ch_client: Any) -> Iterator[str]:
-    name = f"guard_test_{uuid4().hex[:8]}"
-    yield name
-    ch_client.command(f"DROP DATABASE IF EXISTS {name} SYNC")
-
-
-@pytest.fixture
-def migrated(ch_client: Any, db: str) -> str:
-    migrate(ch_client, db)
-    return db
 
 
 def _count(client: Any, db: str, table: str, final: bool = True) -> int:
@@ -92,10 +72,10 @@ def _finding(job_id: str, category: str, repo: str = "web") -> Finding:
 
 
 def test_migrate_twice_applies_nothing_the_second_time(ch_client: Any, db: str) -> None:
-    assert migrate(ch_client, db) == ["001", "002"]
+    assert migrate(ch_client, db) == ["001", "002", "003"]
     assert migrate(ch_client, db) == []
     recorded = ch_client.query(f"SELECT version, checksum FROM {db}.schema_migrations FINAL ORDER BY version")
-    assert [r[0] for r in recorded.result_rows] == ["001", "002"]
+    assert [r[0] for r in recorded.result_rows] == ["001", "002", "003"]
 
 
 def test_ddl_matches_fact_columns(ch_client: Any, migrated: str) -> None:
@@ -119,12 +99,12 @@ def test_ddl_matches_fact_columns(ch_client: Any, migrated: str) -> None:
 def test_changed_checksum_refused_and_new_file_applied(ch_client: Any, db: str, tmp_path: Path) -> None:
     ddl = tmp_path / "ddl"
     shutil.copytree(DEFAULT_DDL_DIR, ddl)
-    assert migrate(ch_client, db, ddl) == ["001", "002"]
-    (ddl / "003_extra.sql").write_text(
+    assert migrate(ch_client, db, ddl) == ["001", "002", "003"]
+    (ddl / "900_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS {db}.extra (x String COMMENT 'a; b') ENGINE = MergeTree ORDER BY x;\n"
         "ALTER TABLE {db}.extra ADD COLUMN IF NOT EXISTS y UInt8;\n"
     )
-    assert migrate(ch_client, db, ddl) == ["003"]
+    assert migrate(ch_client, db, ddl) == ["900"]
     assert ch_client.command(f"SELECT count() FROM system.columns WHERE database = '{db}' AND table = 'extra'") == 2
     with open(ddl / "001_facts.sql", "a") as fh:
         fh.write("\n-- an innocent-looking edit\n")
@@ -162,7 +142,7 @@ def test_duplicates_are_not_counted_twice(ch_client: Any, migrated: str) -> None
     expected = {"job_runs": 50, "test_results": 50, "diagnoses": 1, "commands": 1, "outcomes": 1}
     for table, n in expected.items():
         assert _count(ch_client, migrated, table) == n, table  # …counted once
-    assert roi_summary(ch_client, migrated)["jobs"] == 50
+    assert WarehouseReader(ch_client, migrated).report()["jobs"] == 50
 
 
 def test_latest_event_wins(ch_client: Any, migrated: str) -> None:
@@ -212,7 +192,7 @@ def test_unknown_table_refused_before_writing(ch_client: Any, migrated: str) -> 
     assert _count(ch_client, migrated, "job_runs") == 0
 
 
-def test_roi_summary_known_answers(ch_client: Any, migrated: str) -> None:
+def test_legacy_roi_daily_view_known_answers(ch_client: Any, migrated: str) -> None:
     jobs = [
         job_run_fact(_job("1", "failure", 10.0), cost_usd=0.08),
         job_run_fact(_job("2", "timed_out", 30.0), cost_usd=0.24),
@@ -236,22 +216,6 @@ def test_roi_summary_known_answers(ch_client: Any, migrated: str) -> None:
     writer.write(batch)
     writer.write(batch[::2])  # partial re-delivery
 
-    roi = roi_summary(ch_client, migrated, human_response_minutes=20.0)
-    assert roi == {
-        "jobs": 5,
-        "failed_jobs": 3,
-        "ci_minutes": pytest.approx(51.0),
-        "ci_cost_usd": pytest.approx(0.41),
-        "failed_ci_minutes": pytest.approx(42.0),
-        "failed_ci_cost_usd": pytest.approx(0.34),
-        "failures_by_category": {"test_failure": 1, "infra_timeout": 1, "lint_style": 1},
-        "commands_by_action": {"retry_isolated": 1, "retry_backoff": 1, "notify_author": 1},
-        "auto_commands": 2,
-        "retry_cost_usd": pytest.approx(0.30),
-        "minutes_saved_estimate": 40.0,
-        "outcomes_by_status": {"succeeded": 2, "failed": 1},
-        "auto_commands_succeeded": 1,
-    }
     daily = ch_client.query(
         f"SELECT repo, jobs, failed_jobs, round(ci_minutes, 6), commands, auto_commands, round(retry_cost_usd, 6) "
         f"FROM {migrated}.roi_daily ORDER BY repo"
@@ -259,9 +223,10 @@ def test_roi_summary_known_answers(ch_client: Any, migrated: str) -> None:
     assert daily == [("api", 1, 1, 2.0, 1, 0, 0.0), ("web", 4, 2, 49.0, 2, 2, 0.3)]
 
 
-def test_roi_summary_empty(ch_client: Any, migrated: str) -> None:
-    roi = roi_summary(ch_client, migrated)
+def test_report_of_an_empty_warehouse(ch_client: Any, migrated: str) -> None:
+    roi = WarehouseReader(ch_client, migrated).report()
     assert roi["jobs"] == 0 and roi["auto_commands"] == 0 and roi["failures_by_category"] == {}
+    assert roi["mttg_minutes"] is None and roi["recovery_rate"] is None and roi["budget"] == []
 
 
 def test_ten_thousand_facts_well_under_a_second(ch_client: Any, migrated: str) -> None:

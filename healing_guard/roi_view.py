@@ -1,0 +1,57 @@
+"""The ROI report in a terminal (``guard report`` and the end of ``guard demo``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def print_report(console: Console, r: dict[str, Any], series: list[dict[str, Any]] | None, human_minutes: float) -> None:
+    """The report of :meth:`WarehouseReader.report` (and optionally its daily series) as a terminal table."""
+
+    def num(v: Any, fmt: str = "{:,.2f}") -> str:
+        return "–" if v is None else fmt.format(v)
+
+    scope = r["repo"] or "all repositories"
+    window = f"last {r['days']} days" if r["days"] else "all time"
+    console.print(f"[bold]ROI of the guard[/bold], {escape(scope)}, {window}", highlight=False)
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_column(style="dim")
+    rows = [
+        ("jobs (failed)", f"{r['jobs']:,} ({r['failed_jobs']:,})", f"CI cost ${r['ci_cost_usd']:,.2f}"),
+        ("time saved", f"{r['time_saved_minutes']:,.1f} min", f"vs a person re-running after {human_minutes:g} min"),
+        ("cost of re-runs", f"${r['rerun_cost_usd']:,.2f}", f"{r['auto_commands']:,} automatic re-runs"),
+        ("cost avoided", f"${r['cost_avoided_usd']:,.2f}", "useless retries not made"),
+        ("MTTR", f"{num(r['mttr_minutes'], '{:,.1f}')} min", "failure to green, where the guard acted"),
+        ("mean time to green", f"{num(r['mttg_minutes'], '{:,.1f}')} min",
+         f"{r['open_failures']:,} failures not green yet"),
+        ("recovery rate", num(r["recovery_rate"], "{:.0%}"), "re-runs whose next attempt passed"),
+        ("flaky-test rate", num(r["flaky_test_rate"], "{:.1%}"), f"{r['flaky_tests']:,} of {r['tests_seen']:,} tests"),
+    ]
+    for row in rows:
+        t.add_row(*row)
+    console.print(t)
+    if r["recovery_by_strategy"]:
+        console.print("[bold]recovery per strategy[/bold]: " + ", ".join(
+            f"{escape(a['action'])} {a['recovered']}/{a['commands']}" for a in r["recovery_by_strategy"]), highlight=False)
+    if r["failures_by_category"]:
+        console.print("[bold]failures by category[/bold]: " + ", ".join(
+            f"{escape(k)} {v}" for k, v in r["failures_by_category"].items()), highlight=False)
+    for tpl in r["top_templates"][:5]:
+        console.print(f"  {tpl['count']:>5}  [{escape(tpl['category'])}] {escape(tpl['template'][:120])}", highlight=False)
+    for tst in r["flakiest_tests"][:5]:
+        console.print(f"  flaky: {escape(tst['test_id'])} ({tst['failures']}/{tst['runs']} failed)", highlight=False)
+    for b in r["budget"][-7:]:
+        console.print(f"  budget {b['day']}: ${b['spent_usd']:,.2f} of "
+                      f"{num(b['budget_usd'], '${:,.2f}')} ({num(b['burn'], '{:.0%}')})", highlight=False)
+    if series:
+        console.print("[bold]per day[/bold]: day, jobs, failed, minutes saved, $ saved, $ re-runs, MTTG")
+        for d in series:
+            console.print(f"  {d['day']}  {d['jobs']:>5} {d['failed_jobs']:>5} {d['time_saved_minutes']:>8.1f} "
+                          f"{d['cost_saved_usd']:>8.2f} {d['rerun_cost_usd']:>8.2f} {num(d['mttg_minutes'], '{:>7.1f}')}",
+                          highlight=False)

@@ -1,0 +1,270 @@
+"""What the guard did and what it saved, read from the warehouse: the ROI report, daily series, a
+repository's health and one failure's analysis.
+
+The definitions live in SQL, in ``infra/clickhouse/queries/*.sql`` (shipped as
+``healing_guard/warehouse/queries``), over the views of ``003_roi.sql``: analysts run the same queries
+the report runs. Each query returns rows per day (or per test / category); this module only adds them
+up, so a total and its daily series can never disagree. Every number is over deduplicated facts (FINAL).
+
+Definitions (README, "ROI definitions"):
+
+* **time saved**: for each automatic re-run whose next attempt succeeded,
+  ``max(0, human_response_minutes - reaction_minutes)``. The counterfactual: without the guard a person
+  notices the failure and re-runs it after ``human_response_minutes`` on average.
+* **cost of reruns**: each re-run's next attempt's CI cost (the planner's estimate until it has run).
+* **cost avoided** (= cost saved): failed attempts the guard diagnosed and did not re-run, whose next
+  attempt was not a success on the same commit, at the attempt's own cost: what a blind retry-once
+  policy would have spent again for nothing.
+* **MTTG**: mean time from a job's first failure to its next success (failure episodes that ended).
+* **MTTR**: the same over the episodes the guard re-ran.
+* **recovery rate** of an action: re-runs whose next attempt succeeded / re-runs whose next attempt ran.
+* **flaky-test rate**: tests that both failed and passed on one commit / tests seen.
+* **budget burn**: spend the planner recorded / the daily budget, per budget day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..remediate.strategies import ALTERNATIVES, NOTIFY_ACTIONS, STRATEGIES
+from .migrate import check_database_name
+
+QUERY_DIR = Path(__file__).resolve().parent / "queries"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+@cache
+def query_text(name: str) -> str:
+    """The analysts' query ``name`` (``roi_jobs``, ``roi_commands``, ...) as shipped."""
+    return (QUERY_DIR / f"{name}.sql").read_text()
+
+
+def _iso(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.timezone.utc)
+        return v.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return str(v)
+
+
+def _ratio(n: float, d: float) -> float | None:
+    return None if not d else n / d
+
+
+class WarehouseReader:
+    """Reads the ROI facts through one clickhouse-connect client (chDB or a server)."""
+
+    def __init__(self, client: Any, database: str, *, human_response_minutes: float = 30.0,
+                 clock: Any = None) -> None:
+        self.client = client
+        self.db = check_database_name(database)
+        self.human_response_minutes = float(human_response_minutes)
+        self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    # --- plumbing ------------------------------------------------------------------------------
+    def _params(self, owner: str | None, repo: str | None, days: int | None) -> dict[str, Any]:
+        since = EPOCH if days is None else self._clock() - dt.timedelta(days=int(days))
+        return {"owner": owner or "", "repo": repo or "", "since": since.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                "human_response_minutes": self.human_response_minutes}
+
+    def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        sql = query_text(name).replace("{db}", self.db)
+        res = self.client.query(sql, parameters=params)
+        return [dict(zip(res.column_names, row)) for row in res.result_rows]
+
+    # --- the ROI report ------------------------------------------------------------------------
+    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None) -> dict[str, Any]:
+        """Every ROI figure over ``days`` (all time when None), for one repository or all."""
+        p = self._params(owner, repo, days)
+        jobs = self._rows("roi_jobs", p)
+        eps = self._rows("roi_episodes", p)
+        cmds = self._rows("roi_commands", p)
+        avoided = self._rows("roi_avoided", p)
+        tests = self._rows("roi_flaky_tests", p)
+        cats = self._rows("roi_categories", p)
+        budget = self._rows("roi_budget", p)
+
+        by_action: dict[str, dict[str, Any]] = {}
+        for r in cmds:
+            a = by_action.setdefault(r["action"], {"action": r["action"], "rerun": bool(r["rerun"]),
+                                                   "commands": 0, "decided": 0, "recovered": 0})
+            for k in ("commands", "decided", "recovered"):
+                a[k] += int(r[k])
+        reruns = [a for a in by_action.values() if a["rerun"]]
+        decided = sum(a["decided"] for a in reruns)
+        recovered = sum(a["recovered"] for a in reruns)
+        greens = sum(int(r["greens"]) for r in eps)
+        acted_greens = sum(int(r["acted_greens"]) for r in eps)
+        rerun_cost = sum(float(r["rerun_cost_usd"]) for r in cmds)
+        cost_avoided = sum(float(r["cost_avoided_usd"]) for r in avoided)
+        flaky = [t for t in tests if int(t["flaky_jobs"]) > 0]
+        by_cat: dict[str, int] = {}
+        templates: dict[tuple[str, str], int] = {}
+        for r in cats:
+            by_cat[r["category"]] = by_cat.get(r["category"], 0) + int(r["n"])
+            if r["template"]:
+                templates[(r["template"], r["category"])] = int(r["n"])
+        top = sorted(templates.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+        return {
+            "repo": f"{owner}/{repo}" if owner and repo else None,
+            "days": days,
+            "jobs": sum(int(r["jobs"]) for r in jobs),
+            "failed_jobs": sum(int(r["failed_jobs"]) for r in jobs),
+            "ci_minutes": round(sum(float(r["ci_minutes"]) for r in jobs), 4),
+            "ci_cost_usd": round(sum(float(r["ci_cost_usd"]) for r in jobs), 4),
+            "auto_commands": sum(a["commands"] for a in reruns),
+            "manual_commands": sum(a["commands"] for a in by_action.values() if not a["rerun"]),
+            "time_saved_minutes": round(sum(float(r["time_saved_minutes"]) for r in cmds), 4),
+            "rerun_cost_usd": round(rerun_cost, 4),
+            "cost_avoided_usd": round(cost_avoided, 4),
+            "cost_saved_usd": round(cost_avoided, 4),
+            "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted_greens)),
+            "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
+            "open_failures": sum(int(r["open_episodes"]) for r in eps),
+            "recovery_rate": _round(_ratio(recovered, decided)),
+            "recovery_by_strategy": [
+                {"action": a["action"], "commands": a["commands"], "recovered": a["recovered"],
+                 "rate": _round(_ratio(a["recovered"], a["decided"]))}
+                for a in sorted(reruns, key=lambda a: (-a["commands"], a["action"]))],
+            "tests_seen": len(tests),
+            "flaky_tests": len(flaky),
+            "flaky_test_rate": _round(_ratio(len(flaky), len(tests))),
+            "flakiest_tests": [{"test_id": t["test_id"], "runs": int(t["runs"]), "failures": int(t["failures"]),
+                                "flaky_jobs": int(t["flaky_jobs"])} for t in flaky[:10]],
+            "failures_by_category": dict(sorted(by_cat.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "top_templates": [{"template": t, "category": c, "count": n} for (t, c), n in top],
+            "budget": [{"day": str(b["day"]), "spent_usd": round(float(b["spent_usd"] or 0.0), 4),
+                        "budget_usd": None if b["budget_usd"] is None else float(b["budget_usd"]),
+                        "burn": _round(_ratio(float(b["spent_usd"] or 0.0), float(b["budget_usd"] or 0.0)))}
+                       for b in budget],
+        }
+
+    def daily(self, owner: str | None, repo: str | None, days: int = 30) -> list[dict[str, Any]]:
+        """One row per day with activity, oldest first (the dashboard's time series)."""
+        p = self._params(owner, repo, days)
+        out: dict[str, dict[str, Any]] = {}
+
+        def day(d: Any) -> dict[str, Any]:
+            k = str(d)
+            return out.setdefault(k, {"day": k, "jobs": 0, "failed_jobs": 0, "time_saved_minutes": 0.0,
+                                      "cost_saved_usd": 0.0, "rerun_cost_usd": 0.0, "mttg_minutes": None,
+                                      "_ttg": 0.0, "_greens": 0})
+
+        for r in self._rows("roi_jobs", p):
+            d = day(r["day"])
+            d["jobs"] += int(r["jobs"])
+            d["failed_jobs"] += int(r["failed_jobs"])
+        for r in self._rows("roi_commands", p):
+            d = day(r["day"])
+            d["time_saved_minutes"] += float(r["time_saved_minutes"])
+            d["rerun_cost_usd"] += float(r["rerun_cost_usd"])
+        for r in self._rows("roi_avoided", p):
+            day(r["day"])["cost_saved_usd"] += float(r["cost_avoided_usd"])
+        for r in self._rows("roi_episodes", p):
+            d = day(r["day"])
+            d["_ttg"] += float(r["ttg_minutes"])
+            d["_greens"] += int(r["greens"])
+        rows = []
+        for k in sorted(out):
+            d = out[k]
+            d["mttg_minutes"] = _round(_ratio(d.pop("_ttg"), d.pop("_greens")))
+            for f in ("time_saved_minutes", "cost_saved_usd", "rerun_cost_usd"):
+                d[f] = round(d[f], 4)
+            rows.append(d)
+        return rows
+
+    def repo_health(self, owner: str, repo: str, days: int = 30) -> dict[str, Any]:
+        """The status route's answer: how often the repository fails and how well healing works."""
+        r = self.report(owner, repo, days)
+        last = self._rows("roi_jobs", self._params(owner, repo, days))
+        last_failure = max((x["last_failure_at"] for x in last if x["last_failure_at"] is not None), default=None)
+        return {
+            "repo": f"{owner}/{repo}", "days": days, "jobs": r["jobs"], "failed_jobs": r["failed_jobs"],
+            "failure_rate": _round(_ratio(r["failed_jobs"], r["jobs"])),
+            "healing_success_rate": r["recovery_rate"], "flaky_test_rate": r["flaky_test_rate"],
+            "flaky_tests": r["flaky_tests"], "auto_commands": r["auto_commands"],
+            "time_saved_minutes": r["time_saved_minutes"], "cost_saved_usd": r["cost_saved_usd"],
+            "last_failure_at": _iso(last_failure),
+        }
+
+    def repos(self) -> list[str]:
+        """Every ``owner/repo`` with a job run or a diagnosis."""
+        res = self.client.query(
+            f"SELECT DISTINCT concat(owner, '/', repo) AS r FROM "
+            f"(SELECT owner, repo FROM {self.db}.job_runs UNION ALL SELECT owner, repo FROM {self.db}.diagnoses) "
+            f"ORDER BY r")
+        return [row[0] for row in res.result_rows]
+
+    # --- one failure ---------------------------------------------------------------------------
+    def failure(self, owner: str, repo: str, job_id: str) -> dict[str, Any] | None:
+        """The latest diagnosis of ``job_id`` in the repository, its commands and their outcomes."""
+        p = {"owner": owner, "repo": repo, "job_id": job_id}
+        res = self.client.query(
+            f"""SELECT d.job_key, d.provider, d.attempt, d.category, d.confidence, d.evidence, d.top_template,
+                       d.exit_code, d.failed_tests, d.log_lines, d.log_complete, d.ts, j.run_id
+                FROM {self.db}.diagnoses AS d FINAL
+                LEFT JOIN (SELECT job_key, attempt, run_id FROM {self.db}.job_runs FINAL
+                           WHERE owner = {{owner:String}} AND repo = {{repo:String}} AND job_id = {{job_id:String}}) AS j
+                    ON j.job_key = d.job_key AND j.attempt = d.attempt
+                WHERE d.owner = {{owner:String}} AND d.repo = {{repo:String}} AND d.job_id = {{job_id:String}}
+                ORDER BY d.attempt DESC, d.ts DESC
+                LIMIT 1
+                SETTINGS join_use_nulls = 1""", parameters=p)
+        if not res.result_rows:
+            return None
+        (key, provider, attempt, category, confidence, evidence, template, exit_code, failed_tests, log_lines,
+         log_complete, ts, run_id) = res.result_rows[0]
+        cres = self.client.query(
+            f"""SELECT c.id, c.action, c.confidence, c.reason, c.estimated_cost_usd, c.ts, o.status, o.detail, o.ts
+                FROM {self.db}.commands AS c FINAL
+                LEFT JOIN (SELECT id, status, detail, ts FROM {self.db}.outcomes FINAL
+                           WHERE job_key = {{key:String}}) AS o ON o.id = c.id
+                WHERE c.job_key = {{key:String}} AND c.attempt = {{attempt:UInt32}}
+                ORDER BY c.ts, c.id
+                SETTINGS join_use_nulls = 1""", parameters={"key": key, "attempt": int(attempt)})
+        commands = [{"command_id": cid, "action": action, "confidence": float(conf), "reason": reason,
+                     "estimated_cost_usd": float(cost), "ts": _iso(cts),
+                     "outcome": None if ostatus is None else {"status": ostatus, "detail": odetail, "ts": _iso(ots)}}
+                    for cid, action, conf, reason, cost, cts, ostatus, odetail, ots in cres.result_rows]
+        return {
+            "job_key": key, "provider": provider, "owner": owner, "repo": repo, "job_id": job_id,
+            "attempt": int(attempt), "run_id": run_id, "category": category, "confidence": float(confidence),
+            "evidence": _evidence(evidence), "template": template, "exit_code": exit_code,
+            "failed_tests": list(failed_tests), "log_lines": int(log_lines), "log_complete": bool(log_complete),
+            "diagnosed_at": _iso(ts), "commands": commands,
+            "recommendations": recommendations(category, float(confidence), commands),
+        }
+
+
+def recommendations(category: str, confidence: float, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What to do about a failure: the commands the guard sent, else its strategy table's answer for the
+    category (and the alternatives it would weigh), each with the diagnosis's confidence."""
+    if commands:
+        return [{"action": c["action"], "confidence": c["confidence"], "reason": c["reason"],
+                 "automatic": c["action"] not in NOTIFY_ACTIONS} for c in commands]
+    out = []
+    for s in (STRATEGIES.get(category, STRATEGIES["unknown"]), *ALTERNATIVES.get(category, ())):
+        out.append({"action": s.action, "confidence": round(confidence, 4), "reason": s.why,
+                    "automatic": s.automatic})
+    return out
+
+
+def _evidence(text: str) -> list[dict[str, Any]]:
+    try:
+        items = orjson.loads(text or "[]")
+    except orjson.JSONDecodeError:
+        return []
+    return [{"line": int(e.get("line", 0)), "text": str(e.get("text", "")), "pattern": str(e.get("pattern", ""))}
+            for e in items if isinstance(e, dict)]
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)
+

@@ -186,3 +186,31 @@ def test_the_sql_repeats_the_executors_rerun_list() -> None:
     assert sorted(p.name for p in QUERY_DIR.glob("*.sql")) == [
         "roi_avoided.sql", "roi_budget.sql", "roi_categories.sql", "roi_commands.sql", "roi_episodes.sql",
         "roi_flaky_tests.sql", "roi_jobs.sql"]
+
+
+def test_guard_report_prints_the_same_figures(reader: WarehouseReader, migrated: str,
+                                              tmp_path_factory: pytest.TempPathFactory,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import orjson
+    from typer.testing import CliRunner
+
+    from healing_guard.cli import app
+
+    # the CLI opens the warehouse by DSN: the same chDB directory as the session's engine
+    monkeypatch.setenv("GUARD_CLICKHOUSE_DSN", "chdb://" + str(tmp_path_factory.getbasetemp() / "chdb"))
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", "--repo", "acme/web", "--json", "--daily", "--database", migrated])
+    assert res.exit_code == 0, res.output
+    got = orjson.loads(res.stdout)
+    assert got["time_saved_minutes"] == pytest.approx(28.0) and got["cost_avoided_usd"] == pytest.approx(0.5)
+    assert sum(d["jobs"] for d in got["daily"]) == 7
+    res = runner.invoke(app, ["report", "--repo", "acme/web", "--database", migrated])
+    assert res.exit_code == 0 and "28.0 min" in res.stdout and "retry 1/1" in res.stdout
+    res = runner.invoke(app, ["report", "--repo", "nobody", "--database", migrated])
+    assert res.exit_code == 2 and "owner/repo" in res.output
+
+
+def test_the_costs_ledger_holds_every_priced_fact_once(reader: WarehouseReader, ch_client: Any, migrated: str) -> None:
+    rows = dict(ch_client.query(f"SELECT kind, round(sum(usd), 4) FROM {migrated}.costs "
+                                f"WHERE owner = 'acme' AND repo = 'web' GROUP BY kind").result_rows)
+    assert rows == {"ci_run": pytest.approx(12.8), "rerun": pytest.approx(1.9), "avoided": pytest.approx(5.5)}

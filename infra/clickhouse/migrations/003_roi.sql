@@ -75,6 +75,22 @@ WHERE a.failed
   AND NOT (ifNull(a.next_conclusion, '') = 'success' AND a.next_head_sha IS NOT NULL
            AND a.next_head_sha = a.head_sha);
 
+-- costs: one ledger of every priced fact, for analysts who want dollars in one place. kind is
+-- 'ci_run' (a completed attempt's CI cost), 'rerun' (what an automatic re-run cost, or its estimate
+-- until it ran) or 'avoided' (a useless retry not made, priced at the failed attempt's cost).
+
+CREATE VIEW IF NOT EXISTS {db}.costs AS
+SELECT 'ci_run' AS kind, toDate(done_at) AS day, provider, owner, repo, job_key, attempt, '' AS action,
+       cost_usd AS usd
+FROM {db}.job_attempts
+UNION ALL
+SELECT 'rerun', toDate(ts), provider, owner, repo, job_key, attempt, action, rerun_cost_usd
+FROM {db}.command_results
+WHERE rerun
+UNION ALL
+SELECT 'avoided', toDate(done_at), provider, owner, repo, job_key, attempt, '', cost_usd
+FROM {db}.retries_avoided;
+
 -- roi_daily_repo: daily ROI per repository, materialized. A refreshable materialized view: every
 -- 5 minutes it recomputes the days from the views above (deduplicated facts) and swaps the result in
 -- atomically, so a re-delivered fact is never counted twice (an insert-triggered materialized view

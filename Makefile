@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all bench install kafka clean
+.PHONY: run test test-all bench install kafka chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +19,18 @@ run: $(STAMP)
 	$(BIN)/guard demo
 
 ## make test: fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
-test: $(STAMP) kafka
+test: $(STAMP) kafka chromium
 	$(BIN)/pytest -q
 
-test-all: $(STAMP) kafka
+test-all: $(STAMP) kafka chromium
 	$(BIN)/pytest -q -m ''
 
 kafka:
 	bash infra/kafka/kafka.sh fetch
+
+## make chromium: Debian's headless-capable Chromium for the dashboard's browser test (apt, as root)
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 bench: $(STAMP) kafka
 	$(BIN)/python benchmarks/pipeline.py

@@ -8,10 +8,11 @@ from typing import Any as _Any
 
 if _TYPE_CHECKING:
     from .api import CustomStrategy, Failure, HealResult, PipelineGuard, RemediationAction, Strategy, StrategyState
+    from .sdk import GuardClient
 
 _API_NAMES = ("CustomStrategy", "Failure", "HealResult", "PipelineGuard", "RemediationAction", "Strategy",
               "StrategyState")
-__all__ = ["__version__", *_API_NAMES]
+__all__ = ["__version__", *_API_NAMES, "GuardClient"]
 
 
 def __getattr__(name: str) -> _Any:
@@ -19,4 +20,8 @@ def __getattr__(name: str) -> _Any:
         from . import api
 
         return getattr(api, name)
+    if name == "GuardClient":  # the REST API's client (healing_guard/sdk.py, standard library only)
+        from .sdk import GuardClient
+
+        return GuardClient
     raise AttributeError(f"module 'healing_guard' has no attribute {name!r}")

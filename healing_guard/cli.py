@@ -295,6 +295,16 @@ def report(
     print_report(console, r, series, s.human_response_minutes)
 
 
+def _register_api() -> None:
+    from .rest.cli import api_command, keys_app
+
+    app.command("api")(api_command)
+    app.add_typer(keys_app, name="api-keys", help="API keys of `guard api`: create, list, revoke (stored hashed)")
+
+
+_register_api()
+
+
 @app.command()
 def learn(
     labels: Path = typer.Option(..., "--labels", help="CSV with columns file,category (confirmed labels)"),

@@ -67,7 +67,11 @@ def run_demo(s: Settings, *, jobs: int, seed: int, quiet: bool, timeout: float, 
         asyncio.run(ensure_topics(s))
         from .warehouse.writer import FactWriter
 
-        guard = build_guard(s, writer_factory=lambda: FactWriter(client, s.clickhouse_database))
+        from .pipeline import Engine
+
+        # the sample is history replayed in a minute: decide at each job's completion time, as if live
+        guard = build_guard(s, engine=Engine(s, event_time=True),
+                            writer_factory=lambda: FactWriter(client, s.clickhouse_database))
 
         @guard.app.task
         async def drive() -> None:

@@ -63,8 +63,11 @@ def schema_dead_letter(source_topic: str, raw: bytes | None, exc: SchemaError, *
 class Engine:
     """The guard's pure logic with its compiled pattern database."""
 
-    def __init__(self, settings: Settings, matcher: Matcher | None = None) -> None:
+    def __init__(self, settings: Settings, matcher: Matcher | None = None, *, event_time: bool = False) -> None:
         self.settings = settings
+        #: decide at the job's completion time instead of the wall clock: a replay of history (the demo, a
+        #: backtest) then dates its findings and commands, and charges its budget days, as if it were live
+        self.event_time = event_time
         self.matcher = matcher or Matcher(load_library(settings.pattern_files), markers=True)
         self.limits = Limits(
             max_pending_chunks=settings.max_pending_chunks, tail_lines=settings.tail_lines,
@@ -115,9 +118,10 @@ class Engine:
 
     def decide(self, ready: Ready, ledger: Ledger, now: float | None = None, *,
                success: SuccessStats | None = None, partition: int = 0) -> tuple[Ledger, Decision]:
-        now = time.time() if now is None else now
-        d = self.diagnose(ready)
         job = ready.job
+        if now is None:
+            now = job.completed_at if self.event_time and job.completed_at else time.time()
+        d = self.diagnose(ready)
         finding = Finding(
             provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
             finding_id=finding_id(job.job_key, job.attempt), attempt=job.attempt, category=d.category,

@@ -7,11 +7,13 @@ recovered from its changelog after a crash) and sees the completion event after 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import orjson
 from faust.types import TP
 
+from .. import metrics
 from ..pipeline import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
 from ..remediate.incidents import template_key
@@ -51,6 +53,7 @@ def register(ctx: AgentContext) -> Any:
                 continue
             acted: tuple[str, str] | None = None
             decision: Decision | None = None
+            analysis_seconds = 0.0
             learned = False
             lkey = f"ledger:{partition}".encode()
             if out.retried is not None or not isinstance(out, Closed):  # most closed jobs need no state
@@ -58,11 +61,15 @@ def register(ctx: AgentContext) -> Any:
                 # the attempt after an automatic action: how it ended is how well the action worked
                 learned = out.retried is not None and engine.learn_retry(success, out)
                 stats.outcomes_learned += learned
+                if learned:
+                    metrics.WORKER.next_attempt(out.retried, out.job, ctx.settings.human_response_minutes)
             if isinstance(out, Closed):
                 stats.jobs_closed += 1
                 facts = engine.closed_facts(out)
             else:
+                started = time.perf_counter()
                 ledger, decision = engine.decide(out, ledger, success=success, partition=partition)
+                analysis_seconds = time.perf_counter() - started
                 facts = decision.facts
                 if decision.command.action not in NOTIFY_ACTIONS:
                     acted = (decision.command.action, decision.command.category)
@@ -70,6 +77,8 @@ def register(ctx: AgentContext) -> Any:
                 tables.ledgers[lkey] = _dump_state(ledger, success)
             if decision is not None:
                 await _send_decision(decision, key)
+                metrics.WORKER.decision(decision, out.job, analysis_seconds=analysis_seconds,
+                                        attempt_cost_usd=engine.job_cost(out.job))
             marker = decided(out.job.job_key, out.job.attempt, partition, now(), acted)
             for f in facts:
                 await t.facts.send(key=key, value=fact_to_json(f))

@@ -10,6 +10,7 @@ import logging
 import pickle
 from typing import Any
 
+from .. import metrics
 from ..flaky import TestModel
 from ..flaky.quarantine import QuarantineState
 from ..pipeline import dead_letter, schema_dead_letter
@@ -60,6 +61,7 @@ def register(ctx: AgentContext) -> Any:
                     stats.commands += 1
                     await t.actions.send(key=jk, value=command.to_json())
                     await t.facts.send(key=key, value=fact_to_json(qfact))
+                    metrics.WORKER.flaky(command)
                 if risk is not None:
                     await ctx.send_json(t.test_risk, jk, {"attempt": result.attempt, "risk": risk.to_dict()})
             except Exception as exc:

@@ -18,6 +18,7 @@ from typing import Optional
 
 import typer
 
+from .. import metrics
 from ..brokers import consumer_drained
 from ..schemas import Command, SchemaError
 from ..settings import ConfigError, Settings, load_settings
@@ -61,7 +62,8 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
         counts[key] = counts.get(key, 0) + 1
 
     async def perform(cmd: Command, *, waited: bool = False) -> None:
-        outcome = await asyncio.to_thread(executor.execute, cmd, waited=waited)
+        with metrics.WORKER.executing():
+            outcome = await asyncio.to_thread(executor.execute, cmd, waited=waited)
         await producer.send_and_wait(t.outcomes, key=cmd.job_key.encode(), value=outcome.to_json())
         count(outcome.status)
         log.info("%s %s %s: %s", outcome.status, cmd.action, cmd.job_key, outcome.detail[:200])
@@ -136,6 +138,12 @@ def executor_command(
         raise typer.Exit(2)
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     d = data_dir if data_dir is not None else Path(s.data_dir)
+    if s.metrics_port:  # remediation_duration_seconds{stage="execute"} (the other series stay at zero here)
+        try:
+            metrics.start_metrics_server(s.metrics_host, s.metrics_port)
+        except OSError as exc:
+            typer.echo(f"metrics: cannot serve on {s.metrics_host}:{s.metrics_port} ({exc}); running without "
+                       "/metrics", err=True)
     try:
         counts = asyncio.run(run_executor(s, dry_run=dry_run, data_dir=d, once=once))
     except KeyboardInterrupt:

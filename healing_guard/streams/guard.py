@@ -62,6 +62,8 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
     if settings.facts_enabled:
         sink = facts_agent.FactSink(ctx, writer_factory or _writer_factory(settings))
         agents["facts"] = facts_agent.register(ctx, sink)
+    if settings.metrics_port:
+        _serve_metrics(app, settings)
     ticks = {"n": 0}
 
     @app.timer(interval=1.0, name="guard.stats")
@@ -82,3 +84,19 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
                  st.tests, st.dead_letters, st.facts_written, st.fact_errors, len(st.deadlines))
 
     return Guard(app=app, ctx=ctx, agents=agents, sink=sink)
+
+
+def _serve_metrics(app: faust.App, settings: Settings) -> None:
+    """Prometheus ``/metrics`` of this worker, started with the worker (not when the guard is only built)."""
+
+    @app.task
+    async def serve_metrics() -> None:
+        from ..metrics import start_metrics_server
+
+        try:
+            start_metrics_server(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:  # the worker's job is the stream: a taken port must not stop it
+            log.error("metrics: cannot serve on %s:%d (%s); running without /metrics",
+                      settings.metrics_host, settings.metrics_port, exc)
+            return
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)

@@ -1,0 +1,317 @@
+"""The REST API: repository health, failure analyses, ROI data and heal requests, behind API keys.
+
+Everything is read from the warehouse through a ``WarehouseReader`` (``warehouse/read.py``); heal
+requests become :class:`~healing_guard.schemas.Command` records on ``guard.actions`` through a
+:class:`CommandSink`, so the executor that carries out the worker's commands carries these out too,
+with the same allow-list, dry run and idempotency. The API itself holds no state but the keys file.
+
+Reader calls run in a worker thread, one at a time: the warehouse client (chDB in-process, or one
+clickhouse-connect HTTP client) is not meant to be shared by concurrent queries, and the API's load is
+a few dashboards and scripts. A reader that raises answers 503 with the reason, so a stopped
+ClickHouse reads as "unavailable", not as a bug.
+"""
+
+# no `from __future__ import annotations`: FastAPI resolves the route signatures (local Key alias) at runtime
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Annotated, Any, Protocol, TypeVar
+
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..schemas import Command
+from .heal import plan_heal
+from .keys import ApiKey, ApiKeys
+from .models import Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi
+
+__all__ = ["ApiError", "CommandSink", "KafkaCommandSink", "Reader", "create_app", "DASHBOARD"]
+
+log = logging.getLogger("healing_guard.rest")
+
+#: the dashboard page (written by the dashboard's owner; served as is)
+DASHBOARD = Path(__file__).with_name("static") / "dashboard.html"
+_REALM = 'Bearer realm="healing-guard"'
+T = TypeVar("T")
+
+
+class Reader(Protocol):
+    """The part of ``warehouse.read.WarehouseReader`` the API uses (see the issue-6 contract)."""
+
+    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None) -> dict[str, Any]: ...
+    def daily(self, owner: str | None, repo: str | None, days: int = 30) -> list[dict[str, Any]]: ...
+    def repo_health(self, owner: str, repo: str, days: int = 30) -> dict[str, Any]: ...
+    def failure(self, owner: str, repo: str, job_id: str) -> dict[str, Any] | None: ...
+    def repos(self) -> list[str]: ...
+
+
+class CommandSink(Protocol):
+    """Where heal commands go (``guard.actions`` in production; a list in tests)."""
+
+    async def send(self, cmd: Command) -> None: ...
+
+
+#: longest a heal request waits for the broker to take its command (then 503; the client may retry,
+#: the command id is deterministic)
+SEND_TIMEOUT_SECONDS = 8.0
+
+
+class KafkaCommandSink:
+    """Produces commands to ``settings.topics.actions`` keyed by job key, like the worker does.
+
+    The producer starts on the first heal request, not at API start: the read routes must keep
+    working while the broker is down, and a failed start is retried by the next request.
+    """
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.topic: str = settings.topics.actions
+        self._producer: Any = None
+        self._lock: Any = None
+
+    async def _started(self) -> Any:
+        import asyncio
+
+        from aiokafka import AIOKafkaProducer
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._producer is None:
+                p = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
+                                     enable_idempotence=True, request_timeout_ms=10_000)
+                try:
+                    await p.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await p.stop()
+                    raise
+                self._producer = p
+        return self._producer
+
+    async def send(self, cmd: Command) -> None:
+        import asyncio
+
+        producer = await self._started()
+        # bounded: a missing topic or a broker that stopped answering must not hold the HTTP request
+        await asyncio.wait_for(producer.send_and_wait(self.topic, key=cmd.job_key.encode("utf-8"),
+                                                      value=cmd.to_json()), timeout=SEND_TIMEOUT_SECONDS)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            p, self._producer = self._producer, None
+            await p.stop()
+
+
+class ApiError(StarletteHTTPException):
+    """An error answer with the request field at fault (rendered as :class:`~.models.Error`)."""
+
+    def __init__(self, status_code: int, detail: str, *, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code, detail, headers)
+        self.field = field
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    words = {
+        400: "the body cannot be parsed (not UTF-8 JSON)",
+        401: "no valid API key (send `Authorization: Bearer <key>` or `X-API-Key: <key>`)",
+        403: "the API key is not scoped to this repository",
+        404: "no such route (a malformed owner, repo or job id), or no diagnosis of that job",
+        422: "a request field is invalid; `field` names it",
+        503: "the warehouse or the broker does not answer",
+    }
+    return {c: {"model": Error, "description": words[c]} for c in codes}
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `guard api-keys create`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same API key, as a header")
+
+#: one path segment: no '/', no space or control character, not '.' or '..' (clients collapse those);
+#: '.github' is fine. Explicit ranges, not \s: Python's and ECMA's \s differ (U+0085), and clients
+#: generating from the OpenAPI pattern must agree with the server.
+_SEGMENT = r"\.?[^/.\u0000-\u0020\u007f][^/\u0000-\u0020\u007f]*"
+Owner = Annotated[str, PathParam(min_length=1, max_length=255, pattern=rf"^{_SEGMENT}(/{_SEGMENT})*$",
+                                 description="organisation, group or user (GitLab subgroups: group/sub)")]
+Repo = Annotated[str, PathParam(min_length=1, max_length=255, pattern=rf"^{_SEGMENT}$",
+                                description="repository or project name")]
+JobId = Annotated[str, PathParam(min_length=1, max_length=255, pattern=rf"^{_SEGMENT}$",
+                                 description="the platform's job id")]
+Days = Annotated[int, Query(ge=1, le=3660, description="the window, in days back from now")]
+
+
+def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: CommandSink | None = None,
+               settings: Any = None) -> FastAPI:
+    """The ASGI app. ``reader_factory`` is called per request, so the app can start before the
+    warehouse answers (``/health`` then says so) and a reconnecting factory can heal itself."""
+    lock = threading.Lock()
+
+    def _call(fn: Callable[[Reader], T]) -> T:
+        with lock:
+            return fn(reader_factory())
+
+    async def read(fn: Callable[[Reader], T]) -> T:
+        try:
+            return await run_in_threadpool(_call, fn)
+        except Exception as exc:
+            log.exception("warehouse query failed")
+            raise ApiError(503, f"the warehouse did not answer ({type(exc).__name__}: {exc}); check that "
+                                "ClickHouse is up, or that no other process holds the chDB directory") from exc
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        close = getattr(actions, "close", None)
+        if close is not None:
+            await close()
+
+    app = FastAPI(
+        title="Self-healing pipeline guard API",
+        version=__version__,
+        description="Repository CI health, failure diagnoses, ROI figures and heal requests. Every "
+                    "`/api/v1` route needs an API key (`guard api-keys create --repo owner/repo`) sent as "
+                    "`Authorization: Bearer <key>` or `X-API-Key: <key>`; a key only opens the repositories "
+                    "it was created for.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        body = Error(detail=str(exc.detail), field=getattr(exc, "field", None))
+        return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        fields: list[str] = []
+        parts: list[str] = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if not isinstance(x, int)]
+            name = loc[1] if len(loc) > 1 else (loc[0] if loc else "request")
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            if e.get("type") == "json_invalid":
+                name = "body"
+            fields.append(name)
+            parts.append(f"{name}: {msg}")
+        body = Error(detail="; ".join(dict.fromkeys(parts)) or "invalid request", field=fields[0] if fields else None)
+        return JSONResponse(body.model_dump(), status_code=422)
+
+    def authorize(request: Request, owner: Owner, repo: Repo,
+                  bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                  header: Annotated[str | None, Depends(_header)]) -> ApiKey:
+        token = bearer.credentials if bearer is not None else header
+        key = keys.authenticate(token)
+        if key is None:
+            what = "no API key" if not token else "unknown or revoked API key"
+            raise ApiError(401, f"{what}: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
+                                "(create one with `guard api-keys create --repo owner/repo`)",
+                           headers={"WWW-Authenticate": _REALM})
+        if not key.allows(owner, repo):
+            raise ApiError(403, f"API key {key.id} is not scoped to {owner}/{repo} (its repositories: "
+                                f"{', '.join(key.scopes)})")
+        return key
+
+    Key = Annotated[ApiKey, Depends(authorize)]
+
+    @app.get("/health", response_model=Health, tags=["service"], summary="Liveness and warehouse status",
+             responses={503: {"model": Health, "description": "the warehouse does not answer"}})
+    async def health() -> Response:
+        """200 when the warehouse answers a query, 503 (same body) when it does not: a load balancer
+        should not send dashboards to an API that can only fail."""
+        ok, detail = True, None
+        try:
+            await run_in_threadpool(_call, lambda r: r.repos())
+        except Exception as exc:
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        body = Health(status="ok" if ok else "degraded", warehouse=ok, detail=detail, actions=actions is not None,
+                      version=__version__)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics from the warehouse",
+             response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format"},
+                        **_responses(503)})
+    async def metrics() -> Response:
+        """The ROI figures as Prometheus gauges (no auth, like every /metrics: scrape it privately)."""
+        try:
+            from healing_guard.metrics import render_api_metrics
+        except ImportError as exc:
+            raise ApiError(503, f"metrics are not available in this installation ({exc})") from exc
+        body, content_type = await read(render_api_metrics)
+        return Response(body, media_type=content_type)
+
+    @app.get("/api/v1/repos/{owner:path}/{repo}/healing/status", response_model=RepoHealth, tags=["repositories"],
+             summary="A repository's CI health", responses=_responses(401, 403, 404, 422, 503))
+    async def healing_status(owner: Owner, repo: Repo, _key: Key, days: Days = 30) -> Any:
+        """Failure rate, healing success rate, flaky-test rate and what the guard saved, over ``days``."""
+        return await read(lambda r: r.repo_health(owner, repo, days))
+
+    @app.get("/api/v1/repos/{owner:path}/{repo}/failures/{job_id}/analysis", response_model=FailureAnalysis,
+             tags=["failures"], summary="Why a job failed and what to do",
+             responses=_responses(401, 403, 404, 422, 503))
+    async def failure_analysis(owner: Owner, repo: Repo, job_id: JobId, _key: Key) -> Any:
+        """The latest diagnosis of the job: category, confidence, evidence lines, the commands issued
+        and the recommendations."""
+        found = await read(lambda r: r.failure(owner, repo, job_id))
+        if found is None:
+            raise _no_failure(owner, repo, job_id)
+        return found
+
+    @app.post("/api/v1/repos/{owner:path}/{repo}/failures/{job_id}/heal", response_model=HealAccepted,
+              status_code=202, tags=["failures"], summary="Queue a remediation for a failed job",
+              responses=_responses(400, 401, 403, 404, 422, 503))
+    async def heal(owner: Owner, repo: Repo, job_id: JobId, key: Key,
+                   request: HealRequest | None = None) -> Any:
+        """Queue the strategy's action for the executor. The command id is derived from job, attempt
+        and action, so repeating the request (or asking for what the guard already did) acts once."""
+        req = request or HealRequest(strategy="auto", notify=False)
+        if actions is None:
+            raise ApiError(503, "heal requests need a broker: this API has no command sink (started with the "
+                                "embedded broker?); start `guard api --broker kafka://host:port`")
+        found = await read(lambda r: r.failure(owner, repo, job_id))
+        if found is None:
+            raise _no_failure(owner, repo, job_id)
+        plan = plan_heal(found, req.strategy, req.notify, requested_by=f"api-key:{key.id}")
+        try:
+            await actions.send(plan.command)
+            if plan.notify_command is not None:
+                await actions.send(plan.notify_command)
+        except Exception as exc:
+            log.exception("could not queue command %s", plan.command.command_id)
+            raise ApiError(503, f"could not queue the command ({type(exc).__name__}: {exc}); the broker may be "
+                                "down: try again (the same request gives the same command id)") from exc
+        return HealAccepted(command_id=plan.command.command_id, action=plan.command.action, status="queued",
+                            strategy=plan.strategy, job_key=plan.command.job_key,
+                            notify_command_id=plan.notify_command.command_id if plan.notify_command else None)
+
+    @app.get("/api/v1/repos/{owner:path}/{repo}/roi", response_model=Roi, tags=["repositories"],
+             summary="ROI report and daily series (the dashboard's data)",
+             responses=_responses(401, 403, 404, 422, 503))
+    async def roi(owner: Owner, repo: Repo, _key: Key, days: Days = 30) -> Any:
+        """Time and money saved, recovery rates, flaky tests, top failure templates and budget burn."""
+        return await read(lambda r: {"report": r.report(owner, repo, days), "daily": r.daily(owner, repo, days)})
+
+    @app.get("/dashboard", response_class=HTMLResponse, tags=["service"], summary="The ROI dashboard page",
+             responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **_responses(404)})
+    async def dashboard() -> Response:
+        """A static page; it reads the key from the URL fragment (``#key=...&repo=owner/repo``), which
+        browsers never send to servers, and calls the ROI route with it."""
+        if not DASHBOARD.is_file():
+            raise ApiError(404, f"the dashboard page is not installed ({DASHBOARD} is missing)")
+        return FileResponse(DASHBOARD, media_type="text/html")
+
+    return app
+
+
+def _no_failure(owner: str, repo: str, job_id: str) -> ApiError:
+    return ApiError(404, f"no diagnosis of job {job_id} in {owner}/{repo}: the guard has not seen that job fail "
+                         "(check the job id; a failed job appears once the worker has diagnosed its log)",
+                    field="job_id")

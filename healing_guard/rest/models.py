@@ -1,0 +1,209 @@
+"""Pydantic models of the REST API: the contract's shapes, so ``/openapi.json`` documents every field.
+
+Field types follow the warehouse read layer's contract (``WarehouseReader``); a reader answer that
+does not fit is a server bug and fails loudly (500) instead of reaching clients half-formed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from .heal import CHANNELS, STRATEGY_NAMES, normalize_strategy
+
+__all__ = [
+    "Daily", "Error", "Evidence", "FailureAnalysis", "FailureCommand", "HealAccepted", "HealRequest", "Health",
+    "Recommendation", "Report", "RepoHealth", "Roi",
+]
+
+
+class Error(BaseModel):
+    """Every error the API answers: what went wrong in words, and the request field at fault."""
+
+    detail: str = Field(description="what went wrong and what to do next")
+    field: str | None = Field(None, description="the request field at fault (e.g. 'strategy', 'days'), if any")
+
+
+class Health(BaseModel):
+    """Liveness plus whether the warehouse answers (the API reads everything from it)."""
+
+    status: Literal["ok", "degraded"] = Field(description="'degraded' when the warehouse does not answer")
+    warehouse: bool = Field(description="whether a warehouse query just succeeded")
+    detail: str | None = Field(None, description="why the warehouse did not answer")
+    actions: bool = Field(description="whether heal requests can be queued (a command sink is configured)")
+    version: str
+
+
+class RepoHealth(BaseModel):
+    """A repository's CI health over the last ``days`` days."""
+
+    repo: str = Field(description="owner/repo")
+    days: int
+    jobs: int = Field(description="job attempts seen")
+    failed_jobs: int
+    failure_rate: float | None = Field(description="failed_jobs / jobs; null without jobs")
+    healing_success_rate: float | None = Field(
+        description="automatic commands whose next attempt succeeded / decided ones; null before any")
+    flaky_test_rate: float | None = Field(description="flaky tests / tests seen; null without test results")
+    flaky_tests: int
+    auto_commands: int = Field(description="automatic remediation commands the guard issued")
+    time_saved_minutes: float = Field(description="vs a person noticing and re-running")
+    cost_saved_usd: float = Field(description="useless retries not made")
+    last_failure_at: str | None = Field(description="ISO-8601 UTC")
+
+
+class Evidence(BaseModel):
+    line: int = Field(description="1-based line in the job log")
+    text: str = Field(description="the line, tokenized and redacted")
+    pattern: str = Field(description="id of the pattern that matched")
+
+
+class CommandOutcome(BaseModel):
+    status: str = Field(description="succeeded, failed, skipped or dry_run")
+    detail: str
+    ts: str | None
+
+
+class FailureCommand(BaseModel):
+    """A command the guard (or a person, through this API) issued for the job."""
+
+    command_id: str
+    action: str
+    confidence: float
+    reason: str
+    estimated_cost_usd: float
+    ts: str | None
+    outcome: CommandOutcome | None = Field(description="what the executor achieved; null until it reports")
+
+
+class Recommendation(BaseModel):
+    action: str = Field(description="what to do (see the remediation table)")
+    confidence: float = Field(description="0..1")
+    reason: str
+    automatic: bool = Field(description="whether the guard may do it without a person")
+
+
+class FailureAnalysis(BaseModel):
+    """The guard's diagnosis of one failed job, its commands and its recommendations."""
+
+    job_key: str = Field(description="provider/owner/repo/job_id")
+    provider: str
+    owner: str
+    repo: str
+    job_id: str
+    attempt: int
+    run_id: str | None
+    category: str = Field(description="one taxonomy category, e.g. network, oom, test_failure")
+    confidence: float = Field(description="0..1")
+    evidence: list[Evidence]
+    template: str | None = Field(description="the templated line that stands for the failure")
+    exit_code: int | None
+    failed_tests: list[str]
+    log_lines: int
+    log_complete: bool = Field(description="false when chunks were missing at diagnosis time")
+    diagnosed_at: str | None = Field(description="ISO-8601 UTC")
+    commands: list[FailureCommand]
+    recommendations: list[Recommendation]
+
+
+class StrategyRecovery(BaseModel):
+    action: str
+    commands: int
+    recovered: int
+    rate: float | None
+
+
+class FlakyTest(BaseModel):
+    test_id: str
+    runs: int
+    failures: int
+    flaky_jobs: int
+
+
+class Template(BaseModel):
+    template: str
+    category: str
+    count: int
+
+
+class BudgetDay(BaseModel):
+    day: str = Field(description="YYYY-MM-DD")
+    spent_usd: float
+    budget_usd: float | None
+    burn: float | None = Field(description="spent / budget")
+
+
+class Report(BaseModel):
+    """The ROI report: what the guard did and what it saved."""
+
+    repo: str | None
+    days: int | None
+    jobs: int
+    failed_jobs: int
+    ci_minutes: float
+    ci_cost_usd: float
+    auto_commands: int
+    manual_commands: int
+    time_saved_minutes: float = Field(description="vs a person noticing and re-running")
+    rerun_cost_usd: float = Field(description="what the guard's automatic reruns cost")
+    cost_avoided_usd: float = Field(description="useless retries not made (a blind retry-once policy would have paid)")
+    cost_saved_usd: float
+    mttr_minutes: float | None = Field(description="failure -> green, episodes the guard acted on")
+    mttg_minutes: float | None = Field(description="failure -> next green of the same job, all episodes")
+    open_failures: int
+    recovery_rate: float | None
+    recovery_by_strategy: list[StrategyRecovery]
+    tests_seen: int
+    flaky_tests: int
+    flaky_test_rate: float | None
+    flakiest_tests: list[FlakyTest]
+    failures_by_category: dict[str, int]
+    top_templates: list[Template]
+    budget: list[BudgetDay]
+
+
+class Daily(BaseModel):
+    day: str = Field(description="YYYY-MM-DD")
+    jobs: int
+    failed_jobs: int
+    time_saved_minutes: float
+    cost_saved_usd: float
+    rerun_cost_usd: float
+    mttg_minutes: float | None
+
+
+class Roi(BaseModel):
+    """The dashboard's data: the report and its days, oldest first."""
+
+    report: Report
+    daily: list[Daily]
+
+
+StrategyName = Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+
+
+class HealRequest(BaseModel):
+    """What to do about a failed job."""
+
+    # strict: JSON 0 is not false, "1" is not a list; a typo must be refused, not guessed
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    strategy: Annotated[StrategyName, BeforeValidator(normalize_strategy)] = Field(
+        "auto", description="'auto' (the guard's own recommendation) or a row of the remediation table; "
+                            "'flaky-test-retry' and 'FLAKY_TEST_RETRY' are accepted too")
+    notify: bool | list[Channel] = Field(
+        False, description="true (Slack), false, or channels among slack, jira, pagerduty")
+
+
+class HealAccepted(BaseModel):
+    """The command was queued for the executor (which acts once per command id)."""
+
+    command_id: str = Field(description="deterministic: the same request gives the same id")
+    action: str
+    status: Literal["queued"]
+    strategy: str
+    job_key: str
+    notify_command_id: str | None = Field(
+        None, description="the notification about a rerun, when notify asked for one")

@@ -280,7 +280,7 @@ def report(
     try:
         client = connect(s.clickhouse_dsn)
         migrate(client, s.clickhouse_database)
-        reader = WarehouseReader(client, s.clickhouse_database, human_response_minutes=s.human_response_minutes)
+        reader = WarehouseReader.from_settings(client, s)
         r = reader.report(owner, name, window)
         series = reader.daily(owner, name, window or 36500) if daily else None
     except (WarehouseConnectionError, MigrationError) as exc:

@@ -184,7 +184,7 @@ def _print_roi(s: Settings, client: Any, console: Console) -> None:
     from .roi_view import print_report
     from .warehouse.read import WarehouseReader
 
-    reader = WarehouseReader(client, s.clickhouse_database, human_response_minutes=s.human_response_minutes)
+    reader = WarehouseReader.from_settings(client, s)
     console.print("[bold]queried from ClickHouse[/bold] (definitions: README, \"ROI definitions\")")
     print_report(console, reader.report(days=30), None, s.human_response_minutes)
     console.print(f"again: [bold]guard report --database {s.clickhouse_database}[/bold]; REST API and dashboard: "

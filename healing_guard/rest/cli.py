@@ -84,7 +84,7 @@ def api_command(
         raise _fail(f"cannot migrate the warehouse at {mask_dsn(s.clickhouse_dsn)}: {exc}") from None
     from ..warehouse.read import WarehouseReader  # the read layer; imported late like the warehouse client
 
-    reader = WarehouseReader(client, s.clickhouse_database, human_response_minutes=s.human_response_minutes)
+    reader = WarehouseReader.from_settings(client, s)
     sink = None if s.broker_url == "embedded" else KafkaCommandSink(s)
     if sink is None:
         sys.stderr.write("note: broker 'embedded': heal requests will answer 503 (no command sink); give "

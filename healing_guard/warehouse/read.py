@@ -19,7 +19,8 @@ Definitions (README, "ROI definitions"):
 * **MTTR**: the same over the episodes the guard re-ran.
 * **recovery rate** of an action: re-runs whose next attempt succeeded / re-runs whose next attempt ran.
 * **flaky-test rate**: tests that both failed and passed on one commit / tests seen.
-* **budget burn**: spend the planner recorded / the daily budget, per budget day.
+* **budget burn**: the guard's retry spend (its commands' estimated cost, what its budget ledger counts)
+  / the configured daily budget (the repository's own with a repository), per budget day.
 """
 
 from __future__ import annotations
@@ -62,17 +63,30 @@ class WarehouseReader:
     """Reads the ROI facts through one clickhouse-connect client (chDB or a server)."""
 
     def __init__(self, client: Any, database: str, *, human_response_minutes: float = 30.0,
+                 daily_budget_usd: float | None = None, repo_daily_budget_usd: float | None = None,
                  clock: Any = None) -> None:
         self.client = client
         self.db = check_database_name(database)
         self.human_response_minutes = float(human_response_minutes)
+        self.daily_budget_usd = daily_budget_usd
+        self.repo_daily_budget_usd = repo_daily_budget_usd
         self._clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    @classmethod
+    def from_settings(cls, client: Any, settings: Any, database: str | None = None) -> WarehouseReader:
+        """The reader the CLI, the API and the demo use: the settings' database, human response time and
+        budgets."""
+        return cls(client, database or settings.clickhouse_database,
+                   human_response_minutes=settings.human_response_minutes,
+                   daily_budget_usd=settings.daily_budget_usd, repo_daily_budget_usd=settings.repo_daily_budget_usd)
 
     # --- plumbing ------------------------------------------------------------------------------
     def _params(self, owner: str | None, repo: str | None, days: int | None) -> dict[str, Any]:
         since = EPOCH if days is None else self._clock() - dt.timedelta(days=int(days))
         return {"owner": owner or "", "repo": repo or "", "since": since.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-                "human_response_minutes": self.human_response_minutes}
+                "human_response_minutes": self.human_response_minutes,
+                "daily_budget_usd": float(self.daily_budget_usd or 0.0),
+                "repo_budget_usd": float(self.repo_daily_budget_usd or 0.0)}
 
     def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         sql = query_text(name).replace("{db}", self.db)
@@ -140,9 +154,9 @@ class WarehouseReader:
                                 "flaky_jobs": int(t["flaky_jobs"])} for t in flaky[:10]],
             "failures_by_category": dict(sorted(by_cat.items(), key=lambda kv: (-kv[1], kv[0]))),
             "top_templates": [{"template": t, "category": c, "count": n} for (t, c), n in top],
-            "budget": [{"day": str(b["day"]), "spent_usd": round(float(b["spent_usd"] or 0.0), 4),
-                        "budget_usd": None if b["budget_usd"] is None else float(b["budget_usd"]),
-                        "burn": _round(_ratio(float(b["spent_usd"] or 0.0), float(b["budget_usd"] or 0.0)))}
+            "budget": [{"day": str(b["day"]), "spent_usd": round(float(b["spent_usd"]), 4),
+                        "budget_usd": float(b["budget_usd"]) or None,
+                        "burn": _round(_ratio(float(b["spent_usd"]), float(b["budget_usd"])))}
                        for b in budget],
         }
 

@@ -175,6 +175,7 @@ def expand(sql: str, *, repo: str = "__all", start: int = 0, end: int = 4_102_44
     """The SQL as Grafana + the ClickHouse plugin would send it."""
     quoted = "'" + repo.replace("\\", "\\\\").replace("'", "''") + "'"
     sql = sql.replace("${repo:sqlstring}", quoted).replace("$human_minutes", "30")
+    sql = sql.replace("$daily_budget_usd", "200").replace("$repo_budget_usd", "50")
     sql = re.sub(r"\$__timeFilter\(([\w.]+)\)", rf"\1 >= toDateTime({start}) AND \1 <= toDateTime({end})", sql)
     assert "$" not in sql, f"unexpanded variable or macro: {sql}"
     return sql
@@ -246,7 +247,7 @@ def facts_db(ch_client: Any) -> Iterator[str]:
       job 3 "e2e":  timed out (40, network), retry_backoff at 38, not re-run yet (still red).
       job 4 "build": failed (35, compile), notify_author: a useless retry avoided, 5 min x $0.008.
     acme/api: job 9 failed (30, compile), notify_author.
-    Budget: cmd-1 spent 12.5 of 50 (repo 3.0 of 10), cmd-3 spent 20 of 50 (repo 4.5 of 10).
+    Budget: the retry spend is the commands' estimated cost, 0.10 + 0.24, against 200 a day (50 per repository).
     """
     from healing_guard.warehouse import migrate
 
@@ -365,10 +366,11 @@ def test_every_panel_query_runs_on_the_migrated_schema(ch_client: Any, facts_db:
     assert dict(web["Failures by category"]) == {"flaky_test": 1, "network": 1, "compile": 1}
     assert dict(everything["Failures by category"])["compile"] == 2
     assert web["Flakiest tests"] == [("tests/test_x.py::test_race", 2, 1, 1, 0.5)]
+    # the guard's retry spend (estimated costs 0.10 + 0.24) against the configured budgets
     ((_, spent, budget, burn),) = web["Budget spend per day"]
-    assert (spent, budget, burn) == (4.5, 10.0, 45.0)                    # the repository's own budget
+    assert (spent, budget, burn) == (pytest.approx(0.34), 50.0, 0.7)    # the repository's own budget
     ((_, spent, budget, burn),) = everything["Budget spend per day"]
-    assert (spent, budget, burn) == (20.0, 50.0, 40.0)                   # the guard's daily budget
+    assert (spent, budget, burn) == (pytest.approx(0.34), 200.0, 0.2)   # the guard's daily budget
 
 
 def test_repo_variable_query_lists_repositories(ch_client: Any, facts_db: str) -> None:

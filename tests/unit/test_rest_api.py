@@ -537,7 +537,7 @@ def test_api_command_wires_warehouse_reader_and_sink(tmp_path: Path, monkeypatch
     served: dict[str, Any] = {}
     monkeypatch.setattr(wh, "connect", lambda dsn: ("client", dsn))
     monkeypatch.setattr(wh, "migrate", lambda client, db: served.setdefault("migrated", db))
-    monkeypatch.setattr(read, "WarehouseReader", lambda client, db, **kw: FakeReader())
+    monkeypatch.setattr(read.WarehouseReader, "from_settings", classmethod(lambda cls, client, s: FakeReader()))
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     f = tmp_path / "k.json"
     token = ApiKeys(f).create(["acme/web"])[1]

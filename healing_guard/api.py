@@ -84,11 +84,6 @@ _OWNER: dict[str, Strategy] = {
     c: s for s, info in CATALOGUE.items() if s not in (Strategy.RACE_CONDITION, Strategy.SKIP_AND_NOTIFY)
     for c in info.categories
 }
-#: how DEPENDENCY_HELL acts (the planner's table sends dependency failures to the author)
-_CLEAN_DEPENDENCIES = table.Strategy(
-    "rerun_clean_dependencies", 0.35, parameters={"clear_dependency_cache": True, "frozen_lockfile": True},
-    why="dependency resolution failed: rerun once with a clean dependency cache and the frozen lockfile "
-        "(pin and isolate)")
 _NOTIFY_ONCALL = table.STRATEGIES["unknown"]
 _MEMORY = 10_000  # job keys / command ids remembered for retry limits and idempotency
 
@@ -631,8 +626,8 @@ class PipelineGuard:
                     and d.confidence >= cfg.confidence_threshold):
                 thr = DEFAULT_THRESHOLD if dep.confidence_threshold is None else dep.confidence_threshold
                 if d.confidence >= thr:
-                    return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, dep.max_retries, _CLEAN_DEPENDENCIES,
-                                        _CLEAN_DEPENDENCIES.why)
+                    return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, dep.max_retries, table.CLEAN_DEPENDENCIES,
+                                        table.CLEAN_DEPENDENCIES.why)
                 return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, None, table.NOTIFY_AUTHOR,
                                     f"{d.category} at confidence {d.confidence:.2f} is below the {thr:.2f} "
                                     "dependency_hell needs: the author decides")

@@ -20,9 +20,9 @@ rerun_more_memory,       Jenkins: ``POST /job/{owner}/job/{repo}/buildWithParame
 rerun_larger_runner,     build parameters (action, memory factor, runner size, tests, no-cache, ...);
 clear_cache_retry,       CircleCI: ``POST /api/v2/workflow/{run_id}/rerun`` ``{"from_failed": true}``.
 rebuild_no_layer_cache,  Only Jenkins can carry the resource / cache / test-selection parameters; on the
-cleanup_retry            other platforms the rerun is plain and ``detail`` says so.
-                         ``retry_backoff`` first waits ``backoff_seconds[attempt-1]``: ``guard executor``
-                         schedules it (:class:`ScheduleStore`, durable, other commands go on meanwhile);
+cleanup_retry, and      other platforms the rerun is plain and ``detail`` says so.
+rerun_clean_dependen-    ``retry_backoff`` first waits ``backoff_seconds[attempt-1]``: ``guard executor``
+cies                     schedules it (:class:`ScheduleStore`, durable, other commands go on meanwhile);
                          a direct :meth:`Executor.execute` call sleeps (injected sleep).
 notify_author,           Slack message
 notify_budget
@@ -51,7 +51,7 @@ from .clients import Clients, JenkinsClient, Response, jenkins_full_name
 
 RERUN_ACTIONS = frozenset({
     "retry", "retry_backoff", "retry_tests_isolated", "rerun_sequential", "rerun_more_memory",
-    "rerun_larger_runner", "clear_cache_retry", "rebuild_no_layer_cache", "cleanup_retry",
+    "rerun_larger_runner", "clear_cache_retry", "rebuild_no_layer_cache", "cleanup_retry", "rerun_clean_dependencies",
 })
 NOTIFY_ACTIONS = frozenset({
     "notify_author", "notify_oncall", "notify_budget", "open_incident", "escalate", "quarantine_test", "release_test",
@@ -67,6 +67,7 @@ _PLAIN_NOTE = {
     "clear_cache_retry": "re-run does not clear the cache; plain re-run",
     "rebuild_no_layer_cache": "re-run cannot disable the layer cache; plain re-run",
     "cleanup_retry": "re-run cannot run cleanup steps; plain re-run (fresh hosted runners start clean)",
+    "rerun_clean_dependencies": "re-run cannot clear the dependency cache or freeze the lockfile; plain re-run",
 }
 
 
@@ -407,7 +408,8 @@ def jenkins_parameters(cmd: Command) -> dict[str, str]:
     mapping = {"memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE",
                "tests": "GUARD_TESTS", "failed_tests_only": "GUARD_FAILED_TESTS_ONLY",
                "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM", "no_cache": "GUARD_NO_CACHE",
-               "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP"}
+               "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
+               "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}
     for k, name in mapping.items():
         if k in p and p[k] is not None:
             v = p[k]

@@ -78,6 +78,13 @@ RACE_RETRY = Strategy("rerun_sequential", 0.0, rerun_fraction=0.5,
                       parameters={"parallelism": 1, "failed_tests_only": True},
                       why="the failed tests are flaky and the failure looks like a race: rerun them one at a time")
 
+#: dependency-hell (pin and isolate): the planner's table sends dependency failures to the author; this
+#: is the action a person (or healing-strategies.yml's dependency_hell) can choose instead
+CLEAN_DEPENDENCIES = Strategy(
+    "rerun_clean_dependencies", 0.35, parameters={"clear_dependency_cache": True, "frozen_lockfile": True},
+    why="dependency resolution failed: rerun once with a clean dependency cache and the frozen lockfile "
+        "(pin and isolate)")
+
 #: A job that keeps failing past the per-job retry limit: a ticket (Jira or ServiceNow) and a message to
 #: the on-call channel, once per job (see the planner's command id).
 ESCALATE = Strategy("escalate", 0.0, 0.0, parameters={"ticket": True, "slack": True, "page": False},

@@ -56,11 +56,9 @@ class HealPlan:
 
 def _known_actions() -> dict[str, table.Strategy]:
     """Every action the planner's table knows, by action name (the table's entry wins over alternatives)."""
-    from ..api import _CLEAN_DEPENDENCIES  # the API's DEPENDENCY_HELL action; imported late: api.py is heavy
-
     out: dict[str, table.Strategy] = {}
     for st in (*table.STRATEGIES.values(), table.FLAKY_RETRY, table.RACE_RETRY, table.ESCALATE,
-               _CLEAN_DEPENDENCIES, *(a for alts in table.ALTERNATIVES.values() for a in alts)):
+               table.CLEAN_DEPENDENCIES, *(a for alts in table.ALTERNATIVES.values() for a in alts)):
         out.setdefault(st.action, st)
     return out
 
@@ -77,7 +75,7 @@ def _for_strategy(strategy: Strategy, category: str) -> table.Strategy:
     if strategy is Strategy.RACE_CONDITION:
         return table.RACE_RETRY
     if strategy is Strategy.DEPENDENCY_HELL:
-        return _known_actions()["rerun_clean_dependencies"]
+        return table.CLEAN_DEPENDENCIES
     if strategy is Strategy.SKIP_AND_NOTIFY:
         row = table.STRATEGIES.get(category)
         return row if row is not None and not row.automatic else table.STRATEGIES["unknown"]

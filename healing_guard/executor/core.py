@@ -20,7 +20,7 @@ rerun_more_memory,       Jenkins: ``POST /job/{owner}/job/{repo}/buildWithParame
 rerun_larger_runner,     build parameters (action, memory factor, runner size, tests, no-cache, ...);
 clear_cache_retry,       CircleCI: ``POST /api/v2/workflow/{run_id}/rerun`` ``{"from_failed": true}``.
 rebuild_no_layer_cache,  Only Jenkins can carry the resource / cache / test-selection parameters; on the
-cleanup_retry, and      other platforms the rerun is plain and ``detail`` says so.
+cleanup_retry, and       other platforms the rerun is plain and ``detail`` says so.
 rerun_clean_dependen-    ``retry_backoff`` first waits ``backoff_seconds[attempt-1]``: ``guard executor``
 cies                     schedules it (:class:`ScheduleStore`, durable, other commands go on meanwhile);
                          a direct :meth:`Executor.execute` call sleeps (injected sleep).

@@ -122,6 +122,89 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command()
+def backtest(
+    files: Optional[list[Path]] = typer.Argument(None, help="recordings: JSON lines of {topic, record[, key]} "
+                                                            "(what `guard forward --dry-run` prints); .gz too"),
+    from_broker: Optional[str] = typer.Option(None, "--from-broker",
+                                              help="read the guard's ci.* topics on this kafka://host:port instead"),
+    topic_prefix: str = typer.Option("", "--topic-prefix", help="with --from-broker: the topics' prefix"),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1, help="backtest N jobs of the bundled sample traffic"),
+    seed: int = typer.Option(7, "--seed", help="with --sample: its seed"),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir",
+                                            help="keep the backtest's chDB here (database guard_backtest) to query "
+                                                 "it later; default: a temporary directory"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object: counts, dry-run calls and the ROI"),
+    timeout: float = typer.Option(1800.0, "--timeout", help="give up after this many seconds"),
+) -> None:
+    """Shadow mode over history: replay recorded events through the real pipeline, the executor in dry
+    run, and report what the guard would have done (per category and action) and the ROI it would have
+    produced. Your --config (budgets, thresholds, strategies) applies."""
+    import shutil
+    import tempfile
+
+    from .backtest import dry_run, print_summary, read_files, read_topics, sample_recording, summarize
+    from .replay import replay
+    from .roi_view import print_report
+    from .warehouse.read import WarehouseReader
+
+    sources = sum(1 for x in (files, from_broker, sample) if x)
+    if sources != 1:
+        err.print("[red]give recordings (FILE...), --from-broker kafka://host:port, or --sample N: exactly one[/red]")
+        raise typer.Exit(2)
+    out = Console(stderr=True, soft_wrap=True) if json_out else console
+    if files:
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            err.print(f"[red]no such recording:[/red] {escape(', '.join(missing))}")
+            raise typer.Exit(2)
+        rec = read_files(files)
+    elif from_broker:
+        if not from_broker.startswith("kafka://"):
+            err.print("[red]--from-broker:[/red] expected kafka://host:port")
+            raise typer.Exit(2)
+        try:
+            rec = asyncio.run(read_topics(from_broker[len("kafka://"):], topic_prefix))
+        except Exception as exc:
+            err.print(f"[red]cannot read the topics from {escape(from_broker)}:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+    else:
+        rec = sample_recording(int(sample or 0), seed)
+    if not rec.messages:
+        err.print(f"[red]nothing to replay[/red] ({len(rec.rejected)} records rejected)")
+        for r in rec.rejected[:10]:
+            err.print(f"  {escape(r)}")
+        raise typer.Exit(1)
+    workdir = Path(tempfile.mkdtemp(prefix="guard-backtest-"))
+    chdir = (data_dir.resolve() if data_dir else workdir) / "chdb"
+    s = _settings(config, clickhouse_dsn=f"chdb://{chdir}")
+    import contextlib
+
+    try:
+        # with --json, stdout carries the one JSON object only: the worker's terminal codes go to stderr
+        with contextlib.redirect_stdout(sys.stderr) if json_out else contextlib.nullcontext():
+            result, client = replay(s, rec.messages, database="guard_backtest", console=out, timeout=timeout,
+                                    app_name="backtest", label="replaying the recording")
+        if result.code != 0 or client is None:
+            raise typer.Exit(1)
+        executed = dry_run(result.commands, workdir / "executor")
+        summary = summarize(rec, result.findings, result.commands, executed)
+        reader = WarehouseReader.from_settings(client, s, database="guard_backtest")
+        roi = reader.report(days=None)
+        if json_out:
+            sys.stdout.write(orjson.dumps({**summary, "roi": roi}).decode() + "\n")
+        else:
+            print_summary(console, summary)
+            console.print("[bold]the ROI it would have produced[/bold] (all of the recording):")
+            print_report(console, roi, None, s.human_response_minutes)
+            if data_dir:
+                console.print(f"kept in {chdir}: guard report --all-time --database guard_backtest "
+                              f"(with GUARD_CLICKHOUSE_DSN=chdb://{chdir})", highlight=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def _analyzer(s: Settings, model: Optional[Path] = None) -> Any:
     """The offline analyzer, with pattern-file and label-model errors turned into clear exits."""
     from .analysis import Analyzer

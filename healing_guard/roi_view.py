@@ -37,8 +37,9 @@ def print_report(console: Console, r: dict[str, Any], series: list[dict[str, Any
         t.add_row(*row)
     console.print(t)
     if r["recovery_by_strategy"]:
-        console.print("[bold]recovery per strategy[/bold]: " + ", ".join(
-            f"{escape(a['action'])} {a['recovered']}/{a['commands']}" for a in r["recovery_by_strategy"]), highlight=False)
+        console.print("[bold]recovery per strategy[/bold] (recovered / next attempt ran, of re-runs): " + ", ".join(
+            f"{escape(a['action'])} {a['recovered']}/{a['decided']} of {a['commands']}"
+            for a in r["recovery_by_strategy"]), highlight=False)
     if r["failures_by_category"]:
         console.print("[bold]failures by category[/bold]: " + ", ".join(
             f"{escape(k)} {v}" for k, v in r["failures_by_category"].items()), highlight=False)

@@ -111,6 +111,7 @@ class StrategyRecovery(BaseModel):
     action: str
     commands: int
     recovered: int
+    decided: int = Field(0, description="re-runs whose next attempt has completed (the rate's denominator)")
     rate: float | None
 
 

@@ -145,7 +145,7 @@ class WarehouseReader:
             "recovery_rate": _round(_ratio(recovered, decided)),
             "recovery_by_strategy": [
                 {"action": a["action"], "commands": a["commands"], "recovered": a["recovered"],
-                 "rate": _round(_ratio(a["recovered"], a["decided"]))}
+                 "decided": a["decided"], "rate": _round(_ratio(a["recovered"], a["decided"]))}
                 for a in sorted(reruns, key=lambda a: (-a["commands"], a["action"]))],
             "tests_seen": len(tests),
             "flaky_tests": len(flaky),

@@ -111,8 +111,9 @@ def test_report_of_one_repository_matches_the_hand_worked_answers(reader: Wareho
     assert r["mttg_minutes"] == pytest.approx((15 + 60 + 40) / 3, abs=1e-3)
     assert r["open_failures"] == 1
     assert r["recovery_rate"] == 1.0
-    assert r["recovery_by_strategy"] == [{"action": "retry", "commands": 1, "recovered": 1, "rate": 1.0},
-                                         {"action": "retry_backoff", "commands": 1, "recovered": 0, "rate": None}]
+    assert r["recovery_by_strategy"] == [
+        {"action": "retry", "commands": 1, "recovered": 1, "decided": 1, "rate": 1.0},
+        {"action": "retry_backoff", "commands": 1, "recovered": 0, "decided": 0, "rate": None}]
     assert (r["tests_seen"], r["flaky_tests"]) == (3, 1) and r["flaky_test_rate"] == pytest.approx(1 / 3, abs=1e-4)
     assert r["flakiest_tests"] == [{"test_id": "t1", "runs": 2, "failures": 1, "flaky_jobs": 1}]
     assert r["failures_by_category"] == {"compilation_error": 1, "infra_runner_lost": 1, "network": 1, "test_failure": 1}
@@ -207,7 +208,8 @@ def test_guard_report_prints_the_same_figures(reader: WarehouseReader, migrated:
     assert got["time_saved_minutes"] == pytest.approx(28.0) and got["cost_avoided_usd"] == pytest.approx(0.5)
     assert sum(d["jobs"] for d in got["daily"]) == 7
     res = runner.invoke(app, ["report", "--repo", "acme/web", "--database", migrated])
-    assert res.exit_code == 0 and "28.0 min" in res.stdout and "retry 1/1" in res.stdout
+    text = " ".join(res.stdout.split())  # the terminal wraps long lines
+    assert res.exit_code == 0 and "28.0 min" in text and "retry 1/1 of 1" in text
     res = runner.invoke(app, ["report", "--repo", "nobody", "--database", migrated])
     assert res.exit_code == 2 and "owner/repo" in res.output
 

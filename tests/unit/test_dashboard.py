@@ -59,7 +59,7 @@ def roi_payload() -> dict[str, Any]:
         "auto_commands": 57, "manual_commands": 21,
         "time_saved_minutes": 1234.5, "rerun_cost_usd": 6.78, "cost_avoided_usd": 987.65, "cost_saved_usd": 987.65,
         "mttr_minutes": 11.2, "mttg_minutes": 17.3, "open_failures": 2, "recovery_rate": 0.842,
-        "recovery_by_strategy": [{"action": "rerun_failed_tests", "commands": 40, "recovered": 35, "rate": 0.875}],
+        "recovery_by_strategy": [{"action": "rerun_failed_tests", "commands": 40, "recovered": 35, "decided": 40, "rate": 0.875}],
         "tests_seen": 1200, "flaky_tests": 18, "flaky_test_rate": 0.015,
         "flakiest_tests": [
             {"test_id": HOSTILE, "runs": 60, "failures": 21, "flaky_jobs": 9},

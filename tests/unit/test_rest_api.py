@@ -60,7 +60,7 @@ REPORT: dict[str, Any] = {
     "auto_commands": 16, "manual_commands": 2, "time_saved_minutes": 512.5, "rerun_cost_usd": 1.2,
     "cost_avoided_usd": 7.36, "cost_saved_usd": 7.36, "mttr_minutes": 14.5, "mttg_minutes": 35.0,
     "open_failures": 1, "recovery_rate": 0.8125,
-    "recovery_by_strategy": [{"action": "retry_backoff", "commands": 10, "recovered": 9, "rate": 0.9}],
+    "recovery_by_strategy": [{"action": "retry_backoff", "commands": 10, "recovered": 9, "decided": 10, "rate": 0.9}],
     "tests_seen": 48, "flaky_tests": 2, "flaky_test_rate": 0.0417,
     "flakiest_tests": [{"test_id": "tests/test_api.py::test_login", "runs": 40, "failures": 6, "flaky_jobs": 5}],
     "failures_by_category": {"network": 9, "test_failure": 6, "oom": 3},

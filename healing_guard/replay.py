@@ -1,0 +1,204 @@
+"""Replay recorded CI traffic through the real guard on the embedded defaults (``guard demo``,
+``guard backtest``).
+
+Starts Tansu (the embedded Kafka-protocol broker) on loopback, resets a chDB database, runs the real Faust
+worker in this process in event-time mode (each decision is dated at its job's completion, so a day of
+history replayed in a minute dates its findings, commands and budget days as if live), produces the
+records with a Kafka producer the way a log forwarder and webhooks would, collects what appears on
+``guard.findings`` and ``guard.actions``, and stops the worker once every failed job has its command (or
+nothing new has come for a while), after the fact sink has flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .settings import Settings
+
+#: (topic without prefix: ci.logs | ci.jobs | ci.tests, key, value)
+Message = tuple[str, bytes, bytes]
+
+
+@dataclass
+class ReplayResult:
+    code: int = 1
+    #: (job key, attempt) -> the finding on guard.findings
+    findings: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    #: every command on guard.actions, in arrival order
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: int = 0
+    facts_written: int = 0
+    waited_out: bool = False  # stopped because nothing new came, not because every failed job was decided
+
+
+def failed_attempts(msgs: Sequence[Message]) -> set[tuple[str, int]]:
+    """(job key, attempt) of every completed failed or timed-out job event in ``msgs``."""
+    out: set[tuple[str, int]] = set()
+    for topic, key, value in msgs:
+        if topic != "ci.jobs":
+            continue
+        try:
+            ev = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(ev, dict) and ev.get("status") == "completed" and ev.get("conclusion") in ("failure", "timed_out"):
+            out.add((key.decode("utf-8", "replace"), int(ev.get("attempt") or 1)))
+    return out
+
+
+def replay(s: Settings, msgs: Sequence[Message], *, database: str, console: Console, timeout: float,
+           idle_seconds: float = 20.0, app_name: str = "replay", label: str = "replaying CI traffic",
+           on_command: Callable[[dict[str, Any]], None] | None = None) -> tuple[ReplayResult, Any]:
+    """Run the replay; returns the result and the open warehouse client (for ROI queries), or None as the
+    client when the embedded broker or database could not start (``result.code`` is 1, said on
+    ``console``)."""
+    from .brokers import BrokerError, TansuBroker
+    from .pipeline import Engine
+    from .streams.guard import build_guard
+    from .streams.topics import ensure_topics
+    from .warehouse.client import WarehouseConnectionError
+    from .warehouse.migrate import MigrationError
+    from .warehouse.writer import FactWriter
+
+    result = ReplayResult()
+    try:
+        tansu = TansuBroker()
+        bootstrap = tansu.start()
+    except BrokerError as exc:
+        console.print(f"[red]cannot start the embedded broker:[/red] {exc}")
+        return result, None
+    console.print(f"embedded broker (Tansu) on {bootstrap}; ClickHouse engine (chDB) at {s.clickhouse_dsn}",
+                  highlight=False)
+    s = dataclasses.replace(
+        s, broker_url=f"kafka://{bootstrap}", app_id=f"guard-{app_name}-{uuid.uuid4().hex[:6]}",
+        clickhouse_database=database, topic_prefix="", partitions=2, fact_flush_seconds=0.5,
+        test_grace_seconds=1.0, chunk_grace_seconds=5.0,
+    )
+    try:
+        try:
+            client = _reset_database(s)
+        except (WarehouseConnectionError, MigrationError) as exc:
+            console.print(f"[red]cannot open the embedded ClickHouse:[/red] {exc}\n"
+                          "Is another `guard demo` or `guard backtest` running? Use --data-dir to pick another "
+                          "directory.")
+            return result, None
+        asyncio.run(ensure_topics(s))
+        guard = build_guard(s, engine=Engine(s, event_time=True),
+                            writer_factory=lambda: FactWriter(client, s.clickhouse_database))
+
+        @guard.app.task
+        async def drive() -> None:
+            try:
+                await _drive(s, guard, msgs, result, console, timeout, idle_seconds, label, on_command)
+            except Exception as exc:  # show it, then stop the worker
+                console.print(f"[red]{app_name} failed:[/red] {exc!r}")
+                result.code = 1
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        from .cli import _run_worker
+
+        _run_worker(guard.app, s)
+        return result, client
+    finally:
+        tansu.stop()
+
+
+def _reset_database(s: Settings) -> Any:
+    """Replays start from an empty database; chDB allows one open data directory per process, so this
+    one client serves the worker's fact sink and the queries afterwards."""
+    from .warehouse.client import connect
+    from .warehouse.migrate import migrate
+
+    client = connect(s.clickhouse_dsn)
+    client.command(f"DROP DATABASE IF EXISTS {s.clickhouse_database}")
+    migrate(client, s.clickhouse_database)
+    return client
+
+
+async def _drive(s: Settings, guard: Any, msgs: Sequence[Message], result: ReplayResult, console: Console,
+                 timeout: float, idle_seconds: float, label: str,
+                 on_command: Callable[[dict[str, Any]], None] | None) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    t = s.topics
+    names = {"ci.logs": t.logs, "ci.jobs": t.jobs, "ci.tests": t.tests}
+    expected = failed_attempts(msgs)
+    decided: set[tuple[str, int]] = set()
+    consumer = AIOKafkaConsumer(t.findings, t.actions, bootstrap_servers=s.bootstrap, group_id=None,
+                                auto_offset_reset="earliest")
+    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=5, max_request_size=16 << 20)
+    await consumer.start()
+    await producer.start()
+    deadline = time.monotonic() + timeout
+    last_new = time.monotonic()
+
+    async def poll(timeout_ms: int) -> None:
+        nonlocal last_new
+        batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
+        for tp, records in batch.items():
+            for r in records:
+                d = orjson.loads(r.value)
+                key = (r.key.decode("utf-8", "replace"), int(d.get("attempt") or 1))
+                last_new = time.monotonic()
+                if tp.topic == t.findings:
+                    result.findings[key] = d
+                    continue
+                result.commands.append(d)
+                if key not in decided and d.get("category") != "budget":
+                    decided.add(key)
+                    if on_command is not None:
+                        on_command(d)
+        progress.update(done, completed=len(decided & expected))
+
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=False) as progress:
+            send = progress.add_task(label, total=len(msgs))
+            done = progress.add_task("jobs diagnosed", total=len(expected))
+            pending = []
+            for i, (topic, key, value) in enumerate(msgs):
+                pending.append(await producer.send(names[topic], key=key, value=value))
+                if len(pending) >= 500:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    progress.update(send, completed=i + 1)
+                    await poll(0)
+            await asyncio.gather(*pending)
+            progress.update(send, completed=len(msgs))
+            last_new = time.monotonic()
+            while not expected <= decided and time.monotonic() < deadline:
+                await poll(500)
+                if time.monotonic() - last_new > idle_seconds:
+                    result.waited_out = True
+                    break
+        if not expected <= decided and not result.waited_out:
+            console.print(f"[red]timed out: {len(decided & expected)} of {len(expected)} failed jobs got a "
+                          "command[/red]")
+            return
+        # the sink flushes every fact_flush_seconds; wait until it has been idle, then stop the worker
+        idle_since = time.monotonic()
+        last = guard.stats.facts_written
+        while time.monotonic() - idle_since < 3 * s.fact_flush_seconds + 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            await poll(0)
+            if guard.stats.facts_written != last:
+                last, idle_since = guard.stats.facts_written, time.monotonic()
+        result.dead_letters = guard.stats.dead_letters
+        result.facts_written = guard.stats.facts_written
+        result.code = 0
+    finally:
+        await producer.stop()
+        await consumer.stop()

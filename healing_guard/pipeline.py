@@ -223,9 +223,10 @@ class Engine:
             x = context_features(model, result, model.p_retry_pass(self.flake_prior.view(result.test_id)))
         prior = self.flake_prior
         if prior.tests < MAX_PRIOR_TESTS or prior.knows(result.test_id):
-            p_before = prior.learn(result.test_id, model, failed, result.duration_s)
+            p_before = prior.learn(result.test_id, model, failed, result.duration_s, head_sha=result.head_sha)
         else:  # the prior is full: this test uses it without adding to it (memory stays bounded)
-            p_before = model.learn(failed, result.duration_s, prior=prior.view(result.test_id))
+            p_before = model.learn(failed, result.duration_s, prior=prior.view(result.test_id),
+                                   head_sha=result.head_sha)
         view = prior.view(result.test_id)
         fact = test_result_fact(result, p_fail=round(p_before, 4))
         risk = None

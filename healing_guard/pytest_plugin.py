@@ -61,6 +61,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="CI platform (default: from GITHUB_ACTIONS, GITLAB_CI, JENKINS_URL, CIRCLECI).")
     g.addoption("--guard-attempt", default=None, type=int, metavar="N",
                 help="run attempt, 1-based (default: GITHUB_RUN_ATTEMPT or 1).")
+    g.addoption("--guard-head-sha", default=None, metavar="SHA",
+                help="commit under test (default: GITHUB_SHA, CI_COMMIT_SHA, GIT_COMMIT or CIRCLE_SHA1).")
     g.addoption("--guard-topic-prefix", default=None, metavar="PREFIX", help="prefix of the topic names.")
 
 
@@ -81,9 +83,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not owner or not name:
         raise pytest.UsageError(f"healing-guard: --guard-repo expects owner/repo, got {repo!r}")
     attempt = opt.guard_attempt or int(os.environ.get("GITHUB_RUN_ATTEMPT", "1") or 1)
+    from .platforms.junit_cli import ci_commit
+
     config.pluginmanager.register(
         GuardReporter(config, provider=str(provider), owner=owner, repo=name, job_id=str(job_id),
-                      attempt=max(1, attempt)), "healing-guard-reporter")
+                      attempt=max(1, attempt), head_sha=opt.guard_head_sha or ci_commit()), "healing-guard-reporter")
 
 
 def _message(report: pytest.TestReport) -> str | None:
@@ -105,9 +109,9 @@ class GuardReporter:
     """Collects one outcome per node id and reports them at the end of the session."""
 
     def __init__(self, config: pytest.Config, *, provider: str, owner: str, repo: str, job_id: str,
-                 attempt: int) -> None:
+                 attempt: int, head_sha: str | None = None) -> None:
         self.config = config
-        self.job = dict(provider=provider, owner=owner, repo=repo, job_id=job_id, attempt=attempt)
+        self.job = dict(provider=provider, owner=owner, repo=repo, job_id=job_id, attempt=attempt, head_sha=head_sha)
         self.tests: dict[str, dict[str, Any]] = {}
         self.status: str | None = None
 

@@ -241,10 +241,11 @@ class FlakePrior:
                 self._sum_group_resp += resp
                 self._n_group_resp += 1
 
-    def learn(self, key: Any, model: TestModel, failed: bool, duration_s: float | None = None) -> float:
+    def learn(self, key: Any, model: TestModel, failed: bool, duration_s: float | None = None, *,
+              head_sha: str | None = None) -> float:
         """``model.learn`` under this prior, then this update; returns the P(fail) predicted before."""
         view, group = self._view(key)
-        p = model.learn(failed, duration_s, prior=view)
+        p = model.learn(failed, duration_s, prior=view, head_sha=head_sha)
         self.update(key, model, view, group)
         return p
 
@@ -357,11 +358,20 @@ class TestModel:
     after_pass: int = 0
     after_pass_fails: int = 0
     model: FlakeFilter = field(default_factory=FlakeFilter)
+    last_sha: str | None = None  # commit of the last run, when the results carry it
+    #: failures followed by a pass on ANOTHER commit: maybe a fix, maybe flakiness (half a recovery each)
+    fixed_by_change: int = 0
 
     @property
     def recoveries(self) -> int:
-        """Failures that passed on the next run: the evidence that a retry can work."""
-        return self.after_fail - self.after_fail_fails
+        """Failures that passed on the next run: the evidence that a retry can work.
+
+        A pass on the same commit is a recovery. A pass on another commit (when both runs name their
+        commit) may just as well be a fix of a real break, so two of those count as one: a test that was
+        broken once and fixed does not become "known flaky", and then a retry cannot hide its next
+        regression; a test that keeps flipping across commits still does. Without commits every
+        fail -> pass counts."""
+        return self.after_fail - self.after_fail_fails - self.fixed_by_change + self.fixed_by_change // 2
 
     def features(self, last_failed: bool | None = None, streak: int | None = None) -> dict[str, float]:
         """History features (for reports and other learners; the filter does not need them)."""
@@ -390,8 +400,10 @@ class TestModel:
         f.update(True, prior)  # rebinds f.u / f.logz: the real model is untouched
         return 1.0 - f.p_fail(prior)
 
-    def learn(self, failed: bool, duration_s: float | None = None, *, prior: Prior = None) -> float:
-        """Learn one outcome; returns the P(fail) that was predicted before learning it."""
+    def learn(self, failed: bool, duration_s: float | None = None, *, prior: Prior = None,
+              head_sha: str | None = None) -> float:
+        """Learn one outcome (``head_sha``: the commit it ran on, when known); returns the P(fail) that
+        was predicted before learning it."""
         failed = bool(failed)
         before = self.model.update(failed, prior)
         if self.runs > 0:
@@ -400,11 +412,14 @@ class TestModel:
             if self.last_failed:
                 self.after_fail += 1
                 self.after_fail_fails += int(failed)
+                if not failed and head_sha and self.last_sha and head_sha != self.last_sha:
+                    self.fixed_by_change += 1
             else:
                 self.after_pass += 1
                 self.after_pass_fails += int(failed)
         self.streak = self.streak + 1 if (self.runs > 0 and failed == self.last_failed) else 1
         self.last_failed = failed
+        self.last_sha = head_sha or None
         self.runs += 1
         self.fails += int(failed)
         self.fail_ewm = (1 - _EWM_ALPHA) * self.fail_ewm + _EWM_ALPHA * (1.0 if failed else 0.0)

@@ -255,7 +255,7 @@ def _iter_cases(fh: IO[bytes], name: str, flavor: Flavor) -> Iterator[_Case]:
 
 def parse_junit(source: Source, *, provider: str, owner: str, repo: str, job_id: str, attempt: int = 1,
                 ts: float | None = None, flavor: Flavor = "auto",
-                changed_files: list[str] | None = None) -> list[TestResult]:
+                changed_files: list[str] | None = None, head_sha: str | None = None) -> list[TestResult]:
     """Parse one JUnit XML report into test results.
 
     ``source``: the XML bytes, a path (``str`` or :class:`os.PathLike`) or a binary file object.
@@ -281,7 +281,7 @@ def parse_junit(source: Source, *, provider: str, owner: str, repo: str, job_id:
                 provider=provider, owner=owner, repo=repo, job_id=job_id,  # type: ignore[arg-type]
                 test_id=tid, outcome=outcome, attempt=attempt,  # type: ignore[arg-type]
                 duration_s=duration, ts=ts if ts is not None else suite_ts,
-                message=message, changed_files=list(changed_files or [])))
+                message=message, changed_files=list(changed_files or []), head_sha=head_sha or None))
     except JUnitError:
         raise
     except ParseError as exc:

@@ -7,6 +7,7 @@ the records of the good files are still sent. Message key: the test id; value: `
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,15 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Ingest test results from CI
 @ingest_app.callback()
 def _ingest() -> None:
     """Ingest test results from CI into the guard's topics."""
+
+
+def ci_commit() -> str | None:
+    """The commit under test, from the CI platform's environment (GitHub, GitLab, Jenkins git plugin,
+    CircleCI)."""
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "CIRCLE_SHA1"):
+        if os.environ.get(var):
+            return os.environ[var].strip()
+    return None
 
 
 def split_repo(full: str) -> tuple[str, str]:
@@ -57,6 +67,10 @@ def junit(
     repo: str = typer.Option(..., "--repo", help="owner/repo (GitLab subgroups: group/sub/project)."),
     job_id: str = typer.Option(..., "--job-id", help="The platform's job id."),
     attempt: int = typer.Option(1, "--attempt", min=1, help="Run attempt, 1-based."),
+    head_sha: Optional[str] = typer.Option(None, "--head-sha",
+                                           help="Commit under test (default: GITHUB_SHA, CI_COMMIT_SHA, GIT_COMMIT "
+                                                "or CIRCLE_SHA1): a pass after a failure is flaky evidence only "
+                                                "on the same commit."),
     broker: Optional[str] = typer.Option(None, "--broker", help="kafka://host:port (default: settings)."),
     topic_prefix: Optional[str] = typer.Option(None, "--topic-prefix", help="Prefix of the topic names."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the records as JSON lines; send nothing."),
@@ -75,7 +89,7 @@ def junit(
     for f in files:
         try:
             results.extend(parse_junit(f, provider=provider, owner=owner, repo=name, job_id=job_id,
-                                       attempt=attempt))
+                                       attempt=attempt, head_sha=head_sha or ci_commit()))
         except JUnitError as exc:
             bad += 1
             typer.echo(f"error: {exc}", err=True)

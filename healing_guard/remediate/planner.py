@@ -27,7 +27,8 @@ class PlanConfig:
     human_response_minutes: float = 30.0
     flaky_retry_threshold: float = 0.6
     flaky_min_runs: int = 5
-    #: a test is "known flaky" only if it has failed before and passed on the next run this many times:
+    #: a test is "known flaky" only if it has failed before and passed on the next run (of the same commit,
+    #: when the results name it) this many times:
     #: the first failure after a green history is a regression until shown otherwise
     flaky_min_recoveries: int = 1
     confidence_threshold: float = 0.5

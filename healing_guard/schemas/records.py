@@ -155,6 +155,8 @@ class TestResult(JobRef):
     duration_s: float | None = field("test duration in seconds", default=None)
     ts: float | None = field("when the test finished", default=None)
     message: str | None = field("failure message (redacted before storage)", default=None)
+    head_sha: str | None = field("commit under test: a pass after a failure is flaky evidence only on the same "
+                                 "commit (on another commit it is a fix)", default=None)
     changed_files: list[str] = field("files changed by the commit under test (a failure right after a change "
                                      "that touches the test is more likely a regression)", default_factory=list)
     failed_in_run: int | None = field("how many tests failed in the same run (many: the environment, not "

@@ -146,3 +146,26 @@ def test_the_group_weight_falls_when_classes_do_not_matter() -> None:
     prior = FlakePrior()
     _population(prior, ids, rate, 30, 2)
     assert prior.group_weight < 0.45  # from 0.5; stable tests are explained equally well either way
+
+
+def test_a_pass_on_another_commit_is_a_fix_not_a_recovery() -> None:
+    """Found by the fleet simulation: a test broken by a commit and fixed by the next one must not become
+    "known flaky" (the planner retries known-flaky tests, and a retry could hide its next real regression)."""
+    fixed = TestModel()
+    for sha, failed in (("a1", False), ("b2", True), ("b2", True), ("c3", False)):
+        fixed.learn(failed, head_sha=sha)
+    assert fixed.recoveries == 0 and fixed.fixed_by_change == 1
+    for sha, failed in (("d4", True), ("e5", False)):  # broken and fixed again: it keeps flipping
+        fixed.learn(failed, head_sha=sha)
+    assert fixed.recoveries == 1 and fixed.fixed_by_change == 2
+    flaky = TestModel()
+    for sha, failed in (("a1", False), ("b2", True), ("b2", False)):  # same commit: fail, then pass
+        flaky.learn(failed, head_sha=sha)
+    assert flaky.recoveries == 1
+    unknown = TestModel()  # results without commits: every fail -> pass counts, as before
+    for failed in (False, True, False):
+        unknown.learn(failed)
+    assert unknown.recoveries == 1
+
+    back = pickle.loads(pickle.dumps(fixed))
+    assert back.recoveries == 1 and back.last_sha == "e5"

@@ -186,6 +186,17 @@ def test_cli_dry_run_and_bad_file() -> None:
     assert "malformed.xml:4: malformed XML" in res.output
 
 
+def test_cli_head_sha_from_option_or_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "CIRCLE_SHA1"):
+        monkeypatch.delenv(var, raising=False)
+    args = ["junit", "--json", "--provider", "github", "--repo", "acme/app", "--job-id", "1", str(FIX / "nested.xml")]
+    shas = lambda res: {orjson.loads(ln)["head_sha"] for ln in res.stdout.splitlines()}  # noqa: E731
+    assert shas(CliRunner().invoke(ingest_app, args)) == {None}
+    monkeypatch.setenv("GITHUB_SHA", "feed1234")
+    assert shas(CliRunner().invoke(ingest_app, args)) == {"feed1234"}
+    assert shas(CliRunner().invoke(ingest_app, [*args, "--head-sha", "beef"])) == {"beef"}
+
+
 def test_cli_json_ok_and_bad_options() -> None:
     runner = CliRunner()
     res = runner.invoke(ingest_app, ["junit", "--json", "--provider", "github", "--repo", "acme/app",
@@ -250,7 +261,10 @@ def _plugin_run(pytester: pytest.Pytester, *extra: str) -> tuple[pytest.RunResul
     return res, {r["test_id"]: r for r in recs}
 
 
-def test_plugin_writes_results(pytester: pytest.Pytester) -> None:
+def test_plugin_writes_results(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "CIRCLE_SHA1"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CI_COMMIT_SHA", "0123abcd")  # the commit under test comes from the CI's environment
     res, recs = _plugin_run(pytester, "--junitxml", "junit.xml")
     res.assert_outcomes(passed=2, failed=2, errors=1, skipped=1, xfailed=1)
     assert {k: r["outcome"] for k, r in recs.items()} == {
@@ -267,6 +281,7 @@ def test_plugin_writes_results(pytester: pytest.Pytester) -> None:
     assert "db down" in recs["tests/test_sample.py::test_setup_error"]["message"]
     assert {r["failed_in_run"] for r in recs.values()} == {3}
     assert all(TestResult.from_dict(r).job_key == "github/acme/app/77" for r in recs.values())
+    assert {r["head_sha"] for r in recs.values()} == {"0123abcd"}
     assert all(r["duration_s"] >= 0 and r["ts"] for r in recs.values())
     # the JUnit file of the same run gives the same ids and outcomes
     junit = parse_junit(pytester.path / "junit.xml", **JOB)

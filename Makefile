@@ -32,8 +32,9 @@ kafka:
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
+## make bench: every benchmark with its baselines, one results table (benchmarks/results/bench.md), ~5 min on 2 cores
 bench: $(STAMP) kafka
-	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf .guard .pytest_cache

@@ -131,8 +131,8 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
             clock.start()
             return super().job_event(w, ev, now)
 
-        def decide(self, ready: Any, ledger: Any, now: float | None = None) -> Any:
-            out = super().decide(ready, ledger, now)
+        def decide(self, ready: Any, ledger: Any, now: float | None = None, **kw: Any) -> Any:
+            out = super().decide(ready, ledger, now, **kw)
             clock.stop()
             return out
 

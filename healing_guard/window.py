@@ -131,7 +131,9 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
     if hits:
         w.step_start = step_start(hits, first) or w.step_start
         new = evidence_from_hits(hits, first)
-        w.evidence.extend(dataclasses.asdict(e) for e in new)
+        # what dataclasses.asdict gives, without its deep copy (the values are immutable)
+        w.evidence.extend({"line": e.line, "text": e.text, "pattern": e.pattern, "category": e.category,
+                           "weight": e.weight} for e in new)
         if len(w.evidence) > limits.max_evidence:
             # keep the strongest, and among equals the latest: the end of a log explains the failure
             w.evidence.sort(key=lambda e: (e["weight"], e["line"]))
@@ -208,8 +210,8 @@ TEST_CATEGORIES = ("test_failure", "test_timeout")
 
 def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) -> tuple[JobWindow, list[Output]]:
     w.touched = now
-    job = w.completed
-    if job is None or job.conclusion not in ("failure", "timed_out"):
+    # the stored completion event is parsed only once a diagnosis is due: this runs after every chunk
+    if w.job is None or w.job.get("conclusion") not in ("failure", "timed_out"):
         return w, []
     complete = w.log_complete()
     if not complete and not force:
@@ -226,6 +228,7 @@ def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) 
         return w, []
     if w.waited_for_tests and not force and w.deadline is not None and now < w.deadline:
         return w, []
+    job = JobEvent.from_dict(w.job)
     ready = Ready(
         job=job,
         evidence=evidence,

@@ -208,8 +208,10 @@ class Matcher:
         n_pat = len(self.patterns)
         head_cap = (self.max_hits_per_pattern + 1) // 2
         tail_cap = self.max_hits_per_pattern - head_cap
-        heads: list[list[int]] = [[] for _ in range(n_pat)]
-        tails: list[deque[int]] = [deque(maxlen=tail_cap) for _ in range(n_pat)]
+        # per pattern, created on its first hit: a chunk hits a handful of the ~280 patterns, and
+        # building 2 x 280 containers per call would cost more than the scan of a small chunk
+        heads: dict[int, list[int]] = {}
+        tails: dict[int, deque[int]] = {}
         last_line = [-1] * n_pat
         offsets: dict[int, int] = {}  # line index -> an offset inside that line
         verify = self._verify
@@ -234,7 +236,9 @@ class Matcher:
             if idx == last_line[pid]:
                 return
             last_line[pid] = idx
-            h = heads[pid]
+            h = heads.get(pid)
+            if h is None:
+                h = heads[pid] = []
             if verify[pid]:
                 if len(h) < head_cap:
                     if check(buf, pid, idx, off):
@@ -247,7 +251,10 @@ class Matcher:
             if len(h) < head_cap:
                 h.append(idx)
             elif tail_cap:
-                tails[pid].append(idx)
+                t = tails.get(pid)
+                if t is None:
+                    t = tails[pid] = deque(maxlen=tail_cap)
+                t.append(idx)
 
         self._cleaned = (-1, set())
         self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch)
@@ -259,14 +266,16 @@ class Matcher:
                 if check(buf, pid, idx, off):
                     offsets[idx] = off
                     kept.append(idx)
-            tails[pid].extend(reversed(kept))
+            if kept:
+                tails.setdefault(pid, deque(maxlen=tail_cap)).extend(reversed(kept))
 
         out: list[Hit] = []
-        for pid in range(n_pat):
-            idxs = sorted(set(heads[pid]))
-            if tails[pid]:
+        for pid in sorted(heads.keys() | tails.keys()):
+            idxs = sorted(set(heads.get(pid, ())))
+            tail = tails.get(pid)
+            if tail:
                 last = idxs[-1] if idxs else -1
-                idxs += sorted({i for i in tails[pid] if i > last})
+                idxs += sorted({i for i in tail if i > last})
             if idxs:
                 pat = self.patterns[pid]
                 out.extend(Hit(i, pat, self._line_text(buf, offsets[i])) for i in idxs)

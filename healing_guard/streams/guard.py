@@ -69,6 +69,7 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
     @app.timer(interval=1.0, name="guard.stats")
     async def log_stats() -> None:
         """Progress: a log line every 10 s and, when configured, a status file health checks can read."""
+        _drop_finished_spinner()
         st = ctx.stats
         if settings.status_file:
             path = Path(settings.status_file)
@@ -84,6 +85,28 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
                  st.tests, st.dead_letters, st.facts_written, st.fact_errors, len(st.deadlines))
 
     return Guard(app=app, ctx=ctx, agents=agents, sink=sink)
+
+
+def _drop_finished_spinner() -> None:
+    """Undo what Faust's startup spinner did to logging, once the spinner has finished.
+
+    At a log level of WARNING or above, ``faust.Worker`` sets the root logger to DEBUG and adds a handler
+    that turns its terminal spinner on every record. After startup the spinner is stopped and that handler
+    prints nothing, but the root level stays DEBUG: every ``log.debug`` of aiokafka and Faust (one per
+    message sent) then builds a record that no handler prints, about 8 % of a busy worker's time. Once
+    the spinner is stopped, its handler goes and the root logger returns to the level of its first handler
+    (the level the worker was started with), as when the spinner is disabled.
+    """
+    from faust.utils.terminal.spinners import SpinnerHandler
+
+    root = logging.getLogger()
+    spinners = [h for h in root.handlers if isinstance(h, SpinnerHandler)]
+    if not spinners or not all(h.spinner is None or h.spinner.stopped for h in spinners):
+        return
+    for h in spinners:
+        root.removeHandler(h)
+    if root.handlers and root.handlers[0].level > root.level:
+        root.setLevel(root.handlers[0].level)
 
 
 def _serve_metrics(app: faust.App, settings: Settings) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from .replay import Message
+from .replay import Message, completed_attempts
 from .schemas import SchemaError
 from .schemas.records import TOPIC_RECORDS, TestResult
 
@@ -202,16 +202,7 @@ def summarize(rec: Recording, findings: dict[tuple[str, int], dict[str, Any]],
     """Counts per category and action, from what the replay produced."""
     from .remediate.strategies import NOTIFY_ACTIONS
 
-    jobs: set[tuple[str, int]] = set()
-    failed: set[tuple[str, int]] = set()
-    for topic, key, value in rec.messages:
-        if topic != "ci.jobs":
-            continue
-        ev = orjson.loads(value)
-        if ev.get("status") == "completed":
-            jobs.add((key.decode("utf-8", "replace"), int(ev.get("attempt") or 1)))
-            if ev.get("conclusion") in ("failure", "timed_out"):
-                failed.add((key.decode("utf-8", "replace"), int(ev.get("attempt") or 1)))
+    jobs, failed = completed_attempts(rec.messages)
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
     first: dict[tuple[str, int], dict[str, Any]] = {}
     for d in commands:

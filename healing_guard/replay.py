@@ -43,9 +43,10 @@ class ReplayResult:
     waited_out: bool = False  # stopped because nothing new came, not because every failed job was decided
 
 
-def failed_attempts(msgs: Sequence[Message]) -> set[tuple[str, int]]:
-    """(job key, attempt) of every completed failed or timed-out job event in ``msgs``."""
-    out: set[tuple[str, int]] = set()
+def completed_attempts(msgs: Sequence[Message]) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+    """(job key, attempt) of every completed job event in ``msgs``, and of those that failed or timed out."""
+    done: set[tuple[str, int]] = set()
+    failed: set[tuple[str, int]] = set()
     for topic, key, value in msgs:
         if topic != "ci.jobs":
             continue
@@ -53,9 +54,12 @@ def failed_attempts(msgs: Sequence[Message]) -> set[tuple[str, int]]:
             ev = orjson.loads(value)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(ev, dict) and ev.get("status") == "completed" and ev.get("conclusion") in ("failure", "timed_out"):
-            out.add((key.decode("utf-8", "replace"), int(ev.get("attempt") or 1)))
-    return out
+        if isinstance(ev, dict) and ev.get("status") == "completed":
+            k = (key.decode("utf-8", "replace"), int(ev.get("attempt") or 1))
+            done.add(k)
+            if ev.get("conclusion") in ("failure", "timed_out"):
+                failed.add(k)
+    return done, failed
 
 
 def replay(s: Settings, msgs: Sequence[Message], *, database: str, console: Console, timeout: float,
@@ -135,7 +139,7 @@ async def _drive(s: Settings, guard: Any, msgs: Sequence[Message], result: Repla
 
     t = s.topics
     names = {"ci.logs": t.logs, "ci.jobs": t.jobs, "ci.tests": t.tests}
-    expected = failed_attempts(msgs)
+    expected = completed_attempts(msgs)[1]
     decided: set[tuple[str, int]] = set()
     consumer = AIOKafkaConsumer(t.findings, t.actions, bootstrap_servers=s.bootstrap, group_id=None,
                                 auto_offset_reset="earliest")

@@ -131,9 +131,9 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
     if hits:
         w.step_start = step_start(hits, first) or w.step_start
         new = evidence_from_hits(hits, first)
-        # what dataclasses.asdict gives, without its deep copy (the values are immutable)
-        w.evidence.extend({"line": e.line, "text": e.text, "pattern": e.pattern, "category": e.category,
-                           "weight": e.weight} for e in new)
+        # what dataclasses.asdict gives, without its deep copy (the values are immutable); every field, so
+        # a field added to EvidenceLine is kept
+        w.evidence.extend(dict(vars(e)) for e in new)
         if len(w.evidence) > limits.max_evidence:
             # keep the strongest, and among equals the latest: the end of a log explains the failure
             w.evidence.sort(key=lambda e: (e["weight"], e["line"]))

@@ -96,6 +96,12 @@ class WarehouseReader:
     # --- the ROI report ------------------------------------------------------------------------
     def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None) -> dict[str, Any]:
         """Every ROI figure over ``days`` (all time when None), for one repository or all."""
+        return self._report(owner, repo, days)[0]
+
+    def _report(self, owner: str | None, repo: str | None,
+                days: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The report, and the per-day job rows it was added up from (``repo_health`` reads their last
+        failure time, so the query runs once)."""
         p = self._params(owner, repo, days)
         jobs = self._rows("roi_jobs", p)
         eps = self._rows("roi_episodes", p)
@@ -158,7 +164,7 @@ class WarehouseReader:
                         "budget_usd": float(b["budget_usd"]) or None,
                         "burn": _round(_ratio(float(b["spent_usd"]), float(b["budget_usd"])))}
                        for b in budget],
-        }
+        }, jobs
 
     def daily(self, owner: str | None, repo: str | None, days: int = 30) -> list[dict[str, Any]]:
         """One row per day with activity, oldest first (the dashboard's time series)."""
@@ -196,9 +202,8 @@ class WarehouseReader:
 
     def repo_health(self, owner: str, repo: str, days: int = 30) -> dict[str, Any]:
         """The status route's answer: how often the repository fails and how well healing works."""
-        r = self.report(owner, repo, days)
-        last = self._rows("roi_jobs", self._params(owner, repo, days))
-        last_failure = max((x["last_failure_at"] for x in last if x["last_failure_at"] is not None), default=None)
+        r, jobs = self._report(owner, repo, days)
+        last_failure = max((x["last_failure_at"] for x in jobs if x["last_failure_at"] is not None), default=None)
         return {
             "repo": f"{owner}/{repo}", "days": days, "jobs": r["jobs"], "failed_jobs": r["failed_jobs"],
             "failure_rate": _round(_ratio(r["failed_jobs"], r["jobs"])),

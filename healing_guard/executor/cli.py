@@ -5,6 +5,13 @@ message has been acknowledged by the broker, so a crash re-delivers at most the 
 (which the :class:`DoneStore` then answers without calling any API). A ``retry_backoff`` command is
 written to the :class:`ScheduleStore` instead, due its backoff after the command was produced, and its
 offset committed: the commands behind it go on, and a restart picks the schedule up from disk.
+
+One outcome message per carried-out command: once the broker acknowledged an outcome the store marks it
+published, and a duplicate or redelivered command whose outcome is already out is dropped (counted
+``duplicate``). At start, outcomes the store holds but never published -- the executor was killed after
+the calls, or mid-command (the ``interrupted:`` outcomes the store made at start) -- are published first.
+A kill between the broker's acknowledgement and the ``published`` mark can still repeat one identical
+outcome message; consumers of ``guard.outcomes`` keep the first per ``command_id``.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
                        stop: asyncio.Event | None = None) -> dict[str, int]:
     """Run until ``stop`` is set (or, with ``once``, until the assigned partitions are drained).
 
-    Returns counts per outcome status (plus ``deadletter`` and ``scheduled``). With ``once``, scheduled
-    commands are waited for.
+    Returns counts per outcome status (plus ``deadletter``, ``scheduled``, ``duplicate``: commands whose
+    outcome was already published, and ``recovered``: outcomes published at start). With ``once``,
+    scheduled commands are waited for.
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -45,7 +53,8 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
 
     t = settings.topics
     clients = clients or Clients.from_env(env)
-    executor = Executor(clients, DoneStore(data_dir), dry_run=dry_run)
+    store = DoneStore(data_dir)
+    executor = Executor(clients, store, dry_run=dry_run)
     schedule = ScheduleStore(data_dir)
     consumer = AIOKafkaConsumer(
         t.actions, bootstrap_servers=settings.bootstrap, group_id=f"{settings.app_id}-executor",
@@ -62,13 +71,24 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
         counts[key] = counts.get(key, 0) + 1
 
     async def perform(cmd: Command, *, waited: bool = False) -> None:
+        if store.was_published(cmd.command_id):
+            count("duplicate")
+            log.info("duplicate %s %s: its outcome is already published", cmd.action, cmd.command_id)
+            return
         with metrics.WORKER.executing():
             outcome = await asyncio.to_thread(executor.execute, cmd, waited=waited)
         await producer.send_and_wait(t.outcomes, key=cmd.job_key.encode(), value=outcome.to_json())
+        store.mark_published(cmd.command_id)  # stored outcomes only (skipped / dry_run are not stored)
         count(outcome.status)
         log.info("%s %s %s: %s", outcome.status, cmd.action, cmd.job_key, outcome.detail[:200])
 
     try:
+        for out in store.unpublished():  # stopped before publishing (or mid-command: interrupted)
+            await producer.send_and_wait(t.outcomes, key=out.job_key.encode(), value=out.to_json())
+            store.mark_published(out.command_id)
+            count(out.status)
+            count("recovered")
+            log.warning("published at start %s %s: %s", out.status, out.command_id, out.detail[:300])
         idle = 0
         if len(schedule):
             log.info("%d scheduled command(s) waiting for their backoff", len(schedule))

@@ -1,13 +1,36 @@
 """Small HTTP clients for the CI platforms and notification services the executor calls.
 
 Stdlib only (``urllib.request``). Each client has a base URL so tests point it at a local server.
-Every call goes through :class:`Transport`, which owns the retry rules:
+Every call goes through :class:`Transport`, which owns the retry rules. They rest on one question:
+*could the platform have carried the call out although we got no success answer?*
 
-* 429, or 403 with ``X-RateLimit-Remaining: 0`` (GitHub's secondary/primary limits): wait for
-  ``Retry-After`` (seconds or an HTTP date) or ``X-RateLimit-Reset`` (epoch seconds), at most
-  ``max_wait_seconds``, then try again; without either header, the exponential backoff below;
-* 5xx and network errors: bounded retries with exponential backoff;
+* **not done** -- the platform says so, or the request never reached it: 429, or 403 with
+  ``X-RateLimit-Remaining: 0`` / ``Retry-After`` (GitHub's primary/secondary limits); 500, 503 and any
+  other 5xx but 502/504; connection refused, DNS failure, connect timeout (``urllib`` raises
+  ``URLError`` only while connecting and sending). Always safe to try again: wait for ``Retry-After``
+  (seconds or an HTTP date; on 429/403/5xx) or ``X-RateLimit-Reset`` (epoch seconds), else the
+  exponential backoff (1, 2, 4 ... s), then retry, up to ``max_attempts`` attempts in all; a wait over
+  ``max_wait_seconds`` is refused at once (the result says how long the platform asked for);
+* **ambiguous** -- the request was sent and no answer says what happened: read timeout, connection
+  reset or closed before the status line, 502/504 from a proxy or load balancer in front of the API.
+  The platform may have done it. Such a failure is retried only for a call that is *safe to repeat*
+  (``repeat_safe``): one the platform itself refuses to do twice, or deduplicates:
+
+  - GitHub ``.../actions/jobs/{id}/rerun`` and ``.../runs/{id}/rerun-failed-jobs``: while the run is
+    re-running GitHub answers ``403 This workflow is already running``;
+  - GitLab ``.../jobs/{id}/retry``: a job that was retried is no longer retryable, GitLab answers
+    ``403 Forbidden - Job is not retryable``;
+  - PagerDuty Events v2 ``trigger`` with a ``dedup_key``: a repeat joins the open alert.
+
+  When a repeat after an ambiguous attempt gets that "already running / not retryable" refusal, the
+  first attempt went through: the call counts as succeeded (``Response.already_done``).
+  Calls not safe to repeat -- Slack incoming webhook, Jira create issue, CircleCI workflow rerun,
+  Jenkins ``buildWithParameters``, GitLab pipeline retry -- are **not** retried after an ambiguous
+  failure: the result is a failure whose message says it may have gone through, that it was not
+  repeated so it cannot run twice, and where to check;
 * any other 4xx: no retry, the result carries the status and the body's message (truncated).
+
+A 2xx whose body could not be read is a success (the status line says it was done).
 
 Tokens never reach a log or a result: every secret a client holds is registered with the transport,
 which masks it in any text it returns.
@@ -38,6 +61,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import http.client
 import json
 import os
 import time
@@ -45,11 +69,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 USER_AGENT = "healing-guard-executor/0.1"
 MAX_MESSAGE = 300
+#: answers from a gateway in front of the API: the request may have reached the API and been carried out
+AMBIGUOUS_STATUSES = frozenset({502, 504})
 
 
 @dataclass(frozen=True)
@@ -62,10 +88,14 @@ class Response:
     message: str = ""  # why it failed, secrets masked, truncated
     attempts: int = 1
     waited_seconds: float = 0.0
+    #: sent, but no answer says whether the platform carried it out (read timeout, reset, 502/504)
+    ambiguous: bool = False
+    #: an earlier, ambiguous attempt went through: a repeat was refused as "already running"
+    already_done: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        return self.already_done or (self.status is not None and 200 <= self.status < 300)
 
     def json(self) -> Any:
         try:
@@ -112,50 +142,82 @@ class Transport:
 
     # --- one call, retried ---------------------------------------------------------------------
     def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                json_body: Any = None, data: bytes | None = None) -> Response:
+                json_body: Any = None, data: bytes | None = None, repeat_safe: bool = False,
+                already_done: Callable[[Response], bool] | None = None, check: str = "") -> Response:
+        """One logical call with the retry rules of the module docstring.
+
+        ``repeat_safe``: the platform refuses or deduplicates a repeat, so an ambiguous failure (sent, no
+        answer) may be retried. ``already_done``: recognises the platform's refusal of a repeat ("already
+        running"), which after an ambiguous attempt means that attempt went through. ``check``: where a
+        person can see whether the call was carried out (said when it may have been).
+        """
         hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
         if json_body is not None:
             data = json.dumps(json_body).encode()
             hdrs.setdefault("Content-Type", "application/json")
+        where = self.mask(check or f"{method} {url}")
         waited = 0.0
+        maybe_done = False  # an earlier attempt was sent and may have been carried out
         last: Response | None = None
         for attempt in range(1, self.policy.max_attempts + 1):
-            resp = self._once(method, url, hdrs, data)
-            resp = Response(resp.status, resp.body, resp.headers, resp.message, attempt, waited)
+            resp = replace(self._once(method, url, hdrs, data), attempts=attempt, waited_seconds=waited)
             if resp.ok:
                 return resp
+            if maybe_done and already_done is not None and already_done(resp):
+                return replace(resp, already_done=True, message=self.mask(
+                    f"went through on an earlier attempt that got no answer (the repeat got {resp.message})"))
+            if resp.ambiguous:
+                maybe_done = True
+                if not repeat_safe:
+                    return replace(resp, message=self.mask(
+                        f"{resp.message}; it may have gone through: not repeated, so it cannot run twice; "
+                        f"check {where}") + _after(attempt))
             last = resp
             wait = self._retry_wait(resp, attempt)
             if wait is None or attempt == self.policy.max_attempts:
                 break
             if wait > self.policy.max_wait_seconds:
-                return Response(resp.status, resp.body, resp.headers,
-                                f"{resp.message}; rate limited for {wait:.0f} s, over the "
-                                f"{self.policy.max_wait_seconds:.0f} s the executor waits", attempt, waited)
+                return replace(resp, ambiguous=maybe_done, message=(
+                    f"{resp.message}; asked to wait {wait:.0f} s, over the {self.policy.max_wait_seconds:.0f} s "
+                    "the executor waits (GUARD_EXECUTOR_MAX_WAIT_SECONDS)") + _maybe(maybe_done, where))
             if wait > 0:
                 self.sleep(wait)
                 waited += wait
         assert last is not None
-        if last.attempts > 1:
-            return Response(last.status, last.body, last.headers,
-                            f"{last.message} (after {last.attempts} attempts)", last.attempts, waited)
+        if last.attempts > 1 or maybe_done:
+            return replace(last, ambiguous=maybe_done, message=(
+                f"{last.message} (gave up after {last.attempts} attempts)" if last.attempts > 1 else last.message)
+                + _maybe(maybe_done, where))
         return last
 
     def _once(self, method: str, url: str, headers: Mapping[str, str], data: bytes | None) -> Response:
         req = urllib.request.Request(url, data=data, headers=dict(headers), method=method)
+        timeout = self.policy.timeout_seconds
         try:
-            with self._opener.open(req, timeout=self.policy.timeout_seconds) as r:
-                return Response(r.status, r.read(), {k.lower(): v for k, v in r.headers.items()})
+            r = self._opener.open(req, timeout=timeout)
         except urllib.error.HTTPError as exc:
             try:
                 body = exc.read() or b""
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 body = b""
             hdrs = {k.lower(): v for k, v in (exc.headers.items() if exc.headers else [])}
-            return Response(exc.code, body, hdrs, self.mask(f"HTTP {exc.code}: {_error_message(body, exc.reason)}"))
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            return Response(None, b"", {}, self.mask(f"network error: {reason}")[:MAX_MESSAGE])
+            return Response(exc.code, body, hdrs, self.mask(f"HTTP {exc.code}: {_error_message(body, exc.reason)}"),
+                            ambiguous=exc.code in AMBIGUOUS_STATUSES)
+        except urllib.error.URLError as exc:
+            # urllib wraps only what fails while connecting and sending: the platform has not got the request
+            return Response(None, b"", {}, self.mask(f"network error: {_reason(exc.reason, timeout)}")[:MAX_MESSAGE])
+        except (OSError, http.client.HTTPException) as exc:
+            # sent, then no status line: read timeout, reset, closed -- the platform may have carried it out
+            return Response(None, b"", {}, self.mask(f"network error after the request was sent: no answer "
+                                                     f"({_reason(exc, timeout)})")[:MAX_MESSAGE], ambiguous=True)
+        with r:
+            hdrs = {k.lower(): v for k, v in r.headers.items()}
+            try:
+                body = r.read()
+            except (OSError, http.client.HTTPException) as exc:
+                # the status line said it was done; only the body is lost
+                return Response(r.status, b"", hdrs, self.mask(f"answer body lost ({_reason(exc, timeout)})"))
+            return Response(r.status, body, hdrs)
 
     def _retry_wait(self, resp: Response, attempt: int) -> float | None:
         """Seconds to wait before the next attempt; None: do not retry."""
@@ -164,17 +226,33 @@ class Transport:
         # 403 counts as a rate limit only with GitHub's signals (exhausted quota, or a secondary limit's
         # Retry-After); any other 403 is a permission error and is not retried
         limited = st == 429 or (st == 403 and (h.get("x-ratelimit-remaining") == "0" or "retry-after" in h))
-        if limited:
+        if limited or (st is not None and st >= 500):
             wait = _retry_after(h.get("retry-after"), self.clock())
-            if wait is None and h.get("x-ratelimit-reset"):
+            if wait is None and limited and h.get("x-ratelimit-reset"):
                 try:
                     wait = max(0.0, float(h["x-ratelimit-reset"]) - self.clock())
                 except ValueError:
                     wait = None
             return self.policy.backoff(attempt) if wait is None else wait
-        if st is None or st >= 500:
+        if st is None:
             return self.policy.backoff(attempt)
         return None
+
+
+def _after(attempt: int) -> str:
+    return f" (after {attempt} attempts)" if attempt > 1 else ""
+
+
+def _maybe(maybe_done: bool, where: str) -> str:
+    if not maybe_done:
+        return ""
+    return f"; an earlier attempt got no answer and may have gone through: check {where}"
+
+
+def _reason(exc: object, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    return str(exc) or type(exc).__name__
 
 
 def _retry_after(value: str | None, now: float) -> float | None:
@@ -218,6 +296,20 @@ def _q(s: str) -> str:
     return urllib.parse.quote(str(s), safe="")
 
 
+def _refused_as(status: int, *phrases: str) -> Callable[[Response], bool]:
+    """The platform's refusal of a repeat (``status`` with one of ``phrases`` in its message)."""
+    def check(resp: Response) -> bool:
+        text = (resp.message + " " + resp.body.decode("utf-8", "replace")).lower()
+        return resp.status == status and any(p in text for p in phrases)
+    return check
+
+
+#: GitHub refuses a re-run while the run is re-running: ``403 {"message": "This workflow is already running"}``
+github_already_running = _refused_as(403, "already running")
+#: GitLab refuses to retry a job that was retried: ``403 {"message": "403 Forbidden - Job is not retryable"}``
+gitlab_not_retryable = _refused_as(403, "not retryable")
+
+
 # --- CI platforms --------------------------------------------------------------------------------
 
 class GitHubClient:
@@ -228,18 +320,30 @@ class GitHubClient:
         self.t = transport
         self._token = token
         transport.add_secret(token)
+        # the web UI of the API: github.com for api.github.com, https://HOST for GHES's https://HOST/api/v3
+        web = "https://github.com" if self.base == "https://api.github.com" else self.base
+        self.web = web[: -len("/api/v3")] if web.endswith("/api/v3") else web
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": "2022-11-28"}
 
+    def run_url(self, owner: str, repo: str, run_id: str) -> str:
+        return f"{self.web}/{owner}/{repo}/actions/runs/{run_id}"
+
+    def job_url(self, owner: str, repo: str, job_id: str) -> str:
+        return f"{self.web}/{owner}/{repo}/runs/{job_id}"  # a job's html_url (its check run)
+
     def rerun_failed_jobs(self, owner: str, repo: str, run_id: str) -> Response:
         return self.t.request("POST", f"{self.base}/repos/{_q(owner)}/{_q(repo)}/actions/runs/{_q(run_id)}"
-                                      "/rerun-failed-jobs", headers=self._headers(), json_body={})
+                                      "/rerun-failed-jobs", headers=self._headers(), json_body={},
+                              repeat_safe=True, already_done=github_already_running,
+                              check=self.run_url(owner, repo, run_id))
 
     def rerun_job(self, owner: str, repo: str, job_id: str) -> Response:
         return self.t.request("POST", f"{self.base}/repos/{_q(owner)}/{_q(repo)}/actions/jobs/{_q(job_id)}/rerun",
-                              headers=self._headers(), json_body={})
+                              headers=self._headers(), json_body={}, repeat_safe=True,
+                              already_done=github_already_running, check=self.job_url(owner, repo, job_id))
 
 
 class GitLabClient:
@@ -254,13 +358,23 @@ class GitLabClient:
     def _project(self, owner: str, repo: str) -> str:
         return _q(f"{owner}/{repo}")
 
+    def job_url(self, owner: str, repo: str, job_id: str) -> str:
+        return f"{self.base}/{owner}/{repo}/-/jobs/{job_id}"
+
+    def pipeline_url(self, owner: str, repo: str, pipeline_id: str) -> str:
+        return f"{self.base}/{owner}/{repo}/-/pipelines/{pipeline_id}"
+
     def retry_job(self, owner: str, repo: str, job_id: str) -> Response:
         return self.t.request("POST", f"{self.base}/api/v4/projects/{self._project(owner, repo)}/jobs/{_q(job_id)}"
-                                      "/retry", headers={"PRIVATE-TOKEN": self._token})
+                                      "/retry", headers={"PRIVATE-TOKEN": self._token},
+                              repeat_safe=True, already_done=gitlab_not_retryable,
+                              check=self.job_url(owner, repo, job_id))
 
     def retry_pipeline(self, owner: str, repo: str, pipeline_id: str) -> Response:
+        # not repeat-safe: GitLab documents no refusal of a second retry of the same pipeline
         return self.t.request("POST", f"{self.base}/api/v4/projects/{self._project(owner, repo)}/pipelines/"
-                                      f"{_q(pipeline_id)}/retry", headers={"PRIVATE-TOKEN": self._token})
+                                      f"{_q(pipeline_id)}/retry", headers={"PRIVATE-TOKEN": self._token},
+                              check=self.pipeline_url(owner, repo, pipeline_id))
 
 
 class JenkinsClient:
@@ -277,11 +391,17 @@ class JenkinsClient:
         """``folder/sub/job`` -> ``/job/folder/job/sub/job/job``."""
         return "".join(f"/job/{_q(p)}" for p in full_name.split("/") if p)
 
+    def job_url(self, full_name: str, command_id: str = "") -> str:
+        url = f"{self.base}{self.job_path(full_name)}/"
+        return url + (f" (a build with GUARD_COMMAND_ID={command_id})" if command_id else "")
+
     def build_with_parameters(self, full_name: str, parameters: Mapping[str, Any]) -> Response:
         body = urllib.parse.urlencode({k: _param(v) for k, v in parameters.items()}).encode()
+        check = self.job_url(full_name, str(parameters.get("GUARD_COMMAND_ID") or ""))
+        # not repeat-safe: every accepted request queues a build (once one started, a repeat queues another)
         return self.t.request("POST", f"{self.base}{self.job_path(full_name)}/buildWithParameters",
                               headers={"Authorization": self._auth,
-                                       "Content-Type": "application/x-www-form-urlencoded"}, data=body)
+                                       "Content-Type": "application/x-www-form-urlencoded"}, data=body, check=check)
 
 
 def jenkins_full_name(owner: str, repo: str) -> str:
@@ -306,11 +426,17 @@ class CircleCIClient:
         self._token = token
         transport.add_secret(token)
 
+    def workflow_url(self, workflow_id: str) -> str:
+        web = "https://app.circleci.com" if self.base == "https://circleci.com" else self.base
+        return f"{web}/pipelines/workflows/{workflow_id} (the pipeline's workflows)"
+
     def rerun_workflow(self, workflow_id: str, *, from_failed: bool = True,
                        jobs: list[str] | None = None) -> Response:
         body: dict[str, Any] = {"jobs": jobs} if jobs else {"from_failed": from_failed}
+        # not repeat-safe: every accepted rerun starts a new workflow
         return self.t.request("POST", f"{self.base}/api/v2/workflow/{_q(workflow_id)}/rerun",
-                              headers={"Circle-Token": self._token, "Accept": "application/json"}, json_body=body)
+                              headers={"Circle-Token": self._token, "Accept": "application/json"}, json_body=body,
+                              check=self.workflow_url(workflow_id))
 
 
 # --- notifications -------------------------------------------------------------------------------
@@ -318,13 +444,16 @@ class CircleCIClient:
 class SlackClient:
     """Slack incoming webhook: ``POST`` ``{"text": ...}``, answers 200 ``ok``."""
 
+    CHECK = "the channel the Slack webhook posts to"
+
     def __init__(self, webhook_url: str, *, transport: Transport) -> None:
         self._url = webhook_url
         self.t = transport
         transport.add_secret(webhook_url, urllib.parse.urlsplit(webhook_url).path)
 
     def post(self, text: str) -> Response:
-        return self.t.request("POST", self._url, json_body={"text": text})
+        # not repeat-safe: every accepted post is a new message
+        return self.t.request("POST", self._url, json_body={"text": text}, check=self.CHECK)
 
 
 class JiraClient:
@@ -339,6 +468,10 @@ class JiraClient:
         self._auth = _basic(user, token)
         transport.add_secret(token, self._auth.split(" ", 1)[1])
 
+    def search_url(self) -> str:
+        jql = f'project = "{self.project}" AND labels = "healing-guard" ORDER BY created DESC'
+        return f"{self.base}/issues/?jql={urllib.parse.quote(jql)}"
+
     def create_issue(self, summary: str, description: str, *, labels: list[str] | None = None) -> Response:
         doc = {"type": "doc", "version": 1, "content": [
             {"type": "paragraph", "content": [{"type": "text", "text": para}]}
@@ -347,8 +480,10 @@ class JiraClient:
                                   "issuetype": {"name": self.issue_type}, "description": doc}
         if labels:
             fields["labels"] = [lb.replace(" ", "_") for lb in labels]
+        # not repeat-safe: every accepted request creates an issue
         return self.t.request("POST", f"{self.base}/rest/api/3/issue", json_body={"fields": fields},
-                              headers={"Authorization": self._auth, "Accept": "application/json"})
+                              headers={"Authorization": self._auth, "Accept": "application/json"},
+                              check=self.search_url())
 
 
 class PagerDutyClient:
@@ -370,7 +505,9 @@ class PagerDutyClient:
         }
         if custom_details:
             body["payload"]["custom_details"] = dict(custom_details)
-        return self.t.request("POST", f"{self.base}/v2/enqueue", json_body=body)
+        # repeat-safe: PagerDuty folds a trigger with the dedup_key of an open alert into that alert
+        return self.t.request("POST", f"{self.base}/v2/enqueue", json_body=body, repeat_safe=True,
+                              check=f"PagerDuty alerts with dedup_key {dedup_key[:255]}")
 
 
 # --- the set of configured clients ---------------------------------------------------------------

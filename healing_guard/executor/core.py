@@ -1,10 +1,17 @@
 """The action executor: turns a :class:`Command` into platform / notification API calls and an :class:`Outcome`.
 
 * allow-list: an action outside ``allow`` is ``skipped`` with the reason;
-* idempotent by ``command_id`` across restarts: :class:`DoneStore` (append-only JSON lines under the data
-  dir) keeps the first outcome of every command whose API calls were attempted; a known id returns that
-  outcome and calls nothing. Delivery is at-least-once: a crash between the API call and the store's
-  fsync can repeat the call once (PagerDuty deduplicates by ``dedup_key``; Slack/Jira would not);
+* never twice, across restarts too: :class:`DoneStore` (append-only JSON lines under the data dir, fsynced
+  per write) keeps the first outcome of every command whose API calls were attempted; a known id returns
+  that outcome and calls nothing. Before its first API call a command's *intent* is written (``started``),
+  and each call's result as it comes back (``step``); a restart that finds an intent without an outcome
+  (the executor was killed mid-command) does not run the command again: it records a ``failed`` outcome
+  whose detail starts ``interrupted:`` and names what was done, what may have gone through and where to
+  check. A command whose calls all came back before the stop gets its real outcome. So a multi-step
+  command (re-run + Slack) never repeats a step, whether a later step failed or the executor stopped;
+* within one call, the transport's retry rules (:mod:`.clients`) repeat only what cannot run twice;
+* each stored outcome is published once: ``published`` marks it after the broker acknowledged it, and a
+  redelivered or duplicate command is then dropped without a second outcome message (see ``cli``);
 * dry run: a ``dry_run`` outcome whose detail lists the calls that would be made; nothing is called and
   nothing is stored (a later live run of the same command still acts);
 * ``succeeded`` means the platform *accepted* the call (rerun queued, message posted), not that the job
@@ -44,8 +51,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from ..patterns.tokenize import redact
 from ..schemas import Command, Outcome, SchemaError
 from .clients import Clients, JenkinsClient, Response, jenkins_full_name
 
@@ -72,26 +80,68 @@ _PLAIN_NOTE = {
 
 
 class DoneStore:
-    """Outcomes of carried-out commands, by ``command_id``: append-only JSON lines, fsynced per write.
+    """Outcomes of carried-out commands by ``command_id``, with the write-ahead intents that make them
+    never-twice: append-only JSON lines, fsynced per write. Four kinds of line:
 
-    The whole file is read at start (one small line per command); a torn last line from a crash is ignored.
+    * ``{"started": id, "ts", "job_key", "action", "category", "steps": [{"describe", "check"}]}`` before
+      the command's first API call;
+    * ``{"step": id, "n", "ok", "result", "http_status"}`` as each call comes back;
+    * an :class:`Outcome` once all calls came back;
+    * ``{"published": id}`` once the outcome is on ``guard.outcomes``.
+
+    The whole file is read at start (a few small lines per command); a torn last line from a crash is
+    ignored. An intent without an outcome gets one there and then (:meth:`interrupted_outcome`), without
+    any API call. Older executors read outcome lines only and skip the others.
     """
 
     FILE = "executor-done.jsonl"
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(data_dir) / self.FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: dict[str, Outcome] = {}
+        self._intents: dict[str, dict[str, Any]] = {}
+        self._steps: dict[str, list[dict[str, Any]]] = {}
+        self._published: set[str] = set()
         self._lock = threading.Lock()
+        #: outcomes made at start for commands the executor was carrying out when it stopped
+        self.recovered: list[Outcome] = []
         if self.path.exists():
             with self.path.open("rb") as f:
                 for line in f:
-                    try:
-                        o = Outcome.from_json(line.strip())
-                    except SchemaError:
-                        continue
-                    self._done.setdefault(o.command_id, o)
+                    self._load(line)
+        for cid, intent in list(self._intents.items()):
+            if cid not in self._done:
+                out = self.interrupted_outcome(intent, self._steps.get(cid, []), clock())
+                self.put(out)
+                self.recovered.append(out)
+
+    def _load(self, line: bytes) -> None:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return  # a torn last line from a crash
+        if not isinstance(rec, dict):
+            return
+        if "started" in rec:
+            self._intents.setdefault(str(rec["started"]), rec)
+        elif "step" in rec:
+            self._steps.setdefault(str(rec["step"]), []).append(rec)
+        elif "published" in rec:
+            self._published.add(str(rec["published"]))
+        else:
+            try:
+                o = Outcome.from_dict(rec)
+            except SchemaError:
+                return
+            self._done.setdefault(o.command_id, o)
+
+    def _append(self, rec: dict[str, Any] | bytes) -> None:
+        line = rec if isinstance(rec, bytes) else json.dumps(rec, separators=(",", ":")).encode()
+        with self.path.open("ab") as f:
+            f.write(line + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def get(self, command_id: str) -> Outcome | None:
         return self._done.get(command_id)
@@ -100,11 +150,71 @@ class DoneStore:
         with self._lock:
             if outcome.command_id in self._done:
                 return
-            with self.path.open("ab") as f:
-                f.write(outcome.to_json() + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
+            self._append(outcome.to_json())
             self._done[outcome.command_id] = outcome
+
+    # --- write-ahead intent --------------------------------------------------------------------
+    def start(self, cmd: Command, steps: list[tuple[str, str]], ts: float) -> None:
+        """Durably note that ``cmd``'s API calls (``(describe, check)`` each) are about to be made."""
+        rec = {"started": cmd.command_id, "ts": ts, "job_key": cmd.job_key, "action": cmd.action,
+               "category": cmd.category, "steps": [{"describe": d, "check": c} for d, c in steps]}
+        with self._lock:
+            self._append(rec)
+            self._intents[cmd.command_id] = rec
+
+    def step(self, command_id: str, n: int, ok: bool, result: str, http_status: int | None) -> None:
+        """Durably note that call ``n`` of the command came back (``ok`` or not) with ``result``."""
+        rec = {"step": command_id, "n": n, "ok": ok, "result": result, "http_status": http_status}
+        with self._lock:
+            self._append(rec)
+            self._steps.setdefault(command_id, []).append(rec)
+
+    @staticmethod
+    def interrupted_outcome(intent: dict[str, Any], steps: list[dict[str, Any]], ts: float) -> Outcome:
+        """The outcome of a command whose intent was written but whose outcome was not."""
+        described = intent.get("steps") or []
+        came_back = {int(r["n"]): r for r in steps if isinstance(r.get("n"), int)}
+        results = [str(came_back[n]["result"]) for n in range(len(described)) if n in came_back]
+        status = next((came_back[n].get("http_status") for n in sorted(came_back, reverse=True)
+                       if came_back[n].get("ok")), None)
+        if described and len(came_back) >= len(described):  # every call came back: the real outcome
+            ok = all(r.get("ok") for r in came_back.values())
+            failed = next((r.get("http_status") for r in came_back.values() if not r.get("ok")), None)
+            return Outcome(command_id=str(intent["started"]), job_key=str(intent.get("job_key", "")),
+                           action=str(intent.get("action", "")), status="succeeded" if ok else "failed",
+                           detail=("; ".join(results) + "; (recorded at restart: the executor stopped before "
+                                   "writing the outcome)")[:2000],
+                           http_status=status if ok else failed, ts=ts, category=intent.get("category"))
+        parts = ["interrupted: the executor stopped while carrying this out; not repeated so the job cannot run "
+                 "twice"]
+        if results:
+            parts.append("done before the stop: " + "; ".join(results))
+        pending = described[len(came_back):]
+        if pending:
+            first = pending[0]
+            parts.append(f"{first.get('describe')}: may have gone through, check {first.get('check')}")
+        if len(pending) > 1:
+            parts.append("not started: " + "; ".join(str(d.get("describe")) for d in pending[1:]))
+        return Outcome(command_id=str(intent["started"]), job_key=str(intent.get("job_key", "")),
+                       action=str(intent.get("action", "")), status="unknown" if pending else "failed",
+                       detail="; ".join(parts)[:2000],
+                       http_status=None, ts=ts, category=intent.get("category"))
+
+    # --- publication ---------------------------------------------------------------------------
+    def was_published(self, command_id: str) -> bool:
+        return command_id in self._published
+
+    def mark_published(self, command_id: str) -> None:
+        with self._lock:
+            if command_id in self._published or command_id not in self._done:
+                return
+            self._append({"published": command_id})
+            self._published.add(command_id)
+
+    def unpublished(self) -> list[Outcome]:
+        """Stored outcomes of commands carried out with an intent (this version) and not yet published:
+        the executor stopped between the store and the broker. Outcomes of older files are not included."""
+        return [o for cid, o in self._done.items() if cid in self._intents and cid not in self._published]
 
     def __len__(self) -> int:
         return len(self._done)
@@ -186,6 +296,7 @@ class Step:
     service: str
     describe: str
     call: Callable[[], Response]
+    check: str = ""  # where a person sees whether the call was carried out
 
 
 class Executor:
@@ -227,23 +338,32 @@ class Executor:
             return self._outcome(cmd, "dry_run", self._mask("; ".join([pre + what, *notes])))
         if wait > 0 and not waited:
             self.sleep(wait)
+        # write-ahead: from here on a restart does not call anything for this command again
+        self.store.start(cmd, [(self._mask(s.describe), self._mask(s.check)) for s in steps], self.clock())
         results: list[str] = []
         failed: Response | None = None
         status: int | None = None
-        for s in steps:
-            r = s.call()
+        for n, s in enumerate(steps):
+            try:
+                r = s.call()
+            except Exception as exc:  # a bug, not a platform answer: record it, never run the command again
+                r = Response(None, message=f"internal error: {type(exc).__name__}: {exc}", ambiguous=True)
             if r.ok:
                 status = r.status
                 extra = f" after waiting {r.waited_seconds:g} s" if r.waited_seconds else ""
-                results.append(f"{s.describe}: HTTP {r.status}{extra}")
+                if r.already_done:
+                    results.append(f"{s.describe}: {r.message}{extra}")
+                else:
+                    results.append(f"{s.describe}: HTTP {r.status}{extra}")
             else:
                 failed = failed or r
                 results.append(f"{s.describe}: FAILED {r.message or r.status}")
+            self.store.step(cmd.command_id, n, r.ok, self._mask(results[-1]), r.status)
         if wait:
             results.insert(0, f"waited {wait:g} s (backoff)")
         detail = self._mask("; ".join(results + notes))
-        if failed is not None:
-            out = self._outcome(cmd, "failed", detail, failed.status)
+        if failed is not None:  # "unknown": the call was sent, no answer came, and it was not repeated
+            out = self._outcome(cmd, "unknown" if failed.ambiguous else "failed", detail, failed.status)
         else:
             out = self._outcome(cmd, "succeeded", detail, status)
         self.store.put(out)
@@ -276,10 +396,12 @@ class Executor:
             gh = c.github
             if cmd.run_id:
                 step = Step("github", f"GitHub re-run failed jobs of run {cmd.run_id}",
-                            lambda: gh.rerun_failed_jobs(cmd.owner, cmd.repo, cmd.run_id or ""))
+                            lambda: gh.rerun_failed_jobs(cmd.owner, cmd.repo, cmd.run_id or ""),
+                            gh.run_url(cmd.owner, cmd.repo, cmd.run_id))
             else:
                 step = Step("github", f"GitHub re-run job {cmd.job_id}",
-                            lambda: gh.rerun_job(cmd.owner, cmd.repo, cmd.job_id))
+                            lambda: gh.rerun_job(cmd.owner, cmd.repo, cmd.job_id),
+                            gh.job_url(cmd.owner, cmd.repo, cmd.job_id))
             if cmd.action in _PLAIN_NOTE:
                 notes.append("GitHub " + _PLAIN_NOTE[cmd.action])
             return [step], notes
@@ -289,10 +411,12 @@ class Executor:
             gl = c.gitlab
             if p.get("scope") == "pipeline" and cmd.run_id:
                 step = Step("gitlab", f"GitLab retry failed jobs of pipeline {cmd.run_id}",
-                            lambda: gl.retry_pipeline(cmd.owner, cmd.repo, cmd.run_id or ""))
+                            lambda: gl.retry_pipeline(cmd.owner, cmd.repo, cmd.run_id or ""),
+                            gl.pipeline_url(cmd.owner, cmd.repo, cmd.run_id))
             else:
                 step = Step("gitlab", f"GitLab retry job {cmd.job_id}",
-                            lambda: gl.retry_job(cmd.owner, cmd.repo, cmd.job_id))
+                            lambda: gl.retry_job(cmd.owner, cmd.repo, cmd.job_id),
+                            gl.job_url(cmd.owner, cmd.repo, cmd.job_id))
             if cmd.action in _PLAIN_NOTE:
                 notes.append("GitLab job " + _PLAIN_NOTE[cmd.action].replace("re-run", "retry"))
             return [step], notes
@@ -305,7 +429,7 @@ class Executor:
             params = jenkins_parameters(cmd)
             step = Step("jenkins", f"Jenkins build {JenkinsClient.job_path(name)} with "
                                    f"{', '.join(f'{k}={v}' for k, v in params.items())}",
-                        lambda: jk.build_with_parameters(name, params))
+                        lambda: jk.build_with_parameters(name, params), jk.job_url(name, cmd.command_id))
             notes.append("the Jenkinsfile must declare the GUARD_* parameters it honours (undeclared ones are "
                          "ignored)")
             return [step], notes
@@ -316,7 +440,8 @@ class Executor:
                 raise ValueError("CircleCI re-runs a workflow and the command has no run_id (workflow id)")
             cc = c.circleci
             step = Step("circleci", f"CircleCI re-run workflow {cmd.run_id} from failed",
-                        lambda: cc.rerun_workflow(cmd.run_id or "", from_failed=True))
+                        lambda: cc.rerun_workflow(cmd.run_id or "", from_failed=True),
+                        cc.workflow_url(cmd.run_id))
             if cmd.action in _PLAIN_NOTE:
                 notes.append("CircleCI " + _PLAIN_NOTE[cmd.action])
             return [step], notes
@@ -345,7 +470,7 @@ class Executor:
                 summary = self._summary(cmd)
                 labels = ["healing-guard", cmd.category, a]
                 steps.append(Step("jira", f"Jira issue in {jira.project}",
-                                  lambda: jira.create_issue(summary, text, labels=labels)))
+                                  lambda: jira.create_issue(summary, text, labels=labels), jira.search_url()))
         if want_page:
             if c.pagerduty is None:
                 notes.append("no PagerDuty configured: nobody paged")
@@ -361,13 +486,14 @@ class Executor:
                 summary = self._summary(cmd)
                 steps.append(Step("pagerduty", f"PagerDuty trigger dedup_key={dedup}",
                                   lambda: pd.trigger(summary, dedup_key=dedup, source=f"{cmd.provider}/{cmd.owner}/"
-                                                     f"{cmd.repo}", severity=severity, custom_details=details)))
+                                                     f"{cmd.repo}", severity=severity, custom_details=details),
+                                  f"PagerDuty alerts with dedup_key {dedup}"))
         if want_slack:
             if c.slack is None:
                 notes.append("no Slack webhook configured: no message")
             else:
                 sl = c.slack
-                steps.append(Step("slack", "Slack message", lambda: sl.post(text)))
+                steps.append(Step("slack", "Slack message", lambda: sl.post(text), sl.CHECK))
         return steps, notes
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -397,8 +523,9 @@ class Executor:
         return self.clients.transport.mask(text)[:2000]
 
     def _outcome(self, cmd: Command, status: str, detail: str, http_status: int | None = None) -> Outcome:
+        # an API's error body may echo what it was sent: nothing secret-shaped reaches guard.outcomes
         return Outcome(command_id=cmd.command_id, job_key=cmd.job_key, action=cmd.action, status=status,  # type: ignore[arg-type]
-                       detail=detail, http_status=http_status, ts=self.clock(), category=cmd.category)
+                       detail=redact(detail), http_status=http_status, ts=self.clock(), category=cmd.category)
 
 
 def jenkins_parameters(cmd: Command) -> dict[str, str]:

@@ -255,7 +255,9 @@ class Outcome(Record):
     command_id: str = field("the command this reports on")
     job_key: str = field("provider/owner/repo/job_id")
     action: str = field("the command's action")
-    status: Literal["succeeded", "failed", "skipped", "dry_run"] = field("result of carrying it out")
+    status: Literal["succeeded", "failed", "skipped", "dry_run", "unknown"] = field(
+        "result of carrying it out; unknown: a call was sent and no answer came (a timeout, or the executor "
+        "stopped mid-command), so it may have gone through and is not repeated")
     detail: str = field("what happened, in words", default="")
     http_status: int | None = field("HTTP status of the platform call", default=None)
     ts: float = field("when finished", default=0.0)
@@ -265,7 +267,7 @@ class Outcome(Record):
 
 @dataclasses.dataclass
 class DeadLetter(Record):
-    """A message the guard could not use, with its original bytes and the reason."""
+    """A message the guard could not use, with its original bytes (secrets redacted) and the reason."""
 
     topic: ClassVar[str] = "guard.deadletter"
     description: ClassVar[str] = "Key: the original key."
@@ -273,13 +275,16 @@ class DeadLetter(Record):
 
     source_topic: str = field("topic the message came from")
     reason: str = field("why it was rejected")
-    original_b64: str = field("the original value bytes, base64")
+    original_b64: str = field("the original value bytes, base64, with secrets replaced by [REDACTED]")
     original_size: int = field("size of the original value in bytes")
     field_name: str | None = field("field at fault, dotted path", default=None)
     partition: int | None = field("source partition", default=None)
     offset: int | None = field("source offset", default=None)
     key: str | None = field("original key (UTF-8, replacement chars where invalid)", default=None)
     ts: float = field("when rejected", default=0.0)
+    redacted: bool = field("true when secrets (tokens, keys, passwords) in original_b64, key or reason were "
+                           "replaced by [REDACTED]; every other byte is the original's, and original_size is "
+                           "the size before redaction", default=False)
 
 
 TOPIC_RECORDS: dict[str, type[Record]] = {

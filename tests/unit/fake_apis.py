@@ -1,7 +1,11 @@
 """A local HTTP server that speaks the documented success answers of the executor's APIs.
 
 It records every request; tests can queue scripted answers (status, headers, body) per path to
-simulate rate limits and errors.
+simulate rate limits and errors. An answer can stall (``delay``: the server holds it, for read timeouts)
+and say whether the platform carried the call out (``executes``; default: a 2xx does). ``executed`` counts
+per path the calls the platform carried out. ``FakeApis(stateful=True)`` also refuses repeats the way the
+platforms do: a GitHub re-run of a run/job already re-run answers ``403 This workflow is already running``,
+a GitLab retry of a retried job ``403 Forbidden - Job is not retryable``.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,6 +35,8 @@ class Answer:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds the server holds the answer (after carrying the call out, if it does)
+    executes: bool | None = None  # whether the platform carried the call out (None: when 2xx)
 
 
 def _json(status: int, obj: Any, **headers: str) -> Answer:
@@ -64,12 +70,38 @@ def default_answer(method: str, path: str) -> Answer:
     return _json(404, {"message": "Not Found"})
 
 
+_GITHUB_RERUN = re.compile(r"/repos/[^/]+/[^/]+/actions/(runs/[^/]+/rerun-failed-jobs|jobs/[^/]+/rerun)")
+_GITLAB_RETRY = re.compile(r"/api/v4/projects/[^/]+/jobs/\d+/retry")
+
+
+def refusal_of_repeat(path: str) -> Answer | None:
+    """The platform's answer to a repeat of a call it already carried out (None: it would do it again)."""
+    if _GITHUB_RERUN.fullmatch(path):
+        return _json(403, {"message": "This workflow is already running",
+                           "documentation_url": "https://docs.github.com/rest/actions/workflow-runs"})
+    if _GITLAB_RETRY.fullmatch(path):
+        return _json(403, {"message": "403 Forbidden - Job is not retryable"})
+    return None
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client gave up on a stalled answer (read timeout) or was killed
+        super().handle_error(request, client_address)
+
+
 class FakeApis:
     """``with FakeApis() as api:`` -> ``api.url`` is ``http://127.0.0.1:PORT``; ``api.requests`` the log."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, stateful: bool = False) -> None:
         self.requests: list[Req] = []
         self.scripted: dict[str, deque[Answer]] = defaultdict(deque)
+        self.executed: Counter[str] = Counter()  # path -> calls the platform carried out
+        self.stateful = stateful
+        self.release = threading.Event()  # set: stalled answers go out at once
         self._lock = threading.Lock()
         outer = self
 
@@ -82,11 +114,18 @@ class FakeApis:
                     outer.requests.append(Req(self.command, path, self.headers, body))
                     q = outer.scripted.get(path)
                     ans = q.popleft() if q else None
-                if ans is None:
-                    ans = default_answer(self.command, path)
-                    if path == "/v2/enqueue" and body:
-                        ans = _json(202, {"status": "success", "message": "Event processed",
-                                          "dedup_key": json.loads(body).get("dedup_key")})
+                    if ans is None and outer.stateful and outer.executed[path]:
+                        ans = refusal_of_repeat(path)
+                    if ans is None:
+                        ans = default_answer(self.command, path)
+                        if path == "/v2/enqueue" and body:
+                            ans = _json(202, {"status": "success", "message": "Event processed",
+                                              "dedup_key": json.loads(body).get("dedup_key")})
+                    if self.command == "POST" and (ans.executes if ans.executes is not None
+                                                   else 200 <= ans.status < 300):
+                        outer.executed[path] += 1
+                if ans.delay:
+                    outer.release.wait(ans.delay)
                 self.send_response(ans.status)
                 for k, v in ans.headers.items():
                     self.send_header(k, v)
@@ -99,7 +138,7 @@ class FakeApis:
             def log_message(self, *a: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
@@ -112,5 +151,6 @@ class FakeApis:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()

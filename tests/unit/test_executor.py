@@ -339,9 +339,9 @@ def test_plain_403_is_not_retried(api: FakeApis, tmp_path: Path) -> None:
 def test_5xx_is_retried_with_backoff_then_fails(api: FakeApis, tmp_path: Path) -> None:
     ex, sleeps = make_executor(api, tmp_path)
     path = "/api/v2/workflow/wf-1/rerun"
-    api.script(path, *[Answer(502, b"bad gateway")] * 4)
+    api.script(path, *[Answer(500, b"internal error")] * 4)  # a 500 was not carried out: safe to repeat
     out = ex.execute(cmd("circleci", "retry", run_id="wf-1"))
-    assert out.status == "failed" and out.http_status == 502
+    assert out.status == "failed" and out.http_status == 500
     assert sleeps.calls == [1.0, 2.0, 4.0] and len(api.requests) == 4
     assert "after 4 attempts" in out.detail
     # a failed outcome is remembered too: no second round of calls
@@ -436,7 +436,7 @@ async def test_run_executor_consumes_commands_and_dead_letters(tansu_bootstrap: 
         counts = await run_executor(s, dry_run=False, data_dir=tmp_path, once=True,
                                     clients=make_clients(api, sleeps))
         assert len(api.requests) == 1  # the duplicate command is answered from the store
-    assert counts == {"succeeded": 2, "deadletter": 1}
+    assert counts == {"succeeded": 1, "duplicate": 1, "deadletter": 1}  # the duplicate is answered once
     consumer = AIOKafkaConsumer(t.outcomes, t.deadletter, bootstrap_servers=s.bootstrap, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -445,12 +445,12 @@ async def test_run_executor_consumes_commands_and_dead_letters(tansu_bootstrap: 
         for _ in range(40):
             for tp, recs in (await consumer.getmany(timeout_ms=250)).items():
                 got[tp.topic] += [r.value for r in recs]
-            if len(got[t.outcomes]) == 2 and got[t.deadletter]:
+            if len(got[t.outcomes]) == 1 and got[t.deadletter]:
                 break
     finally:
         await consumer.stop()
     outs = [Outcome.from_json(v) for v in got[t.outcomes]]
-    assert [o.status for o in outs] == ["succeeded", "succeeded"] and outs[0] == outs[1]
+    assert [o.status for o in outs] == ["succeeded"]
     assert DeadLetter.from_json(got[t.deadletter][0]).source_topic == t.actions
     # a restart consumes nothing more: the offsets were committed
     counts = await run_executor(s, dry_run=False, data_dir=tmp_path, once=True, clients=Clients.from_env({}))

@@ -31,6 +31,7 @@ from .remediate.planner import budget_alerts
 from .remediate.strategies import NOTIFY_ACTIONS
 from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
 from .settings import Settings
+from .patterns.tokenize import JOB_EVENT_TEXT, TEST_RESULT_TEXT, redact, redact_bytes, redact_fields
 from .patterns.tokenize import template as fact_template
 from .warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
@@ -48,16 +49,35 @@ class Decision:
 
 def dead_letter(source_topic: str, raw: bytes | None, reason: str, *, field_name: str | None = None,
                 key: bytes | None = None, partition: int | None = None, offset: int | None = None) -> DeadLetter:
+    """The dead letter of a message the guard cannot use. Secrets in its bytes, key and reason are
+    redacted (the rest of the bytes is kept exactly): guard.deadletter is read more widely than ci.logs."""
     raw = raw or b""
+    kept, redacted = redact_bytes(raw)
+    reason = reason[:2000]
+    skey = key.decode("utf-8", "replace")[:1000] if key is not None else None
+    clean_reason, clean_key = redact(reason), None if skey is None else redact(skey)
+    redacted = redacted or clean_reason != reason or clean_key != skey
+    reason, skey = clean_reason, clean_key
     return DeadLetter(
-        source_topic=source_topic, reason=reason[:2000], original_b64=base64.b64encode(raw).decode("ascii"),
+        source_topic=source_topic, reason=reason, original_b64=base64.b64encode(kept).decode("ascii"),
         original_size=len(raw), field_name=field_name, partition=partition, offset=offset,
-        key=key.decode("utf-8", "replace")[:1000] if key is not None else None, ts=time.time(),
+        key=skey, ts=time.time(), redacted=redacted,
     )
 
 
 def schema_dead_letter(source_topic: str, raw: bytes | None, exc: SchemaError, **kw: Any) -> DeadLetter:
     return dead_letter(source_topic, raw, exc.reason, field_name=exc.field, **kw)
+
+
+def redact_job(ev: JobEvent) -> JobEvent:
+    """``ev`` with secrets removed from its free-text fields (the same object when there were none)."""
+    return redact_fields(ev, *JOB_EVENT_TEXT)
+
+
+def redact_test_result(r: TestResult) -> TestResult:
+    """``r`` with secrets removed from its test id (parametrized ids carry argument values), failure
+    message and changed files (the same object when there were none)."""
+    return redact_fields(r, *TEST_RESULT_TEXT)
 
 
 class Engine:
@@ -238,6 +258,19 @@ class Engine:
                             p_retry_pass=round(p_retry, 4), runs=model.runs,
                             recoveries=model.recoveries)
         return model, fact, risk
+
+    def replay_test(self, model: TestModel, result: TestResult) -> tuple[Fact, TestRisk | None]:
+        """The fact and risk of a result ``model`` has already learned (a message read again after a
+        crash, whose state change reached the changelog before the crash): sent again, learned once."""
+        view = self.flake_prior.view(result.test_id)
+        failed = result.outcome in ("failed", "error")
+        fact = test_result_fact(result, p_fail=None if result.outcome == "skipped" else round(model.p_fail(view), 4))
+        risk = None
+        if failed:
+            risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(view), 4),
+                            p_retry_pass=round(model.p_retry_pass(view), 4), runs=model.runs,
+                            recoveries=model.recoveries)
+        return fact, risk
 
 
 #: tests whose history feeds the shared prior (about 0.5 KB each); later tests read it without adding

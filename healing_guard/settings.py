@@ -60,6 +60,9 @@ class Settings:
     broker_url: str = "kafka://127.0.0.1:9092"
     partitions: int = 4
     app_id: str = "healing-guard"
+    #: how often a worker commits its consumer offsets (Faust's broker_commit_interval); what it processed
+    #: after the last commit is read again after a crash, and the agents make that replay harmless
+    commit_interval_seconds: float = 1.0
     topic_prefix: str = ""
     clickhouse_dsn: str = "chdb://.guard/chdb"
     clickhouse_database: str = "guard"
@@ -162,6 +165,13 @@ def _nonneg_float(v: Any) -> float:
     return f
 
 
+def _pos_float(v: Any) -> float:
+    f = _nonneg_float(v)
+    if f == 0:
+        raise ValueError(f"must be a number > 0, got {v!r}")
+    return f
+
+
 def _prob(v: Any) -> float:
     f = _nonneg_float(v)
     if f > 1:
@@ -256,6 +266,8 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("broker", "url"): ("broker_url", _broker, "GUARD_BROKER_URL"),
     ("broker", "partitions"): ("partitions", _pos_int, "GUARD_PARTITIONS"),
     ("broker", "app_id"): ("app_id", _prefix, "GUARD_APP_ID"),
+    ("broker", "commit_interval_seconds"): (
+        "commit_interval_seconds", _pos_float, "GUARD_COMMIT_INTERVAL_SECONDS"),
     ("topics", "prefix"): ("topic_prefix", _prefix, "GUARD_TOPIC_PREFIX"),
     ("clickhouse", "dsn"): ("clickhouse_dsn", _dsn, "GUARD_CLICKHOUSE_DSN"),
     ("clickhouse", "database"): ("clickhouse_database", _ident, "GUARD_CLICKHOUSE_DATABASE"),

@@ -17,7 +17,7 @@ from typing import Any
 from .classify import EvidenceLine, evidence_from_hits
 from .classify.classifier import step_start
 from .patterns.matcher import Matcher
-from .patterns.tokenize import tokenize
+from .patterns.tokenize import JOB_EVENT_TEXT, redact_fields, redact_lines, tokenize_lines
 from .schemas import JobEvent, LogChunk, TestRisk
 
 
@@ -140,7 +140,8 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
             del w.evidence[: len(w.evidence) - limits.max_evidence]
             w.evidence.sort(key=lambda e: e["line"])
     if lines:
-        tail = [tokenize(x)[:500] for x in lines[-limits.tail_lines:]]
+        # a tail is consecutive lines: a private key printed in it goes whole, body lines included
+        tail = [x[:500] for x in tokenize_lines(lines[-limits.tail_lines:])]
         w.tail = (w.tail + tail)[-limits.tail_lines:]
     w.lines_seen = max(w.lines_seen, first - 1 + len(lines))
     w.next_seq = chunk["seq"] + 1
@@ -171,6 +172,10 @@ def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, no
         w.next_seq = nxt
         while w.next_seq in w.pending:
             _consume_lines(w, w.pending.pop(w.next_seq), matcher, limits)
+    if chunk.seq in w.pending and w.pending[chunk.seq]["lines"] is chunk.lines:
+        # held out of order: the window is stored (in a changelog topic) with it, so no raw secrets.
+        # Only the secrets change, so matching the redacted lines later finds the same failures.
+        w.pending[chunk.seq]["lines"] = redact_lines(chunk.lines)
     return _maybe_ready(w, limits, now)
 
 
@@ -179,10 +184,14 @@ def on_job_event(w: JobWindow, ev: JobEvent, limits: Limits, now: float) -> tupl
     if w.decided or ev.attempt < w.attempt or ev.status != "completed":
         w.touched = now
         return w, []
-    w.job = ev.to_dict()
+    w.job = _redacted_job(ev)  # stored with the window, and the diagnosis' job: no raw secrets
     if ev.conclusion not in ("failure", "timed_out"):
         return w, [Closed(ev, retried=tuple(w.retried) if w.retried else None)]  # type: ignore[arg-type]
     return _maybe_ready(w, limits, now)
+
+
+def _redacted_job(ev: JobEvent) -> dict[str, Any]:
+    return redact_fields(ev, *JOB_EVENT_TEXT).to_dict()
 
 
 def on_risk(w: JobWindow, risk: TestRisk, attempt: int, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:

@@ -61,6 +61,7 @@ class Stats:
     findings: int = 0
     commands: int = 0
     tests: int = 0
+    tests_replayed: int = 0  # ci.tests messages read again after a crash and not learned twice
     outcomes_learned: int = 0
     dead_letters: int = 0
     facts_written: int = 0

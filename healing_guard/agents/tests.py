@@ -13,7 +13,7 @@ from typing import Any
 from .. import metrics
 from ..flaky import TestModel
 from ..flaky.quarantine import QuarantineState
-from ..pipeline import dead_letter, schema_dead_letter
+from ..pipeline import dead_letter, redact_test_result, schema_dead_letter
 from ..schemas import SchemaError, TestResult, job_key
 from ..warehouse.facts import fact_to_json
 from .context import AgentContext
@@ -21,14 +21,17 @@ from .context import AgentContext
 log = logging.getLogger(__name__)
 
 
-def _load(raw: bytes | None) -> tuple[TestModel | None, QuarantineState]:
-    """A test's table value: its model and quarantine state (older values hold the bare model)."""
+def _load(raw: bytes | None) -> tuple[TestModel | None, QuarantineState, tuple[int, int] | None]:
+    """A test's table value: its model, quarantine state and the (partition, offset) of the last
+    ci.tests message it learned (older values hold the bare model, or no offset)."""
     if not raw:
-        return None, QuarantineState()
+        return None, QuarantineState(), None
     obj = pickle.loads(raw)
     if isinstance(obj, dict):
-        return obj["model"], QuarantineState.from_dict(obj.get("quarantine"))
-    return obj, QuarantineState()
+        applied = obj.get("applied")
+        return (obj["model"], QuarantineState.from_dict(obj.get("quarantine")),
+                None if applied is None else (int(applied[0]), int(applied[1])))
+    return obj, QuarantineState(), None
 
 
 def register(ctx: AgentContext) -> Any:
@@ -48,13 +51,28 @@ def register(ctx: AgentContext) -> Any:
             except SchemaError as exc:
                 await ctx.dead_letter(schema_dead_letter(topic_name, raw, exc, **where), key)
                 continue
+            # secrets in a test id (a parametrized argument) or a failure message stop here: the model
+            # table, facts, risks and commands all use the redacted record, keyed by its redacted id
+            clean = redact_test_result(result)
+            if clean is not result:
+                result = clean
+                key = result.test_id.encode()
             try:
-                model, qstate = _load(models.get(key))
-                model, fact, risk = engine.learn_test(model, result)
-                command, qfact = engine.quarantine(qstate, model, result)
-                models[key] = pickle.dumps({"model": model, "quarantine": qstate.to_dict()},
-                                           protocol=pickle.HIGHEST_PROTOCOL)
-                stats.tests += 1
+                model, qstate, applied = _load(models.get(key))
+                if (model is not None and applied is not None and applied[0] == msg.partition
+                        and msg.offset <= applied[1]):
+                    # read again after a crash, but the changelog already holds what it taught the
+                    # model: learn it once, send its outputs again (their ids make them count once)
+                    fact, risk = engine.replay_test(model, result)
+                    command = qfact = None
+                    stats.tests_replayed += 1
+                else:
+                    model, fact, risk = engine.learn_test(model, result)
+                    command, qfact = engine.quarantine(qstate, model, result)
+                    models[key] = pickle.dumps({"model": model, "quarantine": qstate.to_dict(),
+                                                "applied": (msg.partition, msg.offset)},
+                                               protocol=pickle.HIGHEST_PROTOCOL)
+                    stats.tests += 1
                 jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
                 await t.facts.send(key=key, value=fact_to_json(fact))
                 if command is not None and qfact is not None:

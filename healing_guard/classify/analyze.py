@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from healing_guard.patterns.matcher import Matcher
-from healing_guard.patterns.tokenize import tokenize
+from healing_guard.patterns.tokenize import tokenize_lines
 
 from .classifier import Diagnosis, EvidenceLine, classify, evidence_from_hits, step_start
 from .unknowns import signature_line
@@ -161,8 +161,9 @@ class LogAnalyzer:
                 self._evidence.sort(key=lambda e: e.line)
         want = self._tail.maxlen or 0
         if want:  # the last lines of the block, without splitting the whole block
-            for raw in buf.rsplit(b"\n", want)[-want:]:
-                self._tail.append(tokenize(raw.decode("utf-8", "replace"))[:500])
+            # consecutive lines: a private key printed at the end of a block goes whole, body included
+            last = [raw.decode("utf-8", "replace") for raw in buf.rsplit(b"\n", want)[-want:]]
+            self._tail.extend(x[:500] for x in tokenize_lines(last))
         self._lines_done += n_lines
 
 

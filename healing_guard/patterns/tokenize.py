@@ -16,9 +16,13 @@ precompiled and each function takes a cheap early exit when the line cannot need
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["REDACTED", "clean", "redact", "strip_ansi", "template", "tokenize"]
+__all__ = ["JOB_EVENT_TEXT", "REDACTED", "TEST_RESULT_TEXT", "clean", "redact", "redact_bytes", "redact_fields",
+           "redact_lines", "strip_ansi", "template", "tokenize", "tokenize_lines"]
 
 REDACTED = "[REDACTED]"
 
@@ -115,56 +119,128 @@ _PREFIX_FIRST = frozenset("0123456789[#:")
 # redact
 # --------------------------------------------------------------------------------------------------
 
-# Lower-case substrings at least one of which occurs in every line any redaction rule can change. The
-# checks are plain `in` tests on the lower-cased line: far cheaper than running the rules.
-_TRIGGERS = (
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "github_pat_",
-    "glpat-",
-    "akia",
-    "asia",
-    "xox",
-    "eyj",
-    "private key",
-    "passw",  # password, passwd (not "pass": every "passed" would pay for the rules)
-    "pwd",
-    "token",
-    "secret",
-    "key",
-    "auth",
-    "bearer",
-)
+def _candidate(line: str) -> str | None:
+    """The lower-cased line when a redaction rule may change it, else None (false positives allowed,
+    no false negatives; a bare base64 line of a private key's body is checked separately).
 
-_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    # PEM private keys: the whole marker line goes.
-    (re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*"), REDACTED),
+    Plain ``in`` tests for trigger substrings are far cheaper than running the rules, and most log lines
+    contain none. The common triggers come first; the rarer ones are only looked for when a character
+    or pair they all contain is in the line (``_``, ``gh``, ``-``), so a line pays for about as many
+    tests as with the original 19 triggers. Written out, not looped over a tuple: ~30 % faster.
+    Not "pass" on its own: every "passed" would pay for the rules.
+    """
+    low = line.lower()
+    if ("key" in low or "token" in low or "auth" in low or "secret" in low or "passw" in low or "pwd" in low
+            or "bearer" in low or "eyj" in low or "akia" in low or "asia" in low or "xox" in low or "aiza" in low):
+        return low
+    if "_" in low and ("_pass" in low or "npm_" in low or "k_live_" in low or "k_test_" in low):
+        return low
+    if "gh" in low and ("ghp_" in low or "gho_" in low or "ghu_" in low or "ghs_" in low or "ghr_" in low
+                        or "github_pat_" in low):
+        return low
+    if "-" in low and ("gl" in low and ("glpat-" in low or "gldt-" in low or "glrt-" in low)
+                       or "xapp-" in low or "pypi-" in low or "-pass" in low
+                       or "-p" in low and ("login" in low or "mysql" in low or "sshpass" in low)
+                       or "-u" in low and "curl" in low):
+        return low
+    # credentials in a URL (scheme://user:pass@host) need both; Slack webhooks are URLs too
+    return low if "://" in low and ("@" in low or "hooks.slack.com" in low) else None
+
+
+_PEM_KIND = r"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+#: the first line of a private key block (RSA, EC, DSA, OPENSSH, PKCS#8, ENCRYPTED, PGP)
+_PEM_BEGIN = re.compile(r"-----BEGIN" + _PEM_KIND)
+_PEM_END = re.compile(r"-----END" + _PEM_KIND)
+#: names whose value is a secret: DB_PASSWORD, GITHUB_TOKEN, aws_secret_access_key, X-API-Key, ...
+_SECRET_NAMES = (
+    r"password|passwd|[_\-.]pwd|[_\-]pass|token|secret|api[_\-]?key|access[_\-]?key(?:[_\-]?id)?"
+    r"|secret[_\-]?access[_\-]?key|secret[_\-]?key(?:[_\-]?base)?|private[_\-]?key|client[_\-]?secret|_auth"
+)
+#: a value: double-quoted (also JSON-escaped \"...\" inside a JSON string), single-quoted or bare
+_QUOTED_OR_BARE = r"(\\?\"[^\"\n]*?\\?\"|'[^'\n]*'|[^\s\"'&,;\\<]+)"
+#: a line that is one base64 token of 40+ characters with upper case, lower case and digits, optionally
+#: after one short prefix token (a timestamp, `+`, `remote:`): a private key's body line. Lower-case hex
+#: (commit and content hashes) has no upper case and is left alone.
+_B64_BODY = re.compile(
+    r"^((?:[^\s]{1,40}[ \t]+)?[ \t]*)"
+    r"(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])"
+    r"[A-Za-z0-9+/]{40,}={0,2}([ \t\r]*)$",
+    re.M,
+)
+_BODY_REPL = r"\1" + REDACTED + r"\2"
+_B64_END_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r")
+
+
+def _keep_quotes(m: re.Match[str]) -> str:
+    """``name<sep>value`` -> ``name<sep>[REDACTED]``, keeping the value's quotes."""
+    v = m.group(m.lastindex or 0)
+    q = '\\"' if v.startswith('\\"') else v[0] if v[:1] in ("'", '"') else ""
+    return "".join(m.group(i) or "" for i in range(1, m.lastindex or 0)) + q + REDACTED + q
+
+
+_D = TypeVar("_D")
+_Repl = str | Callable[[re.Match[str]], str]
+#: (gates, regex, replacement): a rule runs only when one of its lower-case gate substrings is in the
+#: line (no gates: always), so a candidate line pays for the few rules that can apply to it
+_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
+    # PEM private keys: from the BEGIN marker to the END marker when both are in the text (a message or
+    # a payload of many lines), else to the end of the text (one log line: the marker line goes).
+    (("private key",), re.compile(r"-----BEGIN" + _PEM_KIND + r"(?:.*?-----END" + _PEM_KIND + r"|.*)", re.S),
+     REDACTED),
+    (("private key",), _PEM_END, REDACTED),
     # Provider tokens with recognisable prefixes.
-    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), REDACTED),
-    (re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"), REDACTED),
-    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}"), REDACTED),
-    (re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+"), REDACTED),
+    (("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+     re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"), REDACTED),
+    (("glpat-", "gldt-", "glrt-"), re.compile(r"\bgl(?:pat|dt|rt)-[A-Za-z0-9_\-]{20,}"), REDACTED),
+    (("akia", "asia"), re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    (("xox", "xapp-"), re.compile(r"\bxox[abeoprs]-[A-Za-z0-9\-]{10,}|\bxapp-\d-[A-Za-z0-9\-]{10,}"), REDACTED),
+    (("hooks.slack.com",), re.compile(r"(https://hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_\-]+"),
+     r"\1" + REDACTED),
+    (("eyj",), re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]+"), REDACTED),
+    (("npm_", "pypi-", "aiza", "k_live_", "k_test_"),
+     re.compile(r"\bnpm_[A-Za-z0-9]{36}\b|\bpypi-AgE[A-Za-z0-9_\-]{20,}|\bAIza[0-9A-Za-z_\-]{35}"
+                r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), REDACTED),
     # Credentials in URLs: scheme://user:pass@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + "@"),
     # HTTP authorization headers (Basic/Token only after the header name: the bare words are common).
     (
-        re.compile(r"(?i)\b((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?:(bearer|basic|token|digest)\s+)?[^\s\"']+"),
+        ("authorization",),
+        re.compile(r"(?i)\b((?:proxy-)?authorization\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?)"
+                   r"(?:(bearer|basic|token|digest)[ \t]+)?[^\s\"'\\]+"),
         r"\1\2 " + REDACTED,
     ),
-    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{16,}"), r"\1 " + REDACTED),
-    # key=value / key: value for names that end in a secret-ish word (DB_PASSWORD, GITHUB_TOKEN, ...).
+    (("bearer",), re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=\-]{16,}"), r"\1 " + REDACTED),
+    # <password>...</password> in XML (Maven settings.xml, NuGet.config)
+    (("<",), re.compile(r"(?i)(<(?:password|passwd|secret|token|api[_\-]?key|client[_\-]?secret)>)[^<\n]*(</)"),
+     r"\1" + REDACTED + r"\2"),
+    # Command-line options: --password VALUE, --client-secret=VALUE (never --password-stdin)
     (
-        re.compile(
-            r"(?i)\b([A-Za-z0-9_.\-]*?(?:password|passwd|pwd|token|secret|api[_\-]?key|access[_\-]?key(?:[_\-]?id)?"
-            r"|secret[_\-]?access[_\-]?key|private[_\-]?key|client[_\-]?secret))"
-            r"([\"']?\s*[:=]\s*)([\"']?)(?![\"']|\[REDACTED\])[^\s\"'&,;]+"
-        ),
-        r"\1\2\3" + REDACTED,
+        ("--",),
+        re.compile(r"(?i)((?<![\w\-])--(?:[a-z0-9]+[_\-])*(?:password|passwd|token|secret|api[_\-]?key"
+                   r"|access[_\-]?key|secret[_\-]?key|client[_\-]?secret|auth[_\-]?token)(?:[ \t]+|[ \t]*=[ \t]*))"
+                   r"(?![\-\[<|$])" + _QUOTED_OR_BARE),
+        _keep_quotes,
     ),
+    # docker/podman/helm login -p VALUE; mysql -pVALUE / -p'VALUE' (-p alone prompts: left alone; case-
+    # sensitive, -P is the port); sshpass -p VALUE; curl -u user:VALUE
+    (("login",), re.compile(r"(?i)(\blogin\b[^\n]*?[ \t]-p(?:[ \t]+|=))(?![\-\[])" + _QUOTED_OR_BARE), _keep_quotes),
+    (("mysql",), re.compile(r"(\bmysql(?:dump|admin|sh|import|slap)?\b[^\n]*?[ \t]-p)(?=[^\s])" + _QUOTED_OR_BARE),
+     _keep_quotes),
+    (("sshpass",), re.compile(r"(\bsshpass[ \t]+-p[ \t]*)" + _QUOTED_OR_BARE), _keep_quotes),
+    (("curl",), re.compile(r"(?i)(\bcurl\b[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']+:)[^\s\"']+"),
+     r"\1" + REDACTED),
+    # npm config set //registry/:_authToken VALUE
+    (("_auth",), re.compile(r"(?i)(\b_auth(?:token)?[ \t]+)(?![=:\[])([^\s\"']+)"), r"\1" + REDACTED),
+    # key=value / key: value / "key": "value" for names that end in a secret-ish word (DB_PASSWORD,
+    # GITHUB_TOKEN, ...). `::` is not a separator (pytest ids: tests/x.py::TestToken::test_y), nor `==`.
+    (
+        ("passw", "pwd", "_pass", "-pass", "token", "secret", "key", "_auth"),
+        re.compile(r"(?i)\b([A-Za-z0-9_.\-]*?(?:" + _SECRET_NAMES + r"))(\\?[\"']?[ \t]*[:=](?![:=])[ \t]*)"
+                   r"(?!\[REDACTED\]|\\?[\"']\[REDACTED\])" + _QUOTED_OR_BARE),
+        _keep_quotes,
+    ),
+    # the body lines of a private key block, when they reach redact() one line at a time
+    ((), _B64_BODY, _BODY_REPL),
 )
 
 
@@ -172,19 +248,119 @@ def redact(line: str) -> str:
     """Replace secrets with ``[REDACTED]`` before a line can leave the guard.
 
     Most log lines contain none of the trigger substrings, so they are returned untouched after a few
-    substring tests; only candidates pay for the rules.
+    substring tests; only candidates pay for the rules. Works on one line or on a text of many (a test
+    failure message, a dead letter's payload): a private key block is then removed from BEGIN to END.
     """
-    low = line.lower()
-    for t in _TRIGGERS:
-        if t in low:
-            break
-    else:
-        if "@" not in line or "://" not in line:  # credentials in a URL need both
-            return line
-    for rx, repl in _RULES:
-        line = rx.sub(repl, line)
+    low = _candidate(line)
+    if low is None:
+        if len(line) >= 40 and line[-1] in _B64_END_CHARS and " " not in line[-40:]:
+            # maybe a key's body line: one anchored regex, not the whole rule list
+            return _B64_BODY.sub(_BODY_REPL, line) if _B64_BODY.search(line) else line
+        return line
+    for gates, rx, repl in _RULES:
+        if not gates or any(g in low for g in gates):
+            line = rx.sub(repl, line)
     # The header rule leaves a double space when no scheme word was present.
     return line.replace("  " + REDACTED, " " + REDACTED) if "  " + REDACTED in line else line
+
+
+def _pem_body_line(line: str) -> bool:
+    s = line.strip()
+    return bool(s) and (s == REDACTED or _B64_CHARS.fullmatch(s) is not None)
+
+
+_B64_CHARS = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+# headers an encrypted PEM block may carry between BEGIN and the body
+_PEM_HEADER = re.compile(r"\s*(?:Proc-Type|DEK-Info|Comment|Version|Hash):")
+
+
+def redact_lines(lines: Iterable[str]) -> list[str]:
+    """:func:`redact` for consecutive lines of one log, which also knows about private key blocks.
+
+    One line at a time a key's body line is only recognisable by its shape (a long base64 line, see
+    ``_B64_BODY``); the short last line of a body is not. Here every line between a BEGIN and its END
+    marker goes, and so do base64 lines right before an END marker whose BEGIN came earlier than
+    ``lines`` (a log's tail starting inside a key).
+    """
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        if "PRIVATE KEY" in line and ("-----BEGIN" in line or "-----END" in line):
+            if _PEM_BEGIN.search(line):
+                inside = _PEM_END.search(line) is None
+            elif _PEM_END.search(line):
+                if not inside:  # BEGIN not seen: the base64 lines just before are its body
+                    i = len(out)
+                    while i > 0 and _pem_body_line(out[i - 1]):
+                        i -= 1
+                    out[i:] = [REDACTED] * (len(out) - i)
+                inside = False
+            out.append(redact(line))
+            continue
+        if inside:
+            if not line.strip() or _pem_body_line(line) or _PEM_HEADER.match(line):
+                out.append(REDACTED if line.strip() else line)
+                continue
+            inside = False  # not a key after all (a truncated block): back to normal lines
+        out.append(redact(line))
+    return out
+
+
+#: JSON string values that look like a key's body line (in a payload, lines are JSON strings)
+_JSON_B64 = re.compile(
+    r"(?<=\")(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])[A-Za-z0-9+/]{40,}={0,2}(?=\\?\")"
+)
+
+
+_PAYLOAD_LINES = re.compile(r'(\n|(?<!\\)",[ \t]*")')
+
+
+def redact_bytes(raw: bytes) -> tuple[bytes, bool]:
+    """Redact a raw message payload (a dead letter's original bytes) without losing anything else.
+
+    The bytes are decoded as UTF-8 with ``surrogateescape``, which maps every byte sequence, valid
+    UTF-8 or not, to a string and back unchanged; only the secrets differ. Returns the bytes and
+    whether anything was redacted.
+    """
+    if not raw:
+        return raw, False
+    text = raw.decode("utf-8", "surrogateescape")
+    # one piece per log line, also inside a JSON payload (a chunk's lines are one JSON line): the rules
+    # then run on line-sized text (a rule scanning to the end of its line stays linear), and a private
+    # key's lines are recognised as consecutive lines
+    pieces = _PAYLOAD_LINES.split(text)
+    pieces[0::2] = redact_lines(pieces[0::2])
+    red = "".join(pieces)
+    if "\"" in red and len(red) >= 42:
+        red = _JSON_B64.sub(REDACTED, red)
+    if red == text:
+        return raw, False
+    return red.encode("utf-8", "surrogateescape"), True
+
+
+#: the free-text fields of a TestResult (ci.tests): parametrized test ids carry argument values,
+#: assertion messages quote whatever was compared
+TEST_RESULT_TEXT = ("test_id", "message", "changed_files")
+#: the free-text fields of a JobEvent (ci.jobs): a job named after a command line, a branch named after
+#: a ticket, a URL with credentials
+JOB_EVENT_TEXT = ("job_name", "workflow", "branch", "url", "run_id", "runner_labels")
+
+
+def redact_fields(obj: _D, *names: str) -> _D:
+    """A dataclass ``obj`` with :func:`redact` applied to its named ``str`` and ``list[str]`` fields
+    (None stays None). Returns ``obj`` itself when nothing needed redacting."""
+    changes: dict[str, Any] = {}
+    for name in names:
+        v = getattr(obj, name)
+        if isinstance(v, str):
+            r = redact(v)
+            if r != v:
+                changes[name] = r
+        elif isinstance(v, list):
+            rs = [redact(x) if isinstance(x, str) else x for x in v]
+            if rs != v:
+                changes[name] = rs
+    return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,3 +397,8 @@ def template(line: str) -> str:
 def tokenize(line: str) -> str:
     """The form of a line that is stored and shown as evidence: cleaned, then redacted."""
     return redact(clean(line))
+
+
+def tokenize_lines(lines: Iterable[str]) -> list[str]:
+    """:func:`tokenize` for consecutive lines of one log (a tail): private key blocks go whole."""
+    return redact_lines(clean(x) for x in lines)

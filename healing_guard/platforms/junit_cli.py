@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from ..patterns.tokenize import TEST_RESULT_TEXT, redact_fields
 from ..schemas import PROVIDERS, TestResult
 from ..settings import ConfigError, load_settings
 from .junit import JUnitError, parse_junit
@@ -43,10 +44,19 @@ def split_repo(full: str) -> tuple[str, str]:
     return owner, repo
 
 
+def redacted(results: list[TestResult]) -> list[TestResult]:
+    """``results`` with secrets removed from test ids and failure messages: ci.tests is read by more
+    people than the CI log ."""
+    return [redact_fields(r, *TEST_RESULT_TEXT) for r in results]
+
+
 async def send_results(results: list[TestResult], bootstrap: str, topic: str, *,
                        request_timeout_ms: int = 30000) -> int:
-    """Send ``results`` on ``topic`` keyed by test id; returns how many were acknowledged."""
+    """Send ``results`` (secrets redacted) on ``topic`` keyed by test id; returns how many were
+    acknowledged."""
     from aiokafka import AIOKafkaProducer
+
+    results = redacted(results)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
                                 request_timeout_ms=request_timeout_ms)
@@ -98,7 +108,7 @@ def junit(
             raise typer.Exit(2) from None
     if dry_run or as_json:
         out = sys.stdout.buffer
-        for r in results:
+        for r in redacted(results):
             out.write(r.to_json() + b"\n")
         out.flush()
     elif results:

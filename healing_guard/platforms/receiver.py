@@ -3,8 +3,9 @@
 ``POST /webhooks/{github,gitlab,jenkins,circleci}``: the body is read up to ``max_body_bytes``, the
 signature checked against that platform's secret (no secret configured: every delivery is refused, so a
 forgotten secret cannot open the door), a replayed delivery id is acknowledged and dropped, and each
-normalized job event goes to ``ci.jobs`` keyed by its job key. A delivery the guard cannot read is not
-lost: it goes to ``guard.deadletter`` with the reason and the field, and the platform gets 400 (so its
+normalized job event goes to ``ci.jobs`` keyed by its job key, secrets redacted from its free-text fields
+(job name, workflow, branch, URL, labels). A delivery the guard cannot read is not lost: it goes to
+``guard.deadletter`` with the reason and the field (secrets redacted), and the platform gets 400 (so its
 delivery log shows the problem). ``GET /healthz`` answers 200.
 
 | outcome | HTTP |
@@ -26,7 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..pipeline import dead_letter, schema_dead_letter
+from ..patterns.tokenize import redact
+from ..pipeline import dead_letter, redact_job, schema_dead_letter
 from ..schemas import PROVIDERS
 from .webhooks import DeliveryDeduper, SignatureError, WebhookError, normalize, verify
 
@@ -73,7 +75,7 @@ def make_app(send: Send, *, jobs_topic: str, deadletter_topic: str, secrets: Map
             stats["dead_letters"] += 1
             dl = schema_dead_letter(f"webhook:{provider}", body, exc)
             await send(deadletter_topic, provider.encode(), dl.to_json())
-            return web.json_response({"error": exc.reason, "field": exc.field}, status=400)
+            return web.json_response({"error": redact(exc.reason), "field": exc.field}, status=400)
         except Exception as exc:  # a bug must not lose the delivery
             stats["dead_letters"] += 1
             dl = dead_letter(f"webhook:{provider}", body, f"internal error: {exc!r}")
@@ -85,7 +87,8 @@ def make_app(send: Send, *, jobs_topic: str, deadletter_topic: str, secrets: Map
             return web.json_response({"duplicate": True}, status=200)
         try:
             for ev in events:
-                await send(jobs_topic, ev.job_key.encode(), ev.to_json())
+                # job names, workflows, branches and URLs are free text: no secrets onto ci.jobs
+                await send(jobs_topic, ev.job_key.encode(), redact_job(ev).to_json())
         except Exception:
             dedupe.forget(provider, headers, body)  # not published: the platform's redelivery must get through
             log.exception("could not publish a %s delivery; answering 503 so the platform retries", provider)

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..patterns.tokenize import redact
 from ..schemas import Command
 from .heal import plan_heal
 from .keys import ApiKey, ApiKeys
@@ -156,7 +157,8 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
 
     def _call(fn: Callable[[Reader], T]) -> T:
         with lock:
-            return fn(reader_factory())
+            # the warehouse holds redacted text; this also covers rows written before a redaction rule
+            return redact_tree(fn(reader_factory()))
 
     async def read(fn: Callable[[Reader], T]) -> T:
         try:
@@ -185,7 +187,7 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
-        body = Error(detail=str(exc.detail), field=getattr(exc, "field", None))
+        body = Error(detail=redact(str(exc.detail)), field=getattr(exc, "field", None))
         return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -200,7 +202,8 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
                 name = "body"
             fields.append(name)
             parts.append(f"{name}: {msg}")
-        body = Error(detail="; ".join(dict.fromkeys(parts)) or "invalid request", field=fields[0] if fields else None)
+        body = Error(detail=redact("; ".join(dict.fromkeys(parts))) or "invalid request",
+                     field=fields[0] if fields else None)
         return JSONResponse(body.model_dump(), status_code=422)
 
     def authorize(request: Request, owner: Owner, repo: Repo,
@@ -309,6 +312,22 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
         return FileResponse(DASHBOARD, media_type="text/html")
 
     return app
+
+
+def redact_tree(value: T) -> T:
+    """``value`` (JSON-like: dicts, lists, strings, numbers) with every string redacted; containers are
+    rebuilt only when something inside changed."""
+    if isinstance(value, str):
+        return redact(value)  # type: ignore[return-value]
+    if isinstance(value, dict):
+        items = {k: redact_tree(v) for k, v in value.items()}
+        return value if all(items[k] is value[k] for k in value) else items  # type: ignore[return-value]
+    if isinstance(value, (list, tuple)):
+        seq = [redact_tree(v) for v in value]
+        if all(a is b for a, b in zip(seq, value)):
+            return value
+        return type(value)(seq) if isinstance(value, list) else tuple(seq)  # type: ignore[return-value]
+    return value
 
 
 def _no_failure(owner: str, repo: str, job_id: str) -> ApiError:

@@ -24,7 +24,7 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         producer_max_request_size=16 << 20,
         consumer_max_fetch_size=16 << 20,
         broker_commit_every=1000,
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_seconds,
         table_cleanup_interval=60.0,
         stream_wait_empty=False,
     )

@@ -13,6 +13,11 @@ ReplacingMergeTree version (the latest event about an id wins, whatever order du
 
 :data:`TABLE_COLUMNS` is the one place listing each table's columns; the DDL in
 ``infra/clickhouse/migrations`` must match it (an integration test checks that).
+
+Every free-text column (evidence, templates, test ids and messages, command reasons and parameters,
+outcome details, job names, workflows, branches) goes through :func:`~healing_guard.patterns.tokenize.redact`
+here, whatever the builder was given: secrets never reach ClickHouse. Text that has none comes back
+as the same object after a few substring tests, so this costs next to nothing.
 """
 
 from __future__ import annotations
@@ -139,6 +144,10 @@ def _template(line: str) -> str:
     return template(line.strip())[:_TEMPLATE_MAX]
 
 
+def _redact_opt(text: str | None) -> str | None:
+    return None if text is None else redact(text)
+
+
 def _job_ref(provider: str, owner: str, repo: str, job_id: str) -> dict[str, Any]:
     return {
         "job_key": f"{provider}/{owner}/{repo}/{job_id}",
@@ -164,14 +173,14 @@ def job_run_fact(ev: JobEvent, *, cost_usd: float) -> Fact:
     row: dict[str, Any] = {
         "id": f"{ref['job_key']}#{ev.attempt}",
         **ref,
-        "job_name": ev.job_name,
-        "workflow": ev.workflow,
-        "run_id": ev.run_id,
+        "job_name": redact(ev.job_name),
+        "workflow": _redact_opt(ev.workflow),
+        "run_id": _redact_opt(ev.run_id),
         "attempt": ev.attempt,
         "conclusion": ev.conclusion,
         "exit_code": ev.exit_code,
         "runner_size": ev.runner_size,
-        "branch": ev.branch,
+        "branch": _redact_opt(ev.branch),
         "head_sha": ev.head_sha,
         "queued_at": ev.queued_at,
         "started_at": ev.started_at,
@@ -191,7 +200,7 @@ def _first_time(*times: float | None) -> float | None:
 
 
 def _evidence_json(evidence: list[Evidence]) -> str:
-    return _json_text([{"line": e.line, "text": e.text, "pattern": e.pattern} for e in evidence])
+    return _json_text([{"line": e.line, "text": redact(e.text), "pattern": e.pattern} for e in evidence])
 
 
 def diagnosis_fact(f: Finding) -> Fact:
@@ -203,9 +212,10 @@ def diagnosis_fact(f: Finding) -> Fact:
         "category": f.category,
         "confidence": float(f.confidence),
         "evidence": _evidence_json(f.evidence),
-        "top_template": f.signature or (_template(f.evidence[0].text) if f.evidence else None),
+        # redacted before templating too: masking numbers could hide a secret's shape from redact()
+        "top_template": _redact_opt(f.signature or (_template(redact(f.evidence[0].text)) if f.evidence else None)),
         "exit_code": f.exit_code,
-        "failed_tests": [t.test_id for t in f.failed_tests],
+        "failed_tests": [redact(t.test_id) for t in f.failed_tests],
         "log_lines": f.log_lines,
         "log_complete": f.log_complete,
         "ts": f.ts,
@@ -227,8 +237,8 @@ def command_fact(c: Command) -> Fact:
         "action": c.action,
         "category": c.category,
         "confidence": float(c.confidence),
-        "reason": c.reason,
-        "parameters": _json_text(c.parameters),
+        "reason": redact(c.reason),
+        "parameters": redact(_json_text(c.parameters)),
         "estimated_cost_usd": float(c.estimated_cost_usd),
         "budget_day": b.day if b else None,
         "spent_usd": b.spent_usd if b else None,
@@ -261,7 +271,7 @@ def outcome_fact(o: Outcome) -> Fact:
         **_job_ref(provider, owner, repo, job_id),
         "action": o.action,
         "status": o.status,
-        "detail": o.detail,
+        "detail": redact(o.detail),  # a platform's error answer may quote a request
         "http_status": o.http_status,
         "ts": o.ts,
     }
@@ -272,10 +282,10 @@ def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
     """One test in one attempt, with the per-test model's P(fail) as it stood before learning it."""
     ref = _job_ref(t.provider, t.owner, t.repo, t.job_id)
     row: dict[str, Any] = {
-        "id": f"{ref['job_key']}#{t.attempt}#{t.test_id}",
+        "id": f"{ref['job_key']}#{t.attempt}#{redact(t.test_id)}",
         **ref,
         "attempt": t.attempt,
-        "test_id": t.test_id,
+        "test_id": redact(t.test_id),
         "outcome": t.outcome,
         "duration_s": t.duration_s,
         "message": None if t.message is None else redact(t.message[:4000]),  # secrets never reach ClickHouse

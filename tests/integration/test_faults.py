@@ -1,0 +1,337 @@
+"""Faults on real Kafka, counted: a worker killed with SIGKILL mid-stream, a broker restarted mid-stream,
+and ClickHouse (chDB) held by another process while facts arrive.
+
+Each test counts what came out against what went in: API calls per job at a local GitHub, runs per test in
+the recovered models, rows per table in ClickHouse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from healing_guard.brokers import KafkaBroker
+from healing_guard.schemas import JobEvent, LogChunk, TestResult
+from healing_guard.settings import Settings, load_settings
+from healing_guard.streams.topics import ensure_topics
+
+from .helpers import chdb_query, collect, produce, start_worker, stop_worker, wait_status
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_767_225_600.0
+OOM = [
+    "[INFO] Running com.acme.ReportTest",
+    'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
+    "\tat java.base/java.util.Arrays.copyOf(Arrays.java:3512)",
+    "##[error]Process completed with exit code 1.",
+]
+
+
+def _settings(bootstrap: str, prefix: str, partitions: int = 4) -> Settings:
+    return load_settings(None, env={}, broker_url=f"kafka://{bootstrap}", topic_prefix=prefix,
+                         partitions=partitions, app_id=prefix.rstrip("."))
+
+
+def _oom_job(i: int, noise: int = 300) -> list[tuple[str, bytes, bytes]]:
+    """A GitHub job that ran out of memory: its log in chunks, then the completion event."""
+    base: dict[str, Any] = dict(provider="github", owner="acme", repo=f"svc{i % 5}", job_id=str(7000 + i), attempt=1)
+    key = f"github/acme/svc{i % 5}/{7000 + i}".encode()
+    lines = [f"2026-01-01T10:00:{n % 60:02d}Z step {n}: ok" for n in range(noise)] + OOM
+    chunks = [lines[j:j + 100] for j in range(0, len(lines), 100)]
+    out = [("ci.jobs", key, JobEvent(**base, job_name="build", status="in_progress", started_at=T0 + i).to_json())]
+    for seq, part in enumerate(chunks):
+        out.append(("ci.logs", key, LogChunk(**base, seq=seq, lines=part, first_line=1 + 100 * seq,
+                                             eof=seq == len(chunks) - 1, ts=T0 + i).to_json()))
+    out.append(("ci.jobs", key, JobEvent(**base, job_name="build", status="completed", conclusion="failure", exit_code=1,
+                                         started_at=T0 + i, completed_at=T0 + i + 600,
+                                         log_chunks=len(chunks)).to_json()))
+    return out
+
+
+def _test_result(test: int, run: int, outcome: str) -> tuple[str, bytes, bytes]:
+    tid = f"tests/test_mod{test}.py::test_case"
+    r = TestResult(provider="github", owner="acme", repo="svc0", job_id=f"t{test}-{run}", test_id=tid,
+                   outcome=outcome, duration_s=1.0, ts=T0 + run * 60)
+    return "ci.tests", tid.encode(), r.to_json()
+
+
+def _status(log: Path) -> dict[str, Any]:
+    try:
+        return dict(orjson.loads(log.with_suffix(".status.json").read_bytes()))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+
+
+def _wait_for(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+async def _run_executor(settings: Settings, data_dir: Path, api_url: str, stop: asyncio.Event) -> Any:
+    from healing_guard.executor.cli import run_executor
+    from healing_guard.executor.clients import Clients
+
+    clients = Clients.from_env({"GUARD_GITHUB_TOKEN": "ghs_faulttesttoken0123456789", "GUARD_GITHUB_API_URL": api_url},
+                               proxies={})
+    return asyncio.create_task(run_executor(settings, dry_run=False, data_dir=data_dir, clients=clients, stop=stop))
+
+
+async def _most_runs(bootstrap: str, topic: str, tests: int, want: int, proc: Any,
+                     timeout: float = 120) -> dict[str, int]:
+    """Per test id, the most runs any risk record on ``topic`` reports, once every test reached ``want``."""
+    deadline = time.monotonic() + timeout
+    most: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        for r in await collect(bootstrap, topic, 1 << 30, 3, proc):
+            risk = orjson.loads(r.value)["risk"]
+            most[risk["test_id"]] = max(most.get(risk["test_id"], 0), int(risk["runs"]))
+        if len(most) >= tests and min(most.values()) >= want:
+            return most
+    raise AssertionError(f"risk records never reached {want} runs for {tests} tests: {most}")
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. a worker killed with SIGKILL mid-stream
+# --------------------------------------------------------------------------------------------------
+
+async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_twice(kafka_bootstrap: str,
+                                                                                    tmp_path: Path) -> None:
+    """Two workers in one group; one is killed with SIGKILL while it works. It commits its offsets only every
+    60 s, so everything it did is read again by the survivor, which recovers the victim's tables from their
+    changelogs: jobs the victim decided are not decided again (their windows' markers), and test results the
+    victim learned are not learned again (the offset each model last learned). Counted: each job is re-run
+    exactly once at the (local) GitHub API, and each test's model holds each of its runs exactly once."""
+    from ..unit.fake_apis import FakeApis
+
+    prefix = f"ck{uuid.uuid4().hex[:8]}."
+    settings = _settings(kafka_bootstrap, prefix)
+    await ensure_topics(settings)
+    jobs, tests, runs = 24, 8, 12
+    logs = {name: tmp_path / f"{name}.log" for name in ("victim", "survivor")}
+    no_commit = {"GUARD_COMMIT_INTERVAL_SECONDS": "60"}  # the victim's work is never committed
+    victim = start_worker(kafka_bootstrap, prefix, "chdb://unused", logs["victim"], "--no-facts", partitions=4,
+                          env=no_commit)
+    survivor = start_worker(kafka_bootstrap, prefix, "chdb://unused", logs["survivor"], "--no-facts", partitions=4)
+    stop = asyncio.Event()
+    with FakeApis() as api:
+        executor = await _run_executor(settings, tmp_path / "executor", api.url, stop)
+        try:
+            # both workers up and in the group before any traffic
+            await asyncio.to_thread(_wait_for, lambda: all(_status(lg) for lg in logs.values()), 90, "both workers")
+            await asyncio.sleep(6)  # the group's rebalance settles (session timeout 4 s)
+
+            first: list[tuple[str, bytes, bytes]] = []
+            for i in range(jobs // 2):
+                first += _oom_job(i)
+            first += [_test_result(t, r, "failed" if r % 3 == 1 else "passed") for r in range(runs) for t in range(tests)]
+            await produce(kafka_bootstrap, prefix, first)
+            # the victim has done part of its share, then dies without a chance to commit or flush anything
+            await asyncio.to_thread(_wait_for, lambda: _status(logs["victim"]).get("commands", 0) >= 2
+                                    and _status(logs["victim"]).get("tests", 0) >= 2, 90, "the victim to work")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+            done_by_victim = _status(logs["victim"])
+
+            second: list[tuple[str, bytes, bytes]] = []
+            for i in range(jobs // 2, jobs):
+                second += _oom_job(i)
+            second += [_test_result(t, runs, "failed") for t in range(tests)]  # each test's risk, after all runs
+            await produce(kafka_bootstrap, prefix, second)
+
+            final = await _most_runs(kafka_bootstrap, settings.topics.test_risk, tests, runs + 1, survivor)
+            await asyncio.to_thread(_wait_for, lambda: len({r.path for r in api.requests}) >= jobs, 120,
+                                    f"{jobs} jobs re-run at the API")
+            await asyncio.sleep(3)  # duplicates, if any, would arrive now
+        finally:
+            stop.set()
+            counts = await asyncio.wait_for(executor, 30)
+            code = stop_worker(survivor)
+            if victim.poll() is None:
+                victim.kill()
+        assert code == 0, logs["survivor"].read_text()[-3000:]
+
+        calls = Counter(r.path for r in api.requests)
+    expected = {f"/repos/acme/svc{i % 5}/actions/jobs/{7000 + i}/rerun" for i in range(jobs)}
+    assert set(calls) == expected, sorted(set(calls) ^ expected)
+    assert max(calls.values()) == 1, [p for p, n in calls.items() if n > 1]  # exactly once each
+    assert counts.get("succeeded") == jobs, counts
+
+    actions = await collect(kafka_bootstrap, settings.topics.actions, jobs, 10)
+    on_topic = Counter(c["command_id"] for c in map(orjson.loads, (r.value for r in actions))
+                       if c["action"] == "rerun_more_memory")
+    assert len(on_topic) == jobs, on_topic
+    assert done_by_victim["commands"] >= 2, done_by_victim  # the victim had decided some jobs before it died
+
+    # the models: every test's history holds each of its runs exactly once, whichever worker learned it
+    assert set(final) == {f"tests/test_mod{t}.py::test_case" for t in range(tests)}, final
+    assert set(final.values()) == {runs + 1}, final
+    survivor_status = _status(logs["survivor"])
+    assert survivor_status["tests_replayed"] >= 1, survivor_status  # replayed results were recognised
+    (tmp_path / "counts.json").write_bytes(orjson.dumps({"victim": done_by_victim, "survivor": survivor_status,
+                                                         "commands_on_topic": sum(on_topic.values()),
+                                                         "api_calls": sum(calls.values())}))
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. the broker restarted mid-stream
+# --------------------------------------------------------------------------------------------------
+
+async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    """A broker of its own (the session's is shared), stopped and started on the same data and port while a
+    worker and the executor are connected and traffic is half through. Both reconnect; every job is re-run
+    exactly once and every test result is learned exactly once."""
+    from ..unit.fake_apis import FakeApis
+
+    broker = KafkaBroker(tmp_path / "kafka")
+    bootstrap = broker.start()
+    prefix = f"br{uuid.uuid4().hex[:8]}."
+    settings = _settings(bootstrap, prefix, partitions=2)
+    jobs, tests, runs = 16, 4, 12
+    log = tmp_path / "worker.log"
+    stop = asyncio.Event()
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        await ensure_topics(settings)
+        proc = start_worker(bootstrap, prefix, "chdb://unused", log, "--no-facts", partitions=2)
+        with FakeApis() as api:
+            executor = await _run_executor(settings, tmp_path / "executor", api.url, stop)
+            try:
+                first: list[tuple[str, bytes, bytes]] = []
+                for i in range(jobs // 2):
+                    first += _oom_job(i)
+                first += [_test_result(t, r, "failed" if r % 3 == 1 else "passed") for r in range(runs // 2)
+                          for t in range(tests)]
+                await produce(bootstrap, prefix, first)
+                await asyncio.to_thread(_wait_for, lambda: len(api.requests) >= 2, 90, "the first re-runs")
+
+                await asyncio.to_thread(broker.stop)
+                await asyncio.sleep(5)  # clients see the connection refused and keep retrying
+                assert proc.poll() is None, "the worker exited while the broker was away"
+                assert await asyncio.to_thread(broker.start) == bootstrap
+
+                second: list[tuple[str, bytes, bytes]] = []
+                for i in range(jobs // 2, jobs):
+                    second += _oom_job(i)
+                second += [_test_result(t, r, "failed" if r % 3 == 1 else "passed") for r in range(runs // 2, runs)
+                           for t in range(tests)]
+                second += [_test_result(t, runs, "failed") for t in range(tests)]
+                await produce(bootstrap, prefix, second)
+                most = await _most_runs(bootstrap, settings.topics.test_risk, tests, runs + 1, proc, timeout=180)
+                await asyncio.to_thread(_wait_for, lambda: len({r.path for r in api.requests}) >= jobs, 180,
+                                        f"{jobs} jobs re-run at the API")
+                await asyncio.sleep(3)
+            finally:
+                stop.set()
+                counts = await asyncio.wait_for(executor, 60)
+            calls = Counter(r.path for r in api.requests)
+        assert set(calls) == {f"/repos/acme/svc{i % 5}/actions/jobs/{7000 + i}/rerun" for i in range(jobs)}
+        assert max(calls.values()) == 1, calls
+        assert counts.get("succeeded") == jobs, counts
+        assert set(most.values()) == {runs + 1}, most
+        dead = await collect(bootstrap, settings.topics.deadletter, 1, 3)
+        assert dead == [], [orjson.loads(r.value)["reason"] for r in dead]
+    finally:
+        if proc is not None:
+            code = stop_worker(proc)
+            assert code == 0, log.read_text()[-3000:]
+        broker.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. ClickHouse unavailable: the chDB directory held by another process
+# --------------------------------------------------------------------------------------------------
+
+def _hold_chdb(path: Path) -> subprocess.Popen[str]:
+    """Another process with the chDB directory open (as an analyst's session or `guard api` would)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from healing_guard.warehouse import connect
+            c = connect("chdb://{path}")
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
+async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_returns(kafka_bootstrap: str,
+                                                                                       tmp_path: Path) -> None:
+    """The worker's chDB directory is held by another process. Facts cannot be written, so they stay
+    unacknowledged on guard.facts; the worker is even killed (SIGKILL) meanwhile and a second one takes over.
+    When the directory is released every fact is written, and each table holds each fact once."""
+    prefix = f"ch{uuid.uuid4().hex[:8]}."
+    settings = _settings(kafka_bootstrap, prefix, partitions=2)
+    await ensure_topics(settings)
+    path = tmp_path / "chdb"
+    dsn = f"chdb://{path}"
+    jobs, tests, runs = 10, 3, 6
+    holder = _hold_chdb(path)
+    logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
+    w2: subprocess.Popen[bytes] | None = None
+    try:
+        w1 = start_worker(kafka_bootstrap, prefix, dsn, logs[0], partitions=2)
+        first: list[tuple[str, bytes, bytes]] = []
+        for i in range(jobs // 2):
+            first += _oom_job(i)
+        first += [_test_result(t, r, "passed") for r in range(runs // 2) for t in range(tests)]
+        await produce(kafka_bootstrap, prefix, first)
+        s1 = await asyncio.to_thread(wait_status, logs[0].with_suffix(".status.json"), "fact_errors", 2, 90, w1)
+        assert s1["facts_written"] == 0, s1
+        await asyncio.to_thread(wait_status, logs[0].with_suffix(".status.json"), "findings", jobs // 2, 90, w1)
+        w1.send_signal(signal.SIGKILL)
+        w1.wait(10)
+
+        w2 = start_worker(kafka_bootstrap, prefix, dsn, logs[1], partitions=2)
+        second: list[tuple[str, bytes, bytes]] = []
+        for i in range(jobs // 2, jobs):
+            second += _oom_job(i)
+        second += [_test_result(t, r, "passed") for r in range(runs // 2, runs) for t in range(tests)]
+        await produce(kafka_bootstrap, prefix, second)
+        s2 = await asyncio.to_thread(wait_status, logs[1].with_suffix(".status.json"), "fact_errors", 2, 90, w2)
+        assert s2["facts_written"] == 0, s2
+
+        assert holder.stdin is not None
+        holder.stdin.close()  # ClickHouse is back
+        holder.wait(30)
+        want = 3 * jobs + tests * runs  # per job: its run, its diagnosis, its command; per test result: one row
+        s2 = await asyncio.to_thread(wait_status, logs[1].with_suffix(".status.json"), "facts_written", want, 90, w2)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        code = stop_worker(w2) if w2 is not None else 0
+    assert code == 0, logs[1].read_text()[-3000:]
+
+    tables = ("job_runs", "diagnoses", "commands", "test_results")
+    rows = chdb_query(dsn, "guard_it", {
+        **{t: f"SELECT count() FROM {{db}}.{t} FINAL" for t in tables},
+        "actions": "SELECT action, count() FROM {db}.commands FINAL GROUP BY action ORDER BY action",
+        **{f"{t}_raw": f"SELECT count() FROM {{db}}.{t}" for t in tables},
+    })
+    # one command per job, plus the incident the same OOM in five repositories opens
+    assert dict(map(tuple, rows["actions"])) == {"rerun_more_memory": jobs, "open_incident": 1}, rows
+    assert {t: rows[t][0][0] for t in tables} == {"job_runs": jobs, "diagnoses": jobs, "commands": jobs + 1,
+                                                  "test_results": tests * runs}, rows
+    raw = {t: rows[f"{t}_raw"][0][0] for t in tables}
+    assert all(raw[t] >= rows[t][0][0] for t in tables), rows
+    (tmp_path / "counts.json").write_bytes(orjson.dumps({"written": s2["facts_written"], "errors": s2["fact_errors"],
+                                                         "raw": raw}))

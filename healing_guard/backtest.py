@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,14 +92,18 @@ def read_files(paths: Sequence[Path]) -> Recording:
     out = Recording()
     for p in paths:
         opener = gzip.open if p.suffix == ".gz" else open
-        with opener(p, "rb") as fp:  # type: ignore[operator]
-            for n, raw in enumerate(fp, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    out.messages.append(parse_line(raw, f"{p}:{n}"))
-                except ValueError as exc:
-                    out.rejected.append(str(exc))
+        n = 0
+        try:
+            with opener(p, "rb") as fp:  # type: ignore[operator]
+                for n, raw in enumerate(fp, 1):
+                    if not raw.strip():
+                        continue
+                    try:
+                        out.messages.append(parse_line(raw, f"{p}:{n}"))
+                    except ValueError as exc:
+                        out.rejected.append(str(exc))
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated or corrupt .gz: keep what was read
+            out.rejected.append(f"{p}:{n + 1}: not a readable gzip file ({type(exc).__name__}: {exc})")
     return out
 
 

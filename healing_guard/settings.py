@@ -159,7 +159,10 @@ def _port(v: Any) -> int:
 def _nonneg_float(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError(f"expected a number, got {v!r}")
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an integer with hundreds of digits
+        raise ValueError(f"number out of range: {str(v)[:40]}...") from None
     if f != f or f < 0:
         raise ValueError(f"must be a number >= 0, got {v!r}")
     return f
@@ -193,7 +196,14 @@ def _bool(v: Any) -> bool:
 def _str(v: Any) -> str:
     if not isinstance(v, (str, int, float)) or isinstance(v, bool):
         raise ValueError(f"expected a string, got {type(v).__name__}")
-    return str(v)
+    s = str(v)
+    if "\x00" in s:
+        raise ValueError("must not contain NUL characters")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (it holds a lone surrogate)") from None
+    return s
 
 
 def _broker(v: Any) -> str:
@@ -320,9 +330,13 @@ _BY_FIELD = {v[0]: (k, v[1]) for k, v in _SPEC.items()}
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
     """Line numbers of mapping keys, from the YAML node tree, so errors can point at a line."""
     lines: dict[tuple[str, ...], int] = {}
+    seen: set[int] = set()
 
     def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
+        # an alias is the same node object as its anchor: walk it once, or nested aliases (a YAML
+        # "billion laughs") make this exponential
+        if isinstance(node, yaml.MappingNode) and id(node) not in seen:
+            seen.add(id(node))
             for k, v in node.value:
                 key = (*path, str(k.value))
                 lines[key] = k.start_mark.line + 1
@@ -349,6 +363,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(src, "-", f"not valid YAML: {getattr(exc, 'problem', exc)}",
                           mark.line + 1 if mark else None) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError(src, "-", "not valid YAML: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -202,6 +202,8 @@ class _Doc:
             return self._loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise self.err(node, key, f"bad value: {exc}") from None
+        except RecursionError:
+            raise self.err(node, key, "bad value: nested too deeply") from None
 
     def items(self, node: yaml.Node, key: str, known: tuple[str, ...] | None,
               what: str = "a mapping") -> list[tuple[str, yaml.Node, yaml.Node]]:
@@ -214,7 +216,7 @@ class _Doc:
         out: list[tuple[str, yaml.Node, yaml.Node]] = []
         for knode, vnode in node.value:
             name = str(knode.value) if isinstance(knode, yaml.ScalarNode) else "?"
-            dotted = f"{key}.{name}" if key else name
+            dotted = f"{key}.{name}" if key else (name or "''")  # an empty key still names a place
             if not isinstance(knode, yaml.ScalarNode):
                 raise self.err(knode, key or "-", "keys must be plain strings")
             if name in seen:
@@ -238,9 +240,15 @@ def _is_null(node: yaml.Node) -> bool:
 
 
 def _number(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError(f"expected a number, got {v!r}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an integer with hundreds of digits
+        raise ValueError(f"number out of range: {str(v)[:40]}...") from None
+    if math.isnan(f):
+        raise ValueError(f"expected a number, got {v!r}")
+    return f
 
 
 def _prob(v: Any) -> float:
@@ -279,13 +287,34 @@ def check_parameters(v: Any) -> dict[str, Any]:
             raise ValueError(f"parameter names must be identifiers (letters, digits, _), got {k!r}")
         if k in RESERVED_PARAMETERS:
             raise ValueError(f"{k!r} is set by the guard itself; it cannot be configured")
-        _check_json(val, k)
+        _check_json(val, k, [0])
         out[k] = val
     return out
 
 
-def _check_json(v: Any, key: str) -> None:
-    if v is None or isinstance(v, (str, bool, int)):
+#: bounds on one parameter value: parameters travel in every command, and YAML aliases can build a
+#: recursive value or an exponentially large one (a "billion laughs") from a few lines
+MAX_PARAMETER_DEPTH = 32
+MAX_PARAMETER_VALUES = 10_000
+
+
+def _check_json(v: Any, key: str, count: list[int], depth: int = 0) -> None:
+    count[0] += 1
+    if count[0] > MAX_PARAMETER_VALUES:
+        raise ValueError(f"{key}: more than {MAX_PARAMETER_VALUES} values (YAML aliases that expand too much?)")
+    if depth > MAX_PARAMETER_DEPTH:
+        raise ValueError(f"{key}: nested deeper than {MAX_PARAMETER_DEPTH} levels (a recursive YAML alias?)")
+    if isinstance(v, str):
+        if "\x00" in v:
+            raise ValueError(f"{key}: must not contain NUL characters")
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{key}: must be valid Unicode (it holds a lone surrogate)") from None
+        return
+    if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < (1 << 64):
+        raise ValueError(f"{key}: integer out of the 64-bit range")
+    if v is None or isinstance(v, (bool, int)):
         return
     if isinstance(v, float):
         if not math.isfinite(v):
@@ -293,13 +322,13 @@ def _check_json(v: Any, key: str) -> None:
         return
     if isinstance(v, (list, tuple)):
         for i, x in enumerate(v):
-            _check_json(x, f"{key}[{i}]")
+            _check_json(x, f"{key}[{i}]", count, depth + 1)
         return
     if isinstance(v, Mapping):
         for k, x in v.items():
             if not isinstance(k, str):
                 raise ValueError(f"{key}: keys must be strings, got {k!r}")
-            _check_json(x, f"{key}.{k}")
+            _check_json(x, f"{key}.{k}", count, depth + 1)
         return
     raise ValueError(f"{key}: expected a string, number, boolean, list or mapping, got {type(v).__name__}")
 
@@ -318,6 +347,8 @@ def parse_strategies(text: str, source: str = "<string>", base_dir: str | Path |
                           mark.line + 1 if mark is not None else None) from None
     except yaml.YAMLError as exc:
         raise ConfigError(source, "-", f"not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError(source, "-", "not valid YAML: nested too deeply") from None
     if root is None:
         return StrategiesConfig(source=source)
     if not isinstance(root, yaml.MappingNode):

@@ -46,6 +46,10 @@ _TOP_KEYS = frozenset({"patterns", "version"})
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _DEFAULT_CONFIDENCE = 0.8
 _MAX_REGEX_LEN = 2000
+#: largest count of a bounded repeat (``x{n}``, ``x{n,m}``), and of nested ones multiplied together:
+#: Hyperscan compiles a bounded repeat into states, so ``.{30000}`` costs seconds of compile time and
+#: memory on every worker; log patterns need a few dozen at most
+MAX_REPEAT = 1000
 
 # Constructs that need backtracking (back-references) or look-around. Hyperscan refuses them too, but
 # with a message that does not say which key or why; checking first gives a clearer error.
@@ -130,11 +134,80 @@ class _Ctx:
         self._loader = yaml.SafeLoader("")
 
     def value(self, node: yaml.Node) -> Any:
-        return self._loader.construct_object(node, deep=True)
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except RecursionError:
+            raise yaml.YAMLError("nested too deeply") from None
 
     def err(self, node: yaml.Node | None, key: str | None, reason: str) -> PatternError:
         line = node.start_mark.line + 1 if node is not None else None
         return PatternError(self.file, line, key, reason)
+
+
+def _text_problem(v: str) -> str | None:
+    """Why a string cannot be used as is (it ends up in Hyperscan's C strings, Kafka and ClickHouse)."""
+    if "\x00" in v:
+        return "must not contain NUL characters (write \\x00 in a regex)"
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (it holds a lone surrogate)"
+    return None
+
+
+def _repeat_problem(regex: str, flags: int) -> str | None:
+    """Refuse what can run unbounded or blow up compilation in a regex engine.
+
+    The guard matches with Hyperscan (linear whatever the regex), but the same patterns also run in
+    Python's backtracking ``re`` (validation, ``guard bench matcher``, users testing them), so nested
+    unbounded quantifiers such as ``(a+)+$`` or ``(x*)*`` (catastrophic backtracking) are refused, and
+    so are bounded repeats above :data:`MAX_REPEAT` (alone or multiplied through nesting).
+    """
+    try:
+        from re import _parser as sre  # type: ignore[attr-defined]
+        from re._constants import MAXREPEAT  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - the parser moved
+        return None
+    try:
+        tree = sre.parse(regex, flags)
+    except Exception:  # re.compile already refused what does not parse
+        return None
+
+    repeats = {sre.MAX_REPEAT, sre.MIN_REPEAT, getattr(sre, "POSSESSIVE_REPEAT", sre.MAX_REPEAT)}
+
+    def walk(items: Any, outer_unbounded: bool, product: int) -> str | None:
+        for op, av in items:
+            if op in repeats:
+                lo, hi, sub = av
+                unbounded = hi == MAXREPEAT
+                count = lo if unbounded else hi
+                if count > MAX_REPEAT:
+                    return f"repeat count {count} is too large (at most {MAX_REPEAT})"
+                if product * max(count, 1) > MAX_REPEAT:
+                    return (f"nested repeats multiply to {product * max(count, 1)} repetitions "
+                            f"(at most {MAX_REPEAT})")
+                if unbounded and outer_unbounded:
+                    return ("nested unbounded quantifiers such as (a+)+ or (a*)* can backtrack "
+                            "catastrophically; drop the inner or the outer quantifier")
+                why = walk(sub, outer_unbounded or unbounded, product * max(count, 1))
+                if why:
+                    return why
+            elif op is sre.SUBPATTERN:
+                why = walk(av[-1], outer_unbounded, product)
+                if why:
+                    return why
+            elif op is sre.BRANCH:
+                for alt in av[1]:
+                    why = walk(alt, outer_unbounded, product)
+                    if why:
+                        return why
+            elif op in (sre.ASSERT, sre.ASSERT_NOT):
+                why = walk(av[1], outer_unbounded, product)
+                if why:
+                    return why
+        return None
+
+    return walk(tree, False, 1)
 
 
 def _mapping_items(ctx: _Ctx, node: yaml.MappingNode, where: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
@@ -169,6 +242,9 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
         vnode, v = fields[key]
         if not isinstance(v, str) or not v.strip():
             raise ctx.err(vnode, f"{where}.{key}", "must be a non-empty string")
+        bad = _text_problem(v)
+        if bad:
+            raise ctx.err(vnode, f"{where}.{key}", bad)
         return vnode, v
 
     id_node, pid = need_str("id")
@@ -198,6 +274,10 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
         inode, ind = fields["indicators"]
         if not isinstance(ind, list) or not all(isinstance(i, str) and i for i in ind):
             raise ctx.err(inode, f"{where}.indicators", "must be a list of non-empty strings")
+        for j, i in enumerate(ind):
+            bad = _text_problem(i)
+            if bad:
+                raise ctx.err(inode, f"{where}.indicators[{j}]", bad)
         indicators = tuple(ind)
 
     remediation: str | None = None
@@ -205,6 +285,8 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
         rnode, r = fields["remediation"]
         if r is not None and not isinstance(r, str):
             raise ctx.err(rnode, f"{where}.remediation", "must be a string")
+        if r is not None and _text_problem(r):
+            raise ctx.err(rnode, f"{where}.remediation", _text_problem(r) or "")
         remediation = r
 
     description = ""
@@ -212,6 +294,8 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
         dnode, d = fields["description"]
         if d is not None and not isinstance(d, str):
             raise ctx.err(dnode, f"{where}.description", "must be a string")
+        if d is not None and _text_problem(d):
+            raise ctx.err(dnode, f"{where}.description", _text_problem(d) or "")
         description = d or ""
 
     rx_node, regex = need_str("regex")
@@ -224,8 +308,11 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
             raise ctx.err(rx_node, rkey, reason)
     try:
         re.compile(regex, re.IGNORECASE if caseless else 0)
-    except re.error as exc:
+    except (re.error, RecursionError, OverflowError) as exc:
         raise ctx.err(rx_node, rkey, f"not a valid regular expression: {exc}") from None
+    repeat = _repeat_problem(regex, re.IGNORECASE if caseless else 0)
+    if repeat is not None:
+        raise ctx.err(rx_node, rkey, repeat)
     pattern = Pattern(
         id=pid,
         category=category,
@@ -253,6 +340,8 @@ def parse_library(text: str, file: str = "<string>") -> list[Pattern]:
         raise PatternError(file, line, None, f"not valid YAML: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise PatternError(file, None, None, f"not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise PatternError(file, None, None, "not valid YAML: nested too deeply") from None
     if root is None:
         return []
     if not isinstance(root, yaml.MappingNode):

@@ -201,7 +201,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
      re.compile(r"\bnpm_[A-Za-z0-9]{36}\b|\bpypi-AgE[A-Za-z0-9_\-]{20,}|\bAIza[0-9A-Za-z_\-]{35}"
                 r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), REDACTED),
     # Credentials in URLs: scheme://user:pass@host
-    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s:@]+:[^/\s@]+@"), r"\1" + REDACTED + "@"),
+    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s:@]{1,256}:[^/\s@]{1,256}@"), r"\1" + REDACTED + "@"),
     # HTTP authorization headers (Basic/Token only after the header name: the bare words are common).
     (
         ("authorization",),
@@ -223,19 +223,21 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
     ),
     # docker/podman/helm login -p VALUE; mysql -pVALUE / -p'VALUE' (-p alone prompts: left alone; case-
     # sensitive, -P is the port); sshpass -p VALUE; curl -u user:VALUE
-    (("login",), re.compile(r"(?i)(\blogin\b[^\n]*?[ \t]-p(?:[ \t]+|=))(?![\-\[])" + _QUOTED_OR_BARE), _keep_quotes),
-    (("mysql",), re.compile(r"(\bmysql(?:dump|admin|sh|import|slap)?\b[^\n]*?[ \t]-p)(?=[^\s])" + _QUOTED_OR_BARE),
+    (("login",), re.compile(r"(?i)(\blogin\b[^\n]{0,200}?[ \t]-p(?:[ \t]+|=))(?![\-\[])" + _QUOTED_OR_BARE), _keep_quotes),
+    (("mysql",), re.compile(r"(\bmysql(?:dump|admin|sh|import|slap)?\b[^\n]{0,200}?[ \t]-p)(?=[^\s])" + _QUOTED_OR_BARE),
      _keep_quotes),
     (("sshpass",), re.compile(r"(\bsshpass[ \t]+-p[ \t]*)" + _QUOTED_OR_BARE), _keep_quotes),
-    (("curl",), re.compile(r"(?i)(\bcurl\b[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']+:)[^\s\"']+"),
+    (("curl",), re.compile(r"(?i)(\bcurl\b[^\n]{0,200}?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']+:)[^\s\"']+"),
      r"\1" + REDACTED),
     # npm config set //registry/:_authToken VALUE
     (("_auth",), re.compile(r"(?i)(\b_auth(?:token)?[ \t]+)(?![=:\[])([^\s\"']+)"), r"\1" + REDACTED),
     # key=value / key: value / "key": "value" for names that end in a secret-ish word (DB_PASSWORD,
     # GITHUB_TOKEN, ...). `::` is not a separator (pytest ids: tests/x.py::TestToken::test_y), nor `==`.
+    # The match starts at the secret-ish word, not at the name's start (DB_ stays where it is): a
+    # leading [A-Za-z0-9_.-]* would be tried at every word boundary, quadratic on a long hostile line.
     (
         ("passw", "pwd", "_pass", "-pass", "token", "secret", "key", "_auth"),
-        re.compile(r"(?i)\b([A-Za-z0-9_.\-]*?(?:" + _SECRET_NAMES + r"))(\\?[\"']?[ \t]*[:=](?![:=])[ \t]*)"
+        re.compile(r"(?i)((?:" + _SECRET_NAMES + r"))(\\?[\"']?[ \t]*[:=](?![:=])[ \t]*)"
                    r"(?!\[REDACTED\]|\\?[\"']\[REDACTED\])" + _QUOTED_OR_BARE),
         _keep_quotes,
     ),
@@ -369,12 +371,12 @@ def redact_fields(obj: _D, *names: str) -> _D:
 
 _TEMPLATE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<UUID>"),
-    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s\"'<>()\[\]]+"), "<URL>"),
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://[^\s\"'<>()\[\]]+"), "<URL>"),
     (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"), "<TS>"),
     (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?\b"), "<IP>"),
     # Windows paths (C:\x\y, \\server\share) then POSIX paths (absolute, ./ ../ ~/ or with >= 1 slash).
     (re.compile(r"(?:\b[A-Za-z]:\\|\\\\)[^\s\"'<>|:*?]+"), "<PATH>"),
-    (re.compile(r"(?:(?<![\w.<>/\-])(?:~|\.{1,2})?/|\b[\w.@+\-]+/)[\w.@+\-]+(?:/[\w.@+\-]*)*"), "<PATH>"),
+    (re.compile(r"(?:(?<![\w.<>/\-])(?:~|\.{1,2})?/|\b[\w.@+\-]{1,255}/)[\w.@+\-]+(?:/[\w.@+\-]*)*"), "<PATH>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<HEX>"),
     (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,}\b"), "<HEX>"),
     (re.compile(r"\b\d+(?:\.\d+)?(?:ms|us|µs|ns|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)\b"), "<DURATION>"),

@@ -4,8 +4,9 @@ The log is read as bytes in blocks (with ``--follow``, as the file grows, until 
 ``--idle-timeout`` seconds) and cut into ordered chunks of at most ``chunk_lines`` lines or
 ``chunk_bytes`` bytes (whichever comes first; a longer single line is cut into pieces, never dropped),
 numbered from ``seq`` 0, the last one marked ``eof``. With ``--conclusion`` a completed ``ci.jobs``
-event follows the log, so a CI step can report a failed job without webhooks. Secrets are not redacted
-here: the guard redacts every line before it stores or sends anything.
+event follows the log, so a CI step can report a failed job without webhooks. Log lines are not redacted
+here (ci.logs is the one topic that holds raw text; the guard redacts every line before it stores or sends
+anything); the completion event on ci.jobs is.
 """
 
 from __future__ import annotations
@@ -14,40 +15,81 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
+import orjson
+
+from ..patterns.tokenize import JOB_EVENT_TEXT, redact_fields
 from ..schemas import JobEvent, LogChunk
 
 __all__ = ["chunk_lines", "follow_blocks", "log_chunks"]
 
 
+def _json_len(text: str) -> int:
+    """Bytes the line takes in the chunk's JSON: control characters and NUL become ``\\u0000`` (6 bytes for
+    1) and every invalid byte a 3-byte U+FFFD, so the byte length of the raw line is not a bound."""
+    return len(orjson.dumps(text)) + 1  # with its comma
+
+
+def _boundary(raw: bytes, start: int, stop: int) -> int:
+    """``stop`` moved back to the start of a UTF-8 character (at most 3 bytes), so a cut does not turn
+    one character into two replacement characters."""
+    if stop >= len(raw):
+        return len(raw)
+    j = stop
+    while j > start and stop - j < 3 and raw[j] & 0xC0 == 0x80:
+        j -= 1
+    return j if j > start else stop
+
+
+def _pieces(raw: bytes, piece: int, limit: int) -> Iterator[str]:
+    """One line's text, cut into pieces of at most ``piece`` bytes whose JSON form fits ``limit``."""
+    i, n = 0, len(raw)
+    if n == 0:
+        yield ""
+        return
+    while i < n:
+        step = piece
+        while True:
+            j = _boundary(raw, i, min(n, i + step))
+            text = raw[i:j].decode("utf-8", "replace")
+            if step <= 8 or _json_len(text) <= limit:
+                break
+            step //= 2
+        yield text
+        i = j
+
+
 def chunk_lines(blocks: Iterable[bytes], *, chunk_lines: int = 500, chunk_bytes: int = 1 << 20) -> Iterator[list[str]]:
-    """Lists of decoded lines (invalid UTF-8 replaced), each list within the limits."""
+    """Lists of decoded lines (invalid UTF-8 replaced), each list within the limits: at most
+    ``chunk_lines`` lines and ``chunk_bytes`` bytes of JSON-encoded text, however long a line and
+    whatever bytes it holds (a line without a newline is cut as it arrives, so memory stays bounded)."""
     pending = b""
     out: list[str] = []
     size = 0
     piece = max(1, chunk_bytes // 2)
+
+    def add(text: str) -> Iterator[list[str]]:
+        nonlocal out, size
+        n = _json_len(text)
+        if out and (len(out) >= chunk_lines or size + n > chunk_bytes):
+            yield out
+            out, size = [], 0
+        out.append(text)
+        size += n
+
     for block in blocks:
         pending += block
         *complete, pending = pending.split(b"\n")
         for raw in complete:
-            for i in range(0, max(len(raw), 1), piece):  # a giant line becomes several lines' worth
-                text = raw[i:i + piece].decode("utf-8", "replace")
-                if out and (len(out) >= chunk_lines or size + len(text) > chunk_bytes):
-                    yield out
-                    out, size = [], 0
-                out.append(text)
-                size += len(text) + 1
-        if len(pending) > chunk_bytes:  # no newline for a long time: flush what there is
-            text = pending[:piece].decode("utf-8", "replace")
-            pending = pending[piece:]
-            if out:
-                yield out
-                out, size = [], 0
-            out, size = [text], len(text) + 1
+            for text in _pieces(raw, piece, chunk_bytes):  # a giant line becomes several lines' worth
+                yield from add(text)
+        while len(pending) > chunk_bytes:  # no newline for a long time: ship what there is
+            j = _boundary(pending, 0, piece)
+            head, pending = pending[:j], pending[j:]
+            for text in _pieces(head, piece, chunk_bytes):
+                yield from add(text)
     if pending:
-        if out and (len(out) >= chunk_lines or size + len(pending) > chunk_bytes):
-            yield out
-            out = []
-        out.append(pending.decode("utf-8", "replace"))
+        for text in _pieces(pending, piece, chunk_bytes):
+            yield from add(text)
     if out:
         yield out
 
@@ -100,7 +142,10 @@ def log_chunks(blocks: Iterable[bytes], *, provider: str, owner: str, repo: str,
 def completion(*, provider: str, owner: str, repo: str, job_id: str, attempt: int, conclusion: str,
                exit_code: int | None, chunks: int, job_name: str, run_id: str | None, now: float,
                healing_strategy: str | None = None, max_retries: int | None = None) -> JobEvent:
-    return JobEvent(provider=provider, owner=owner, repo=repo, job_id=job_id, job_name=job_name,  # type: ignore[arg-type]
-                    status="completed", conclusion=conclusion, exit_code=exit_code, attempt=attempt,  # type: ignore[arg-type]
-                    run_id=run_id, log_chunks=chunks, completed_at=now, healing_strategy=healing_strategy,
-                    max_retries=max_retries)
+    """The completion event that follows the log. Its free text goes through the redactor: unlike the log
+    lines it travels on ci.jobs, and only ci.logs may carry raw text."""
+    ev = JobEvent(provider=provider, owner=owner, repo=repo, job_id=job_id, job_name=job_name,  # type: ignore[arg-type]
+                  status="completed", conclusion=conclusion, exit_code=exit_code, attempt=attempt,  # type: ignore[arg-type]
+                  run_id=run_id, log_chunks=chunks, completed_at=now, healing_strategy=healing_strategy,
+                  max_retries=max_retries)
+    return redact_fields(ev, *JOB_EVENT_TEXT)

@@ -45,6 +45,7 @@ attribute, or the ``classname`` has a Python test-module segment (``test_*``, ``
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -164,7 +165,7 @@ def _float(v: str | None) -> float | None:
         f = float(v.strip().replace(",", ""))  # Surefire may write "1,234.5" in some locales
     except ValueError:
         return None
-    return f if f == f and f >= 0 else None
+    return f if math.isfinite(f) and f >= 0 else None  # "inf"/"1e999" would not survive JSON
 
 
 def _timestamp(v: str | None) -> float | None:
@@ -177,7 +178,10 @@ def _timestamp(v: str | None) -> float | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    try:
+        return dt.timestamp()
+    except OverflowError:  # year 1 or 9999 pushed out of range by its UTC offset
+        return None
 
 
 def _message(el: Element) -> str | None:
@@ -223,7 +227,9 @@ def _iter_cases(fh: IO[bytes], name: str, flavor: Flavor) -> Iterator[_Case]:
     stack: list[Element] = []
     suites: list[tuple[str | None, float | None]] = []  # (name, timestamp) of the open <testsuite>s
     root_name: str | None = None
-    for event, el in DET.iterparse(fh, events=("start", "end")):
+    # forbid_dtd: no JUnit writer emits a DOCTYPE; refusing it outright also rules out external DTDs
+    # and parameter entities, not only the entity declarations defusedxml refuses by default
+    for event, el in DET.iterparse(fh, events=("start", "end"), forbid_dtd=True):
         tag = _local(el.tag)
         if event == "start":
             if not stack:
@@ -288,8 +294,10 @@ def parse_junit(source: Source, *, provider: str, owner: str, repo: str, job_id:
         line = exc.position[0] if getattr(exc, "position", None) else None
         raise JUnitError(name, f"malformed XML: {exc}", line) from None
     except DefusedXmlException as exc:
-        raise JUnitError(name, f"refused unsafe XML ({type(exc).__name__}: entity declarations, "
+        raise JUnitError(name, f"refused unsafe XML ({type(exc).__name__}: DTDs, entity declarations, "
                                f"external entities and XML bombs are not allowed): {exc}") from None
+    except (LookupError, UnicodeError) as exc:  # <?xml encoding="..."?> Python has no codec for / bytes it cannot decode
+        raise JUnitError(name, f"unsupported or wrong XML encoding: {exc}") from None
     except OSError as exc:
         raise JUnitError(name, f"cannot read: {exc}") from None
     finally:

@@ -125,6 +125,10 @@ def _load(body: bytes) -> dict[str, Any]:
 
 _MISSING = object()
 
+#: longest string the guard takes from a payload field (names, ids, urls, labels): every platform's own
+#: limits are far lower, and the job record must stay within the ``ci.jobs`` message limit
+MAX_FIELD_CHARS = 4096
+
 
 def _get(obj: Any, path: str, default: Any = _MISSING, *, kind: type | tuple[type, ...] | None = None) -> Any:
     """``obj[a][b]...`` for ``path='a.b'``; raises WebhookError naming the path when missing/null."""
@@ -142,6 +146,8 @@ def _get(obj: Any, path: str, default: Any = _MISSING, *, kind: type | tuple[typ
     if kind is not None and (not isinstance(cur, kind) or isinstance(cur, bool) and bool not in _tuple(kind)):
         names = "/".join(k.__name__ for k in _tuple(kind))
         raise WebhookError(f"expected {names}, got {type(cur).__name__}", path)
+    if isinstance(cur, str) and len(cur) > MAX_FIELD_CHARS:
+        raise WebhookError(f"longer than {MAX_FIELD_CHARS} characters", path)
     return cur
 
 
@@ -184,7 +190,7 @@ def _ts(obj: Any, path: str) -> float | None:
         tz = tz[:3] + ":" + tz[3:]
     try:
         return datetime.fromisoformat(f"{date}T{time}{tz}").astimezone(timezone.utc).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: year 1 / 9999 pushed out of range by the offset
         raise WebhookError(f"not a timestamp: {v!r}", path) from None
 
 
@@ -203,6 +209,8 @@ def _labels(v: Any, path: str) -> list[str]:
         return []
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise WebhookError("expected a list of strings", path)
+    if len(v) > 100 or any(len(x) > MAX_FIELD_CHARS for x in v):
+        raise WebhookError(f"at most 100 labels of at most {MAX_FIELD_CHARS} characters", path)
     return list(v)
 
 
@@ -212,6 +220,10 @@ def _event(provider: str, **kw: Any) -> JobEvent:
         ev.validate()
     except SchemaError as exc:
         raise WebhookError(exc.reason, exc.field) from None
+    size = len(ev.to_json())
+    if size > JobEvent.max_bytes:  # the worker would dead-letter it after the platform got a 202
+        raise WebhookError(f"the job record would be {size} bytes, over the ci.jobs limit of {JobEvent.max_bytes}",
+                           "body")
     return ev
 
 
@@ -332,7 +344,8 @@ def _gl_status(raw: str, failure_reason: Any, path: str) -> tuple[str, str | Non
     st = _GL_STATUS.get(raw)
     if st is None:
         raise WebhookError(f"unknown status {raw!r}", path)
-    if st == ("completed", "failure") and failure_reason in _GL_TIMEOUT_REASONS:
+    # failure_reason is not checked elsewhere: a list or object here must not raise (unhashable)
+    if st == ("completed", "failure") and isinstance(failure_reason, str) and failure_reason in _GL_TIMEOUT_REASONS:
         return "completed", "timed_out"
     return st
 
@@ -470,6 +483,8 @@ _JK_RESULT = {"SUCCESS": "success", "FAILURE": "failure", "UNSTABLE": "failure",
 
 def _jenkins_full_name(data: dict[str, Any]) -> str:
     url = data.get("url")
+    if isinstance(url, str) and len(url) > MAX_FIELD_CHARS:
+        raise WebhookError(f"longer than {MAX_FIELD_CHARS} characters", "url")
     if isinstance(url, str) and url:
         segs = [s for s in url.strip("/").split("/") if s]
         names = [segs[i + 1] for i in range(len(segs) - 1) if segs[i] == "job"]
@@ -516,12 +531,21 @@ def _jenkins(data: dict[str, Any], ev: str | None) -> Parsed:
 # ------------------------------------------------------------------------------------ signatures
 
 
+def _enc(s: str) -> bytes:
+    """A header value or secret as bytes: undecodable header bytes come back as they were sent
+    (surrogateescape); any other lone surrogate is encoded losslessly instead of raising."""
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass")
+
+
 def _hmac_hex(secret: str, body: bytes) -> bytes:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest().encode()
+    return hmac.new(_enc(secret), body, hashlib.sha256).hexdigest().encode()
 
 
 def _eq(a: bytes, b: str) -> bool:
-    return hmac.compare_digest(a, b.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(a, _enc(b))
 
 
 def verify(provider: str, headers: Headers, body: bytes, secret: str) -> None:
@@ -542,7 +566,7 @@ def verify(provider: str, headers: Headers, body: bytes, secret: str) -> None:
         if not _eq(b"sha256=" + _hmac_hex(secret, body), sig.lower()):
             raise SignatureError("X-Hub-Signature-256 does not match")
     elif p == "gitlab":
-        if not _eq(secret.encode(), need("X-Gitlab-Token")):
+        if not _eq(_enc(secret), need("X-Gitlab-Token")):
             raise SignatureError("X-Gitlab-Token does not match")
     elif p == "circleci":
         sig = need("circleci-signature")
@@ -560,7 +584,7 @@ def verify(provider: str, headers: Headers, body: bytes, secret: str) -> None:
             if not _eq(b"sha256=" + _hmac_hex(secret, body), sig.lower()):
                 raise SignatureError(f"{JENKINS_SIGNATURE_HEADER} does not match")
         elif h.get(JENKINS_TOKEN_HEADER.lower()):
-            if not _eq(secret.encode(), h[JENKINS_TOKEN_HEADER.lower()]):
+            if not _eq(_enc(secret), h[JENKINS_TOKEN_HEADER.lower()]):
                 raise SignatureError(f"{JENKINS_TOKEN_HEADER} does not match")
         else:
             raise SignatureError(f"missing header {JENKINS_SIGNATURE_HEADER} or {JENKINS_TOKEN_HEADER}")

@@ -54,6 +54,15 @@ def parse_scope(value: str) -> str:
     return v
 
 
+def _text_ok(s: str) -> bool:
+    """False for a string JSON can hold but UTF-8 cannot (a lone surrogate from a ``\\ud800`` escape)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _hash(token: str) -> str:
     return "sha256:" + hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -120,18 +129,31 @@ class ApiKeys:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
-            raise KeyFileError(f"{self.path}: cannot read the API keys file ({exc}); fix or remove it and "
-                               "create keys again with `guard api-keys create`") from exc
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
+            raise KeyFileError(f"{self.path}: cannot read the API keys file ({type(exc).__name__}: "
+                               f"{str(exc)[:200]}); fix or remove it and create keys again with "
+                               "`guard api-keys create`") from None
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise KeyFileError(f"{self.path}: not an API keys file (expected {{\"keys\": [...]}})")
         out: dict[str, ApiKey] = {}
         for i, raw in enumerate(data["keys"]):
-            try:
-                k = ApiKey(id=str(raw["id"]), scopes=tuple(str(s) for s in raw["scopes"]),
-                           created=str(raw["created"]), revoked=raw.get("revoked"), hash=str(raw["hash"]))
-            except (KeyError, TypeError) as exc:
-                raise KeyFileError(f"{self.path}: keys[{i}]: missing or bad field {exc}") from None
+            if not isinstance(raw, dict):
+                raise KeyFileError(f"{self.path}: keys[{i}]: expected an object, got {type(raw).__name__}")
+            for name in ("id", "scopes", "created", "hash"):
+                if name not in raw:
+                    raise KeyFileError(f"{self.path}: keys[{i}].{name}: missing field")
+            for name in ("id", "created", "hash", "revoked"):
+                v = raw.get(name)
+                if name == "revoked" and v is None:
+                    continue
+                if not isinstance(v, str) or not _text_ok(v):
+                    raise KeyFileError(f"{self.path}: keys[{i}].{name}: expected a string (valid Unicode), "
+                                       f"got {type(v).__name__}")
+            scopes = raw["scopes"]
+            if not isinstance(scopes, list) or not all(isinstance(s, str) and _text_ok(s) for s in scopes):
+                raise KeyFileError(f"{self.path}: keys[{i}].scopes: expected a list of strings")
+            k = ApiKey(id=raw["id"], scopes=tuple(scopes), created=raw["created"], revoked=raw.get("revoked"),
+                       hash=raw["hash"])
             out[k.id] = k
         return out
 

@@ -60,7 +60,7 @@ class Evidence(BaseModel):
 
 
 class CommandOutcome(BaseModel):
-    status: str = Field(description="succeeded, failed, skipped or dry_run")
+    status: str = Field(description="succeeded, failed, skipped, dry_run or unknown (sent, no answer, not repeated)")
     detail: str
     ts: str | None
 

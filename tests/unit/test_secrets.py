@@ -396,6 +396,20 @@ def test_rest_redacts_what_the_warehouse_returns() -> None:
 # the producers: webhook receiver (ci.jobs), guard ingest junit and the pytest plugin (ci.tests)
 # --------------------------------------------------------------------------------------------------
 
+def test_guard_forward_completion_event_carries_no_secret() -> None:
+    """`guard forward` puts its completion event on ci.jobs: a job name with a secret in it is redacted."""
+    from healing_guard.platforms.forward import completion
+
+    names = [c.lines[0][:300] for c in CASES if len(c.lines) == 1]
+    for name in names:
+        ev = completion(provider="github", owner="acme", repo="web", job_id="1", attempt=1, conclusion="failure",
+                        exit_code=1, chunks=1, job_name=name, run_id="r1", now=NOW)
+        assert not leaks(ev.to_json()), (name, ev.job_name)
+    assert any(REDACTED in completion(provider="github", owner="acme", repo="web", job_id="1", attempt=1,
+                                      conclusion="failure", exit_code=1, chunks=1, job_name=n, run_id=None,
+                                      now=NOW).job_name for n in names)
+
+
 async def test_webhook_receiver_sends_no_secret() -> None:
     from aiohttp.test_utils import TestClient, TestServer
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all bench install kafka chromium clean
+.PHONY: run test test-all bench load install kafka chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ chromium:
 ## make bench: every benchmark with its baselines, one results table (benchmarks/results/bench.md), ~5 min on 2 cores
 bench: $(STAMP) kafka
 	$(BIN)/python benchmarks/run_all.py
+
+## make load: ten minutes of sustained load on one worker (benchmarks/load.py; the slow test asserts on it)
+load: $(STAMP) kafka
+	$(BIN)/python benchmarks/load.py --minutes 10
 
 clean:
 	rm -rf .guard .pytest_cache

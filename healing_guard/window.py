@@ -141,7 +141,8 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
             w.evidence.sort(key=lambda e: e["line"])
     if lines:
         # a tail is consecutive lines: a private key printed in it goes whole, body lines included
-        tail = [x[:500] for x in tokenize_lines(lines[-limits.tail_lines:])]
+        # cut before redacting (a line may be megabytes; only 500 characters are kept), as evidence is
+        tail = [x[:500] for x in tokenize_lines([x[:4000] for x in lines[-limits.tail_lines:]])]
         w.tail = (w.tail + tail)[-limits.tail_lines:]
     w.lines_seen = max(w.lines_seen, first - 1 + len(lines))
     w.next_seq = chunk["seq"] + 1

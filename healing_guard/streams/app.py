@@ -22,6 +22,10 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         broker_heartbeat_interval=0.5,
         broker_rebalance_timeout=4,
         producer_max_request_size=16 << 20,
+        # Faust's default linger of 0 sends a produce request per message: thousands of small requests a
+        # second under load, each a syscall (a fifth of the worker's CPU at twice the demo's rate).
+        # 5 ms batches them; a command waits at most 5 ms more.
+        producer_linger=0.005,
         consumer_max_fetch_size=16 << 20,
         broker_commit_every=1000,
         broker_commit_interval=settings.commit_interval_seconds,

@@ -227,6 +227,22 @@ def all_secrets() -> list[str]:
     return [s for c in CASES for s in c.secrets]
 
 
+def leaks(blob: str | bytes) -> list[str]:
+    """The corpus secrets found in ``blob``."""
+    text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
+    return [s for s in _SECRETS if s in text]
+
+
+def failing_lines() -> list[str]:
+    """One matched failure line per single-line case, with the case's secret in it: every secret is
+    then on an evidence line (what findings, commands and facts carry)."""
+    return [f"write /tmp/cache: No space left on device while running: {c.lines[0]}"
+            for c in CASES if len(c.lines) == 1]
+
+
 def log_lines() -> list[str]:
     """Every case's lines in a row, as one log."""
     return [ln for c in CASES for ln in c.lines]
+
+
+_SECRETS = all_secrets()

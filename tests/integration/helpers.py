@@ -90,6 +90,23 @@ async def collect(bootstrap: str, topic: str, want: int, timeout: float, proc: s
     return out
 
 
+def hold_chdb(path: Path, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """Another process with the chDB directory ``path`` open (as an analyst's session or `guard api`
+    would), until its stdin is closed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from healing_guard.warehouse import connect
+            c = connect("chdb://{path}")
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=cwd,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    return holder
+
+
 def chdb_query(dsn: str, database: str, queries: dict[str, str]) -> dict[str, Any]:
     """chDB lets one process open a data directory at a time: query it from a fresh interpreter."""
     code = textwrap.dedent(f"""

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 import uuid
 from collections import Counter
@@ -26,7 +24,7 @@ from healing_guard.schemas import JobEvent, LogChunk, TestResult
 from healing_guard.settings import Settings, load_settings
 from healing_guard.streams.topics import ensure_topics
 
-from .helpers import chdb_query, collect, produce, start_worker, stop_worker, wait_status
+from .helpers import chdb_query, collect, hold_chdb, produce, start_worker, stop_worker, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -258,22 +256,6 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
 # 3. ClickHouse unavailable: the chDB directory held by another process
 # --------------------------------------------------------------------------------------------------
 
-def _hold_chdb(path: Path) -> subprocess.Popen[str]:
-    """Another process with the chDB directory open (as an analyst's session or `guard api` would)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from healing_guard.warehouse import connect
-            c = connect("chdb://{path}")
-            print("ready", flush=True)
-            sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-    return holder
-
-
 async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_returns(kafka_bootstrap: str,
                                                                                        tmp_path: Path) -> None:
     """The worker's chDB directory is held by another process. Facts cannot be written, so they stay
@@ -285,7 +267,7 @@ async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_
     path = tmp_path / "chdb"
     dsn = f"chdb://{path}"
     jobs, tests, runs = 10, 3, 6
-    holder = _hold_chdb(path)
+    holder = hold_chdb(path, cwd=ROOT)
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     w2: subprocess.Popen[bytes] | None = None
     try:

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from healing_guard.schemas import LogChunk, TestResult
 from healing_guard.settings import load_settings
 from healing_guard.streams.topics import ensure_topics
-from tests.secrets_corpus import CASES, all_secrets, log_lines
+from tests.secrets_corpus import CASES, all_secrets, failing_lines, leaks, log_lines
 
 from .helpers import chdb_query, collect, produce, start_worker, stop_worker, wait_status
 
@@ -36,16 +36,6 @@ pytestmark = pytest.mark.integration
 
 SECRETS = all_secrets()
 NOW = 1_767_225_600.0
-
-
-def leaks(blob: bytes | str) -> list[str]:
-    text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
-    return [s for s in SECRETS if s in text]
-
-
-def failing_lines() -> list[str]:
-    return [f"write /tmp/cache: No space left on device while running: {c.lines[0]}"
-            for c in CASES if len(c.lines) == 1]
 
 
 WEBHOOK = Path(__file__).parents[1] / "unit" / "fixtures" / "webhooks" / "github_workflow_job_completed_failure.json"

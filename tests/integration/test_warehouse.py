@@ -39,6 +39,8 @@ from healing_guard.warehouse import (  # noqa: E402
 from healing_guard.warehouse.migrate import DEFAULT_DDL_DIR  # noqa: E402
 from healing_guard.warehouse.read import WarehouseReader  # noqa: E402
 
+from .helpers import hold_chdb  # noqa: E402
+
 pytestmark = pytest.mark.integration
 
 # Recent times: facts far in the past would still be kept (TTL runs on ingested_at), but keep the data
@@ -249,18 +251,8 @@ def test_second_chdb_directory_in_this_process_is_explained(ch_client: Any, tmp_
 def test_directory_held_by_another_process_is_explained(tmp_path: Path) -> None:
     """Two child processes: the first holds the directory, the second must get a clear message."""
     path = tmp_path / "held"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
-            from healing_guard.warehouse import connect
-            c = connect("chdb://{path}")
-            print("ready", flush=True)
-            sys.stdin.read()
-        """)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )
+    holder = hold_chdb(path, cwd=ROOT)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
         second = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(f"""
                 from healing_guard.warehouse import connect

@@ -27,25 +27,12 @@ from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, TestResult
 from healing_guard.settings import Settings
 from healing_guard.warehouse.facts import fact_to_json, outcome_fact
 from healing_guard.window import JobWindow, Ready
-from tests.secrets_corpus import CASES, NEGATIVES, Case, all_secrets, log_lines, pem_blocks
+from tests.secrets_corpus import CASES, NEGATIVES, Case, all_secrets, failing_lines, leaks, log_lines, pem_blocks
 
 pytest_plugins = ["pytester"]
 
 SECRETS = all_secrets()
 NOW = 1_767_225_600.0
-
-
-def leaks(blob: str | bytes) -> list[str]:
-    """The corpus secrets found in ``blob``."""
-    text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
-    return [s for s in SECRETS if s in text]
-
-
-def failing_lines() -> list[str]:
-    """One matched failure line per single-line case, with the case's secret in it: every secret is
-    then on an evidence line (what findings, commands and facts carry)."""
-    return [f"write /tmp/cache: No space left on device while running: {c.lines[0]}"
-            for c in CASES if len(c.lines) == 1]
 
 
 # --------------------------------------------------------------------------------------------------

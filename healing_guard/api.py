@@ -46,7 +46,7 @@ from .classify import Diagnosis
 from .flaky import TestModel
 from .patterns.library import STEP_MARKERS, load_library
 from .patterns.matcher import Matcher
-from .patterns.tokenize import JOB_EVENT_TEXT, redact, redact_fields
+from .patterns.tokenize import redact, redact_job
 from .remediate import strategies as table
 from .remediate.gate import DEFAULT_THRESHOLD, packaged_thresholds
 from .remediate.outcomes import SuccessStats
@@ -536,8 +536,8 @@ class PipelineGuard:
         """
         # the failure is handed to custom strategies, notifiers and logs: no secrets in it (the log's
         # evidence and tail are redacted by the analyzer, the job's free text and test ids here)
-        job = redact_fields(self._job(job_id, provider, repo, exit_code, attempt, duration_minutes, runner_size,
-                                      job_name, run_id, conclusion), *JOB_EVENT_TEXT)
+        job = redact_job(self._job(job_id, provider, repo, exit_code, attempt, duration_minutes, runner_size,
+                                   job_name, run_id, conclusion))
         tests = tuple(redact(t) for t in _test_ids(failed_tests))
         chunks = _log_source(logs)
         with self._analyze_lock:

@@ -31,7 +31,7 @@ from .remediate.planner import budget_alerts
 from .remediate.strategies import NOTIFY_ACTIONS
 from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
 from .settings import Settings
-from .patterns.tokenize import JOB_EVENT_TEXT, TEST_RESULT_TEXT, redact, redact_bytes, redact_fields
+from .patterns.tokenize import redact, redact_bytes
 from .patterns.tokenize import template as fact_template
 from .warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
@@ -67,17 +67,6 @@ def dead_letter(source_topic: str, raw: bytes | None, reason: str, *, field_name
 
 def schema_dead_letter(source_topic: str, raw: bytes | None, exc: SchemaError, **kw: Any) -> DeadLetter:
     return dead_letter(source_topic, raw, exc.reason, field_name=exc.field, **kw)
-
-
-def redact_job(ev: JobEvent) -> JobEvent:
-    """``ev`` with secrets removed from its free-text fields (the same object when there were none)."""
-    return redact_fields(ev, *JOB_EVENT_TEXT)
-
-
-def redact_test_result(r: TestResult) -> TestResult:
-    """``r`` with secrets removed from its test id (parametrized ids carry argument values), failure
-    message and changed files (the same object when there were none)."""
-    return redact_fields(r, *TEST_RESULT_TEXT)
 
 
 class Engine:

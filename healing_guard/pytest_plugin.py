@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from .platforms import junit as _junit  # not `from ... import pytest_*`: pytest would take it for a hook
-from .patterns.tokenize import TEST_RESULT_TEXT, redact_fields
+from .patterns.tokenize import redact_test_result
 from .schemas import PROVIDERS, TestResult
 
 _ENV_PROVIDERS = (("GITHUB_ACTIONS", "github"), ("GITLAB_CI", "gitlab"), ("JENKINS_URL", "jenkins"),
@@ -165,7 +165,7 @@ class GuardReporter:
                                   duration_s=round(t["duration"], 6), ts=t.get("ts"), message=t["message"],
                                   failed_in_run=failed, **self.job))  # type: ignore[arg-type]
         # assertion messages and parametrized ids may quote tokens: neither ci.tests nor the file gets them
-        return [redact_fields(r, *TEST_RESULT_TEXT) for r in out]
+        return [redact_test_result(r) for r in out]
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

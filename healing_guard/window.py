@@ -17,7 +17,7 @@ from typing import Any
 from .classify import EvidenceLine, evidence_from_hits
 from .classify.classifier import step_start
 from .patterns.matcher import Matcher
-from .patterns.tokenize import JOB_EVENT_TEXT, redact_fields, redact_lines, tokenize_lines
+from .patterns.tokenize import redact_job, redact_lines, tokenize_lines
 from .schemas import JobEvent, LogChunk, TestRisk
 
 
@@ -185,14 +185,10 @@ def on_job_event(w: JobWindow, ev: JobEvent, limits: Limits, now: float) -> tupl
     if w.decided or ev.attempt < w.attempt or ev.status != "completed":
         w.touched = now
         return w, []
-    w.job = _redacted_job(ev)  # stored with the window, and the diagnosis' job: no raw secrets
+    w.job = redact_job(ev).to_dict()  # stored with the window, and the diagnosis' job: no raw secrets
     if ev.conclusion not in ("failure", "timed_out"):
         return w, [Closed(ev, retried=tuple(w.retried) if w.retried else None)]  # type: ignore[arg-type]
     return _maybe_ready(w, limits, now)
-
-
-def _redacted_job(ev: JobEvent) -> dict[str, Any]:
-    return redact_fields(ev, *JOB_EVENT_TEXT).to_dict()
 
 
 def on_risk(w: JobWindow, risk: TestRisk, attempt: int, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:

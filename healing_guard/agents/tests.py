@@ -13,7 +13,8 @@ from typing import Any
 from .. import metrics
 from ..flaky import TestModel
 from ..flaky.quarantine import QuarantineState
-from ..pipeline import dead_letter, redact_test_result, schema_dead_letter
+from ..patterns.tokenize import redact_test_result
+from ..pipeline import dead_letter, schema_dead_letter
 from ..schemas import SchemaError, TestResult, job_key
 from ..warehouse.facts import fact_to_json
 from .context import AgentContext

@@ -5,7 +5,7 @@
   per write) keeps the first outcome of every command whose API calls were attempted; a known id returns
   that outcome and calls nothing. Before its first API call a command's *intent* is written (``started``),
   and each call's result as it comes back (``step``); a restart that finds an intent without an outcome
-  (the executor was killed mid-command) does not run the command again: it records a ``failed`` outcome
+  (the executor was killed mid-command) does not run the command again: it records an ``unknown`` outcome
   whose detail starts ``interrupted:`` and names what was done, what may have gone through and where to
   check. A command whose calls all came back before the stop gets its real outcome. So a multi-step
   command (re-run + Slack) never repeats a step, whether a later step failed or the executor stopped;
@@ -79,6 +79,18 @@ _PLAIN_NOTE = {
 }
 
 
+def _json_line(rec: dict[str, Any]) -> bytes:
+    return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
+
+
+def _append_durably(path: Path, line: bytes) -> None:
+    """Append one line to ``path`` and fsync it: the stores' records must survive a kill."""
+    with path.open("ab") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class DoneStore:
     """Outcomes of carried-out commands by ``command_id``, with the write-ahead intents that make them
     never-twice: append-only JSON lines, fsynced per write. Four kinds of line:
@@ -137,11 +149,7 @@ class DoneStore:
             self._done.setdefault(o.command_id, o)
 
     def _append(self, rec: dict[str, Any] | bytes) -> None:
-        line = rec if isinstance(rec, bytes) else json.dumps(rec, separators=(",", ":")).encode()
-        with self.path.open("ab") as f:
-            f.write(line + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_durably(self.path, rec + b"\n" if isinstance(rec, bytes) else _json_line(rec))
 
     def get(self, command_id: str) -> Outcome | None:
         return self._done.get(command_id)
@@ -251,20 +259,13 @@ class ScheduleStore:
             tmp = self.path.with_suffix(".tmp")
             with tmp.open("wb") as f:
                 for due, cmd in self._pending.values():
-                    f.write(self._line({"due": due, "command": cmd.to_dict()}))
+                    f.write(_json_line({"due": due, "command": cmd.to_dict()}))
                 f.flush()
                 os.fsync(f.fileno())
             tmp.replace(self.path)
 
-    @staticmethod
-    def _line(rec: dict[str, object]) -> bytes:
-        return json.dumps(rec, separators=(",", ":")).encode() + b"\n"
-
-    def _append(self, rec: dict[str, object]) -> None:
-        with self.path.open("ab") as f:
-            f.write(self._line(rec))
-            f.flush()
-            os.fsync(f.fileno())
+    def _append(self, rec: dict[str, Any]) -> None:
+        _append_durably(self.path, _json_line(rec))
 
     def add(self, cmd: Command, due: float) -> bool:
         """Schedule ``cmd`` at ``due`` (Unix seconds); False when it is already scheduled."""

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 __all__ = ["JOB_EVENT_TEXT", "REDACTED", "TEST_RESULT_TEXT", "clean", "redact", "redact_bytes", "redact_fields",
-           "redact_lines", "strip_ansi", "template", "tokenize", "tokenize_lines"]
+           "redact_job", "redact_lines", "redact_test_result", "strip_ansi", "template", "tokenize",
+           "tokenize_lines"]
 
 REDACTED = "[REDACTED]"
 
@@ -363,6 +364,17 @@ def redact_fields(obj: _D, *names: str) -> _D:
             if rs != v:
                 changes[name] = rs
     return dataclasses.replace(obj, **changes) if changes else obj  # type: ignore[type-var]
+
+
+def redact_job(ev: _D) -> _D:
+    """A JobEvent with secrets removed from its free-text fields (the same object when there were none)."""
+    return redact_fields(ev, *JOB_EVENT_TEXT)
+
+
+def redact_test_result(r: _D) -> _D:
+    """A TestResult with secrets removed from its test id (parametrized ids carry argument values),
+    failure message and changed files (the same object when there were none)."""
+    return redact_fields(r, *TEST_RESULT_TEXT)
 
 
 # --------------------------------------------------------------------------------------------------

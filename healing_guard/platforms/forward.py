@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import orjson
 
-from ..patterns.tokenize import JOB_EVENT_TEXT, redact_fields
+from ..patterns.tokenize import redact_job
 from ..schemas import JobEvent, LogChunk
 
 __all__ = ["chunk_lines", "follow_blocks", "log_chunks"]
@@ -148,4 +148,4 @@ def completion(*, provider: str, owner: str, repo: str, job_id: str, attempt: in
                   status="completed", conclusion=conclusion, exit_code=exit_code, attempt=attempt,  # type: ignore[arg-type]
                   run_id=run_id, log_chunks=chunks, completed_at=now, healing_strategy=healing_strategy,
                   max_retries=max_retries)
-    return redact_fields(ev, *JOB_EVENT_TEXT)
+    return redact_job(ev)

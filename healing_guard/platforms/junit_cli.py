@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from ..patterns.tokenize import TEST_RESULT_TEXT, redact_fields
+from ..patterns.tokenize import redact_test_result
 from ..schemas import PROVIDERS, TestResult
 from ..settings import ConfigError, load_settings
 from .junit import JUnitError, parse_junit
@@ -47,7 +47,7 @@ def split_repo(full: str) -> tuple[str, str]:
 def redacted(results: list[TestResult]) -> list[TestResult]:
     """``results`` with secrets removed from test ids and failure messages: ci.tests is read by more
     people than the CI log ."""
-    return [redact_fields(r, *TEST_RESULT_TEXT) for r in results]
+    return [redact_test_result(r) for r in results]
 
 
 async def send_results(results: list[TestResult], bootstrap: str, topic: str, *,

@@ -27,8 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..patterns.tokenize import redact
-from ..pipeline import dead_letter, redact_job, schema_dead_letter
+from ..patterns.tokenize import redact, redact_job
+from ..pipeline import dead_letter, schema_dead_letter
 from ..schemas import PROVIDERS
 from .webhooks import DeliveryDeduper, SignatureError, WebhookError, normalize, verify
 

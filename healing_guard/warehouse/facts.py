@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import orjson
 
-from healing_guard.patterns.tokenize import redact, template
+from healing_guard.patterns.tokenize import redact, redact_job, template
 from healing_guard.schemas.records import Command, Evidence, Finding, JobEvent, Outcome, TestResult
 
 Kind = Literal["str", "int", "float", "bool", "time", "strs"]
@@ -170,17 +170,18 @@ def job_run_fact(ev: JobEvent, *, cost_usd: float) -> Fact:
     no time at all ``ts`` is None and the writer stamps the ingest time.
     """
     ref = _job_ref(ev.provider, ev.owner, ev.repo, ev.job_id)
+    ev = redact_job(ev)  # job name, workflow, run id, branch: free text
     row: dict[str, Any] = {
         "id": f"{ref['job_key']}#{ev.attempt}",
         **ref,
-        "job_name": redact(ev.job_name),
-        "workflow": _redact_opt(ev.workflow),
-        "run_id": _redact_opt(ev.run_id),
+        "job_name": ev.job_name,
+        "workflow": ev.workflow,
+        "run_id": ev.run_id,
         "attempt": ev.attempt,
         "conclusion": ev.conclusion,
         "exit_code": ev.exit_code,
         "runner_size": ev.runner_size,
-        "branch": _redact_opt(ev.branch),
+        "branch": ev.branch,
         "head_sha": ev.head_sha,
         "queued_at": ev.queued_at,
         "started_at": ev.started_at,
@@ -281,11 +282,12 @@ def outcome_fact(o: Outcome) -> Fact:
 def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
     """One test in one attempt, with the per-test model's P(fail) as it stood before learning it."""
     ref = _job_ref(t.provider, t.owner, t.repo, t.job_id)
+    test_id = redact(t.test_id)
     row: dict[str, Any] = {
-        "id": f"{ref['job_key']}#{t.attempt}#{redact(t.test_id)}",
+        "id": f"{ref['job_key']}#{t.attempt}#{test_id}",
         **ref,
         "attempt": t.attempt,
-        "test_id": redact(t.test_id),
+        "test_id": test_id,
         "outcome": t.outcome,
         "duration_s": t.duration_s,
         "message": None if t.message is None else redact(t.message[:4000]),  # secrets never reach ClickHouse

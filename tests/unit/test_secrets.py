@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from healing_guard.patterns.tokenize import (
-    REDACTED, redact, redact_bytes, redact_lines, tokenize, tokenize_lines,
+    REDACTED, redact, redact_bytes, redact_job, redact_lines, redact_test_result, tokenize, tokenize_lines,
 )
-from healing_guard.pipeline import Engine, dead_letter, redact_job, redact_test_result
+from healing_guard.pipeline import Engine, dead_letter
 from healing_guard.remediate import Ledger
 from healing_guard.remediate.incidents import IncidentState
 from healing_guard.flaky.quarantine import QuarantineState

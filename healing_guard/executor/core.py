@@ -170,9 +170,12 @@ class DoneStore:
             self._append(rec)
             self._intents[cmd.command_id] = rec
 
-    def step(self, command_id: str, n: int, ok: bool, result: str, http_status: int | None) -> None:
-        """Durably note that call ``n`` of the command came back (``ok`` or not) with ``result``."""
-        rec = {"step": command_id, "n": n, "ok": ok, "result": result, "http_status": http_status}
+    def step(self, command_id: str, n: int, ok: bool, result: str, http_status: int | None,
+             ambiguous: bool = False) -> None:
+        """Durably note that call ``n`` of the command came back (``ok`` or not, ``ambiguous``: sent and
+        unanswered) with ``result``."""
+        rec = {"step": command_id, "n": n, "ok": ok, "result": result, "http_status": http_status,
+               "ambiguous": ambiguous}
         with self._lock:
             self._append(rec)
             self._steps.setdefault(command_id, []).append(rec)
@@ -186,13 +189,19 @@ class DoneStore:
         status = next((came_back[n].get("http_status") for n in sorted(came_back, reverse=True)
                        if came_back[n].get("ok")), None)
         if described and len(came_back) >= len(described):  # every call came back: the real outcome
-            ok = all(r.get("ok") for r in came_back.values())
-            failed = next((r.get("http_status") for r in came_back.values() if not r.get("ok")), None)
+            # the outcome execute() would have written: the first failed call decides, and one that may
+            # have gone through (sent, unanswered) makes it "unknown"
+            first_failed = next((came_back[n] for n in sorted(came_back) if not came_back[n].get("ok")), None)
+            if first_failed is None:
+                word, http = "succeeded", status
+            else:
+                word = "unknown" if first_failed.get("ambiguous") else "failed"
+                http = first_failed.get("http_status")
             return Outcome(command_id=str(intent["started"]), job_key=str(intent.get("job_key", "")),
-                           action=str(intent.get("action", "")), status="succeeded" if ok else "failed",
+                           action=str(intent.get("action", "")), status=word,  # type: ignore[arg-type]
                            detail=("; ".join(results) + "; (recorded at restart: the executor stopped before "
                                    "writing the outcome)")[:2000],
-                           http_status=status if ok else failed, ts=ts, category=intent.get("category"))
+                           http_status=http, ts=ts, category=intent.get("category"))
         parts = ["interrupted: the executor stopped while carrying this out; not repeated so the job cannot run "
                  "twice"]
         if results:
@@ -359,7 +368,7 @@ class Executor:
             else:
                 failed = failed or r
                 results.append(f"{s.describe}: FAILED {r.message or r.status}")
-            self.store.step(cmd.command_id, n, r.ok, self._mask(results[-1]), r.status)
+            self.store.step(cmd.command_id, n, r.ok, self._mask(results[-1]), r.status, r.ambiguous)
         if wait:
             results.insert(0, f"waited {wait:g} s (backoff)")
         detail = self._mask("; ".join(results + notes))

@@ -289,6 +289,27 @@ def test_killed_after_every_call_came_back_gets_the_real_outcome(api: FakeApis, 
     assert api.executed[GL_JOB] == 1
 
 
+def test_killed_after_an_unanswered_call_came_back_gets_unknown_as_execute_would(api: FakeApis,
+                                                                                 tmp_path: Path) -> None:
+    """The recovered outcome is the one execute() would have written: a Jenkins build that timed out (sent,
+    not repeated) is ``unknown``, not ``failed``, so the planner does not learn from it."""
+    class DiesBeforeTheOutcome(DoneStore):
+        def put(self, outcome: Outcome) -> None:
+            raise Killed
+
+    sleeps = Sleeps()
+    api.script(JENKINS, Answer(201, delay=STALL))
+    ex = Executor(make_clients(api, sleeps, GUARD_EXECUTOR_TIMEOUT_SECONDS=str(TIMEOUT)),
+                  DiesBeforeTheOutcome(tmp_path), dry_run=False, sleep=sleeps, clock=lambda: NOW)
+    c = cmd("jenkins", "retry")
+    with pytest.raises(Killed):
+        ex.execute(c)
+    (out,) = DoneStore(tmp_path).recovered
+    assert out.status == "unknown" and out.http_status is None, out
+    assert "(recorded at restart" in out.detail and "may have gone through" in out.detail
+    assert len(api.requests) == 1
+
+
 def test_killed_during_the_backoff_before_any_call_runs_it_after_restart(api: FakeApis, tmp_path: Path) -> None:
     # nothing was called, so nothing can run twice: the restart carries it out
     def kill(_: float) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from healing_guard.classify.analyze import analyze_stream
+from healing_guard.classify.log_stream import analyze_stream
 from healing_guard.classify.learner import LabelLearner
 from healing_guard.patterns import Matcher, load_library
 from healing_guard.remediate.gate import AUTOMATIC_CATEGORIES, choose_thresholds, dump_gate, packaged_thresholds

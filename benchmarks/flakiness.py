@@ -25,7 +25,7 @@ benchmark expands them into one time-ordered stream of ``(test_id, outcome)`` ro
    ``2K - 1`` builds.
 
 ``is_flaky`` and the totals are never features: every method sees only the rows before the one it
-predicts, through ``healing_guard.flaky.replay.replay``, the same code as ``guard flakiness replay``.
+predicts, through ``healing_guard.flaky.prequential.replay``, the same code as ``guard flakiness replay``.
 Every method replays the identical rows. Methods:
 
 - **ours**: ``TestModel`` per test under a ``FlakePrior`` fitted online across the tests so far, and
@@ -62,7 +62,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from healing_guard.flaky.replay import BetaRate, GlobalRate, Metrics, OurModel, ThresholdRule, replay
+from healing_guard.flaky.prequential import BetaRate, GlobalRate, Metrics, OurModel, ThresholdRule, replay
 
 GOAL_LOG_LOSS_RATIO = 0.90
 GOAL_AUC_AFTER_FAILURE = 0.95

@@ -34,12 +34,12 @@ from typing import Any
 
 def sample_facts(n_jobs: int, seed: int) -> list[Any]:
     """The facts a worker would write for ``n_jobs`` sample jobs, through their JSON form."""
-    from healing_guard.pipeline import Engine
+    from healing_guard.engine.core import Engine
     from healing_guard.remediate import Ledger
     from healing_guard.samples import generate
     from healing_guard.settings import Settings
     from healing_guard.warehouse.facts import fact_from_json, fact_to_json
-    from healing_guard.window import Closed, JobWindow, Ready
+    from healing_guard.engine.window import Closed, JobWindow, Ready
 
     settings = Settings(facts_enabled=False, test_grace_seconds=0.0, status_file="")
     engine = Engine(settings)

@@ -80,7 +80,7 @@ def run_child(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(HERE))
     import pipeline as pl
 
-    from healing_guard.streams.guard import build_guard
+    from healing_guard.streams.worker import build_guard
 
     settings = pl.bench_settings(args.bootstrap, args.prefix, args.app_id)
     guard = build_guard(settings)

@@ -80,7 +80,7 @@ def learn_tests(n: int, history: int, seed: int) -> tuple[Any, dict[bytes, bytes
     """Learn ``history`` results of ``n`` tests, interleaved by run as builds would deliver them; returns
     the engine, the tests table (key -> pickled value) and the naive histories."""
     from healing_guard.flaky.quarantine import QuarantineState
-    from healing_guard.pipeline import Engine
+    from healing_guard.engine.core import Engine
     from healing_guard.schemas import TestResult
     from healing_guard.settings import Settings
 
@@ -141,10 +141,10 @@ def measure_windows(n_jobs: int, seed: int) -> dict[str, Any]:
     """Window state bytes of sample jobs just before their completion event, and of the decided marker."""
     import orjson
 
-    from healing_guard.pipeline import Engine
+    from healing_guard.engine.core import Engine
     from healing_guard.samples import generate
     from healing_guard.settings import Settings
-    from healing_guard.window import JobWindow, decided
+    from healing_guard.engine.window import JobWindow, decided
 
     engine = Engine(Settings(facts_enabled=False, test_grace_seconds=0.0, status_file=""))
     open_sizes, failed_sizes = [], []

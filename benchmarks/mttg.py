@@ -63,7 +63,7 @@ commits (each push is its own change); a regression lives in its commit until a 
   failure, the fix is pushed after the fix delay.
 - *retry-N*: every failure is retried at once (``--retry-reaction``, 0.2 min), up to N times, whatever the
   cause (GitLab ``retry: 2``, Buildkite automatic retries). Still red: the person, then the fix.
-- *guard*: the real guard's pure logic, one ``healing_guard.pipeline.Engine``: each failed attempt's log
+- *guard*: the real guard's pure logic, one ``healing_guard.engine.core.Engine``: each failed attempt's log
   (a few realistic lines per cause) goes through the real matcher, job window and classifier; every test
   result teaches its River ``TestModel`` (``Engine.learn_test``, with the flakiness prior and the
   failure-context regression), quarantine decisions come from ``Engine.quarantine``; ``Engine.decide``
@@ -111,7 +111,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from healing_guard.pipeline import Engine
+from healing_guard.engine.core import Engine
 from healing_guard.flaky.quarantine import QuarantineState
 from healing_guard.patterns.library import load_library
 from healing_guard.patterns.matcher import Matcher
@@ -119,7 +119,7 @@ from healing_guard.remediate import Ledger
 from healing_guard.remediate.outcomes import SuccessStats
 from healing_guard.schemas import JobEvent, LogChunk, TestResult
 from healing_guard.settings import Settings
-from healing_guard.window import JobWindow, Ready
+from healing_guard.engine.window import JobWindow, Ready
 
 GOAL_MTTG_REDUCTION = 0.65
 GOAL_WASTED_RATIO = 0.5

@@ -112,8 +112,8 @@ async def _wait_until(done: Callable[[], bool], timeout: float) -> bool:
 
 
 def child_ours(args: argparse.Namespace) -> dict[str, Any]:
-    from healing_guard.pipeline import Engine
-    from healing_guard.streams.guard import build_guard
+    from healing_guard.engine.core import Engine
+    from healing_guard.streams.worker import build_guard
 
     settings = bench_settings(args.bootstrap, args.prefix, args.app_id)
     clock = _Clock()
@@ -342,10 +342,10 @@ def work_only(ours: Workload, base: Workload, max_base_lines: int = 10_000) -> d
     import orjson
 
     from healing_guard.patterns import clean
-    from healing_guard.pipeline import Engine
+    from healing_guard.engine.core import Engine
     from healing_guard.remediate import Ledger
     from healing_guard.schemas import JobEvent, LogChunk
-    from healing_guard.window import JobWindow, Ready
+    from healing_guard.engine.window import JobWindow, Ready
 
     settings = bench_settings("127.0.0.1:9", "", "work-only")
     engine = Engine(settings)

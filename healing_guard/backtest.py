@@ -1,6 +1,6 @@
 """``guard backtest``: what the guard would have done on recorded history, and what it would have saved.
 
-Shadow mode over a recording: the records go through the real pipeline (:func:`healing_guard.replay.replay`:
+Shadow mode over a recording: the records go through the real pipeline (:func:`healing_guard.traffic_replay.replay`:
 Tansu, the real Faust worker in event-time mode, a fresh chDB database), every command it emits goes
 through the real action executor in dry run (so the report says which API calls it would have made,
 and nothing is called), and the ROI report is queried from the facts the replay wrote.
@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from .replay import Message, completed_attempts
+from .traffic_replay import Message, completed_attempts
 from .schemas import SchemaError
 from .schemas.records import TOPIC_RECORDS, TestResult
 

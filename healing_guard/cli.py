@@ -68,7 +68,7 @@ def worker(
 ) -> None:
     """Run a stream worker: diagnoses jobs, learns test flakiness, emits commands and facts."""
     from .brokers import TansuBroker
-    from .streams.guard import build_guard
+    from .streams.worker import build_guard
     from .streams.topics import ensure_topics
 
     s = _settings(config, broker_url=broker, clickhouse_dsn=clickhouse_dsn, topic_prefix=topic_prefix,
@@ -145,7 +145,7 @@ def backtest(
     import tempfile
 
     from .backtest import dry_run, print_summary, read_files, read_topics, sample_recording, summarize
-    from .replay import replay
+    from .traffic_replay import replay
     from .roi_view import print_report
     from .warehouse.read import WarehouseReader
 
@@ -207,7 +207,7 @@ def backtest(
 
 def _analyzer(s: Settings, model: Optional[Path] = None) -> Any:
     """The offline analyzer, with pattern-file and label-model errors turned into clear exits."""
-    from .analysis import Analyzer
+    from .log_files import Analyzer
     from .classify.learner import LabelLearner
     from .patterns.library import PatternError
 
@@ -313,7 +313,7 @@ def unknowns(
         err.print(f"{len(items)} of {total} logs are unknown, in {len(cluster_unknowns(items))} clusters")
     else:
         from .warehouse.client import WarehouseConnectionError, connect
-        from .warehouse.roi import unknown_clusters
+        from .warehouse.unknowns import unknown_clusters
 
         try:
             client = connect(s.clickhouse_dsn)
@@ -396,7 +396,7 @@ def learn(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """Teach the classifier from confirmed labels (online, one log at a time, River)."""
-    from .analysis import read_labels
+    from .log_files import read_labels
     from .classify.learner import LabelLearner
 
     try:

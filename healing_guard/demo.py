@@ -1,6 +1,6 @@
 """``guard demo``: the whole guard on the embedded defaults, over bundled sample traffic.
 
-The sample jobs go through :func:`healing_guard.replay.replay` (Tansu, the real Faust worker, chDB);
+The sample jobs go through :func:`healing_guard.traffic_replay.replay` (Tansu, the real Faust worker, chDB);
 each diagnosis and command is printed as it appears on the topics, then the ROI report queried from
 ClickHouse.
 """
@@ -18,7 +18,7 @@ from .settings import Settings
 
 
 def run_demo(s: Settings, *, jobs: int, seed: int, quiet: bool, timeout: float, console: Console) -> int:
-    from .replay import replay
+    from .traffic_replay import replay
     from .samples import generate, messages
 
     # The sample's clock is shifted so that its traffic ends now: `guard report` and the dashboard's

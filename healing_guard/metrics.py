@@ -33,7 +33,7 @@ from prometheus_client.samples import Sample
 from .remediate.strategies import FLAKY_RETRY, NOTIFY_ACTIONS, RACE_RETRY
 
 if TYPE_CHECKING:
-    from .pipeline import Decision
+    from .engine.core import Decision
     from .schemas import Command, JobEvent
 
 __all__ = ["REGISTRY", "WORKER", "WorkerMetrics", "render_api_metrics", "start_metrics_server",

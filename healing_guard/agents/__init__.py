@@ -1,1 +1,1 @@
-"""Thin Faust agents: decode bytes, call the pure steps in healing_guard.pipeline, send the outputs."""
+"""Thin Faust agents: decode bytes, call the pure steps in healing_guard.engine.core, send the outputs."""

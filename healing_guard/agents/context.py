@@ -10,7 +10,7 @@ from typing import Any
 import faust
 import orjson
 
-from ..pipeline import Engine
+from ..engine.core import Engine
 from ..schemas import DeadLetter
 from ..settings import Settings
 from ..streams.tables import GuardTables

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from ..pipeline import dead_letter
+from ..engine.core import dead_letter
 from ..warehouse.facts import Fact, fact_from_json
 from .context import AgentContext
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..pipeline import dead_letter
+from ..engine.core import dead_letter
 from ..remediate.incidents import IncidentState
 from ..warehouse.facts import fact_to_json
 from .context import AgentContext

@@ -14,14 +14,14 @@ import orjson
 from faust.types import TP
 
 from .. import metrics
-from ..pipeline import Decision, schema_dead_letter, dead_letter
+from ..engine.core import Decision, schema_dead_letter, dead_letter
 from ..remediate import Ledger
 from ..remediate.incidents import template_key
 from ..remediate.outcomes import SuccessStats
 from ..remediate.strategies import NOTIFY_ACTIONS
 from ..schemas import JobEvent, LogChunk, Outcome, SchemaError, TestRisk
 from ..warehouse.facts import fact_to_json
-from ..window import Closed, Expired, JobWindow, decided
+from ..engine.window import Closed, Expired, JobWindow, decided
 from .context import AgentContext, now
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Three measurements, in one process, on one corpus and one pattern library, interleaved run by run:
 
 * **ours** - the product's hot path: the corpus as raw bytes cut into blocks of about 1 MiB at line
-  boundaries (as :class:`~healing_guard.classify.analyze.LogAnalyzer` streams a file), ``Matcher.scan``
+  boundaries (as :class:`~healing_guard.classify.log_stream.LogAnalyzer` streams a file), ``Matcher.scan``
   per block, then ``tokenize`` for every hit (the evidence the product stores). One thread.
 * **re loop** - how Jenkins' Build Failure Analyzer scans: every pattern's regex (Python ``re``) against
   every line once :func:`~healing_guard.patterns.tokenize.clean` has stripped the platform decoration

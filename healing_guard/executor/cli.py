@@ -49,7 +49,7 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from ..pipeline import dead_letter
+    from ..engine.core import dead_letter
 
     t = settings.topics
     clients = clients or Clients.from_env(env)

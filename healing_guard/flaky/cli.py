@@ -1,4 +1,4 @@
-"""``guard flakiness``: the per-test flakiness model on recorded histories (logic in ``replay.py``)."""
+"""``guard flakiness``: the per-test flakiness model on recorded histories (logic in ``prequential.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .replay import CsvError, Metrics, OurModel, parse_rows, replay as replay_rows
+from .prequential import CsvError, Metrics, OurModel, parse_rows, replay as replay_rows
 
 __all__ = ["flakiness_app"]
 
@@ -99,7 +99,7 @@ def replay(
                                        help="do not fit the population prior across the file's tests: every test "
                                             "model uses the built-in generic prior (as the stream worker does)"),
 ) -> None:
-    """``guard flakiness replay FILE.csv [--json]``: see ``_REPLAY_HELP``; the logic is in ``replay.py``."""
+    """``guard flakiness replay FILE.csv [--json]``: see ``_REPLAY_HELP``; the logic is in ``prequential.py``."""
     source = "<stdin>" if file == "-" else file
     try:
         if file == "-":

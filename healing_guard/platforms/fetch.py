@@ -217,7 +217,7 @@ async def publish_log(send: Send, settings: Any, job: JobEvent, *, clients: Clie
                       circleci_vcs: str = "github") -> int:
     """Fetch ``job``'s log and send its chunks to ``ci.logs`` in order; a failure goes to the dead
     letter topic. Returns the number of chunks sent (0 on failure). Never raises :class:`FetchError`."""
-    from ..pipeline import dead_letter
+    from ..engine.core import dead_letter
 
     t = settings.topics
     key = job.job_key.encode()

@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import web
 
 from ..patterns.tokenize import redact, redact_job
-from ..pipeline import dead_letter, schema_dead_letter
+from ..engine.core import dead_letter, schema_dead_letter
 from ..schemas import PROVIDERS
 from .webhooks import DeliveryDeduper, SignatureError, WebhookError, normalize, verify
 

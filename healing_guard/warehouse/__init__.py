@@ -18,7 +18,7 @@ from .facts import (
     test_result_fact,
 )
 from .migrate import MigrationError, migrate
-from .roi import MANUAL_ACTIONS
+from .unknowns import MANUAL_ACTIONS
 from .writer import FactWriter
 
 __all__ = [

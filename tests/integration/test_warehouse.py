@@ -283,7 +283,7 @@ def test_unknown_dsn_refused() -> None:
 
 
 def test_unknown_clusters_largest_first(ch_client: Any, migrated: str) -> None:
-    from healing_guard.warehouse.roi import unknown_clusters
+    from healing_guard.warehouse.unknowns import unknown_clusters
 
     def unknown(job_id: str, sig: str | None) -> Finding:
         return Finding(provider="gitlab", owner="acme", repo="web", job_id=job_id, finding_id=f"u-{job_id}",

@@ -11,7 +11,7 @@ import pytest
 
 from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, TestResult
 from healing_guard.settings import Settings
-from healing_guard.streams.guard import Guard, build_guard
+from healing_guard.streams.worker import Guard, build_guard
 
 KEY = b"gitlab/platform/api/77"
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from healing_guard.classify.analyze import LogAnalyzer, analyze_stream
+from healing_guard.classify.log_stream import LogAnalyzer, analyze_stream
 from healing_guard.patterns import Matcher, load_library
 
 LOG = (

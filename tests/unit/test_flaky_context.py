@@ -6,7 +6,7 @@ import random
 
 from healing_guard.flaky import TestModel
 from healing_guard.flaky.context import RetryContext, context_features, message_hash, touches_change
-from healing_guard.pipeline import Engine
+from healing_guard.engine.core import Engine
 from healing_guard.schemas import TestResult
 from healing_guard.settings import Settings
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from healing_guard.flaky import FlakePrior, TestModel
 from healing_guard.flaky.cli import flakiness_app
-from healing_guard.flaky.replay import (BetaRate, CsvError, GlobalRate, Metrics, OurModel, Prediction, ThresholdRule,
+from healing_guard.flaky.prequential import (BetaRate, CsvError, GlobalRate, Metrics, OurModel, Prediction, ThresholdRule,
                                         auc, brier, evaluate, log_loss, parse_rows, replay)
 
 

@@ -32,7 +32,7 @@ from healing_guard.backtest import parse_line, read_files
 from healing_guard.patterns.library import PatternError, load_library, parse_library
 from healing_guard.patterns.matcher import Matcher
 from healing_guard.patterns.tokenize import clean, redact, template, tokenize
-from healing_guard.pipeline import DeadLetter, Engine, dead_letter, schema_dead_letter
+from healing_guard.engine.core import DeadLetter, Engine, dead_letter, schema_dead_letter
 from healing_guard.platforms.forward import log_chunks
 from healing_guard.platforms.junit import JUnitError, parse_junit
 from healing_guard.platforms.webhooks import SignatureError, WebhookError, parse, verify
@@ -41,7 +41,7 @@ from healing_guard.samples import generate, messages
 from healing_guard.schemas import TOPIC_RECORDS, JobEvent, LogChunk, SchemaError
 from healing_guard.settings import ConfigError, Settings, load_settings
 from healing_guard.strategies_config import parse_strategies
-from healing_guard.window import JobWindow
+from healing_guard.engine.window import JobWindow
 
 FIX = Path(__file__).parent / "fixtures"
 

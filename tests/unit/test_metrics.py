@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from healing_guard import metrics
 from healing_guard.metrics import WorkerMetrics, cost_saved_usd, flaky_decisions, render_api_metrics
-from healing_guard.pipeline import Decision
+from healing_guard.engine.core import Decision
 from healing_guard.schemas import Command, Finding, JobEvent, LogChunk, TestResult
 from healing_guard.settings import Settings
-from healing_guard.streams.guard import Guard, build_guard
+from healing_guard.streams.worker import Guard, build_guard
 
 from .test_agents import KEY, Capture, put
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from healing_guard.classify import Diagnosis, EvidenceLine
-from healing_guard.pipeline import Engine
+from healing_guard.engine.core import Engine
 from healing_guard.remediate import Ledger, PlanConfig, plan
 from healing_guard.remediate.outcomes import SuccessStats
 from healing_guard.remediate.planner import budget_alerts, expected_value
@@ -126,7 +126,7 @@ def test_first_failure_after_a_green_history_is_a_regression() -> None:
 
 
 def test_engine_shares_a_bounded_flakiness_prior(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import healing_guard.pipeline as pipeline
+    import healing_guard.engine.core as pipeline
     from healing_guard.schemas import TestResult
 
     monkeypatch.setattr(pipeline, "MAX_PRIOR_TESTS", 3)

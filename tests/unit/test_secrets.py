@@ -19,14 +19,14 @@ import pytest
 from healing_guard.patterns.tokenize import (
     REDACTED, redact, redact_bytes, redact_job, redact_lines, redact_test_result, tokenize, tokenize_lines,
 )
-from healing_guard.pipeline import Engine, dead_letter
+from healing_guard.engine.core import Engine, dead_letter
 from healing_guard.remediate import Ledger
 from healing_guard.remediate.incidents import IncidentState
 from healing_guard.flaky.quarantine import QuarantineState
 from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, TestResult
 from healing_guard.settings import Settings
 from healing_guard.warehouse.facts import fact_to_json, outcome_fact
-from healing_guard.window import JobWindow, Ready
+from healing_guard.engine.window import JobWindow, Ready
 from tests.secrets_corpus import CASES, NEGATIVES, Case, all_secrets, failing_lines, leaks, log_lines, pem_blocks
 
 pytest_plugins = ["pytester"]
@@ -261,7 +261,7 @@ def test_a_whole_malformed_chunk_dead_letters_without_secrets() -> None:
 # --------------------------------------------------------------------------------------------------
 
 async def test_agents_send_and_store_no_secret() -> None:
-    from healing_guard.streams.guard import build_guard
+    from healing_guard.streams.worker import build_guard
     from tests.unit.test_agents import Capture, put
 
     s = Settings(broker_url="kafka://127.0.0.1:1", facts_enabled=False, test_grace_seconds=0.0, partitions=1,
@@ -330,7 +330,7 @@ def test_guard_analyze_prints_no_secret(tmp_path: Path) -> None:
 
 
 def test_python_api_analyze_failure_returns_no_secret() -> None:
-    from healing_guard.api import PipelineGuard
+    from healing_guard.pipeline_guard import PipelineGuard
 
     guard = PipelineGuard(env={})
     for logs in (_log_text(), _log_text().encode(), log_lines() + failing_lines()):

@@ -20,7 +20,7 @@ lupa = pytest.importorskip("lupa.lua54")
 from healing_guard.patterns.library import load_library  # noqa: E402
 from healing_guard.patterns.matcher import Matcher  # noqa: E402
 from healing_guard.schemas import DeadLetter, JobEvent, LogChunk  # noqa: E402
-from healing_guard.window import JobWindow, Limits, Ready, on_chunk, on_job_event  # noqa: E402
+from healing_guard.engine.window import JobWindow, Limits, Ready, on_chunk, on_job_event  # noqa: E402
 
 VECTOR = Path(__file__).resolve().parents[2] / "infra" / "vector"
 CONFIG = yaml.safe_load((VECTOR / "vector.yaml").read_text())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from healing_guard.classify import Diagnosis, EvidenceLine
-from healing_guard.pipeline import Engine
+from healing_guard.engine.core import Engine
 from healing_guard.remediate import Ledger, PlanConfig, command_id, plan
 from healing_guard.schemas import JobEvent, LogChunk, TestResult, TestRisk
 from healing_guard.settings import Settings
-from healing_guard.window import Closed, JobWindow, Ready
+from healing_guard.engine.window import Closed, JobWindow, Ready
 
 NOW = 1_767_225_600.0
 
@@ -189,7 +189,7 @@ def test_per_test_model_learns_flaky_vs_broken(engine: Engine) -> None:
 
 
 def test_decided_marker_ignores_replays_and_expires(engine: Engine) -> None:
-    from healing_guard.window import Expired, decided
+    from healing_guard.engine.window import Expired, decided
 
     w = decided("k", 1, 0, NOW)
     for step in (lambda w: engine.chunk(w, chunk(0, OOM, eof=True), NOW),

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from faust.utils.terminal.spinners import Spinner, SpinnerHandler
 
-from healing_guard.streams.guard import _drop_finished_spinner
+from healing_guard.streams.worker import _drop_finished_spinner
 
 
 @pytest.fixture

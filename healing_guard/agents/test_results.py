@@ -14,7 +14,7 @@ from .. import metrics
 from ..flaky import TestModel
 from ..flaky.quarantine import QuarantineState
 from ..patterns.tokenize import redact_test_result
-from ..pipeline import dead_letter, schema_dead_letter
+from ..engine.core import dead_letter, schema_dead_letter
 from ..schemas import SchemaError, TestResult, job_key
 from ..warehouse.facts import fact_to_json
 from .context import AgentContext

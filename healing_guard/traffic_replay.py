@@ -69,8 +69,8 @@ def replay(s: Settings, msgs: Sequence[Message], *, database: str, console: Cons
     client when the embedded broker or database could not start (``result.code`` is 1, said on
     ``console``)."""
     from .brokers import BrokerError, TansuBroker
-    from .pipeline import Engine
-    from .streams.guard import build_guard
+    from .engine.core import Engine
+    from .streams.worker import build_guard
     from .streams.topics import ensure_topics
     from .warehouse.client import WarehouseConnectionError
     from .warehouse.migrate import MigrationError

@@ -14,11 +14,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .classify import EvidenceLine, evidence_from_hits
-from .classify.classifier import step_start
-from .patterns.matcher import Matcher
-from .patterns.tokenize import redact_job, redact_lines, tokenize_lines
-from .schemas import JobEvent, LogChunk, TestRisk
+from ..classify import EvidenceLine, evidence_from_hits
+from ..classify.classifier import step_start
+from ..patterns.matcher import Matcher
+from ..patterns.tokenize import redact_job, redact_lines, tokenize_lines
+from ..schemas import JobEvent, LogChunk, TestRisk
 
 
 @dataclass

@@ -15,9 +15,9 @@ import orjson
 from ..agents import facts as facts_agent
 from ..agents import incidents as incidents_agent
 from ..agents import ingest as ingest_agent
-from ..agents import tests as tests_agent
+from ..agents import test_results as tests_agent
 from ..agents.context import AgentContext, Stats
-from ..pipeline import Engine
+from ..engine.core import Engine
 from ..settings import Settings
 from .app import create_app
 from .tables import declare_tables

@@ -12,28 +12,28 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .classify import Diagnosis, classify
-from .classify.learner import LabelLearner
-from .classify.unknowns import signature_line
-from .flaky import TestModel
-from .flaky.context import RetryContext, context_features, message_hash
-from .flaky.model import FlakePrior
-from .flaky.quarantine import QuarantinePolicy, QuarantineState
-from .flaky.quarantine import step as quarantine_step
-from .patterns.library import load_library
-from .patterns.matcher import Matcher
-from .remediate.gate import packaged_thresholds
-from .remediate import Ledger, PlanConfig, plan
-from .remediate.incidents import IncidentPolicy, IncidentState
-from .remediate.incidents import observe as observe_incident
-from .remediate.outcomes import SuccessStats
-from .remediate.planner import budget_alerts
-from .remediate.strategies import NOTIFY_ACTIONS
-from .schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
-from .settings import Settings
-from .patterns.tokenize import redact, redact_bytes
-from .patterns.tokenize import template as fact_template
-from .warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
+from ..classify import Diagnosis, classify
+from ..classify.learner import LabelLearner
+from ..classify.unknowns import signature_line
+from ..flaky import TestModel
+from ..flaky.context import RetryContext, context_features, message_hash
+from ..flaky.model import FlakePrior
+from ..flaky.quarantine import QuarantinePolicy, QuarantineState
+from ..flaky.quarantine import step as quarantine_step
+from ..patterns.library import load_library
+from ..patterns.matcher import Matcher
+from ..remediate.gate import packaged_thresholds
+from ..remediate import Ledger, PlanConfig, plan
+from ..remediate.incidents import IncidentPolicy, IncidentState
+from ..remediate.incidents import observe as observe_incident
+from ..remediate.outcomes import SuccessStats
+from ..remediate.planner import budget_alerts
+from ..remediate.strategies import NOTIFY_ACTIONS
+from ..schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
+from ..settings import Settings
+from ..patterns.tokenize import redact, redact_bytes
+from ..patterns.tokenize import template as fact_template
+from ..warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
 
 

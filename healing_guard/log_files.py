@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .classify.analyze import Analysis, analyze_stream
+from .classify.log_stream import Analysis, analyze_stream
 from .classify.learner import LabelLearner
 from .patterns.library import Pattern, load_library
 from .patterns.matcher import Matcher

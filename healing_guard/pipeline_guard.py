@@ -41,7 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO, Literal
 
-from .analysis import Analyzer, FileResult
+from .log_files import Analyzer, FileResult
 from .classify import Diagnosis
 from .flaky import TestModel
 from .patterns.library import STEP_MARKERS, load_library

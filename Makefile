@@ -18,11 +18,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/guard demo
 
-## make test: fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
+## make test: type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
 test: $(STAMP) kafka chromium
+	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q
 
 test-all: $(STAMP) kafka chromium
+	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -m ''
 
 kafka:

@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from healing_guard.classify.log_stream import analyze_stream
 from healing_guard.classify.learner import LabelLearner
-from healing_guard.patterns import Matcher, load_library
+from healing_guard.log_files import Analyzer
+from healing_guard.settings import Settings
 from healing_guard.remediate.gate import AUTOMATIC_CATEGORIES, choose_thresholds, dump_gate, packaged_thresholds
 
 
@@ -56,7 +56,8 @@ def load_labels(dataset: Path) -> list[tuple[str, str]]:
 
 
 def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row], list[Row]]:
-    matcher = Matcher(load_library(pattern_files), markers=True)
+    # the engine's path, as guard analyze and the worker judge a log (no label model: rules alone)
+    analyzer = Analyzer(Settings(pattern_files=tuple(pattern_files), label_model=None))
     rows: list[Row] = []
     learned: list[Row] = []
     learner = LabelLearner() if online else None
@@ -65,7 +66,7 @@ def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row
         path = dataset / "logs" / name
         t0 = time.perf_counter()
         with path.open("rb") as f:
-            a = analyze_stream(f, matcher)
+            a = analyzer.analyze(f)
         dt = time.perf_counter() - t0
         d = a.diagnosis
         top = d.evidence[0].pattern if d.evidence else ""

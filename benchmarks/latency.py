@@ -146,7 +146,9 @@ async def drive(bootstrap: str, settings: Any, warm: Phase, phases: list[Phase],
                 warm_timeout: float, log: Any) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    names = {"ci.logs": settings.topics.logs, "ci.jobs": settings.topics.jobs}
+    from healing_guard.topics import DEFAULT_TOPICS
+
+    names = {name: settings.topics.named(name) for name in (DEFAULT_TOPICS.logs, DEFAULT_TOPICS.jobs)}
     arrivals: dict[bytes, float] = {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=5, group_id=None)

@@ -223,6 +223,14 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
     }
 
 
+def goals(out: dict[str, Any]) -> dict[str, bool]:
+    """The time goals of a run (once asserted by tests/integration/test_load.py, which now checks behaviour
+    only): the load was really sent at the target rate, and the worker kept up (a lag of at most 30 s of
+    messages at the end of the load)."""
+    return {"rate_sent": out["messages_per_s"] >= 0.97 * out["target_messages_per_s"],
+            "kept_up": out["lag_end_of_load"] <= 30 * out["target_messages_per_s"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
@@ -251,13 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if broker is not None:
                 broker.stop()
+    out["goals"] = goals(out)
     if args.json:
         print(json.dumps({k: v for k, v in out.items() if k != "samples"}))
     else:
         for k, v in out.items():
             if k != "samples":
                 print(f"{k:36} {v}")
-    return 0
+    return 0 if all(out["goals"].values()) else 1
 
 
 if __name__ == "__main__":

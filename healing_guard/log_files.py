@@ -1,7 +1,9 @@
-"""Offline analysis of log files: what ``guard analyze``, ``guard unknowns`` and ``guard learn`` run.
+"""Log files through the engine: what ``guard analyze``, ``guard unknowns`` and ``guard learn`` run.
 
-Glue between files and the pure pieces (matcher, analyzer, classifier, learner, strategy table). The
-same path serves the accuracy benchmark, so what is measured is what users run.
+Glue between files and the engine (:class:`~healing_guard.engine.Engine`): each file is read as the
+worker's window would hold the same log, diagnosed by the engine's ``diagnose`` and given the command the
+worker's planner would send for it (``decide`` on a fresh budget), so ``guard analyze`` says what the
+worker would do. The same path serves the accuracy benchmark, so what is measured is what users run.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .classify.log_stream import Analysis, analyze_stream
 from .classify.learner import LabelLearner
-from .patterns.library import Pattern, load_library
+from .classify.log_stream import Analysis
+from .engine import Decision, Engine, offline_job
+from .engine.window import Ready
+from .patterns.library import Pattern
 from .patterns.matcher import Matcher
-from .remediate.gate import packaged_thresholds
-from .remediate.strategies import STRATEGIES
+from .remediate import Ledger
+from .remediate.actions import is_automatic
+from .schemas import JobEvent
 from .settings import Settings
 
 __all__ = ["Analyzer", "FileResult", "STDIN"]
@@ -32,66 +37,74 @@ class FileResult:
     file: str
     analysis: Analysis | None
     error: str | None = None
+    ready: Ready | None = None  # what the engine diagnosed (None: not read)
 
 
 class Analyzer:
-    """Settings-driven analysis of whole logs: one compiled matcher, the gate, the optional label model."""
+    """Whole log files through the engine (one compiled matcher, the gate, the optional label model)."""
 
     def __init__(self, settings: Settings, *, matcher: Matcher | None = None,
-                 learner: LabelLearner | None = None) -> None:
+                 learner: LabelLearner | None = None, engine: Engine | None = None) -> None:
         self.settings = settings
-        self.matcher = matcher or Matcher(load_library(settings.pattern_files), markers=True)
+        self.engine = engine or Engine(settings, matcher)
+        if learner is not None:
+            self.engine.learner = learner
+        self.matcher = self.engine.matcher
         self.by_id: dict[str, Pattern] = {p.id: p for p in self.matcher.patterns}
-        self.gate = {**packaged_thresholds(), **settings.auto_thresholds}
-        if learner is None and settings.label_model:
-            learner = LabelLearner.load(settings.label_model)
-        self.learner = learner
 
-    def analyze(self, fp: BinaryIO, *, exit_code: int | None = None, conclusion: str | None = None) -> Analysis:
-        a = analyze_stream(fp, self.matcher, exit_code=exit_code, conclusion=conclusion,
-                           threshold=self.settings.confidence_threshold)
-        if self.learner is not None:
-            d = self.learner.predict(a.diagnosis, exit_code, a.signature)
-            if d is not a.diagnosis:
-                from dataclasses import replace
+    @property
+    def learner(self) -> LabelLearner | None:
+        return self.engine.learner
 
-                a = replace(a, diagnosis=d)
-        return a
+    def read(self, fp: BinaryIO, job: JobEvent) -> tuple[Ready, Analysis]:
+        return self.engine.read_log(fp, job)
+
+    def analyze(self, fp: BinaryIO, *, exit_code: int | None = None, conclusion: str | None = None,
+                job_id: str = "local", duration_minutes: float | None = None) -> Analysis:
+        return self.read(fp, offline_job(job_id, exit_code=exit_code, conclusion=conclusion,
+                                         duration_minutes=duration_minutes))[1]
 
     def analyze_paths(self, paths: Sequence[str], *, exit_code: int | None = None,
-                      conclusion: str | None = None) -> Iterator[FileResult]:
+                      conclusion: str | None = None, duration_minutes: float | None = None) -> Iterator[FileResult]:
         """One result per path, in order; ``-`` is stdin. Unreadable files give an error result."""
         for p in paths:
+            job = offline_job(Path(p).name if p != STDIN else "stdin", exit_code=exit_code, conclusion=conclusion,
+                              duration_minutes=duration_minutes)
             try:
                 if p == STDIN:
-                    a = self.analyze(sys.stdin.buffer, exit_code=exit_code, conclusion=conclusion)
+                    ready, a = self.read(sys.stdin.buffer, job)
                 else:
                     with open(p, "rb") as fp:
-                        a = self.analyze(fp, exit_code=exit_code, conclusion=conclusion)
+                        ready, a = self.read(fp, job)
             except OSError as exc:
                 yield FileResult(p, None, f"cannot read: {exc.strerror or exc}")
                 continue
-            yield FileResult(p, a)
+            yield FileResult(p, a, ready=ready)
+
+    def decide(self, ready: Ready, analysis: Analysis) -> Decision:
+        """The command the worker would send for this failure on a fresh day's budget."""
+        _, decision = self.engine.decide(ready, Ledger(), diagnosis=analysis.diagnosis)
+        return decision
 
     def report(self, r: FileResult) -> dict[str, Any]:
         """The JSON object ``guard analyze --json`` prints for one file."""
-        if r.analysis is None:
+        if r.analysis is None or r.ready is None:
             return {"file": r.file, "error": r.error}
         a = r.analysis
         d = a.diagnosis
-        st = STRATEGIES.get(d.category, STRATEGIES["unknown"])
+        cmd = self.decide(r.ready, a).command
         remediation = next((self.by_id[e.pattern].remediation for e in d.evidence
                             if e.pattern in self.by_id and self.by_id[e.pattern].remediation), None)
-        gate = self.gate.get(d.category)
-        automatic = st.automatic and gate is not None and d.confidence >= gate
         out: dict[str, Any] = {
             "file": r.file,
             "category": d.category,
-            "confidence": d.confidence,
+            "confidence": round(d.confidence, 4),
             "evidence": [{"line": e.line, "text": e.text, "pattern": e.pattern} for e in d.evidence],
-            "remediation": remediation or st.why,
-            "action": st.action if automatic or not st.automatic else "notify_oncall",
-            "automatic": automatic,
+            "remediation": remediation or cmd.reason,
+            "action": cmd.action,
+            "automatic": is_automatic(cmd.action),
+            "reason": cmd.reason,
+            "parameters": cmd.parameters,
             "lines": a.total_lines,
         }
         if a.truncated_lines:

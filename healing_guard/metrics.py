@@ -30,7 +30,8 @@ except ImportError:  # older clients: their latest is that format
     from prometheus_client.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client.samples import Sample
 
-from .remediate.strategies import FLAKY_RETRY, NOTIFY_ACTIONS, RACE_RETRY
+from .remediate.actions import NOTIFY_ACTIONS
+from .remediate.strategies import FLAKY_RETRY, RACE_RETRY
 
 if TYPE_CHECKING:
     from .engine.core import Decision
@@ -274,5 +275,5 @@ def render_api_metrics(reader: ReportReader) -> tuple[bytes, str]:
     worker's registry. Never raises for a failing reader (``healing_guard_warehouse_up 0``).
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WarehouseCollector(reader))  # type: ignore[arg-type]  # a Collector by duck typing
+    registry.register(WarehouseCollector(reader))
     return generate_latest(registry), CONTENT_TYPE

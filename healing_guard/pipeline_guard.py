@@ -6,20 +6,22 @@
     failure = guard.analyze_failure(job_id="123", logs=log_text, repo="acme/web", exit_code=1)
     result = guard.heal(failure)
 
-``PipelineGuard`` is the worker's logic without the streams: the same analyzer (pattern library,
-classifier, gate, optional label model) and the same cost-aware planner (``remediate.planner.plan``),
-with the day's budget ledger, the per-test flakiness models and the retry counts held in the instance.
+``PipelineGuard`` is the worker's engine without the streams: the same log reading and diagnosis
+(``engine.Engine.read_log`` / ``diagnose``) and the same strategy policy over the cost-aware planner
+(``remediate.policy.choose``), with the day's budget ledger, the per-test flakiness models and the retry
+counts held in the instance.
 Nothing is executed unless an ``executor`` is given: by default ``heal`` says what it would do.
 
 Decision order in :meth:`PipelineGuard.heal` (see ``docs/python-api.md``):
 
 1. custom strategies (``register_strategy``): the one whose ``detect`` scores highest, at or above its
    threshold, proposes the action;
-2. otherwise the planner's choice for the category (strategy table + per-category gate + flaky-test
-   rule), adjusted by the strategies' settings: a disabled strategy notifies instead, a strategy's
-   ``confidence_threshold`` is the gate of its categories, RACE_CONDITION turns a flaky retry that looks
-   like a race into a sequential rerun, DEPENDENCY_HELL (when enabled) reruns dependency failures with
-   a clean dependency cache;
+2. otherwise the strategy policy (``remediate/policy.py``, the same the worker applies): the planner's
+   choice for the category (strategy table + per-category gate + flaky-test rule), adjusted by the
+   strategies' settings: a disabled strategy notifies instead, a strategy's ``confidence_threshold`` is
+   the gate of its categories, RACE_CONDITION turns a flaky retry that looks like a race into a
+   sequential rerun, DEPENDENCY_HELL (when enabled) reruns dependency failures with a clean dependency
+   cache;
 3. every automatic action then passes the same checks: the planner's per-job retry limit, the daily and
    per-repository budgets, the expected-value test (it must be worth its cost), and the strategy's own
    ``max_retries`` for the job.
@@ -31,7 +33,6 @@ import dataclasses
 import io
 import math
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -48,19 +49,21 @@ from .patterns.library import STEP_MARKERS, load_library
 from .patterns.matcher import Matcher
 from .patterns.tokenize import redact, redact_job
 from .remediate import strategies as table
-from .remediate.gate import DEFAULT_THRESHOLD, packaged_thresholds
+from .remediate.actions import is_automatic
+from .remediate.policy import Choice, Policy, StrategyState, choose, take_custom
+from .remediate.gate import packaged_thresholds
 from .remediate.outcomes import SuccessStats
-from .remediate.planner import Ledger, PlanConfig, budget_alerts, command_id, plan, plan_chosen
+from .remediate.planner import Ledger, PlanConfig, budget_alerts
 from .schemas import PROVIDERS, Command, Evidence, JobEvent, SchemaError, TestRisk
 from .settings import ConfigError, Settings, load_settings
 from .strategies_config import (
     apply_to_settings,
-    CATALOGUE,
     Strategy,
     StrategiesConfig,
     check_parameters,
     load_strategies,
     parse_strategy_name,
+    policy_of,
 )
 
 __all__ = [
@@ -76,16 +79,6 @@ __all__ = [
 Status = Literal["planned", "dry_run", "notified", "skipped", "succeeded", "failed"]
 Logs = str | bytes | bytearray | memoryview | os.PathLike[str] | BinaryIO | io.TextIOBase | Iterable[str]
 
-_TEST_CATEGORIES = ("test_failure", "test_timeout")
-#: a flaky failure that looks like a race or a deadlock is rerun sequentially (RACE_CONDITION)
-_RACE_WORDS = re.compile(r"dead ?lock|\bdata race\b|\brace condition\b|concurrent ?modification|"
-                         r"\bconcurrent map (?:read and map write|writes|iteration)|ThreadSanitizer", re.IGNORECASE)
-#: the owner of each category's automatic action (SKIP_AND_NOTIFY for the rest)
-_OWNER: dict[str, Strategy] = {
-    c: s for s, info in CATALOGUE.items() if s not in (Strategy.RACE_CONDITION, Strategy.SKIP_AND_NOTIFY)
-    for c in info.categories
-}
-_NOTIFY_ONCALL = table.STRATEGIES["unknown"]
 _MEMORY = 10_000  # job keys / command ids remembered for retry limits and idempotency
 
 
@@ -160,7 +153,7 @@ class RemediationAction:
 
     @property
     def automatic(self) -> bool:
-        return self.action not in table.NOTIFY_ACTIONS
+        return is_automatic(self.action)
 
 
 @dataclass(frozen=True)
@@ -185,17 +178,7 @@ class HealResult:
 
     @property
     def automatic(self) -> bool:
-        return self.action not in table.NOTIFY_ACTIONS
-
-
-@dataclass(frozen=True)
-class StrategyState:
-    """A built-in strategy's current settings (``None`` threshold: the measured per-category gate)."""
-
-    enabled: bool
-    confidence_threshold: float | None = None
-    max_retries: int | None = None
-    parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+        return is_automatic(self.action)
 
 
 class CustomStrategy:
@@ -223,29 +206,6 @@ class _Custom:
     name: str
     threshold: float
     max_retries: int | None
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    failure: Failure
-    cfg: PlanConfig
-    price: float
-    now: float
-    risks: tuple[TestRisk, ...]
-
-
-@dataclass(frozen=True)
-class _Decision:
-    owner: str  # Strategy value or custom name
-    ledger: Ledger  # the ledger if the decision is taken
-    command: Command
-    p_success: float
-    refused: bool  # an automatic action was wanted but a check refused it
-
-
-def _disabled(owner: Strategy, category: str) -> str:
-    return (f"{owner.value} is disabled: {category} goes to a person "
-            f"(enable it with add_strategy(Strategy.{owner.name}))")
 
 
 # --- argument checks -----------------------------------------------------------------------------
@@ -366,11 +326,8 @@ class PipelineGuard:
         self.strategies_config: StrategiesConfig = scfg
         self._analyzer = Analyzer(settings, matcher=matcher)
         self._executor = executor
-        self._states: dict[Strategy, StrategyState] = {
-            s: StrategyState(enabled=info.enabled, max_retries=info.max_retries) for s, info in CATALOGUE.items()
-        }
-        for s, a in scfg.actions.items():
-            self._update(s, a.enabled, a.confidence_threshold, a.max_retries, a.parameters)
+        # the strategies file's policy, which add_strategy() changes from here on (the engine reads the same)
+        self._states: dict[Strategy, StrategyState] = dict(policy_of(scfg).states)
         self._custom: list[_Custom] = []
         self._tests: dict[str, TestModel] = {}
         self._ledger = Ledger()
@@ -540,11 +497,10 @@ class PipelineGuard:
                                    job_name, run_id, conclusion))
         tests = tuple(redact(t) for t in _test_ids(failed_tests))
         chunks = _log_source(logs)
-        with self._analyze_lock:
-            a = self._analyzer.analyze(_Reader(chunks),  # type: ignore[arg-type]  # reads blocks, like a file
-                                       exit_code=exit_code, conclusion=conclusion)
+        with self._analyze_lock:  # the engine reads the log as the worker's window holds it
+            ready, a = self._analyzer.read(_Reader(chunks), job)  # type: ignore[arg-type]  # reads blocks
         d = a.diagnosis
-        report = self._analyzer.report(FileResult(job.job_key, a))
+        report = self._analyzer.report(FileResult(job.job_key, a, ready=ready))
         return Failure(
             job=job, category=d.category, confidence=round(d.confidence, 4),
             evidence=tuple(Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence),
@@ -607,98 +563,34 @@ class PipelineGuard:
                 self._remember(failure, result)
             return result
 
-    def _decide(self, f: Failure) -> _Decision | HealResult:
+    def _decide(self, f: Failure) -> Choice | HealResult:
+        """The engine's strategy policy (``remediate/policy.py``) with this guard's strategies, budget
+        ledger and retry counts; a registered custom strategy is asked first."""
         job, d, now = f.job, f.diagnosis, time.time()
-        cfg = self._plan_config()
+        cfg = self._base_plan_config()
         price = self.settings.price(job.runner_size)
         risks = tuple(self._risk(t) for t in f.failed_tests)
-        ctx = _Ctx(f, cfg, price, now, risks)
-
+        common: dict[str, Any] = dict(policy=self._policy(), success=self._success,
+                                      retries=lambda owner: len(self._retries.get((f.job_key, owner), ())),
+                                      done=self._done.__contains__)
         custom = self._custom_choice(f)
         if custom is not None:
             c, act = custom
-            st = table.Strategy(act.action, act.p_success, parameters=dict(act.parameters),
-                                why=act.reason or f"custom strategy {c.name}")
-            return self._chosen(ctx, c.name, c.max_retries, st, st.why, cost=act.cost_usd)
+            st = table.Remedy(act.action, act.p_success, parameters=dict(act.parameters),
+                              why=act.reason or f"custom strategy {c.name}")
+            choice = take_custom(job, d, risks, self._ledger, cfg, price, now, owner=c.name,
+                                 max_retries=c.max_retries, remedy=st, reason=st.why, cost=act.cost_usd, **common)
+        else:
+            choice = choose(job, d, risks, self._ledger, cfg, price, now, tail=f.tail, **common)
+        if choice.repeat:  # an earlier result for the same command
+            return self._done[choice.command.command_id]
+        return choice
 
-        # the planner with budgets and retry limits out of the way: was an automatic action wanted?
-        _, probe = plan(job, d, risks, Ledger(), _unlimited(cfg), price, now, success=self._success)
-        if not _automatic(probe.action):
-            dep = self._states[Strategy.DEPENDENCY_HELL]
-            if (d.category in CATALOGUE[Strategy.DEPENDENCY_HELL].categories and dep.enabled
-                    and d.confidence >= cfg.confidence_threshold):
-                thr = DEFAULT_THRESHOLD if dep.confidence_threshold is None else dep.confidence_threshold
-                if d.confidence >= thr:
-                    return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, dep.max_retries, table.CLEAN_DEPENDENCIES,
-                                        table.CLEAN_DEPENDENCIES.why)
-                return self._chosen(ctx, Strategy.DEPENDENCY_HELL.value, None, table.NOTIFY_AUTHOR,
-                                    f"{d.category} at confidence {d.confidence:.2f} is below the {thr:.2f} "
-                                    "dependency_hell needs: the author decides")
-            ledger, cmd = plan(job, d, risks, self._ledger, cfg, price, now, success=self._success)
-            return _Decision(Strategy.SKIP_AND_NOTIFY.value, ledger, cmd, 0.0, refused=False)
-
-        if d.category not in _TEST_CATEGORIES:
-            owner = _OWNER.get(d.category, Strategy.SKIP_AND_NOTIFY)
-            state = self._states[owner]
-            if not state.enabled:
-                return self._chosen(ctx, owner.value, None, _NOTIFY_ONCALL, _disabled(owner, d.category))
-            return self._planned(ctx, owner, state.max_retries)
-
-        # a test failure the planner would retry: every failed test is known to be flaky
-        race = self._states[Strategy.RACE_CONDITION]
-        racy = probe.action == table.RACE_RETRY.action or _looks_like_race(f)
-        owner = Strategy.RACE_CONDITION if racy and race.enabled else Strategy.FLAKY_TEST_RETRY
-        state = self._states[owner]
-        if not state.enabled:
-            return self._chosen(ctx, owner.value, None, table.NOTIFY_AUTHOR, _disabled(owner, d.category))
-        gate = state.confidence_threshold
-        if gate is not None and d.confidence < gate:
-            return self._chosen(ctx, owner.value, None, table.NOTIFY_AUTHOR,
-                                f"{d.category} at confidence {d.confidence:.2f} is below the {gate:.2f} "
-                                f"{owner.value} needs: the author decides")
-        want = table.RACE_RETRY if owner is Strategy.RACE_CONDITION else table.FLAKY_RETRY
-        if probe.action == want.action:
-            return self._planned(ctx, owner, state.max_retries)
-        worst = min(r.p_retry_pass for r in risks)
-        st = dataclasses.replace(want, p_success=worst, parameters={
-            **want.parameters, "tests": list(probe.parameters.get("tests", [r.test_id for r in risks]))})
-        return self._chosen(ctx, owner.value, state.max_retries, st, st.why)
-
-    def _planned(self, ctx: _Ctx, owner: Strategy, max_retries: int | None) -> _Decision | HealResult:
-        """The planner's own choice of an automatic action, then the strategy's per-job limit."""
-        f = ctx.failure
-        ledger, cmd = plan(f.job, f.diagnosis, ctx.risks, self._ledger, ctx.cfg, ctx.price, ctx.now,
-                           success=self._success)
-        if not _automatic(cmd.action):  # a budget, the retry limit or the expected value refused it
-            return _Decision(owner.value, ledger, cmd, 0.0, refused=True)
-        cached = self._done.get(cmd.command_id)
-        if cached is not None:
-            return cached
-        refusal = self._over_limit(f, owner.value, max_retries)
-        if refusal:
-            return self._chosen(ctx, owner.value, None, _NOTIFY_ONCALL, refusal, skipped=True)
-        return _Decision(owner.value, ledger, cmd, self._p_success(f, cmd.action, ctx.risks), refused=False)
-
-    def _chosen(self, ctx: _Ctx, owner: str, max_retries: int | None, st: table.Strategy, reason: str, *,
-                cost: float | None = None, skipped: bool = False) -> _Decision | HealResult:
-        """A strategy the API chose (custom, optional, or a notification), through the planner's checks."""
-        f = ctx.failure
-        if st.automatic:
-            cached = self._done.get(command_id(f.job_key, f.attempt, st.action))
-            if cached is not None:
-                return cached
-            refusal = self._over_limit(f, owner, max_retries)
-            if refusal:
-                st, reason, skipped = _NOTIFY_ONCALL, refusal, True
-        ledger, cmd, p, refused = plan_chosen(f.job, f.diagnosis, st, reason, self._ledger, ctx.cfg, ctx.price,
-                                              ctx.now, cost=cost, success=self._success)
-        return _Decision(owner, ledger, cmd, p, refused=refused or skipped)
-
-    def _commit(self, f: Failure, dec: _Decision) -> HealResult:
+    def _commit(self, f: Failure, dec: Choice) -> HealResult:
         """Turn a decision into the result: take its ledger, merge the strategy's parameters, alerts."""
         cmd = dec.command
-        automatic = _automatic(cmd.action)
-        params = self._params_for(dec.owner if automatic else Strategy.SKIP_AND_NOTIFY.value)
+        automatic = is_automatic(cmd.action)
+        params = self._policy().parameters(dec.owner if automatic else Strategy.SKIP_AND_NOTIFY.value)
         if params:
             cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, **params})
         alerts: list[Command] = []
@@ -740,15 +632,6 @@ class PipelineGuard:
         while len(self._retries) > _MEMORY:
             self._retries.popitem(last=False)
 
-    def _over_limit(self, f: Failure, owner: str, max_retries: int | None) -> str | None:
-        if max_retries is None:
-            return None
-        done = len(self._retries.get((f.job_key, owner), ()))
-        if done >= max_retries:
-            return (f"{owner} already acted {done} time(s) on {f.job_key} (max_retries={max_retries}): "
-                    "escalating to a person")
-        return None
-
     def _custom_choice(self, f: Failure) -> tuple[_Custom, RemediationAction] | None:
         best: tuple[float, _Custom] | None = None
         for c in self._custom:
@@ -769,36 +652,22 @@ class PipelineGuard:
             raise TypeError(f"{c.name}.remediate() must return a RemediationAction, got {type(act).__name__}")
         return c, act
 
-    def _params_for(self, owner: str) -> Mapping[str, Any]:
-        try:
-            return self._states[Strategy(owner)].parameters
-        except ValueError:
-            return {}  # a custom strategy: its RemediationAction carries its parameters
+    def _policy(self) -> Policy:
+        return Policy(MappingProxyType(dict(self._states)))
 
-    def _p_success(self, f: Failure, action: str, risks: tuple[TestRisk, ...]) -> float:
-        """P(success) the planner used for its action: the table's prior, as learned from outcomes."""
-        if action in (table.FLAKY_RETRY.action, table.RACE_RETRY.action) and risks:
-            prior = min(r.p_retry_pass for r in risks)
-        else:
-            candidates = (table.STRATEGIES.get(f.category), *table.ALTERNATIVES.get(f.category, ()))
-            prior = next((c.p_success for c in candidates if c is not None and c.action == action), 0.0)
-        return self._success.p_success(f.category, f.repo, action, prior)
-
-    def _plan_config(self) -> PlanConfig:
+    def _base_plan_config(self) -> PlanConfig:
+        """The planner's config from the settings, before the strategies' gates (the policy adds them)."""
         s = self.settings
-        gates = {**packaged_thresholds(), **s.auto_thresholds}
-        for strategy, state in self._states.items():
-            if state.confidence_threshold is not None and strategy not in (
-                    Strategy.FLAKY_TEST_RETRY, Strategy.RACE_CONDITION, Strategy.DEPENDENCY_HELL):
-                for cat in CATALOGUE[strategy].categories:
-                    if cat in gates:
-                        gates[cat] = state.confidence_threshold
         return PlanConfig(
             daily_budget_usd=s.daily_budget_usd, repo_daily_budget_usd=s.repo_daily_budget_usd,
             max_retries_per_job=s.max_retries_per_job, human_response_minutes=s.human_response_minutes,
             flaky_retry_threshold=s.flaky_retry_threshold, flaky_min_runs=s.flaky_min_runs,
-            confidence_threshold=s.confidence_threshold, partitions=1, auto_thresholds=gates,
+            confidence_threshold=s.confidence_threshold, partitions=1,
+            auto_thresholds={**packaged_thresholds(), **s.auto_thresholds},
         )
+
+    def _plan_config(self) -> PlanConfig:
+        return self._policy().plan_config(self._base_plan_config())
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -826,20 +695,6 @@ def _test_ids(tests: Any) -> tuple[str, ...]:
         if not isinstance(t, str) or not t:
             raise ValueError(f"failed_tests: every test id must be a non-empty string, got {t!r}")
     return tuple(dict.fromkeys(out))
-
-
-def _automatic(action: str) -> bool:
-    return action not in table.NOTIFY_ACTIONS
-
-
-def _looks_like_race(f: Failure) -> bool:
-    return any(_RACE_WORDS.search(e.text) for e in f.evidence) or any(_RACE_WORDS.search(t) for t in f.tail)
-
-
-def _unlimited(cfg: PlanConfig) -> PlanConfig:
-    """The same choice rules with budgets and retry limits out of the way (and any saving worth it)."""
-    return dataclasses.replace(cfg, daily_budget_usd=math.inf, repo_daily_budget_usd=math.inf,
-                               max_retries_per_job=2**62, human_response_minutes=1e12)
 
 
 def _load_settings(config: Any, env: Mapping[str, str] | None, overrides: dict[str, Any]) -> Settings:

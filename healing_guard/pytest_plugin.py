@@ -91,7 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
                       attempt=max(1, attempt), head_sha=opt.guard_head_sha or ci_commit()), "healing-guard-reporter")
 
 
-def _message(report: pytest.TestReport) -> str | None:
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str | None:
     longrepr = report.longrepr
     msg = None
     crash = getattr(longrepr, "reprcrash", None)

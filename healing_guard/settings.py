@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import yaml
 
+from .topics import Topics  # the topic names and specs live in topics.py; here only the user's prefix
+
 
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names where it came from and what to do."""
@@ -31,31 +33,6 @@ DEFAULT_PRICES = {"small": 0.008, "medium": 0.016, "large": 0.032, "xlarge": 0.0
 
 
 @dataclass(frozen=True)
-class Topics:
-    """Topic names; a prefix lets tests and several installs share one cluster."""
-
-    logs: str = "ci.logs"
-    jobs: str = "ci.jobs"
-    tests: str = "ci.tests"
-    findings: str = "guard.findings"
-    actions: str = "guard.actions"
-    outcomes: str = "guard.outcomes"
-    deadletter: str = "guard.deadletter"
-    facts: str = "guard.facts"
-    test_risk: str = "guard.test-risk"
-    ticks: str = "guard.ticks"
-    incidents: str = "guard.incidents"  # internal: diagnosed failures re-keyed by their template
-
-    @classmethod
-    def with_prefix(cls, prefix: str) -> Topics:
-        base = cls()
-        return cls(**{f.name: prefix + getattr(base, f.name) for f in dataclasses.fields(cls)})
-
-    def all(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-@dataclass(frozen=True)
 class Settings:
     broker_url: str = "kafka://127.0.0.1:9092"
     partitions: int = 4
@@ -63,7 +40,7 @@ class Settings:
     #: how often a worker commits its consumer offsets (Faust's broker_commit_interval); what it processed
     #: after the last commit is read again after a crash, and the agents make that replay harmless
     commit_interval_seconds: float = 1.0
-    topic_prefix: str = ""
+    topic_prefix: str = ""  # in front of every name of topics.Topics
     clickhouse_dsn: str = "chdb://.guard/chdb"
     clickhouse_database: str = "guard"
     facts_enabled: bool = True
@@ -118,6 +95,7 @@ class Settings:
 
     @property
     def topics(self) -> Topics:
+        """This install's topic names: the defaults of :class:`~healing_guard.topics.Topics` with ``topic_prefix``."""
         return Topics.with_prefix(self.topic_prefix)
 
     @property

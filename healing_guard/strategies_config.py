@@ -1,9 +1,7 @@
-"""The user-facing remediation strategies and ``healing-strategies.yml``, the guard's second config file.
+"""``healing-strategies.yml``, the guard's second config file, which tunes the remediation strategies.
 
-``Strategy`` names the rows of the product's remediation table (flaky-test-retry, oom-recovery, ...)
-and :data:`CATALOGUE` says which failure categories each one answers; the actions themselves (what a
-rerun with more memory costs, its prior chance of success) stay in ``remediate/strategies.py``, the
-planner's table. This module only maps names to categories and reads the file that tunes them.
+The strategies themselves (``Strategy``, the categories each answers) live in ``remediate/catalogue.py``
+and the actions in ``remediate/strategies.py``: this module only reads the file that tunes them.
 
 ``healing-strategies.yml`` is refused strictly, like ``healing-config.yml`` (``settings.py``): a
 misspelt key would otherwise silently leave a strategy at its default, and a strategy that retries
@@ -15,7 +13,6 @@ line, the dotted key and the reason::
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 from collections.abc import Mapping
@@ -26,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from .remediate.catalogue import CATALOGUE, Strategy, StrategyInfo, parse_strategy_name
 from .settings import ConfigError
 
 __all__ = [
@@ -43,62 +41,9 @@ __all__ = [
     "load_strategies",
     "parse_strategies",
     "parse_strategy_name",
+    "policy_of",
 ]
 
-
-class Strategy(enum.StrEnum):
-    """A row of the remediation table; the value is its key in ``healing-strategies.yml``."""
-
-    FLAKY_TEST_RETRY = "flaky_test_retry"
-    OOM_RECOVERY = "oom_recovery"
-    NETWORK_BACKOFF = "network_backoff"
-    CACHE_CORRUPTION = "cache_corruption"
-    RACE_CONDITION = "race_condition"
-    DEPENDENCY_HELL = "dependency_hell"
-    INFRA_RETRY = "infra_retry"
-    SKIP_AND_NOTIFY = "skip_and_notify"
-
-
-@dataclass(frozen=True)
-class StrategyInfo:
-    """What a strategy answers and how it starts out."""
-
-    categories: tuple[str, ...]
-    description: str
-    enabled: bool = True
-    max_retries: int | None = None  # None: only the planner's per-job retry limit applies
-
-
-#: Which categories each strategy answers. A category belongs to exactly one strategy, except the
-#: test categories: FLAKY_TEST_RETRY owns them, RACE_CONDITION takes the flaky retries that look like
-#: a race (a test timeout, or "deadlock" / "data race" / "concurrent modification" in the log).
-CATALOGUE: Mapping[Strategy, StrategyInfo] = MappingProxyType({
-    Strategy.FLAKY_TEST_RETRY: StrategyInfo(
-        ("test_failure", "test_timeout"),
-        "retry only the failed tests, in a fresh process, when every one of them is known to be flaky"),
-    Strategy.OOM_RECOVERY: StrategyInfo(
-        ("oom", "disk_full"),
-        "out of resources: rerun with twice the memory; on a full disk, clean up the workspace and retry"),
-    Strategy.NETWORK_BACKOFF: StrategyInfo(
-        ("network", "rate_limit"),
-        "retry after an exponential backoff (after the reset, when rate limited)"),
-    Strategy.CACHE_CORRUPTION: StrategyInfo(
-        ("cache_corruption", "docker_registry"),
-        "clear the cache and rebuild (registry/layer errors: pull again and rebuild without the layer cache)"),
-    Strategy.RACE_CONDITION: StrategyInfo(
-        ("test_failure", "test_timeout"),
-        "flaky tests that look like a race or deadlock: rerun the failed tests sequentially, one worker"),
-    Strategy.DEPENDENCY_HELL: StrategyInfo(
-        ("dependency_resolution", "dependency_missing"),
-        "pin and isolate: rerun once with a clean dependency cache and the frozen lockfile. Off by default: "
-        "dependency errors are usually the author's change", enabled=False, max_retries=1),
-    Strategy.INFRA_RETRY: StrategyInfo(
-        ("infra_runner_lost", "infra_timeout"),
-        "the runner was lost or the platform timed the job out: run it again"),
-    Strategy.SKIP_AND_NOTIFY: StrategyInfo(
-        ("compilation_error", "lint_style", "build_config", "crash", "unknown"),
-        "the fallback: no automatic action; the author (code failures) or on-call (everything else) is told"),
-})
 
 #: ``ml_model.type`` values: the per-test flakiness models the guard has. ``flake_filter`` is the
 #: Bayesian filter over each test's failure rate with a population prior (``flaky/model.py``).
@@ -117,21 +62,6 @@ def _feature_names() -> tuple[str, ...]:
 
 
 FEATURES: tuple[str, ...] = _DEFAULT_FEATURES
-
-
-def parse_strategy_name(value: object, arg: str = "strategy") -> Strategy:
-    """``Strategy.X``, ``"x"``, ``"X"`` or ``"flaky-test-retry"``; anything else is refused by name."""
-    if isinstance(value, Strategy):
-        return value
-    if isinstance(value, str):
-        key = value.strip().lower().replace("-", "_")
-        try:
-            return Strategy(key)
-        except ValueError:
-            pass
-        raise ValueError(f"{arg}: unknown strategy {value!r}; known: {', '.join(s.value for s in Strategy)}")
-    raise TypeError(f"{arg}: expected a Strategy (e.g. Strategy.FLAKY_TEST_RETRY) or its name, "
-                    f"got {type(value).__name__}")
 
 
 # --- the parsed file ---------------------------------------------------------------------------
@@ -476,11 +406,23 @@ def load_strategies(path: str | Path) -> StrategiesConfig:
     return parse_strategies(text, src, p.parent)
 
 
+def policy_of(cfg: StrategiesConfig) -> Any:
+    """The :class:`~healing_guard.remediate.policy.Policy` this file sets: each ``actions.<strategy>`` on
+    top of the catalogue's defaults (what both the worker's engine and ``PipelineGuard`` decide with)."""
+    from .remediate.policy import Policy
+
+    policy = Policy()
+    for s, a in cfg.actions.items():
+        policy = policy.updated(s, enabled=a.enabled, threshold=a.confidence_threshold, max_retries=a.max_retries,
+                                parameters=a.parameters)
+    return policy
+
+
 def apply_to_settings(s: Any, cfg: StrategiesConfig, *, gates: bool = True) -> Any:
     """A ``Settings`` with this file's thresholds, pattern files and per-strategy gates applied: what the
-    stream worker reads of ``healing-strategies.yml`` (the Python API applies the same file through
-    ``add_strategy``). A disabled strategy's categories never act automatically; its
-    ``confidence_threshold`` becomes their gate. ``max_retries`` and ``parameters`` are API-only."""
+    stream worker reads of ``healing-strategies.yml`` besides its strategy policy (:func:`policy_of`, which
+    the engine and the Python API both apply). A disabled strategy's categories never act automatically;
+    its ``confidence_threshold`` becomes their gate."""
     import dataclasses
 
     from .remediate.gate import NEVER

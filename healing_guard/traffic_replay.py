@@ -26,8 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .settings import Settings
+from .topics import DEFAULT_TOPICS, INPUT_TOPICS
 
-#: (topic without prefix: ci.logs | ci.jobs | ci.tests, key, value)
+#: (topic without prefix, one of topics.INPUT_TOPICS: ci.jobs | ci.logs | ci.tests, key, value)
 Message = tuple[str, bytes, bytes]
 
 
@@ -48,7 +49,7 @@ def completed_attempts(msgs: Sequence[Message]) -> tuple[set[tuple[str, int]], s
     done: set[tuple[str, int]] = set()
     failed: set[tuple[str, int]] = set()
     for topic, key, value in msgs:
-        if topic != "ci.jobs":
+        if topic != DEFAULT_TOPICS.jobs:
             continue
         try:
             ev = orjson.loads(value)
@@ -112,9 +113,9 @@ def replay(s: Settings, msgs: Sequence[Message], *, database: str, console: Cons
             finally:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-        from .cli import _run_worker
+        from .streams.run import run_worker
 
-        _run_worker(guard.app, s)
+        run_worker(guard.app, s)
         return result, client
     finally:
         tansu.stop()
@@ -138,7 +139,7 @@ async def _drive(s: Settings, guard: Any, msgs: Sequence[Message], result: Repla
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     t = s.topics
-    names = {"ci.logs": t.logs, "ci.jobs": t.jobs, "ci.tests": t.tests}
+    names = {name: t.named(name) for name in INPUT_TOPICS}
     expected = completed_attempts(msgs)[1]
     decided: set[tuple[str, int]] = set()
     consumer = AIOKafkaConsumer(t.findings, t.actions, bootstrap_servers=s.bootstrap, group_id=None,

@@ -1,1 +1,7 @@
-"""Thin Faust agents: decode bytes, call the pure steps in healing_guard.engine.core, send the outputs."""
+"""Thin Faust agents and timers, one small module each: read the tables, call a pure step of
+``healing_guard.engine.step``, carry out the effects it returns (``effects.apply``).
+
+Agents: ``ingest`` (guard.ingest: logs, job events, test risks, ticks, outcomes), ``test_results``
+(guard.tests), ``incidents`` (guard.incidents), ``facts`` (guard.facts into ``fact_sink.FactSink``).
+Timers: ``deadlines``, ``deadline_scan``, ``facts_flush``, ``status``. ``streams/worker.py`` registers them.
+"""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 import orjson
@@ -78,6 +80,9 @@ class AgentContext:
     tables: GuardTables
     engine: Engine
     stats: Stats = field(default_factory=Stats)
+    #: process memory of the job agent: since when each job's deadline tick has been held back (its
+    #: partition's logs were not read up to the end yet)
+    held_ticks: dict[bytes, float] = field(default_factory=dict)
 
     async def dead_letter(self, dl: DeadLetter, key: bytes | None) -> None:
         self.stats.dead_letters += 1
@@ -89,3 +94,16 @@ class AgentContext:
 
 def now() -> float:
     return time.time()
+
+
+R = TypeVar("R")
+
+
+def bind(fun: Callable[..., R], *args: Any) -> Callable[..., R]:
+    """``fun`` with its first arguments given, under its own name: Faust names an agent's actors, a
+    timer's traces and their log lines after the function. The agents and timers are plain functions of
+    their context (``async def ingest(ctx, ..., stream)``), bound when the app is built."""
+    bound = functools.partial(fun, *args)
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(bound, attr, getattr(fun, attr))
+    return bound

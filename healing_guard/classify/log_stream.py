@@ -20,12 +20,35 @@ from healing_guard.patterns.tokenize import tokenize_lines
 from .classifier import Diagnosis, EvidenceLine, classify, evidence_from_hits, step_start
 from .unknowns import signature_line
 
-__all__ = ["Analysis", "LogAnalyzer", "analyze_stream"]
+__all__ = ["Analysis", "CollectedLog", "LogAnalyzer", "analyze_stream", "keep_strongest"]
 
 BLOCK_BYTES = 1 << 20
 MAX_LINE_BYTES = 64 * 1024
-MAX_EVIDENCE = 400
-TAIL_LINES = 40
+#: the worker's limits (settings ``max_evidence`` / ``tail_lines``): the engine passes its own, so a whole
+#: log read here keeps exactly the evidence the worker's window keeps for the same log
+MAX_EVIDENCE = 64
+TAIL_LINES = 20
+
+
+def keep_strongest(evidence: list[EvidenceLine], limit: int) -> None:
+    """Trim ``evidence`` (in line order) to ``limit`` lines in place: the strongest, and among equals the
+    latest (the end of a log explains the failure). The worker's window applies the same rule."""
+    if len(evidence) > limit:
+        evidence.sort(key=lambda e: (e.weight, e.line))
+        del evidence[: len(evidence) - limit]
+        evidence.sort(key=lambda e: e.line)
+
+
+@dataclass(frozen=True)
+class CollectedLog:
+    """What a whole log leaves for a diagnosis, before classification (the engine classifies)."""
+
+    evidence: tuple[EvidenceLine, ...]
+    total_lines: int
+    truncated_lines: int
+    bytes_read: int
+    tail: tuple[str, ...]
+    step_start: int | None
 
 
 @dataclass(frozen=True)
@@ -128,7 +151,24 @@ class LogAnalyzer:
         conclusion: str | None = None,
         threshold: float = 0.5,
     ) -> Analysis:
-        """Scan what is left and classify the whole log."""
+        """Scan what is left and classify the whole log (the engine's ``analyze_log`` classifies through
+        its own ``diagnose`` instead, with the learned model; this is the rules alone)."""
+        self._finish_scan()
+        total = self._lines_done
+        d = classify(self._evidence, total_lines=total, exit_code=exit_code, conclusion=conclusion,
+                     threshold=threshold, step=self._step)
+        sig = signature_line(d.evidence if d.category != "unknown" else self._evidence, tuple(self._tail))
+        return Analysis(diagnosis=d, total_lines=total, truncated_lines=self.truncated_lines,
+                        bytes_read=self.bytes_read, signature=sig, tail=tuple(self._tail))
+
+    def collect(self) -> CollectedLog:
+        """Scan what is left; the evidence, counts and tail, unclassified."""
+        self._finish_scan()
+        return CollectedLog(evidence=tuple(self._evidence), total_lines=self._lines_done,
+                            truncated_lines=self.truncated_lines, bytes_read=self.bytes_read,
+                            tail=tuple(self._tail), step_start=self._step)
+
+    def _finish_scan(self) -> None:
         if not self._finished:
             self._finished = True
             if len(self._pending) > self._partial_start:  # last line without a newline
@@ -136,12 +176,6 @@ class LogAnalyzer:
                 self._partial_start = len(self._pending)
             if self._partial_start:
                 self._scan(self._partial_start)
-        total = self._lines_done
-        d = classify(self._evidence, total_lines=total, exit_code=exit_code, conclusion=conclusion,
-                     threshold=threshold, step=self._step)
-        sig = signature_line(d.evidence if d.category != "unknown" else self._evidence, tuple(self._tail))
-        return Analysis(diagnosis=d, total_lines=total, truncated_lines=self.truncated_lines,
-                        bytes_read=self.bytes_read, signature=sig, tail=tuple(self._tail))
 
     # ------------------------------------------------------------------------------------------
     def _scan(self, upto: int) -> None:
@@ -154,11 +188,7 @@ class LogAnalyzer:
         if hits:
             self._step = step_start(hits, self._lines_done + 1) or self._step
             self._evidence.extend(evidence_from_hits(hits, self._lines_done + 1))
-            if len(self._evidence) > self.max_evidence:
-                # the strongest, and among equals the latest: the end of a log explains the failure
-                self._evidence.sort(key=lambda e: (e.weight, e.line))
-                del self._evidence[: len(self._evidence) - self.max_evidence]
-                self._evidence.sort(key=lambda e: e.line)
+            keep_strongest(self._evidence, self.max_evidence)
         want = self._tail.maxlen or 0
         if want:  # the last lines of the block, without splitting the whole block
             # consecutive lines: a private key printed at the end of a block goes whole, body included
@@ -181,7 +211,7 @@ def analyze_stream(
     a = LogAnalyzer(matcher, **kw)
     if hasattr(fp, "read"):
         while True:
-            data = fp.read(read_bytes)  # type: ignore[union-attr]
+            data = fp.read(read_bytes)
             if not data:
                 break
             a.feed(data)

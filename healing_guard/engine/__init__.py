@@ -4,6 +4,6 @@ Pure (no Faust, Kafka, ClickHouse or HTTP): the worker's agents, ``PipelineGuard
 ``guard analyze`` and ``guard backtest`` all call it, so a failure is judged one way everywhere.
 """
 
-from .core import Decision, Engine, dead_letter, finding_id, schema_dead_letter
+from .core import Decision, Engine, dead_letter, finding_id, offline_job, schema_dead_letter
 
-__all__ = ["Decision", "Engine", "dead_letter", "finding_id", "schema_dead_letter"]
+__all__ = ["Decision", "Engine", "dead_letter", "finding_id", "offline_job", "schema_dead_letter"]

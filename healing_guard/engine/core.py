@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import base64
-import hashlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, BinaryIO
 
 from ..classify import Diagnosis, classify
+from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
 from ..classify.learner import LabelLearner
 from ..classify.unknowns import signature_line
 from ..flaky import TestModel
@@ -20,15 +22,17 @@ from ..flaky.context import RetryContext, context_features, message_hash
 from ..flaky.model import FlakePrior
 from ..flaky.quarantine import QuarantinePolicy, QuarantineState
 from ..flaky.quarantine import step as quarantine_step
+from ..ids import stable_id
 from ..patterns.library import load_library
 from ..patterns.matcher import Matcher
 from ..remediate.gate import packaged_thresholds
-from ..remediate import Ledger, PlanConfig, plan
+from ..remediate import Ledger, PlanConfig
+from ..remediate.policy import Policy, choose
 from ..remediate.incidents import IncidentPolicy, IncidentState
 from ..remediate.incidents import observe as observe_incident
 from ..remediate.outcomes import SuccessStats
 from ..remediate.planner import budget_alerts
-from ..remediate.strategies import NOTIFY_ACTIONS
+from ..remediate.actions import NOTIFY_ACTIONS, is_automatic
 from ..schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
 from ..settings import Settings
 from ..patterns.tokenize import redact, redact_bytes
@@ -72,8 +76,11 @@ def schema_dead_letter(source_topic: str, raw: bytes | None, exc: SchemaError, *
 class Engine:
     """The guard's pure logic with its compiled pattern database."""
 
-    def __init__(self, settings: Settings, matcher: Matcher | None = None, *, event_time: bool = False) -> None:
+    def __init__(self, settings: Settings, matcher: Matcher | None = None, *, event_time: bool = False,
+                 policy: Policy | None = None) -> None:
         self.settings = settings
+        #: what each remediation strategy may do (healing-strategies.yml): the Python API applies the same
+        self.policy = policy if policy is not None else _policy_of(settings)
         #: decide at the job's completion time instead of the wall clock: a replay of history (the demo, a
         #: backtest) then dates its findings and commands, and charges its budget days, as if it were live
         self.event_time = event_time
@@ -116,6 +123,31 @@ class Engine:
     def tick(self, w: JobWindow, now: float | None = None) -> tuple[JobWindow, list[Output]]:
         return on_tick(w, self.limits, time.time() if now is None else now)
 
+    # --- a whole log at once (guard analyze, PipelineGuard, the accuracy benchmark) -------------
+    def read_log(self, source: BinaryIO | Iterable[bytes], job: JobEvent, *,
+                 risks: tuple[TestRisk, ...] = ()) -> tuple[Ready, Analysis]:
+        """A whole log, streamed in blocks in bounded memory, as the worker's window would hold it:
+        the same evidence limit and tail (``Limits``), so :meth:`diagnose` and :meth:`decide` judge it as
+        they judge the same log arriving in chunks. The ``Analysis`` says what was read (line counts,
+        over-long lines cut) and carries the diagnosis."""
+        reader = LogAnalyzer(self.matcher, max_evidence=self.limits.max_evidence, tail_lines=self.limits.tail_lines)
+        if hasattr(source, "read"):
+            while True:
+                data = source.read(BLOCK_BYTES)
+                if not data:
+                    break
+                reader.feed(data)
+        else:
+            for data in source:
+                reader.feed(data)
+        log = reader.collect()
+        ready = Ready(job=job, evidence=log.evidence, total_lines=log.total_lines, log_complete=True, risks=risks,
+                      tail=log.tail, step_start=log.step_start)
+        d = self.diagnose(ready)
+        analysis = Analysis(diagnosis=d, total_lines=log.total_lines, truncated_lines=log.truncated_lines,
+                            bytes_read=log.bytes_read, signature=self.signature(d, ready), tail=log.tail)
+        return ready, analysis
+
     # --- decisions -----------------------------------------------------------------------------
     def diagnose(self, ready: Ready) -> Diagnosis:
         d = classify(ready.evidence, total_lines=ready.total_lines, exit_code=ready.job.exit_code,
@@ -125,12 +157,20 @@ class Engine:
             d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
         return d
 
+    @staticmethod
+    def signature(d: Diagnosis, ready: Ready) -> str | None:
+        """The templated line that best describes the failure (clusters what no pattern explains)."""
+        return signature_line(d.evidence, ready.tail)
+
     def decide(self, ready: Ready, ledger: Ledger, now: float | None = None, *,
-               success: SuccessStats | None = None, partition: int = 0) -> tuple[Ledger, Decision]:
+               success: SuccessStats | None = None, partition: int = 0,
+               diagnosis: Diagnosis | None = None) -> tuple[Ledger, Decision]:
+        """The finding and the command for a diagnosed job attempt, and the ledger after it.
+        ``diagnosis``: the one :meth:`diagnose` already gave for ``ready`` (not computed twice)."""
         job = ready.job
         if now is None:
             now = job.completed_at if self.event_time and job.completed_at else time.time()
-        d = self.diagnose(ready)
+        d = diagnosis or self.diagnose(ready)
         finding = Finding(
             provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
             finding_id=finding_id(job.job_key, job.attempt), attempt=job.attempt, category=d.category,
@@ -138,10 +178,15 @@ class Engine:
             evidence=[Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence],
             exit_code=job.exit_code, failed_tests=list(ready.risks), log_lines=ready.total_lines,
             log_complete=ready.log_complete, ts=now,
-            signature=signature_line(d.evidence, ready.tail) if d.category == "unknown" else None,
+            signature=self.signature(d, ready) if d.category == "unknown" else None,
         )
-        ledger, cmd = plan(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now,
-                           success=success)
+        choice = choose(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now,
+                        policy=self.policy, success=success, tail=ready.tail,
+                        retries=lambda _owner: job.attempt - 1)  # the attempts before this one were retries
+        ledger, cmd = choice.ledger, choice.command
+        params = self.policy.parameters(choice.owner) if is_automatic(cmd.action) else {}
+        if params:  # what the team set for this strategy (healing-strategies.yml actions.<name>.parameters)
+            cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, **params})
         ledger, alerts = budget_alerts(ledger, job, self.plan_config, slice_id=str(partition), now=now)
         facts = [job_run_fact(job, cost_usd=self.job_cost(job)), diagnosis_fact(finding), command_fact(cmd)]
         facts += [command_fact(a) for a in alerts]
@@ -262,9 +307,33 @@ class Engine:
         return fact, risk
 
 
+def _policy_of(settings: Settings) -> Policy:
+    """The strategy policy of ``settings.strategies_file`` (the catalogue's defaults without one)."""
+    if not settings.strategies_file:
+        return Policy()
+    from ..strategies_config import load_strategies, policy_of
+
+    return policy_of(load_strategies(settings.strategies_file))
+
+
+def offline_job(job_id: str, *, exit_code: int | None = None, conclusion: str | None = None,
+                provider: str = "github", owner: str = "local", repo: str = "local", attempt: int = 1,
+                duration_minutes: float | None = None, runner_size: str | None = None, job_name: str = "",
+                run_id: str | None = None, now: float | None = None) -> JobEvent:
+    """The completed job event of a log analysed outside the stream (a file, the Python API): what the
+    worker would have had from the platform, so the engine can judge the log the same way."""
+    now = time.time() if now is None else now
+    started = None if duration_minutes is None else now - duration_minutes * 60.0
+    return JobEvent.from_dict({
+        "provider": provider, "owner": owner, "repo": repo, "job_id": job_id, "job_name": job_name or job_id,
+        "status": "completed", "attempt": attempt, "run_id": run_id, "conclusion": conclusion or "failure",
+        "exit_code": exit_code, "runner_size": runner_size, "started_at": started,
+        "completed_at": None if duration_minutes is None else now})
+
+
 #: tests whose history feeds the shared prior (about 0.5 KB each); later tests read it without adding
 MAX_PRIOR_TESTS = 50_000
 
 
 def finding_id(job_key: str, attempt: int) -> str:
-    return hashlib.sha256(f"{job_key}|{attempt}|finding".encode()).hexdigest()[:32]
+    return stable_id(job_key, attempt, "finding")

@@ -54,17 +54,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..patterns.tokenize import redact
+from ..remediate.actions import EXECUTOR_ACTIONS, RERUN_ACTIONS
 from ..schemas import Command, Outcome, SchemaError
 from .clients import Clients, JenkinsClient, Response, jenkins_full_name
 
-RERUN_ACTIONS = frozenset({
-    "retry", "retry_backoff", "retry_tests_isolated", "rerun_sequential", "rerun_more_memory",
-    "rerun_larger_runner", "clear_cache_retry", "rebuild_no_layer_cache", "cleanup_retry", "rerun_clean_dependencies",
-})
-NOTIFY_ACTIONS = frozenset({
-    "notify_author", "notify_oncall", "notify_budget", "open_incident", "escalate", "quarantine_test", "release_test",
-})
-ALLOWED_ACTIONS = RERUN_ACTIONS | NOTIFY_ACTIONS
+#: the actions this executor carries out (the vocabulary is remediate/actions.py)
+ALLOWED_ACTIONS = EXECUTOR_ACTIONS
 
 #: what a plain rerun cannot do on each platform, per action (said in the outcome's detail)
 _PLAIN_NOTE = {

@@ -18,7 +18,6 @@ cannot hurt before it has learned anything.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 
 from river import compose, linear_model, optim, preprocessing
 
+from ..ids import stable_id
 from ..patterns.tokenize import template
 from ..schemas import TestResult
 from .model import TestModel
@@ -68,7 +68,7 @@ def touches_change(test_id: str, changed_files: list[str]) -> bool:
 def message_hash(message: str | None) -> str | None:
     if not message:
         return None
-    return hashlib.sha256(template(message.strip()[:2000]).encode("utf-8", "replace")).hexdigest()[:16]
+    return stable_id(template(message.strip()[:2000]), length=16)
 
 
 def context_features(model: TestModel, result: TestResult, p_retry_pass: float) -> dict[str, float]:

@@ -12,9 +12,10 @@ Pure: a small JSON-able state per test, next to its model in the table.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
+
+from ..ids import stable_id
 
 __all__ = ["QuarantinePolicy", "QuarantineState", "Transition", "step"]
 
@@ -74,4 +75,4 @@ def step(state: QuarantineState, test_id: str, *, failed: bool, p_fail: float, r
 
 
 def _id(test_id: str, what: str, episode: int) -> str:
-    return hashlib.sha256(f"{test_id}|{what}|{episode}".encode()).hexdigest()[:32]
+    return stable_id(test_id, what, episode)

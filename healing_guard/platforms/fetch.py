@@ -71,7 +71,7 @@ class FetchError(Exception):
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Redirects come back as ``HTTPError`` so that we decide which headers follow them."""
 
-    def redirect_request(self, *a: Any, **kw: Any) -> None:  # type: ignore[override]
+    def redirect_request(self, *a: Any, **kw: Any) -> None:
         return None
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import orjson
 
 from ..patterns.tokenize import redact_job
-from ..schemas import JobEvent, LogChunk
+from ..schemas import PROVIDERS, JobEvent, LogChunk
+from ..schemas.records import Provider
 
 __all__ = ["chunk_lines", "follow_blocks", "log_chunks"]
 
@@ -125,18 +126,26 @@ def follow_blocks(fp: BinaryIO, *, idle_timeout: float, poll: float = 0.25, size
 def log_chunks(blocks: Iterable[bytes], *, provider: str, owner: str, repo: str, job_id: str, attempt: int = 1,
                chunk_lines_max: int = 500, chunk_bytes: int = 1 << 20) -> Iterator[LogChunk]:
     """The ``ci.logs`` records of one job's log, in order, the last one with ``eof``."""
+    platform = _provider(provider)
     first = 1
     seq = 0
     prev: list[str] | None = None
     for lines in chunk_lines(blocks, chunk_lines=chunk_lines_max, chunk_bytes=chunk_bytes):
         if prev is not None:
-            yield LogChunk(provider=provider, owner=owner, repo=repo, job_id=job_id, attempt=attempt, seq=seq,
-                           lines=prev, first_line=first, eof=False)  # type: ignore[arg-type]
+            yield LogChunk(provider=platform, owner=owner, repo=repo, job_id=job_id, attempt=attempt, seq=seq,
+                           lines=prev, first_line=first, eof=False)
             first += len(prev)
             seq += 1
         prev = lines
-    yield LogChunk(provider=provider, owner=owner, repo=repo, job_id=job_id, attempt=attempt, seq=seq,
-                   lines=prev or [], first_line=first, eof=True)  # type: ignore[arg-type]
+    yield LogChunk(provider=platform, owner=owner, repo=repo, job_id=job_id, attempt=attempt, seq=seq,
+                   lines=prev or [], first_line=first, eof=True)
+
+
+def _provider(name: str) -> Provider:
+    """``name`` as a record's provider; the CLI has checked it against ``PROVIDERS`` already."""
+    if name not in PROVIDERS:
+        raise ValueError(f"unknown CI provider {name!r}: one of {', '.join(PROVIDERS)}")
+    return cast(Provider, name)
 
 
 def completion(*, provider: str, owner: str, repo: str, job_id: str, attempt: int, conclusion: str,

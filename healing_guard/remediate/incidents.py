@@ -12,9 +12,10 @@ Pure: a small, bounded JSON-able state per template.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..ids import stable_id
 
 __all__ = ["IncidentPolicy", "IncidentState", "Opened", "observe", "template_key"]
 
@@ -55,7 +56,7 @@ class Opened:
 
 
 def template_key(template: str) -> bytes:
-    return hashlib.sha256(template.encode("utf-8", "replace")).hexdigest()[:32].encode()
+    return stable_id(template).encode()
 
 
 def observe(state: IncidentState, *, template: str, repo: str, job_key: str, ts: float,
@@ -77,7 +78,7 @@ def observe(state: IncidentState, *, template: str, repo: str, job_key: str, ts:
     repos = sorted({r[1] for r in state.recent})
     if len(state.recent) >= policy.min_jobs and len(repos) >= policy.min_repos:
         first = state.recent[0][0]
-        state.open_id = hashlib.sha256(f"{template}|{first}".encode("utf-8", "replace")).hexdigest()[:32]
+        state.open_id = stable_id(template, first)
         state.opened_at = ts
         state.attached = len(state.recent)
         return Opened(state.open_id, len(state.recent), tuple(repos),

@@ -6,17 +6,19 @@ command (or the notification) plus the new ledger.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 from datetime import datetime, timezone
 
 from ..classify import Diagnosis
+from ..ids import stable_id
 from ..schemas import BudgetSnapshot, Command, Evidence, JobEvent, TestRisk
 from .gate import packaged_thresholds
 from .outcomes import SuccessStats
-from .strategies import ALTERNATIVES, ESCALATE, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Strategy
+from .catalogue import CATALOGUE, Strategy
+from .strategies import ALTERNATIVES, ESCALATE, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Remedy, looks_like_race
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,12 @@ class Ledger:
                 "alerted": list(self.alerted)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, object] | None) -> Ledger:
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Ledger:
         if not d:
             return cls()
-        return cls(day=str(d.get("day", "")), spent_usd=float(d.get("spent_usd", 0.0)),  # type: ignore[arg-type]
-                   repo_spent=tuple((str(r), float(v)) for r, v in d.get("repo_spent", ())),  # type: ignore[union-attr]
-                   alerted=tuple(str(a) for a in d.get("alerted", ())))  # type: ignore[union-attr]
+        return cls(day=str(d.get("day", "")), spent_usd=float(d.get("spent_usd", 0.0)),
+                   repo_spent=tuple((str(r), float(v)) for r, v in d.get("repo_spent", ())),
+                   alerted=tuple(str(a) for a in d.get("alerted", ())))
 
 
 #: Shares of a budget at which a notify command warns the owners, once per day each.
@@ -101,7 +103,7 @@ def budget_alerts(ledger: Ledger, job: JobEvent, cfg: PlanConfig, *, slice_id: s
                                       job_retries=job.attempt - 1, max_retries_per_job=cfg.max_retries_per_job)
             out.append(Command(
                 provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
-                command_id=hashlib.sha256(f"{ledger.day}|{slice_id}|{tag}".encode()).hexdigest()[:32],
+                command_id=stable_id(ledger.day, slice_id, tag),
                 attempt=job.attempt, action="notify_budget", category="budget",
                 reason=f"{int(level * 100)} % of the {what} is spent ({spent:.2f} of {budget:.2f} USD, "
                        f"slice {slice_id}); automatic actions stop at 100 %",
@@ -116,14 +118,14 @@ def budget_alerts(ledger: Ledger, job: JobEvent, cfg: PlanConfig, *, slice_id: s
 
 def command_id(job_key: str, attempt: int, action: str) -> str:
     """Deterministic: a replayed stream or a restarted worker produces the same id."""
-    return hashlib.sha256(f"{job_key}|{attempt}|{action}".encode()).hexdigest()[:32]
+    return stable_id(job_key, attempt, action)
 
 
 def utc_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple[Strategy, str]:
+def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple[Remedy, str]:
     if d.category == "unknown":
         return STRATEGIES["unknown"], "no failure pattern decided the cause: a human looks at it"
     if d.confidence < cfg.confidence_threshold:
@@ -150,14 +152,10 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
     return st, st.why
 
 
-_RACE = re.compile(r"(?i)\bdeadlock|\bdata race\b|\brace condition\b|ConcurrentModificationException"
-                   r"|\bconcurrent map (?:read and map write|writes)\b|\bThreadSanitizer\b")
-
-
-def _candidates(d: Diagnosis, st: Strategy) -> list[Strategy]:
+def _candidates(d: Diagnosis, st: Remedy) -> list[Remedy]:
     """The automatic actions that could answer this diagnosis (the table's choice first)."""
     out = [st]
-    if st.action == FLAKY_RETRY.action and any(_RACE.search(e.text) for e in d.evidence):
+    if st.action == FLAKY_RETRY.action and looks_like_race(e.text for e in d.evidence):
         # a race reruns into the same race when the tests run in parallel again: an isolated rerun
         # recovers about half as often (DeFlaker: same-process reruns recover ~1/4 of flaky failures);
         # run one at a time, the flaky test passes as its history says
@@ -179,8 +177,6 @@ def pipeline_refuses(job: JobEvent, category: str) -> str | None:
         return None
     if want == "off":
         return "the pipeline turned automatic healing off (strategy: off): notifying instead"
-    from ..strategies_config import CATALOGUE, Strategy  # here: the config module is above remediate
-
     names = [n.strip() for n in want.split(",") if n.strip()]
     allowed: set[str] = set()
     for n in names:
@@ -194,7 +190,7 @@ def pipeline_refuses(job: JobEvent, category: str) -> str | None:
     return None
 
 
-def expected_value(st: Strategy, p_success: float, minutes: float, human_minutes: float,
+def expected_value(st: Remedy, p_success: float, minutes: float, human_minutes: float,
                    price_per_minute: float) -> tuple[float, float]:
     """(expected value, cost) of an automatic action, in USD.
 
@@ -237,7 +233,7 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
     return ledger, cmd
 
 
-def plan_chosen(job: JobEvent, d: Diagnosis, st: Strategy, reason: str, ledger: Ledger, cfg: PlanConfig,
+def plan_chosen(job: JobEvent, d: Diagnosis, st: Remedy, reason: str, ledger: Ledger, cfg: PlanConfig,
                 price_per_minute: float, now: float, *, cost: float | None = None,
                 success: SuccessStats | None = None) -> tuple[Ledger, Command, float, bool]:
     """The command for an already chosen strategy, after the checks every automatic action passes: the

@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..patterns.tokenize import redact
 from ..schemas import Command
-from .heal import plan_heal
+from ..engine.requests import plan_heal
 from .keys import ApiKey, ApiKeys
 from .models import Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi
 

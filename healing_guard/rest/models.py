@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from .heal import CHANNELS, STRATEGY_NAMES, normalize_strategy
+from ..engine.requests import CHANNELS, STRATEGY_NAMES, normalize_strategy
 
 __all__ = [
     "Daily", "Error", "Evidence", "FailureAnalysis", "FailureCommand", "HealAccepted", "HealRequest", "Health",

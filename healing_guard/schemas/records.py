@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Literal
 
+from ..topics import DEFAULT_TOPICS as _TOPICS
 from .base import Record, SchemaError, field
 
 PROVIDERS = ("github", "gitlab", "jenkins", "circleci")
@@ -75,7 +76,7 @@ class JobRef(Record):
 class LogChunk(JobRef):
     """An ordered chunk of one job's log, as a forwarder ships it."""
 
-    topic: ClassVar[str] = "ci.logs"
+    topic: ClassVar[str] = _TOPICS.logs
     description: ClassVar[str] = "Key: job key. Chunks of one job are numbered from seq 0 without gaps."
     max_bytes: ClassVar[int] = 4 << 20
 
@@ -98,7 +99,7 @@ class LogChunk(JobRef):
 class JobEvent(JobRef):
     """A job's lifecycle event (normalized from GitHub, GitLab, Jenkins or CircleCI)."""
 
-    topic: ClassVar[str] = "ci.jobs"
+    topic: ClassVar[str] = _TOPICS.jobs
     description: ClassVar[str] = "Key: job key."
 
     job_name: str = field("job name as shown by the platform")
@@ -146,7 +147,7 @@ class TestResult(JobRef):
     """One test's result in one job attempt."""
 
     __test__ = False  # not a pytest class
-    topic: ClassVar[str] = "ci.tests"
+    topic: ClassVar[str] = _TOPICS.tests
     description: ClassVar[str] = "Key: test_id."
 
     test_id: str = field("stable test identifier, e.g. 'tests/test_x.py::test_y' or 'com.acme.FooTest#bar'")
@@ -194,7 +195,7 @@ class TestRisk(Record):
 class Finding(JobRef):
     """The guard's diagnosis of one failed job attempt."""
 
-    topic: ClassVar[str] = "guard.findings"
+    topic: ClassVar[str] = _TOPICS.findings
     description: ClassVar[str] = "Key: job key."
 
     finding_id: str = field("deterministic: job key + attempt")
@@ -228,7 +229,7 @@ class BudgetSnapshot(Record):
 class Command(JobRef):
     """A remediation command for the action executor. Idempotent by ``command_id``."""
 
-    topic: ClassVar[str] = "guard.actions"
+    topic: ClassVar[str] = _TOPICS.actions
     description: ClassVar[str] = "Key: job key. The executor drops command ids it has already carried out."
 
     command_id: str = field("deterministic hash of job key + attempt + action")
@@ -249,7 +250,7 @@ class Command(JobRef):
 class Outcome(Record):
     """What the executor achieved with a command."""
 
-    topic: ClassVar[str] = "guard.outcomes"
+    topic: ClassVar[str] = _TOPICS.outcomes
     description: ClassVar[str] = "Key: job key."
 
     command_id: str = field("the command this reports on")
@@ -269,7 +270,7 @@ class Outcome(Record):
 class DeadLetter(Record):
     """A message the guard could not use, with its original bytes (secrets redacted) and the reason."""
 
-    topic: ClassVar[str] = "guard.deadletter"
+    topic: ClassVar[str] = _TOPICS.deadletter
     description: ClassVar[str] = "Key: the original key."
     max_bytes: ClassVar[int] = 16 << 20
 
@@ -287,6 +288,7 @@ class DeadLetter(Record):
                            "the size before redaction", default=False)
 
 
+#: default topic name (healing_guard.topics) -> the record on it, for the topics that carry a record
 TOPIC_RECORDS: dict[str, type[Record]] = {
     r.topic: r for r in (LogChunk, JobEvent, TestResult, Finding, Command, Outcome, DeadLetter)
 }

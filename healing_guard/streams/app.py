@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from ..settings import Settings
@@ -14,6 +16,8 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         broker=broker,
         store=store,
         web_enabled=False,
+        # Faust's own directory (empty with the memory store) under the guard's data directory, not the cwd
+        datadir=str(Path(settings.data_dir) / "faust" / "{conf.name}-data"),
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # topics are created explicitly, see streams.topics.ensure_topics

@@ -1,7 +1,8 @@
 """Faust tables: state that must survive a worker crash, recovered from changelog topics.
 
-Keys and values are raw bytes: the agents encode windows and ledgers with orjson and models with
-pickle themselves, so the changelog format is explicit and does not depend on Faust's codecs.
+Keys and values are raw bytes, encoded by the codecs in ``healing_guard/engine/state.py`` (windows, ledgers
+and incidents with orjson, test models with pickle), so the changelog format is explicit and does not depend
+on Faust's codecs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 import faust
 
 from ..settings import Settings
+from ..topics import TABLE_NAMES  # their changelog topics are created by streams.topics.ensure_topics
 
-TABLE_NAMES = ("windows", "ledgers", "test_models", "incidents")
+__all__ = ["TABLE_NAMES", "GuardTables", "declare_tables"]
 
 
 @dataclass

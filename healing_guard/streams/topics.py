@@ -1,4 +1,7 @@
-"""Every topic the guard reads or writes, with partition counts and configs, in one place."""
+"""The Faust handles of the guard's topics, and their creation.
+
+Names, partitions and configs are defined in :mod:`healing_guard.topics`; this only declares them on the app.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +11,9 @@ from typing import Any
 import faust
 
 from ..settings import Settings
+from ..topics import internal_topics, topic_specs
 
-# topics whose messages may be large: a log chunk, or a dead letter carrying one
-_BIG = {"max.message.bytes": str(16 << 20)}
-
-
-def topic_specs(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    """name -> (partitions, config). Job-keyed topics share one partition count (co-partitioned)."""
-    t, p = settings.topics, settings.partitions
-    return {
-        t.logs: (p, _BIG),
-        t.jobs: (p, {}),
-        t.tests: (p, {}),
-        t.findings: (p, {}),
-        t.actions: (p, {}),
-        t.outcomes: (p, {}),
-        t.deadletter: (p, _BIG),
-        t.facts: (p, {}),
-        t.test_risk: (p, {}),
-        t.ticks: (p, {}),
-        t.incidents: (p, {}),
-    }
-
-
-def internal_topics(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
-    """Faust's own topics (table changelogs, the assignor's leader topic), created up front because
-    the app is not allowed to declare topics."""
-    from .tables import TABLE_NAMES
-
-    out = {f"{settings.app_id}-{name}-changelog": (settings.partitions, {"cleanup.policy": "compact"})
-           for name in TABLE_NAMES}
-    out[f"{settings.app_id}-__assignor-__leader"] = (1, {})
-    return out
+__all__ = ["GuardTopics", "declare_topics", "ensure_topics", "internal_topics", "topic_specs"]
 
 
 @dataclass

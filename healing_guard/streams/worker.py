@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
-import time
-from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
 
+from ..agents import deadline_scan, deadlines, facts_flush, incidents, ingest, status, test_results
 from ..agents import facts as facts_agent
-from ..agents import incidents as incidents_agent
-from ..agents import ingest as ingest_agent
-from ..agents import test_results as tests_agent
 from ..agents.context import AgentContext, Stats
+from ..agents.fact_sink import FactSink
+from ..agents.status import drop_finished_spinner as _drop_finished_spinner  # noqa: F401  (its old home)
 from ..engine.core import Engine
 from ..settings import Settings
 from .app import create_app
@@ -31,7 +27,7 @@ class Guard:
     app: faust.App
     ctx: AgentContext
     agents: dict[str, Any]
-    sink: facts_agent.FactSink | None
+    sink: FactSink | None
 
     @property
     def stats(self) -> Stats:
@@ -56,57 +52,20 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
     app = create_app(settings, store=store)
     ctx = AgentContext(app=app, settings=settings, topics=declare_topics(app, settings),
                        tables=declare_tables(app, settings), engine=engine or Engine(settings))
-    agents = {"ingest": ingest_agent.register(ctx), "tests": tests_agent.register(ctx),
-              "incidents": incidents_agent.register(ctx)}
+    agents = {"ingest": ingest.register(ctx)}
+    deadlines.register(ctx)
+    deadline_scan.register(ctx)
+    agents["tests"] = test_results.register(ctx)
+    agents["incidents"] = incidents.register(ctx)
     sink = None
     if settings.facts_enabled:
-        sink = facts_agent.FactSink(ctx, writer_factory or _writer_factory(settings))
+        sink = FactSink(ctx, writer_factory or _writer_factory(settings))
         agents["facts"] = facts_agent.register(ctx, sink)
+        facts_flush.register(ctx, sink)
     if settings.metrics_port:
         _serve_metrics(app, settings)
-    ticks = {"n": 0}
-
-    @app.timer(interval=1.0, name="guard.stats")
-    async def log_stats() -> None:
-        """Progress: a log line every 10 s and, when configured, a status file health checks can read."""
-        _drop_finished_spinner()
-        st = ctx.stats
-        if settings.status_file:
-            path = Path(settings.status_file)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(orjson.dumps({k: v for k, v in vars(st).items() if k != "deadlines"} |
-                                         {"open_deadlines": len(st.deadlines), "ts": time.time()}))
-            os.replace(tmp, path)
-        ticks["n"] += 1
-        if ticks["n"] % 10:
-            return
-        log.info("chunks=%d lines=%d closed=%d findings=%d commands=%d tests=%d dead_letters=%d facts_written=%d "
-                 "fact_errors=%d open_deadlines=%d", st.chunks, st.lines, st.jobs_closed, st.findings, st.commands,
-                 st.tests, st.dead_letters, st.facts_written, st.fact_errors, len(st.deadlines))
-
+    status.register(ctx)
     return Guard(app=app, ctx=ctx, agents=agents, sink=sink)
-
-
-def _drop_finished_spinner() -> None:
-    """Undo what Faust's startup spinner did to logging, once the spinner has finished.
-
-    At a log level of WARNING or above, ``faust.Worker`` sets the root logger to DEBUG and adds a handler
-    that turns its terminal spinner on every record. After startup the spinner is stopped and that handler
-    prints nothing, but the root level stays DEBUG: every ``log.debug`` of aiokafka and Faust (one per
-    message sent) then builds a record that no handler prints, about 8 % of a busy worker's time. Once
-    the spinner is stopped, its handler goes and the root logger returns to the level of its first handler
-    (the level the worker was started with), as when the spinner is disabled.
-    """
-    from faust.utils.terminal.spinners import SpinnerHandler
-
-    root = logging.getLogger()
-    spinners = [h for h in root.handlers if isinstance(h, SpinnerHandler)]
-    if not spinners or not all(h.spinner is None or h.spinner.stopped for h in spinners):
-        return
-    for h in spinners:
-        root.removeHandler(h)
-    if root.handlers and root.handlers[0].level > root.level:
-        root.setLevel(root.handlers[0].level)
 
 
 def _serve_metrics(app: faust.App, settings: Settings) -> None:

@@ -18,11 +18,10 @@ from .facts import (
     test_result_fact,
 )
 from .migrate import MigrationError, migrate
-from .unknowns import MANUAL_ACTIONS
 from .writer import FactWriter
 
 __all__ = [
-    "MANUAL_ACTIONS", "TABLES", "TABLE_COLUMNS", "Fact", "FactWriter", "MigrationError",
+    "TABLES", "TABLE_COLUMNS", "Fact", "FactWriter", "MigrationError",
     "WarehouseConnectionError", "command_fact", "connect", "diagnosis_fact", "fact_from_json", "fact_to_json",
     "job_run_fact", "mask_dsn", "migrate", "outcome_fact", "test_result_fact",
 ]

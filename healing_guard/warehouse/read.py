@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from ..remediate.strategies import ALTERNATIVES, NOTIFY_ACTIONS, STRATEGIES
+from ..engine.requests import recommendations
 from .migrate import check_database_name
 
 QUERY_DIR = Path(__file__).resolve().parent / "queries"
@@ -260,19 +260,6 @@ class WarehouseReader:
             "diagnosed_at": _iso(ts), "commands": commands,
             "recommendations": recommendations(category, float(confidence), commands),
         }
-
-
-def recommendations(category: str, confidence: float, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What to do about a failure: the commands the guard sent, else its strategy table's answer for the
-    category (and the alternatives it would weigh), each with the diagnosis's confidence."""
-    if commands:
-        return [{"action": c["action"], "confidence": c["confidence"], "reason": c["reason"],
-                 "automatic": c["action"] not in NOTIFY_ACTIONS} for c in commands]
-    out = []
-    for s in (STRATEGIES.get(category, STRATEGIES["unknown"]), *ALTERNATIVES.get(category, ())):
-        out.append({"action": s.action, "confidence": round(confidence, 4), "reason": s.why,
-                    "automatic": s.automatic})
-    return out
 
 
 def _evidence(text: str) -> list[dict[str, Any]]:

@@ -6,10 +6,6 @@ from typing import Any
 
 from .migrate import check_database_name
 
-# Actions that only tell a person, as the legacy roi_daily view (002_roi_daily.sql) counts them. The
-# ROI report (read.py, 003_roi.sql) counts re-runs instead: healing_guard.executor.core.RERUN_ACTIONS.
-MANUAL_ACTIONS: tuple[str, ...] = ("notify_author", "notify_oncall", "notify", "escalate")
-
 
 def unknown_clusters(client: Any, database: str, *, top: int = 20, examples: int = 3) -> list[dict[str, Any]]:
     """The largest groups of ``unknown`` diagnoses by signature (``top_template``), with example jobs.

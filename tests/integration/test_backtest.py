@@ -24,7 +24,6 @@ from .helpers import produce
 pytestmark = pytest.mark.integration
 pytest.importorskip("chdb", reason="chDB is the [embedded] extra")
 
-ROOT = Path(__file__).resolve().parents[2]
 JOBS, SEED = 40, 3
 
 

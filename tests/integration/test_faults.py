@@ -25,10 +25,10 @@ from healing_guard.settings import Settings, load_settings
 from healing_guard.streams.topics import ensure_topics
 
 from .helpers import chdb_query, collect, hold_chdb, produce, start_worker, stop_worker, wait_status
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_767_225_600.0
 OOM = [
     "[INFO] Running com.acme.ReportTest",
@@ -116,7 +116,7 @@ async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_t
     changelogs: jobs the victim decided are not decided again (their windows' markers), and test results the
     victim learned are not learned again (the offset each model last learned). Counted: each job is re-run
     exactly once at the (local) GitHub API, and each test's model holds each of its runs exactly once."""
-    from ..unit.fake_apis import FakeApis
+    from tests.support.fake_apis import FakeApis
 
     prefix = f"ck{uuid.uuid4().hex[:8]}."
     settings = _settings(kafka_bootstrap, prefix)
@@ -195,7 +195,7 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     """A broker of its own (the session's is shared), stopped and started on the same data and port while a
     worker and the executor are connected and traffic is half through. Both reconnect; every job is re-run
     exactly once and every test result is learned exactly once."""
-    from ..unit.fake_apis import FakeApis
+    from tests.support.fake_apis import FakeApis
 
     broker = KafkaBroker(tmp_path / "kafka")
     bootstrap = broker.start()

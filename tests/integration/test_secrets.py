@@ -1,7 +1,7 @@
 """Secrets never leave the guard, on a real broker with the real worker and chDB.
 
 Log chunks (valid, out of order, and one malformed so it dead-letters), job events and test results
-carrying the whole corpus of fake secrets (tests/secrets_corpus.py) go in, through the guard's own
+carrying the whole corpus of fake secrets (tests/support/secrets_corpus.py) go in, through the guard's own
 producers where the guard has one (job events: the webhook receiver; test results: `guard ingest junit`'s
 sender; logs: raw, as a forwarder ships them); then EVERY topic the guard
 owns (its prefix, and its app's changelog topics) except ci.logs is read from the start, dead letters'
@@ -28,9 +28,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from healing_guard.schemas import LogChunk, TestResult
 from healing_guard.settings import load_settings
 from healing_guard.streams.topics import ensure_topics
-from tests.secrets_corpus import CASES, all_secrets, failing_lines, leaks, log_lines
+from tests.support.secrets_corpus import CASES, all_secrets, failing_lines, leaks, log_lines
 
 from .helpers import chdb_query, collect, produce, start_worker, stop_worker, wait_status
+from tests.support.paths import FIXTURES
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ SECRETS = all_secrets()
 NOW = 1_767_225_600.0
 
 
-WEBHOOK = Path(__file__).parents[1] / "unit" / "fixtures" / "webhooks" / "github_workflow_job_completed_failure.json"
+WEBHOOK = FIXTURES / "webhooks" / "github_workflow_job_completed_failure.json"
 WEBHOOK_SECRET = "it-s3cret"
 
 

@@ -15,7 +15,7 @@ from healing_guard.schemas import Command, Finding, JobEvent, LogChunk, TestResu
 from healing_guard.settings import Settings
 from healing_guard.streams.worker import Guard, build_guard
 
-from .test_agents import KEY, Capture, put
+from tests.unit.agents.test_agents import KEY, Capture, put
 
 PRODUCT_NAMES = ("healing_guard_recovery_rate", "healing_guard_time_saved_minutes", "healing_guard_cost_saved_usd",
                  "healing_guard_failure_classification", "healing_guard_flaky_test_detection",

@@ -21,7 +21,7 @@ from healing_guard.remediate.planner import command_id
 from healing_guard.rest import ApiKeys, create_app
 from healing_guard.sdk import FailureAnalysis, GuardAPIError, RepoHealth
 
-from .test_rest_api import REPO_HEALTH, FakeReader, ListSink
+from tests.unit.rest.test_rest_api import REPO_HEALTH, FakeReader, ListSink
 
 
 @dataclass

@@ -16,8 +16,9 @@ from healing_guard.strategies_config import (
     parse_strategy_name,
 )
 from healing_guard.schemas import CATEGORIES
+from tests.support.paths import ROOT
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "healing-strategies.example.yml"
+EXAMPLE = ROOT / "docs" / "healing-strategies.example.yml"
 
 
 def test_example_file_loads() -> None:

@@ -1,0 +1,161 @@
+"""A person's heal request (``POST .../heal``, the SDK): the strategy they name, as the executor's Command.
+
+Pure, like the rest of the engine: the REST API only parses the request and sends what this returns.
+
+No second strategy table here: the names are :class:`~healing_guard.remediate.catalogue.Strategy`, the
+categories each one answers are its :data:`~healing_guard.remediate.catalogue.CATALOGUE` row, and the
+action with its parameters is the planner's table (``remediate/strategies.py``) for the failure's
+category. ``auto`` takes the guard's own first recommendation for that failure.
+
+The command id is the planner's :func:`~healing_guard.remediate.planner.command_id` of job key, attempt
+and action: posting the same request twice queues the same id, and the executor, idempotent by
+command id, acts once. The same holds when the worker already chose that very action for that attempt:
+the job is not rerun twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..ids import stable_id
+from ..remediate import strategies as table
+from ..remediate.actions import is_automatic
+from ..remediate.planner import command_id
+from ..schemas import Command, Evidence
+from ..remediate.catalogue import CATALOGUE, Strategy
+
+__all__ = ["AUTO", "CHANNELS", "STRATEGY_NAMES", "HealPlan", "normalize_strategy", "plan_heal", "recommendations"]
+
+AUTO = "auto"
+#: what ``strategy`` accepts: the guard's choice, or a row of the remediation table
+STRATEGY_NAMES: tuple[str, ...] = (AUTO, *(s.value for s in Strategy))
+#: notification channels the executor has (Slack message, Jira issue, PagerDuty page)
+CHANNELS: tuple[str, ...] = ("slack", "jira", "pagerduty")
+
+
+def normalize_strategy(value: object) -> str:
+    """``"Flaky-Test-Retry"`` -> ``"flaky_test_retry"``; ValueError listing the valid names otherwise."""
+    if isinstance(value, Strategy):
+        return value.value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a strategy name (string); known: {', '.join(STRATEGY_NAMES)}")
+    key = value.strip().lower().replace("-", "_")
+    if key not in STRATEGY_NAMES:
+        raise ValueError(f"unknown strategy {value!r}; known: {', '.join(STRATEGY_NAMES)}")
+    return key
+
+
+@dataclasses.dataclass(frozen=True)
+class HealPlan:
+    """The command to queue and, when a rerun was asked with notifications, the message about it."""
+
+    command: Command
+    notify_command: Command | None
+    strategy: str
+
+
+def _for_strategy(strategy: Strategy, category: str) -> table.Remedy:
+    """The action ``strategy`` takes on a failure of ``category``.
+
+    The failure's own row when the strategy answers that category (OOM: more memory; full disk:
+    cleanup); otherwise the strategy's first category's row, because a person who names a strategy
+    for another cause has overridden the diagnosis on purpose.
+    """
+    if strategy is Strategy.FLAKY_TEST_RETRY:
+        return table.FLAKY_RETRY
+    if strategy is Strategy.RACE_CONDITION:
+        return table.RACE_RETRY
+    if strategy is Strategy.DEPENDENCY_HELL:
+        return table.CLEAN_DEPENDENCIES
+    if strategy is Strategy.SKIP_AND_NOTIFY:
+        row = table.STRATEGIES.get(category)
+        return row if row is not None and not row.automatic else table.STRATEGIES["unknown"]
+    cats = CATALOGUE[strategy].categories
+    return table.STRATEGIES[category if category in cats else cats[0]]
+
+
+def _auto(failure: Mapping[str, Any]) -> tuple[table.Remedy, str]:
+    recs = [r for r in failure.get("recommendations") or [] if isinstance(r, Mapping) and r.get("action")]
+    rec = next((r for r in recs if r.get("automatic")), recs[0] if recs else None)
+    if rec is None:
+        return table.STRATEGIES["unknown"], "no recommendation for this failure: on-call decides"
+    # the action as it answers this failure's cause (retry_backoff after a rate limit waits for the reset,
+    # after a network error only minutes): the table's row for (category, action), not the action's name
+    st = table.remedy_for(str(failure.get("category") or "unknown"), str(rec["action"]))
+    if st is None:  # a custom strategy's action: carried as named, without parameters
+        st = table.Remedy(str(rec["action"]), float(rec.get("confidence") or 0.0))
+    return st, str(rec.get("reason") or st.why)
+
+
+def _channels(notify: bool | Sequence[str]) -> tuple[str, ...]:
+    if notify is True:
+        return ("slack",)
+    if notify is False or notify is None:
+        return ()
+    return tuple(dict.fromkeys(notify))
+
+
+def plan_heal(failure: Mapping[str, Any], strategy: str, notify: bool | Sequence[str], *,
+              requested_by: str, now: float | None = None) -> HealPlan:
+    """The Command(s) for a heal request on one diagnosed failure (contract shape of ``failure()``).
+
+    ``notify``: True (Slack), False, or channels among :data:`CHANNELS`. A notification action uses
+    them as its ``slack`` / ``ticket`` / ``page`` switches; a rerun gets a second, ``notify_oncall``
+    command saying a person asked for it (the executor posts messages only for notification actions).
+    """
+    now = time.time() if now is None else now
+    name = normalize_strategy(strategy)
+    category = str(failure.get("category") or "unknown")
+    if name == AUTO:
+        st, reason = _auto(failure)
+    else:
+        st = _for_strategy(Strategy(name), category)
+        reason = st.why or CATALOGUE[Strategy(name)].description
+    params: dict[str, Any] = dict(st.parameters)
+    tests = [str(t) for t in failure.get("failed_tests") or []]
+    if st.action in (table.FLAKY_RETRY.action, table.RACE_RETRY.action):
+        params["tests"] = tests
+    channels = _channels(notify)
+    if not st.automatic and channels:
+        params.update(slack="slack" in channels, ticket="jira" in channels, page="pagerduty" in channels)
+    params["requested_by"] = requested_by
+    params["strategy"] = name
+    job_key = str(failure["job_key"])
+    attempt = int(failure.get("attempt") or 1)
+    evidence = [Evidence(line=int(e["line"]), text=str(e["text"]), pattern=str(e["pattern"]))
+                for e in (failure.get("evidence") or [])[:3]]
+    common: dict[str, Any] = dict(
+        provider=failure["provider"], owner=str(failure["owner"]), repo=str(failure["repo"]),
+        job_id=str(failure["job_id"]), attempt=attempt, category=category,
+        confidence=float(failure.get("confidence") or 0.0), evidence=evidence,
+        run_id=failure.get("run_id"), ts=now)
+    cmd = Command(command_id=command_id(job_key, attempt, st.action), action=st.action,
+                  reason=f"requested through the REST API ({name}): {reason}", parameters=params,
+                  estimated_cost_usd=0.0, **common)
+    cmd.validate()
+    note: Command | None = None
+    if st.automatic and channels:
+        nid = stable_id(job_key, attempt, "api-notify", st.action)
+        note = Command(command_id=nid, action="notify_oncall",
+                       reason=f"{st.action} was requested through the REST API for this job (command {cmd.command_id})",
+                       parameters={"slack": "slack" in channels, "ticket": "jira" in channels,
+                                   "page": "pagerduty" in channels, "requested_by": requested_by},
+                       **common)
+        note.validate()
+    return HealPlan(cmd, note, name)
+
+
+def recommendations(category: str, confidence: float, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What to do about a failure: the commands the guard sent, else its strategy table's answer for the
+    category (and the alternatives it would weigh), each with the diagnosis's confidence."""
+    if commands:
+        return [{"action": c["action"], "confidence": c["confidence"], "reason": c["reason"],
+                 "automatic": is_automatic(c["action"])} for c in commands]
+    out = []
+    for s in table.remedies_for(category):
+        out.append({"action": s.action, "confidence": round(confidence, 4), "reason": s.why,
+                    "automatic": s.automatic})
+    return out

@@ -1,0 +1,331 @@
+"""The worker's steps: a message and the state the agent read for it go in, the effects to carry out come out.
+
+Each agent reads its tables, calls one step here and carries out the effects it returns, in order: the
+messages to send, the table values to write (a decided window's marker is written after the commands it
+guards, so a crash in between sends them again rather than never), the process-local indexes to update,
+the counters and metrics to bump. The step writes nothing itself, so it is ``step(state, event) ->
+(state, outputs)`` with the new state among the outputs, and all of it runs in a unit test without Kafka.
+
+Pure: no Faust, Kafka or ClickHouse (tests/unit/crosscutting/test_purity.py checks it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..patterns.tokenize import redact_test_result
+from ..remediate import NOTIFY_ACTIONS
+from ..remediate.incidents import template_key
+from ..schemas import Command, DeadLetter, JobEvent, LogChunk, Outcome, SchemaError, TestResult, TestRisk, job_key
+from ..topics import Topics
+from ..warehouse.facts import fact_to_json
+from .core import Decision, Engine, dead_letter, schema_dead_letter
+from .state import (dump_incident, dump_partition, dump_test, dump_window, ledger_key, load_incident,
+                    load_partition, load_test, load_window)
+from .window import Closed, Expired, Output, decided
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AttemptRisk", "Count", "Decided", "Effect", "Flaky", "Hold", "IngestEvent", "IngestState", "NextAttempt",
+    "Send", "Store", "Tick", "Wake", "decode_ingest", "decode_test_result", "incident_step", "ingest_step",
+    "max_tick_hold", "results_step",
+]
+
+
+# --- effects -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Send:
+    """A message for one of the guard's topics, named by its field of ``Topics`` (``"actions"``)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass(frozen=True)
+class Store:
+    """A table write, the table named by its field of ``GuardTables`` (``"windows"``); None deletes."""
+
+    table: str
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Wake:
+    """The worker's in-memory deadline index: wake ``key`` at ``(time, partition)``, or forget it (None)."""
+
+    key: bytes
+    at: tuple[float, int] | None
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A deadline tick held back while its partition's logs catch up, since ``since`` (None: released)."""
+
+    key: bytes
+    since: float | None
+
+
+@dataclass(frozen=True)
+class Count:
+    """Add ``n`` to a worker counter (a field of ``agents.context.Stats``)."""
+
+    stat: str
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class Decided:
+    """Metrics: a failed attempt was diagnosed and its command sent."""
+
+    decision: Decision
+    job: JobEvent
+    analysis_seconds: float
+    attempt_cost_usd: float
+
+
+@dataclass(frozen=True)
+class NextAttempt:
+    """Metrics: the attempt after an automatic action ended, which tells whether the action worked."""
+
+    retried: tuple[str, str]
+    job: JobEvent
+
+
+@dataclass(frozen=True)
+class Flaky:
+    """Metrics: a command that treats a test as flaky (quarantine, release)."""
+
+    command: Command
+
+
+Effect = Send | Store | Wake | Hold | Count | Decided | NextAttempt | Flaky
+
+
+# --- the job agent: ci.logs, ci.jobs, guard.test-risk, guard.ticks, guard.outcomes --------------------------
+@dataclass(frozen=True)
+class AttemptRisk:
+    """A failed test's risk for one attempt of its job (guard.test-risk, from the test agent)."""
+
+    risk: TestRisk
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A window's grace period ran out (guard.ticks)."""
+
+
+IngestEvent = LogChunk | JobEvent | AttemptRisk | Outcome | Tick
+
+
+@dataclass(frozen=True)
+class IngestState:
+    """What the job step reads; it never writes them, its changes come back as effects."""
+
+    windows: Mapping[bytes, bytes | None]  # the windows table: job key -> window or decided marker
+    ledgers: Mapping[bytes, bytes | None]  # the ledgers table: ledger_key(partition) -> partition state
+    holds: Mapping[bytes, float]  # process memory: since when a job's tick is held back
+
+
+def decode_ingest(names: Topics, topic: str, key: bytes | None, raw: bytes, *, partition: int, offset: int,
+                  max_chunk_bytes: int) -> IngestEvent | DeadLetter:
+    """The record of one message of the job agent's topics, or the dead letter saying why it has none."""
+    where: dict[str, Any] = {"key": key, "partition": partition, "offset": offset}
+    if key is None:
+        return dead_letter(topic, raw, "message has no key (expected the job key)", **where)
+    rec: IngestEvent
+    try:
+        if topic == names.logs:
+            rec = LogChunk.from_json(raw, max_bytes=max_chunk_bytes)
+        elif topic == names.jobs:
+            rec = JobEvent.from_json(raw)
+        elif topic == names.test_risk:
+            d = orjson.loads(raw)
+            rec = AttemptRisk(TestRisk.from_dict(d.get("risk")), int(d["attempt"]))
+        elif topic == names.outcomes:
+            rec = Outcome.from_json(raw)
+        else:  # ticks
+            rec = Tick()
+    except SchemaError as exc:
+        return schema_dead_letter(topic, raw, exc, **where)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return dead_letter(topic, raw, f"bad internal record: {exc!r}", **where)
+    if isinstance(rec, (LogChunk, JobEvent)) and rec.job_key.encode() != key:
+        return dead_letter(topic, raw, f"key {key!r} is not the job key {rec.job_key!r}", field_name="key", **where)
+    return rec
+
+
+def max_tick_hold(engine: Engine) -> float:
+    """How long a deadline tick may wait for its partition's logs to be read up to the end."""
+    return max(60.0, 10 * engine.settings.chunk_grace_seconds)
+
+
+def ingest_step(engine: Engine, state: IngestState, key: bytes, event: IngestEvent, *, partition: int,
+                now: float, logs_caught_up: Callable[[], bool]) -> list[Effect]:
+    """One message of a job (or an executor outcome) through the job's window and, once it is ready, the
+    planner. ``logs_caught_up`` says whether this partition's ci.logs are read up to their end (asked only
+    for a tick)."""
+    if isinstance(event, Outcome):
+        # how an action turned out: this partition's planner learns from it (no window involved)
+        lkey = ledger_key(partition)
+        ledger, success = load_partition(state.ledgers.get(lkey))
+        if not engine.learn_outcome(success, event):
+            return []
+        return [Store("ledgers", lkey, dump_partition(ledger, success)), Count("outcomes_learned")]
+    raw = state.windows.get(key)
+    if raw is None and isinstance(event, Tick):
+        return []
+    effects: list[Effect] = []
+    if isinstance(event, Tick) and not logs_caught_up():
+        # chunks may still be queued behind this job's completion event (the topics are consumed
+        # independently, and a backlog of big log chunks drains slower than small job events):
+        # a grace period only counts once this partition's logs are read up to the end, within reason
+        since = state.holds.get(key, now)
+        if now - since < max_tick_hold(engine):
+            return [Hold(key, since), Wake(key, (now + 0.5, partition))]
+    if key in state.holds:
+        effects.append(Hold(key, None))
+    w = load_window(raw, key)
+    outputs: list[Output]
+    if isinstance(event, LogChunk):
+        effects += [Count("chunks"), Count("lines", len(event.lines))]
+        w, outputs = engine.chunk(w, event, now)
+    elif isinstance(event, JobEvent):
+        w, outputs = engine.job_event(w, event, now)
+    elif isinstance(event, AttemptRisk):
+        w, outputs = engine.risk(w, event.risk, event.attempt, now)
+    else:
+        w, outputs = engine.tick(w, now)
+    if outputs:
+        return effects + _outputs(engine, state.ledgers, key, partition, outputs, now)
+    w.partition = partition
+    effects.append(Store("windows", key, dump_window(w)))
+    if w.deadline is not None:
+        effects.append(Wake(key, (w.deadline, partition)))
+    return effects
+
+
+def _outputs(engine: Engine, ledgers: Mapping[bytes, bytes | None], key: bytes, partition: int,
+             outputs: list[Output], now: float) -> list[Effect]:
+    """What a window's outputs send and store: the decision of a ready job (finding, command, budget
+    alerts, facts), the facts of a closed one, what the next attempt taught the planner, and the
+    decided marker that keeps a replayed message of this attempt from deciding it twice."""
+    effects: list[Effect] = []
+    lkey = ledger_key(partition)
+    raw_ledger = ledgers.get(lkey)
+    marker = None
+    for out in outputs:
+        if isinstance(out, Expired):
+            log.info("dropping the window of %s after its TTL", out.job_key)
+            continue
+        acted: tuple[str, str] | None = None
+        decision: Decision | None = None
+        analysis_seconds = 0.0
+        learned = False
+        if out.retried is not None or not isinstance(out, Closed):  # most closed jobs need no state
+            ledger, success = load_partition(raw_ledger)
+            # the attempt after an automatic action: how it ended is how well the action worked
+            if out.retried is not None and engine.learn_retry(success, out):
+                learned = True
+                effects += [Count("outcomes_learned"), NextAttempt(out.retried, out.job)]
+        if isinstance(out, Closed):
+            effects.append(Count("jobs_closed"))
+            facts = engine.closed_facts(out)
+        else:
+            started = time.perf_counter()
+            ledger, decision = engine.decide(out, ledger, success=success, partition=partition)
+            analysis_seconds = time.perf_counter() - started
+            facts = decision.facts
+            if decision.command.action not in NOTIFY_ACTIONS:
+                acted = (decision.command.action, decision.command.category)
+        if learned or decision is not None:
+            raw_ledger = dump_partition(ledger, success)
+            effects.append(Store("ledgers", lkey, raw_ledger))
+        if decision is not None:
+            effects += _decision_sends(engine, decision, key)
+            effects.append(Decided(decision, out.job, analysis_seconds, engine.job_cost(out.job)))
+        marker = decided(out.job.job_key, out.job.attempt, partition, now, acted)
+        effects += [Send("facts", key, fact_to_json(f)) for f in facts]
+    effects.append(Wake(key, None))
+    if marker is None:
+        effects.append(Store("windows", key, None))
+    else:  # keep a small marker so a replayed message of this attempt decides nothing twice
+        effects.append(Store("windows", key, dump_window(marker)))
+        effects.append(Wake(key, (marker.touched + engine.settings.window_ttl_seconds, partition)))
+    return effects
+
+
+def _decision_sends(engine: Engine, decision: Decision, key: bytes) -> list[Effect]:
+    sends: list[Effect] = [Send("findings", key, decision.finding.to_json())]
+    sighting = engine.incident_sighting(decision.finding)
+    if sighting is not None:  # re-keyed by template: the incidents agent sees every repository's jobs
+        sends.append(Send("incidents", template_key(sighting["template"]), orjson.dumps(sighting)))
+    sends.append(Send("actions", key, decision.command.to_json()))
+    sends += [Send("actions", key, alert.to_json()) for alert in decision.alerts]
+    return sends
+
+
+# --- the test agent: ci.tests ------------------------------------------------------------------------------
+def decode_test_result(topic: str, key: bytes | None, raw: bytes, *, partition: int,
+                       offset: int) -> tuple[bytes, TestResult] | DeadLetter:
+    """A test result and the key it is kept under, redacted: secrets in a test id (a parametrized
+    argument) or a failure message stop here, so the model table, facts, risks and commands all use the
+    redacted record, keyed by its redacted id. Or the dead letter saying why there is none."""
+    try:
+        result = TestResult.from_json(raw)
+        if key is None or key.decode("utf-8", "replace") != result.test_id:
+            raise SchemaError(f"message key must be the test id {result.test_id!r}", "key")
+    except SchemaError as exc:
+        return schema_dead_letter(topic, raw, exc, key=key, partition=partition, offset=offset)
+    clean = redact_test_result(result)
+    if clean is not result:
+        return clean.test_id.encode(), clean
+    return key, result
+
+
+def results_step(engine: Engine, models: Mapping[bytes, bytes | None], key: bytes, result: TestResult, *,
+                     partition: int, offset: int) -> list[Effect]:
+    """One test result through the test's model and quarantine state: its fact, the risk the job agent
+    weighs (re-keyed by job key) and a quarantine or release command."""
+    st = load_test(models.get(key))
+    command = qfact = None
+    effects: list[Effect]
+    if st.model is not None and st.has_learned(partition, offset):
+        # learn it once, send its outputs again (their ids make them count once)
+        fact, risk = engine.replay_test(st.model, result)
+        effects = [Count("tests_replayed")]
+    else:
+        model, fact, risk = engine.learn_test(st.model, result)
+        command, qfact = engine.quarantine(st.quarantine, model, result)
+        effects = [Store("test_models", key, dump_test(model, st.quarantine, (partition, offset))), Count("tests")]
+    jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
+    effects.append(Send("facts", key, fact_to_json(fact)))
+    if command is not None and qfact is not None:
+        effects += [Send("actions", jk, command.to_json()), Send("facts", key, fact_to_json(qfact)), Flaky(command)]
+    if risk is not None:
+        effects.append(Send("test_risk", jk, orjson.dumps({"attempt": result.attempt, "risk": risk.to_dict()})))
+    return effects
+
+
+
+# --- the incidents agent: guard.incidents ------------------------------------------------------------------
+def incident_step(engine: Engine, incidents: Mapping[bytes, bytes | None], key: bytes, raw: bytes) -> list[Effect]:
+    """One diagnosed failure, keyed by its template, from any repository: a burst opens one incident."""
+    sighting = orjson.loads(raw)
+    state = load_incident(incidents.get(key))
+    command, fact = engine.incident(state, sighting)
+    effects: list[Effect] = [Store("incidents", key, dump_incident(state))]
+    if command is not None and fact is not None:
+        jk = command.job_key.encode()
+        effects += [Send("actions", jk, command.to_json()), Send("facts", jk, fact_to_json(fact))]
+    return effects

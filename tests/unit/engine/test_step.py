@@ -1,0 +1,167 @@
+"""The worker's steps without Faust: state in as plain dicts, effects out as values.
+
+(The same steps inside the real agents, through Faust's test_context: tests/unit/agents/test_agents.py.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from healing_guard.engine.core import Engine
+from healing_guard.engine.state import dump_window, ledger_key, load_partition, load_test
+from healing_guard.engine.step import (AttemptRisk, Count, Decided, Effect, Hold, IngestState, Send, Store, Tick,
+                                       Wake, decode_ingest, decode_test_result, incident_step, ingest_step,
+                                       max_tick_hold, results_step)
+from healing_guard.engine.window import JobWindow
+from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, Outcome, TestResult
+from healing_guard.settings import Settings
+
+KEY = b"gitlab/platform/api/77"
+NOW = 1_767_225_600.0
+DISK_FULL = "ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine(Settings(broker_url="kafka://127.0.0.1:1", test_grace_seconds=0.0, partitions=1))
+
+
+class Tables:
+    """The agent's side, as plain dicts: carries out Store and Hold effects."""
+
+    def __init__(self) -> None:
+        self.windows: dict[bytes, bytes | None] = {}
+        self.ledgers: dict[bytes, bytes | None] = {}
+        self.test_models: dict[bytes, bytes | None] = {}
+        self.incidents: dict[bytes, bytes | None] = {}
+        self.holds: dict[bytes, float] = {}
+
+    def state(self) -> IngestState:
+        return IngestState(windows=self.windows, ledgers=self.ledgers, holds=self.holds)
+
+    def apply(self, effects: list[Effect]) -> list[Effect]:
+        for e in effects:
+            if isinstance(e, Store):
+                table = getattr(self, e.table)
+                if e.value is None:
+                    table.pop(e.key, None)
+                else:
+                    table[e.key] = e.value
+            elif isinstance(e, Hold):
+                if e.since is None:
+                    self.holds.pop(e.key, None)
+                else:
+                    self.holds[e.key] = e.since
+        return effects
+
+
+def sends(effects: list[Effect], topic: str) -> list[dict[str, Any]]:
+    return [orjson.loads(e.value) for e in effects if isinstance(e, Send) and e.topic == topic]
+
+
+def chunk(lines: list[str], attempt: int = 1) -> LogChunk:
+    return LogChunk(provider="gitlab", owner="platform", repo="api", job_id="77", seq=0, lines=lines, eof=True,
+                    attempt=attempt)
+
+
+def done(conclusion: str = "failure", attempt: int = 1) -> JobEvent:
+    return JobEvent(provider="gitlab", owner="platform", repo="api", job_id="77", job_name="build",
+                    status="completed", conclusion=conclusion, exit_code=1, log_chunks=1, attempt=attempt,
+                    started_at=NOW - 600, completed_at=NOW)
+
+
+def step(engine: Engine, t: Tables, event: Any, *, caught_up: bool = True, now: float = NOW) -> list[Effect]:
+    return t.apply(ingest_step(engine, t.state(), KEY, event, partition=0, now=now, logs_caught_up=lambda: caught_up))
+
+
+def test_decode_dead_letters_what_cannot_be_used() -> None:
+    names = Settings().topics
+
+    def decode(topic: str, key: bytes | None, raw: bytes) -> Any:
+        return decode_ingest(names, topic, key, raw, partition=0, offset=5, max_chunk_bytes=1 << 20)
+
+    no_key = decode(names.logs, None, chunk(["x"]).to_json())
+    assert isinstance(no_key, DeadLetter) and "no key" in no_key.reason and no_key.offset == 5
+    wrong = decode(names.logs, b"other/o/r/1", chunk(["x"]).to_json())
+    assert isinstance(wrong, DeadLetter) and wrong.field_name == "key"
+    bad_risk = decode(names.test_risk, KEY, b'{"risk": {}}')
+    assert isinstance(bad_risk, DeadLetter)
+    assert decode(names.ticks, KEY, b"{}") == Tick()
+    assert isinstance(decode(names.logs, KEY, chunk(["x"]).to_json()), LogChunk)
+
+
+def test_a_failed_job_is_decided_and_its_marker_written_after_its_commands(engine: Engine) -> None:
+    t = Tables()
+    effects = step(engine, t, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
+    assert Count("chunks") in effects and Count("lines", 2) in effects
+    assert KEY in t.windows and not any(isinstance(e, Send) for e in effects)
+    effects = step(engine, t, done())
+    [cmd] = sends(effects, "actions")
+    assert cmd["category"] == "disk_full" and cmd["action"] == "cleanup_retry"
+    assert sends(effects, "findings")[0]["category"] == "disk_full"
+    assert {f["table"] for f in sends(effects, "facts")} >= {"job_runs", "diagnoses", "commands"}
+    assert any(isinstance(e, Decided) for e in effects)
+    # the ledger is charged before the commands go, the marker written after them
+    kinds = [(type(e).__name__, getattr(e, "table", getattr(e, "topic", None))) for e in effects]
+    assert kinds.index(("Store", "ledgers")) < kinds.index(("Send", "actions")) < kinds.index(("Store", "windows"))
+    marker = orjson.loads(t.windows[KEY] or b"")
+    assert marker["decided"] and marker["retried"] == ["cleanup_retry", "disk_full"]
+    assert effects[-1] == Wake(KEY, (NOW + engine.settings.window_ttl_seconds, 0))
+    # a replayed completion event decides nothing twice
+    assert sends(step(engine, t, done()), "actions") == []
+    # the next attempt went green: the planner learns the action worked
+    step(engine, t, chunk(["ok"], attempt=2))
+    effects = step(engine, t, done("success", attempt=2))
+    assert Count("outcomes_learned") in effects and Count("jobs_closed") in effects
+    _, success = load_partition(t.ledgers[ledger_key(0)])
+    assert success.to_dict()["counts"]["disk_full|platform/api|cleanup_retry"] == [1.0, 0.0]
+
+
+def test_an_outcome_teaches_the_partitions_planner(engine: Engine) -> None:
+    t = Tables()
+    failed = Outcome(command_id="c1", job_key=KEY.decode(), action="cleanup_retry", status="failed",
+                     category="disk_full")
+    effects = step(engine, t, failed)
+    assert [type(e) for e in effects] == [Store, Count] and ledger_key(0) in t.ledgers
+    dry = Outcome(command_id="c2", job_key=KEY.decode(), action="retry", status="dry_run", category="network")
+    assert step(engine, t, dry) == []
+
+
+def test_a_tick_waits_for_the_partitions_logs_within_reason(engine: Engine) -> None:
+    t = Tables()
+    assert step(engine, t, Tick(), caught_up=False) == []  # no window: nothing to wake
+    t.windows[KEY] = dump_window(JobWindow(job_key=KEY.decode(), deadline=NOW - 1))
+    assert step(engine, t, Tick(), caught_up=False) == [Hold(KEY, NOW), Wake(KEY, (NOW + 0.5, 0))]
+    later = NOW + max_tick_hold(engine) - 1
+    assert step(engine, t, Tick(), caught_up=False, now=later) == [Hold(KEY, NOW), Wake(KEY, (later + 0.5, 0))]
+    effects = step(engine, t, Tick(), caught_up=False, now=NOW + max_tick_hold(engine))  # held long enough
+    assert effects[0] == Hold(KEY, None) and t.holds == {}
+
+
+def test_a_test_result_is_learned_once(engine: Engine) -> None:
+    t = Tables()
+    r = TestResult(provider="github", owner="o", repo="r", job_id="4", test_id="tests/a.py::b", outcome="failed")
+    decoded = decode_test_result("ci.tests", r.test_id.encode(), r.to_json(), partition=0, offset=9)
+    assert not isinstance(decoded, DeadLetter)
+    key, result = decoded
+    effects = t.apply(results_step(engine, t.test_models, key, result, partition=0, offset=9))
+    assert Count("tests") in effects and load_test(t.test_models[key]).applied == (0, 9)
+    [risk] = [e for e in effects if isinstance(e, Send) and e.topic == "test_risk"]
+    assert risk.key == b"github/o/r/4"  # re-keyed by job key, for the job agent
+    again = t.apply(results_step(engine, t.test_models, key, result, partition=0, offset=9))  # read again after a crash
+    assert Count("tests_replayed") in again and not any(isinstance(e, Store) for e in again)
+    # sent again, counted once by their ids
+    assert [f["row"]["id"] for f in sends(again, "facts")] == [f["row"]["id"] for f in sends(effects, "facts")]
+    wrong_key = decode_test_result("ci.tests", b"other", r.to_json(), partition=0, offset=10)
+    assert isinstance(wrong_key, DeadLetter) and wrong_key.field_name == "key"
+
+
+def test_an_incident_sighting_is_stored(engine: Engine) -> None:
+    t = Tables()
+    sighting = {"template": "TLS handshake timeout", "provider": "github", "owner": "acme", "repo": "r0",
+                "job_id": "1", "attempt": 1, "category": "docker_registry", "ts": NOW}
+    effects = t.apply(incident_step(engine, t.incidents, b"k", orjson.dumps(sighting)))
+    assert [type(e) for e in effects] == [Store] and b"k" in t.incidents

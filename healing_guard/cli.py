@@ -339,7 +339,7 @@ def report(
     config: Optional[Path] = ConfigOpt,
 ) -> None:
     """What the guard did and saved: time and dollars, MTTR / mean time to green, recovery per strategy,
-    flaky tests, top failure templates, budget burn (definitions: README, "ROI definitions")."""
+    flaky tests, top failure templates, budget burn (definitions: docs/roi.md)."""
     from .warehouse.client import WarehouseConnectionError, connect
     from .warehouse.migrate import MigrationError, migrate
     from .warehouse.read import WarehouseReader

@@ -62,7 +62,7 @@ def _print_roi(s: Settings, client: Any, console: Console) -> None:
     from .warehouse.read import WarehouseReader
 
     reader = WarehouseReader.from_settings(client, s)
-    console.print("[bold]queried from ClickHouse[/bold] (definitions: README, \"ROI definitions\")")
+    console.print("[bold]queried from ClickHouse[/bold] (definitions: docs/roi.md)")
     print_report(console, reader.report(days=30), None, s.human_response_minutes)
     console.print(f"again: [bold]guard report --database {s.clickhouse_database}[/bold]; REST API and dashboard: "
                   f"[bold]guard api --database {s.clickhouse_database}[/bold] (keys: guard api-keys create --all)",

@@ -11,13 +11,15 @@ from ..settings import Settings
 
 def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
     broker = settings.broker_url
+    faust_dir = Path(settings.data_dir) / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     return faust.App(
         settings.app_id,
         broker=broker,
         store=store,
         web_enabled=False,
         # Faust's own directory (empty with the memory store) under the guard's data directory, not the cwd
-        datadir=str(Path(settings.data_dir) / "faust" / "{conf.name}-data"),
+        datadir=str(faust_dir / "{conf.name}-data"),
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # topics are created explicitly, see streams.topics.ensure_topics

@@ -6,7 +6,7 @@ The definitions live in SQL, in ``infra/clickhouse/queries/*.sql`` (shipped as
 the report runs. Each query returns rows per day (or per test / category); this module only adds them
 up, so a total and its daily series can never disagree. Every number is over deduplicated facts (FINAL).
 
-Definitions (README, "ROI definitions"):
+Definitions (docs/roi.md):
 
 * **time saved**: for each automatic re-run whose next attempt succeeded,
   ``max(0, human_response_minutes - reaction_minutes)``. The counterfactual: without the guard a person

@@ -637,7 +637,7 @@ def _junit(xml: bytes | Path) -> list[Any]:
 
 def test_junit_billion_laughs_is_refused_fast() -> None:
     """Refused at the DOCTYPE, before one entity is declared, let alone expanded (the time it takes:
-    benchmarks/hostile.py)."""
+    benchmarks/goals.py)."""
     with pytest.raises(JUnitError, match=r"refused unsafe XML \(DTDForbidden: .*DTDForbidden\(name='lolz'"):
         _junit(BILLION_LAUGHS)
 
@@ -743,7 +743,7 @@ def test_a_50_mb_line_is_dead_lettered_or_cut_never_a_crash() -> None:
     assert n_chunks >= 25 and n_lines >= 100
     # the matcher scans a 50 MB line in one linear pass
     hits = ENGINE.matcher.match(["ERROR: " + line + " Killed"])
-    assert all(h.index == 0 for h in hits)  # (how long the scan takes: benchmarks/hostile.py)
+    assert all(h.index == 0 for h in hits)  # (how long the scan takes: benchmarks/goals.py)
 
 
 def test_invalid_utf8_and_nul_bytes_through_the_ingest_step() -> None:
@@ -773,7 +773,7 @@ def test_forward_keeps_multibyte_characters_whole_when_it_cuts() -> None:
 def test_tokenize_is_linear_on_long_hostile_lines() -> None:
     """Lines built to make a regex try every position (word boundaries, separators, trigger words, no
     match in the end) go through redact/template whole, and the secret at their end is still found.
-    The quadratic rules took 26 s for one 20 kB line; benchmarks/hostile.py times these ten 100 kB
+    The quadratic rules took 26 s for one 20 kB line; benchmarks/goals.py times these ten 100 kB
     lines against the goal of 20 s in all (about 2 s), and pytest-timeout stops a regression here."""
     from healing_guard.patterns.tokenize import template, tokenize
 

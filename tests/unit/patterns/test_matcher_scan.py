@@ -130,7 +130,7 @@ def test_same_hits_as_clean_then_re(lines: list[tuple[str, str, str]]) -> None:
 def test_hostile_user_regex_runs_in_linear_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Exponential for a backtracking engine on a near-miss line; both Hyperscan passes stay linear.
     Shown by the work done, not by a clock: Python's ``re`` never runs a user regex while matching, and
-    the cleaned-line check runs at most once per line. (The time: benchmarks/hostile.py.)"""
+    the cleaned-line check runs at most once per line. (The time: benchmarks/goals.py.)"""
     import healing_guard.patterns.matcher as matcher_module
 
     m = Matcher([pat("evil", r"^(a+)+$"), pat("evil2", r"^(\w+\s?)*!$")])

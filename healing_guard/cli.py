@@ -197,11 +197,14 @@ def backtest(
 def _analyzer(s: Settings, model: Optional[Path] = None) -> Any:
     """The offline analyzer, with pattern-file and label-model errors turned into clear exits."""
     from .log_files import Analyzer
-    from .classify.learner import LabelLearner
     from .patterns.library import PatternError
 
     try:
-        learner = LabelLearner.load(model) if model is not None else None
+        learner = None
+        if model is not None:  # River is imported only when a label model is used
+            from .classify.learner import LabelLearner
+
+            learner = LabelLearner.load(model)
         return Analyzer(s, learner=learner)
     except PatternError as exc:
         err.print(f"[red]pattern library error:[/red] {escape(str(exc))}")

@@ -12,9 +12,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .classify.learner import LabelLearner
 from .classify.log_stream import Analysis
 from .engine import Decision, Engine, offline_job
 from .engine.window import Ready
@@ -24,6 +23,9 @@ from .remediate import Ledger
 from .remediate.actions import is_automatic
 from .schemas import JobEvent
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .classify.learner import LabelLearner
 
 __all__ = ["Analyzer", "FileResult", "STDIN"]
 

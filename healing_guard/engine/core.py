@@ -11,11 +11,10 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..classify import Diagnosis, classify
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
-from ..classify.learner import LabelLearner
 from ..classify.unknowns import signature_line
 from ..flaky import TestModel
 from ..flaky.context import RetryContext, context_features, message_hash
@@ -39,6 +38,9 @@ from ..patterns.tokenize import redact, redact_bytes
 from ..patterns.tokenize import template as fact_template
 from ..warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
+
+if TYPE_CHECKING:
+    from ..classify.learner import LabelLearner
 
 
 @dataclass
@@ -97,18 +99,30 @@ class Engine:
             confidence_threshold=settings.confidence_threshold, partitions=settings.partitions,
             auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         )
-        self.learner = LabelLearner.load(settings.label_model) if settings.label_model else None
+        self.learner: LabelLearner | None = None
+        if settings.label_model:  # River (and SciPy) are imported only when a label model is used
+            from ..classify.learner import LabelLearner as _Learner
+
+            self.learner = _Learner.load(settings.label_model)
         #: flakiness prior learned across the tests this worker sees (in memory: after a restart it is
         #: relearned while the per-test models come back from their changelog)
         self.flake_prior = FlakePrior()
         #: P(retry passes | failure context), learned from what each failed test did next (in memory too)
-        self.retry_context = RetryContext()
+        self._retry_context: RetryContext | None = None  # built on first use: see retry_context
         self.incident_policy = IncidentPolicy(
             window_seconds=settings.incident_window_seconds, min_jobs=settings.incident_min_jobs,
             min_repos=settings.incident_min_repos, enabled=settings.incidents_enabled)
         self.quarantine_policy = QuarantinePolicy(
             threshold=settings.quarantine_threshold, release_runs=settings.quarantine_release_runs,
             enabled=settings.quarantine_enabled)
+
+    @property
+    def retry_context(self) -> RetryContext:
+        """P(retry passes | failure context), built when the first test result arrives: its River model
+        imports SciPy (most of a second), which a process that never learns a test should not pay for."""
+        if self._retry_context is None:
+            self._retry_context = RetryContext()
+        return self._retry_context
 
     # --- per-job window steps ------------------------------------------------------------------
     def chunk(self, w: JobWindow, chunk: Any, now: float | None = None) -> tuple[JobWindow, list[Output]]:

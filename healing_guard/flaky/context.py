@@ -23,7 +23,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from river import compose, linear_model, optim, preprocessing
 
 from ..ids import stable_id
 from ..patterns.tokenize import template
@@ -95,6 +94,10 @@ def context_features(model: TestModel, result: TestResult, p_retry_pass: float) 
 
 
 def _regression() -> Any:
+    # imported here: River's linear models pull in SciPy (most of a second), which `guard analyze` and
+    # the other commands that never learn a test's history should not pay for
+    from river import compose, linear_model, optim, preprocessing
+
     return compose.Pipeline(preprocessing.StandardScaler(),
                             linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4))
 

@@ -19,6 +19,8 @@ from typing import Any
 import hyperscan
 import yaml
 
+from .hs_cache import compile_database
+
 from healing_guard.schemas.records import CATEGORIES
 
 __all__ = [
@@ -224,7 +226,28 @@ def _mapping_items(ctx: _Ctx, node: yaml.MappingNode, where: str) -> list[tuple[
     return items
 
 
-def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
+#: a pattern's regex waiting for the Hyperscan check: (regex, flags, its YAML node, its dotted key)
+_Pending = list[tuple[str, int, yaml.Node, str]]
+
+
+def _check_regexes(ctx: _Ctx, pending: _Pending) -> None:
+    """Every regex through Hyperscan: all at once in one database (kept by the compile cache, so a
+    library seen before costs milliseconds), and one by one only when that fails, to name the culprit."""
+    if not pending:
+        return
+    try:
+        compile_database([rx.encode("utf-8") for rx, _, _, _ in pending], list(range(len(pending))),
+                         [f for _, f, _, _ in pending])
+        return
+    except hyperscan.error:
+        pass
+    for regex, flags, node, key in pending:
+        refusal = _hs_check(regex, flags)
+        if refusal is not None:
+            raise ctx.err(node, key, refusal)
+
+
+def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str, pending: _Pending, *, trusted: bool = False) -> Pattern:
     if not isinstance(node, yaml.MappingNode):
         raise ctx.err(node, where, "each pattern must be a mapping with id, category, regex, ...")
     fields: dict[str, tuple[yaml.Node, Any]] = {}
@@ -302,17 +325,18 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
     rkey = f"{where}.regex"
     if len(regex) > _MAX_REGEX_LEN:
         raise ctx.err(rx_node, rkey, f"longer than {_MAX_REGEX_LEN} characters")
-    unescaped = _ESCAPED.sub("_", regex)
-    for rx, reason in _UNBOUNDED:
-        if rx.search(regex if rx is _UNBOUNDED[0][0] else unescaped):
-            raise ctx.err(rx_node, rkey, reason)
-    try:
-        re.compile(regex, re.IGNORECASE if caseless else 0)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise ctx.err(rx_node, rkey, f"not a valid regular expression: {exc}") from None
-    repeat = _repeat_problem(regex, re.IGNORECASE if caseless else 0)
-    if repeat is not None:
-        raise ctx.err(rx_node, rkey, repeat)
+    if not trusted:  # the packaged library passes these checks in its tests; users' files every time
+        unescaped = _ESCAPED.sub("_", regex)
+        for rx, reason in _UNBOUNDED:
+            if rx.search(regex if rx is _UNBOUNDED[0][0] else unescaped):
+                raise ctx.err(rx_node, rkey, reason)
+        try:
+            re.compile(regex, re.IGNORECASE if caseless else 0)
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ctx.err(rx_node, rkey, f"not a valid regular expression: {exc}") from None
+        repeat = _repeat_problem(regex, re.IGNORECASE if caseless else 0)
+        if repeat is not None:
+            raise ctx.err(rx_node, rkey, repeat)
     pattern = Pattern(
         id=pid,
         category=category,
@@ -323,17 +347,19 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str) -> Pattern:
         description=description,
         caseless=caseless,
     )
-    refusal = _hs_check(regex, hs_flags(pattern))
-    if refusal is not None:
-        raise ctx.err(rx_node, rkey, refusal)
+    pending.append((regex, hs_flags(pattern), rx_node, rkey))  # checked with the others, see _check_regexes
     return pattern
 
 
-def parse_library(text: str, file: str = "<string>") -> list[Pattern]:
-    """Parse one pattern file's text; ``file`` is only used in error messages."""
+def parse_library(text: str, file: str = "<string>", *, trusted: bool = False) -> list[Pattern]:
+    """Parse one pattern file's text; ``file`` is only used in error messages. ``trusted`` (the packaged
+    library) composes with libyaml's C parser when present, ten times faster, and skips the checks for
+    hostile regexes (its tests run them: tests/unit/patterns); users' files always go through the
+    pure-Python parser and every check, whose limits the hostile-input tests pin down."""
     ctx = _Ctx(file)
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader) if trusted else yaml.SafeLoader
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -360,12 +386,14 @@ def parse_library(text: str, file: str = "<string>") -> list[Pattern]:
         raise ctx.err(plist, "patterns", "must be a list of patterns")
     out: list[Pattern] = []
     ids: dict[str, int] = {}
+    pending: _Pending = []
     for i, pnode in enumerate(plist.value):
-        p = _parse_pattern(ctx, pnode, f"patterns[{i}]")
+        p = _parse_pattern(ctx, pnode, f"patterns[{i}]", pending, trusted=trusted)
         if p.id in ids:
             raise ctx.err(pnode, f"patterns[{i}].id", f"duplicate id {p.id!r} (first defined as patterns[{ids[p.id]}])")
         ids[p.id] = i
         out.append(p)
+    _check_regexes(ctx, pending)
     return out
 
 
@@ -373,7 +401,7 @@ def parse_library(text: str, file: str = "<string>") -> list[Pattern]:
 def _builtin_patterns() -> tuple[Pattern, ...]:
     """The packaged patterns, validated once per process (checking each one in Hyperscan takes ~1 s)."""
     ref = resources.files("healing_guard.patterns").joinpath(BUILTIN_FILE)
-    return tuple(parse_library(ref.read_text(encoding="utf-8"), f"<builtin>/{BUILTIN_FILE}"))
+    return tuple(parse_library(ref.read_text(encoding="utf-8"), f"<builtin>/{BUILTIN_FILE}", trusted=True))
 
 
 def load_library(extra_files: Sequence[str | Path] = (), *, include_builtin: bool = True) -> list[Pattern]:

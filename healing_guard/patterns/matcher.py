@@ -12,8 +12,11 @@ import re
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import hyperscan
+
+from .hs_cache import DEFAULT_CACHE_DIR, compile_database
 
 from .library import STEP_CATEGORY, STEP_MARKERS, Pattern, hs_flags
 from .tokenize import clean, strip_ansi
@@ -121,9 +124,14 @@ class Matcher:
     ``max_hits_per_pattern`` bounds the work and output on pathological logs (a pattern matching every
     line of a million-line log): per pattern the first half of the budget and the most recent half are
     kept, because the start of a failure and the end of the log are both what a diagnosis needs.
+
+    ``cache_dir``: where compiled databases are kept by what they were compiled from (``hs_cache.py``), so
+    a second process with the same library loads in milliseconds instead of compiling for seconds;
+    ``None`` compiles every time.
     """
 
-    def __init__(self, patterns: Sequence[Pattern], *, max_hits_per_pattern: int = 50, markers: bool = False) -> None:
+    def __init__(self, patterns: Sequence[Pattern], *, max_hits_per_pattern: int = 50, markers: bool = False,
+                 cache_dir: Path | None = DEFAULT_CACHE_DIR) -> None:
         if max_hits_per_pattern < 1:
             raise ValueError("max_hits_per_pattern must be >= 1")
         self.patterns: tuple[Pattern, ...] = tuple(patterns) + (STEP_MARKERS if markers else ())
@@ -140,27 +148,17 @@ class Matcher:
         self._exact_db: hyperscan.Database | None = None
         self._exact_scratch: hyperscan.Scratch | None = None
         if checked:
-            xdb = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            xdb.compile(
-                expressions=[self.patterns[i].regex.encode("utf-8") for i in checked],
-                ids=checked,
-                elements=len(checked),
-                flags=[hs_flags(self.patterns[i]) for i in checked],
-            )
+            xdb = compile_database([self.patterns[i].regex.encode("utf-8") for i in checked], checked,
+                                   [hs_flags(self.patterns[i]) for i in checked], cache_dir=cache_dir)
             self._exact_db = xdb
             self._exact_scratch = hyperscan.Scratch(xdb)
         self._cleaned: tuple[int, set[int]] = (-1, set())  # (line index, checked pids it matches)
         self._db: hyperscan.Database | None = None
         self._scratch: hyperscan.Scratch | None = None
         if self.patterns:
-            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             try:
-                db.compile(
-                    expressions=[rx.encode("utf-8") for rx, _ in forms],
-                    ids=list(range(len(self.patterns))),
-                    elements=len(self.patterns),
-                    flags=[hs_flags(p) for p in self.patterns],
-                )
+                db = compile_database([rx.encode("utf-8") for rx, _ in forms], list(range(len(self.patterns))),
+                                      [hs_flags(p) for p in self.patterns], cache_dir=cache_dir)
             except hyperscan.error as exc:
                 raise ValueError(f"the pattern library does not compile as one database: {exc}") from None
             self._db = db

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ class Row:
     confidence: float
     evidence: str
     seconds: float
+    lines: tuple[int, ...] = ()  # the evidence's line numbers, in the order the guard reports them
 
 
 def load_labels(dataset: Path) -> list[tuple[str, str]]:
@@ -70,7 +72,7 @@ def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row
         dt = time.perf_counter() - t0
         d = a.diagnosis
         top = d.evidence[0].pattern if d.evidence else ""
-        rows.append(Row(name, label, d.category, d.confidence, top, dt))
+        rows.append(Row(name, label, d.category, d.confidence, top, dt, tuple(e.line for e in d.evidence)))
         if learner is not None:
             d2 = learner.predict(d, signature=a.signature)
             learned.append(Row(name, label, d2.category, d2.confidence, top, dt))
@@ -78,6 +80,49 @@ def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row
         print(f"\r{i}/{len(labels)} logs", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return rows, learned
+
+
+#: the baseline locator: "the last line that says error or fail"
+_ERROR_WORD = re.compile(rb"error|fail", re.IGNORECASE)
+
+
+def load_chunks(dataset: Path) -> dict[str, tuple[int, int]]:
+    """``chunks.csv`` (``file,first_line,last_line``): the lines a person marked as the failure's reason."""
+    path = dataset / "chunks.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="", encoding="utf-8") as f:
+        return {r["file"]: (int(r["first_line"]), int(r["last_line"])) for r in csv.DictReader(f)}
+
+
+def _baseline_lines(path: Path, k: int) -> list[int]:
+    """The last ``k`` lines that say error/fail (line numbers as ``sed -n`` counts them: split on \\n)."""
+    found: list[int] = []
+    with path.open("rb") as f:
+        for i, line in enumerate(f, 1):
+            if _ERROR_WORD.search(line):
+                found.append(i)
+                if len(found) > k:
+                    del found[0]
+    return list(reversed(found))
+
+
+def located(rows: list[Row], dataset: Path, chunks: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """located@1/@3: one of the first k evidence lines falls in the person's chunk; the baseline's too."""
+    scored = [r for r in rows if r.file in chunks]
+    if not scored:
+        return {}
+    out: dict[str, Any] = {"logs": len(scored)}
+    for k in (1, 3):
+        ours = base = 0
+        for r in scored:
+            lo, hi = chunks[r.file]
+            ours += any(lo <= ln <= hi for ln in r.lines[:k])
+            base += any(lo <= ln <= hi for ln in _baseline_lines(dataset / "logs" / r.file, k))
+        out[f"located@{k}"] = round(ours / len(scored), 4)
+        out[f"baseline@{k}"] = round(base / len(scored), 4)
+    out["empty_evidence"] = sum(1 for r in scored if not r.lines)
+    return out
 
 
 def scores(rows: list[Row], gate: dict[str, float]) -> dict[str, Any]:
@@ -101,6 +146,8 @@ def scores(rows: list[Row], gate: dict[str, float]) -> dict[str, Any]:
         "logs": len(rows),
         "accuracy": round(sum(r.label == r.predicted for r in rows) / len(rows), 4) if rows else 0.0,
         "macro_f1": round(macro, 4),
+        "unknown_rate": round(sum(r.predicted == "unknown" for r in rows) / len(rows), 4) if rows else 0.0,
+        "empty_evidence": sum(1 for r in rows if not r.lines),
         "per_category": per,
         "automatic_actions": len(auto),
         "automatic_action_precision": round(auto_right / len(auto), 4) if auto else None,
@@ -228,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{b['bin']}: n={b['n']} conf={b['mean_confidence']:.2f} acc={b['accuracy']:.2f}" for b in cal["bins"])
         + f"  ECE {cal['ece']:.3f}")
     out: dict[str, Any] = {"dataset": str(args.dataset), **s, "cross_validated_gate": cv, "calibration": cal}
+    loc = located(rows, args.dataset, load_chunks(args.dataset))
+    if loc:
+        out["located"] = loc
+        print(f"located (a person's chunk, {loc['logs']} logs): ours @1 {loc['located@1']:.3f} @3 {loc['located@3']:.3f}; "
+              f"last error/fail line @1 {loc['baseline@1']:.3f} @3 {loc['baseline@3']:.3f}")
+    print(f"unknown {s['unknown_rate']:.1%}; logs with no evidence line: {s['empty_evidence']}")
     if learned:
         s2 = scores(learned, gate)
         print_report("online learner (test-then-train)", s2, learned)

@@ -46,7 +46,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from healing_guard.patterns.library import STEP_CATEGORY
+from healing_guard.patterns.library import MARKER_CATEGORIES, STEP_CATEGORY
 from healing_guard.patterns.matcher import Hit
 from healing_guard.patterns.tokenize import tokenize
 
@@ -190,7 +190,7 @@ def evidence_from_hits(hits: Sequence[Hit], first_line_no: int) -> list[Evidence
     out: list[EvidenceLine] = []
     texts: dict[int, str] = {}  # several patterns often hit one line: tokenize it once
     for h in hits:
-        if h.pattern.category == STEP_CATEGORY:
+        if h.pattern.category in MARKER_CATEGORIES:
             continue
         text = texts.get(h.index)
         if text is None:

@@ -18,6 +18,7 @@ from healing_guard.patterns.matcher import Matcher
 from healing_guard.patterns.tokenize import tokenize_lines
 
 from .classifier import Diagnosis, EvidenceLine, classify, evidence_from_hits, step_start
+from .locate import Locator, located_evidence
 from .unknowns import signature_line
 
 __all__ = ["Analysis", "CollectedLog", "LogAnalyzer", "analyze_stream", "keep_strongest"]
@@ -49,6 +50,7 @@ class CollectedLog:
     bytes_read: int
     tail: tuple[str, ...]
     step_start: int | None
+    located: tuple[EvidenceLine, ...] = ()  # where the job stopped and the error lines before it
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class LogAnalyzer:
         self._skipping = False  # inside an over-long line: drop bytes until its newline
         self._lines_done = 0
         self._step: int | None = None  # where the last CI step starts (needs a Matcher with markers)
+        self._locator = Locator()  # where the job stopped, and the error lines before it
         self._evidence: list[EvidenceLine] = []
         self._tail: deque[str] = deque(maxlen=tail_lines)
         self.truncated_lines = 0
@@ -166,7 +169,8 @@ class LogAnalyzer:
         self._finish_scan()
         return CollectedLog(evidence=tuple(self._evidence), total_lines=self._lines_done,
                             truncated_lines=self.truncated_lines, bytes_read=self.bytes_read,
-                            tail=tuple(self._tail), step_start=self._step)
+                            tail=tuple(self._tail), step_start=self._step,
+                            located=located_evidence(self._locator.to_dict()))
 
     def _finish_scan(self) -> None:
         if not self._finished:
@@ -187,6 +191,7 @@ class LogAnalyzer:
         hits = self.matcher.scan(buf)
         if hits:
             self._step = step_start(hits, self._lines_done + 1) or self._step
+            self._locator.observe(hits, self._lines_done + 1)
             self._evidence.extend(evidence_from_hits(hits, self._lines_done + 1))
             keep_strongest(self._evidence, self.max_evidence)
         want = self._tail.maxlen or 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ..classify import Diagnosis, classify
+from ..classify import Diagnosis, EvidenceLine, classify
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
 from ..classify.unknowns import signature_line
 from ..flaky import TestModel
@@ -156,7 +156,7 @@ class Engine:
                 reader.feed(data)
         log = reader.collect()
         ready = Ready(job=job, evidence=log.evidence, total_lines=log.total_lines, log_complete=True, risks=risks,
-                      tail=log.tail, step_start=log.step_start)
+                      tail=log.tail, step_start=log.step_start, located=log.located)
         d = self.diagnose(ready)
         analysis = Analysis(diagnosis=d, total_lines=log.total_lines, truncated_lines=log.truncated_lines,
                             bytes_read=log.bytes_read, signature=self.signature(d, ready), tail=log.tail)
@@ -169,7 +169,7 @@ class Engine:
                      step=ready.step_start)
         if self.learner is not None:
             d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
-        return d
+        return with_located(d, ready.located)
 
     @staticmethod
     def signature(d: Diagnosis, ready: Ready) -> str | None:
@@ -319,6 +319,21 @@ class Engine:
                             p_retry_pass=round(model.p_retry_pass(view), 4), runs=model.runs,
                             recoveries=model.recoveries)
         return fact, risk
+
+
+#: a diagnosis shows at least this many lines when the log has them: pattern evidence first, then the
+#: lines the locator found where the job stopped (so a failed job's evidence is never empty)
+MIN_EVIDENCE = 3
+
+
+def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:
+    """``d`` with the located lines after its own evidence, up to :data:`MIN_EVIDENCE` lines; the
+    category and confidence are the diagnosis's own."""
+    if len(d.evidence) >= MIN_EVIDENCE or not located:
+        return d
+    have = {e.line for e in d.evidence}
+    extra = [e for e in located if e.line not in have][: MIN_EVIDENCE - len(d.evidence)]
+    return dataclasses.replace(d, evidence=d.evidence + tuple(extra)) if extra else d
 
 
 def _policy_of(settings: Settings) -> Policy:

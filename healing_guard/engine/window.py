@@ -16,6 +16,7 @@ from typing import Any
 
 from ..classify import EvidenceLine, evidence_from_hits
 from ..classify.classifier import step_start
+from ..classify.locate import Locator, located_evidence
 from ..patterns.matcher import Matcher
 from ..patterns.tokenize import redact_job, redact_lines, tokenize_lines
 from ..schemas import JobEvent, LogChunk, TestRisk
@@ -43,6 +44,8 @@ class JobWindow:
     #: the automatic action taken on the previous attempt, [action, category]: how this attempt ends is
     #: how well that action worked (the planner learns from it)
     retried: list[str] | None = None
+    #: where the job stopped and the error lines before it (classify/locate.py), bounded
+    located: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (called after every chunk): the values are already plain JSON data
@@ -94,6 +97,8 @@ class Ready:
     tail: tuple[str, ...]
     step_start: int | None = None  # line where the log's last CI step starts
     retried: tuple[str, str] | None = None  # (action, category) of the automatic action that led here
+    #: where the job stopped and the error lines before it, as evidence (classify/locate.py)
+    located: tuple[EvidenceLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,10 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
     hits = matcher.match(lines)
     if hits:
         w.step_start = step_start(hits, first) or w.step_start
+        if w.located is None or w.located.get("exit") is None:  # nothing changes once the exit is found
+            loc = Locator(w.located)
+            loc.observe(hits, first)
+            w.located = loc.to_dict()
         new = evidence_from_hits(hits, first)
         # what dataclasses.asdict gives, without its deep copy (the values are immutable); every field, so
         # a field added to EvidenceLine is kept
@@ -244,5 +253,6 @@ def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) 
         tail=tuple(w.tail),
         step_start=w.step_start or None,
         retried=tuple(w.retried) if w.retried else None,  # type: ignore[arg-type]
+        located=located_evidence(w.located),
     )
     return w, [ready]

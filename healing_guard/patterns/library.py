@@ -27,6 +27,9 @@ __all__ = [
     "BUILTIN_FILE",
     "STEP_CATEGORY",
     "STEP_MARKERS",
+    "EXIT_CATEGORY",
+    "ERROR_CATEGORY",
+    "MARKER_CATEGORIES",
     "PATTERN_CATEGORIES",
     "Pattern",
     "PatternError",
@@ -86,10 +89,33 @@ class Pattern:
 #: section, a Jenkins stage) begins. They are not evidence; they tell the classifier where the step that
 #: failed (the last one) starts, so its lines count as "at the end" however long the post-job cleanup.
 STEP_CATEGORY = "_step"
+#: where a platform says the job (or its failing step) stopped: see classify/locate.py
+EXIT_CATEGORY = "_exit"
+#: a line that says error, failed, exception...: the locator keeps the last few before the exit
+ERROR_CATEGORY = "_err"
+#: categories of marker patterns: their hits locate things in the log and are never evidence
+MARKER_CATEGORIES = frozenset({STEP_CATEGORY, EXIT_CATEGORY, ERROR_CATEGORY})
+
 STEP_MARKERS: tuple[Pattern, ...] = (
     Pattern("_step.github", STEP_CATEGORY, r"##\[group\]Run ", 0.0),
     Pattern("_step.gitlab", STEP_CATEGORY, r"section_start:\d+:(?:step_script|build_script|script|after_script|[a-z_]*_script)", 0.0),
     Pattern("_step.jenkins", STEP_CATEGORY, r"\[Pipeline\] \{ \(", 0.0),
+    # the platforms' own words for a failed step or job (GitHub, GitLab, Jenkins, CircleCI, Travis, and a
+    # platform's time limit or lost runner)
+    Pattern("_exit.github", EXIT_CATEGORY, r"##\[error\]Process completed with exit code [1-9]", 0.0),
+    Pattern("_exit.gitlab", EXIT_CATEGORY, r"ERROR: Job failed", 0.0),
+    Pattern("_exit.jenkins", EXIT_CATEGORY, r"script returned exit code [1-9]|Build step '[^']*' marked build as failure", 0.0),
+    Pattern("_exit.circleci", EXIT_CATEGORY, r"Exited with code (?:exit status )?[1-9]", 0.0),
+    Pattern("_exit.travis", EXIT_CATEGORY, r"The command \".*\" (?:failed and )?exited with [1-9]", 0.0),
+    Pattern("_exit.platform", EXIT_CATEGORY,
+            r"has exceeded the maximum execution time|The runner has received a shutdown signal"
+            r"|lost communication with the server|No output has been received in the last"
+            r"|Too long with no output|execution took longer than", 0.0),
+    Pattern("_err.generic", ERROR_CATEGORY,
+            r"\berror\b|\berr!|\bfatal\b|\bfailed\b|\bfailure\b|\bfail\b|exception\b|traceback|\bpanic"
+            r"|assertion|\bcannot\b|could not|couldn't|unable to|not found|no such file|permission denied"
+            r"|refused|timed? ?out\b|\bkilled\b|segmentation fault|\baborted\b|undefined reference", 0.0,
+            caseless=True),
 )
 
 

@@ -18,7 +18,7 @@ import hyperscan
 
 from .hs_cache import DEFAULT_CACHE_DIR, compile_database
 
-from .library import STEP_CATEGORY, STEP_MARKERS, Pattern, hs_flags
+from .library import MARKER_CATEGORIES, STEP_MARKERS, Pattern, hs_flags
 from .tokenize import clean, strip_ansi
 
 __all__ = ["Hit", "MAX_HIT_TEXT", "Matcher", "line_form"]
@@ -166,7 +166,7 @@ class Matcher:
 
     def categories(self) -> set[str]:
         """Categories some pattern can produce (lets callers tell "no evidence possible" apart)."""
-        return {p.category for p in self.patterns if p.category != STEP_CATEGORY}
+        return {p.category for p in self.patterns if p.category not in MARKER_CATEGORIES}
 
     @staticmethod
     def _buffer(lines: Sequence[str]) -> bytes:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all bench load install kafka chromium clean
+.PHONY: run test test-all bench load corpus install kafka chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP) kafka
 ## make load: ten minutes of sustained load on one worker (benchmarks/load.py; the slow test asserts on it)
 load: $(STAMP) kafka
 	$(BIN)/python benchmarks/load.py --minutes 10
+
+## make corpus: real tools fail on small broken projects, each job wrapped in 5 platforms' logs (benchmarks/corpus/README.md)
+corpus: $(STAMP)
+	$(BIN)/python -m benchmarks.corpus.build --out .guard/corpus/out
 
 clean:
 	rm -rf .guard .pytest_cache

@@ -57,9 +57,11 @@ def load_labels(dataset: Path) -> list[tuple[str, str]]:
         return [(r["file"], r["category"]) for r in reader]
 
 
-def run(dataset: Path, pattern_files: list[str], online: bool) -> tuple[list[Row], list[Row]]:
-    # the engine's path, as guard analyze and the worker judge a log (no label model: rules alone)
-    analyzer = Analyzer(Settings(pattern_files=tuple(pattern_files), label_model=None))
+def run(dataset: Path, pattern_files: list[str], online: bool, text_model: str = "off") -> tuple[list[Row], list[Row]]:
+    # the engine's path, as guard analyze and the worker judge a log; by default the rules alone (the
+    # shipped text model learned from these sets: its held-out score is benchmarks/train_text_model.py
+    # --evaluate, leave-one-project-out)
+    analyzer = Analyzer(Settings(pattern_files=tuple(pattern_files), label_model="", text_model=text_model))
     rows: list[Row] = []
     learned: list[Row] = []
     learner = LabelLearner() if online else None
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pattern-file", action="append", default=[], help="extra pattern library file(s)")
     ap.add_argument("--json", action="store_true", help="print the scores as one JSON line at the end")
     ap.add_argument("--online", action="store_true", help="also score the online learner, test-then-train")
+    ap.add_argument("--with-model", action="store_true",
+                    help="diagnose with the shipped text model too (in-sample on the sets it learned from)")
     ap.add_argument("--write-gate", type=Path, help="write per-category automatic-action thresholds here")
     ap.add_argument("--target-precision", type=float, default=0.95)
     ap.add_argument("--folds", type=int, default=5, help="folds of the cross-validated gate estimate")
@@ -253,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.dataset / "logs").is_dir():
         print(f"{args.dataset}: no logs/ folder (expected labels.csv + logs/)", file=sys.stderr)
         return 2
-    rows, learned = run(args.dataset, args.pattern_file, args.online)
+    rows, learned = run(args.dataset, args.pattern_file, args.online, "" if args.with_model else "off")
+    if args.with_model:
+        print("with the shipped text model: IN-SAMPLE on the sets it was trained on "
+              "(held-out: benchmarks/train_text_model.py --evaluate)", file=sys.stderr)
     gate = packaged_thresholds()
     if args.write_gate:
         entries = choose_thresholds(((r.predicted, r.confidence, r.predicted == r.label) for r in rows),

@@ -209,6 +209,9 @@ def _analyzer(s: Settings, model: Optional[Path] = None) -> Any:
     except PatternError as exc:
         err.print(f"[red]pattern library error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
     except (OSError, ValueError, EOFError) as exc:
         err.print(f"[red]cannot load the label model:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None

@@ -101,6 +101,7 @@ class Analyzer:
             "file": r.file,
             "category": d.category,
             "confidence": round(d.confidence, 4),
+            "learned": d.learned,  # the category came from the text model, not a pattern
             "evidence": [{"line": e.line, "text": e.text, "pattern": e.pattern} for e in d.evidence],
             "remediation": remediation or cmd.reason,
             "action": cmd.action,

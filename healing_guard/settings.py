@@ -72,6 +72,9 @@ class Settings:
     auto_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: a label model written by `guard learn` (online learner over confirmed labels); "" for none
     label_model: str = ""
+    #: the text model over the failure chunk (classify/text_model.py): "" the packaged one, "off" none,
+    #: or the path of one trained with benchmarks/train_text_model.py
+    text_model: str = ""
     # cost
     daily_budget_usd: float = 200.0
     repo_daily_budget_usd: float = 50.0
@@ -279,6 +282,7 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "auto_thresholds"): ("auto_thresholds", _thresholds, ""),
     ("pipeline", "strategies_file"): ("strategies_file", _str, "GUARD_STRATEGIES"),
     ("pipeline", "label_model"): ("label_model", _str, "GUARD_LABEL_MODEL"),
+    ("pipeline", "text_model"): ("text_model", _str, "GUARD_TEXT_MODEL"),
     ("escalation", "incidents"): ("incidents_enabled", _bool, "GUARD_INCIDENTS_ENABLED"),
     ("escalation", "incident_window_seconds"): (
         "incident_window_seconds", _nonneg_float, "GUARD_INCIDENT_WINDOW_SECONDS"),

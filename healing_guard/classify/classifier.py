@@ -179,6 +179,9 @@ class Diagnosis:
     evidence: tuple[EvidenceLine, ...]
     #: every category's score, highest first: the features the online learner corrects
     scores: tuple[tuple[str, float], ...] = ()
+    #: the category came from the text model, not a pattern (classify/text_model.py): the planner tells a
+    #: person instead of acting by itself
+    learned: bool = False
 
 
 def evidence_from_hits(hits: Sequence[Hit], first_line_no: int) -> list[EvidenceLine]:

@@ -17,45 +17,60 @@ Pure: no Faust, Kafka or ClickHouse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from healing_guard.patterns.library import ERROR_CATEGORY, EXIT_CATEGORY
+from healing_guard.patterns.library import COMMAND_CATEGORY, ERROR_CATEGORY, EXIT_CATEGORY
 from healing_guard.patterns.matcher import Hit
 from healing_guard.patterns.tokenize import tokenize
 
 from .classifier import MAX_TEXT, EvidenceLine
 
-__all__ = ["ERRORS_KEPT", "LOCATED_ERROR", "LOCATED_EXIT", "Locator", "located_evidence"]
+__all__ = ["CONTEXT_KEPT", "ERRORS_KEPT", "LOCATED_CONTEXT", "LOCATED_ERROR", "LOCATED_EXIT", "Locator",
+           "failing_command", "located_evidence"]
 
 #: error lines kept before the exit (the last ones: closest to where the job stopped)
 ERRORS_KEPT = 6
 #: pattern ids of located evidence (so a reader can tell them from library patterns)
 LOCATED_ERROR = "_locate.error"
 LOCATED_EXIT = "_locate.exit"
+LOCATED_CONTEXT = "_locate.context"
+#: lines kept right before the exit
+CONTEXT_KEPT = 2
 
 
 class Locator:
     """The exit line and the error lines before it, as plain JSON data (it travels in the window)."""
 
-    __slots__ = ("exit", "errors")
+    __slots__ = ("exit", "errors", "step", "context")
 
     def __init__(self, state: dict[str, Any] | None = None) -> None:
         state = state or {}
         self.exit: list[Any] | None = state.get("exit")  # [line, text] of the first failure line
         self.errors: list[list[Any]] = list(state.get("errors") or [])  # [[line, text], ...], in order
+        self.step: list[Any] | None = state.get("step")  # [line, text] of the last command echoed before the exit
+        #: [[line, text], ...]: the last lines right before the exit (what the step said as it stopped)
+        self.context: list[list[Any]] = list(state.get("context") or [])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exit": self.exit, "errors": self.errors}
+        return {"exit": self.exit, "errors": self.errors, "step": self.step, "context": self.context}
 
-    def observe(self, hits: Sequence[Hit], first_line_no: int) -> None:
-        """Take one chunk's marker hits (any hits; others are ignored), in line order."""
+    def observe(self, hits: Sequence[Hit], first_line_no: int,
+                lines: Callable[[], Sequence[str]] | None = None, tail: Sequence[str] = ()) -> None:
+        """Take one chunk's marker hits (any hits; others are ignored), in line order. ``lines`` gives
+        the chunk's lines (asked for only when the exit is in this chunk); ``tail``: the log's last lines
+        before this chunk, in case the exit is the chunk's first line."""
         exits = {h.index for h in hits if h.pattern.category == EXIT_CATEGORY}
         for h in hits:
             cat = h.pattern.category
-            if cat == EXIT_CATEGORY:
+            if cat == COMMAND_CATEGORY:
+                if self.exit is None:
+                    self.step = [first_line_no + h.index, tokenize(h.text)[:MAX_TEXT]]
+            elif cat == EXIT_CATEGORY:
                 if self.exit is None:
                     self.exit = [first_line_no + h.index, tokenize(h.text)[:MAX_TEXT]]
+                    self._context(h.index, first_line_no, lines, tail)
             elif cat == ERROR_CATEGORY and self.exit is None and h.index not in exits:
                 line = first_line_no + h.index
                 if self.errors and self.errors[-1][0] == line:
@@ -68,13 +83,54 @@ class Locator:
                     del self.errors[0]
 
 
+    def _context(self, index: int, first_line_no: int, lines: Callable[[], Sequence[str]] | None,
+                 tail: Sequence[str]) -> None:
+        """The last non-empty lines before the exit at ``index`` of this chunk."""
+        found: list[list[Any]] = []
+        if lines is not None:
+            chunk = lines()
+            i = index - 1
+            while i >= 0 and len(found) < CONTEXT_KEPT:
+                text = tokenize(chunk[i][:4000])[:MAX_TEXT] if i < len(chunk) else ""
+                if text.strip():
+                    found.append([first_line_no + i, text])
+                i -= 1
+            if i < 0 and len(found) < CONTEXT_KEPT:  # the exit is near the chunk's start: the tail before it
+                for j, text in enumerate(reversed(tail)):
+                    if len(found) >= CONTEXT_KEPT:
+                        break
+                    if text.strip():
+                        found.append([first_line_no - 1 - j, text[:MAX_TEXT]])
+        self.context = list(reversed(found))
+
+
 def located_evidence(state: dict[str, Any] | None) -> tuple[EvidenceLine, ...]:
     """The located lines as evidence, most telling first: the last error line before the exit, then the
     earlier ones, then the exit line itself (the platform's word that the step failed)."""
     loc = Locator(state)
     out = [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_ERROR, category="unknown", weight=0.0)
            for ln, text in reversed(loc.errors)]
+    have = {e.line for e in out}
+    out += [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_CONTEXT, category="unknown", weight=0.0)
+            for ln, text in reversed(loc.context) if int(ln) not in have]
     if loc.exit is not None:
         out.append(EvidenceLine(line=int(loc.exit[0]), text=str(loc.exit[1]), pattern=LOCATED_EXIT,
                                 category="unknown", weight=0.0))
     return tuple(out)
+
+
+_COMMAND = (re.compile(r"^(?:##\[group\])?Run (.+)"), re.compile(r"^\+ (.+)"), re.compile(r"^\$ (.+)"),
+            re.compile(r'The command "(.+)" (?:failed and )?exited with'))
+
+
+def failing_command(state: dict[str, Any] | None) -> str | None:
+    """The failing step's command, when the step's start or the exit line shows it."""
+    loc = Locator(state)
+    for item in (loc.exit, loc.step):  # Travis names the command in its exit line
+        if item is None:
+            continue
+        for rx in _COMMAND:
+            m = rx.search(str(item[1]))
+            if m:
+                return m.group(1)[:200]
+    return None

@@ -18,7 +18,7 @@ from healing_guard.patterns.matcher import Matcher
 from healing_guard.patterns.tokenize import tokenize_lines
 
 from .classifier import Diagnosis, EvidenceLine, classify, evidence_from_hits, step_start
-from .locate import Locator, located_evidence
+from .locate import Locator, failing_command, located_evidence
 from .unknowns import signature_line
 
 __all__ = ["Analysis", "CollectedLog", "LogAnalyzer", "analyze_stream", "keep_strongest"]
@@ -51,6 +51,7 @@ class CollectedLog:
     tail: tuple[str, ...]
     step_start: int | None
     located: tuple[EvidenceLine, ...] = ()  # where the job stopped and the error lines before it
+    command: str | None = None  # the failing step's command, when the log shows it
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ class LogAnalyzer:
         return CollectedLog(evidence=tuple(self._evidence), total_lines=self._lines_done,
                             truncated_lines=self.truncated_lines, bytes_read=self.bytes_read,
                             tail=tuple(self._tail), step_start=self._step,
-                            located=located_evidence(self._locator.to_dict()))
+                            located=located_evidence(self._locator.to_dict()),
+                            command=failing_command(self._locator.to_dict()))
 
     def _finish_scan(self) -> None:
         if not self._finished:
@@ -191,7 +193,8 @@ class LogAnalyzer:
         hits = self.matcher.scan(buf)
         if hits:
             self._step = step_start(hits, self._lines_done + 1) or self._step
-            self._locator.observe(hits, self._lines_done + 1)
+            self._locator.observe(hits, self._lines_done + 1, lambda: buf.decode("utf-8", "replace").split("\n"),
+                                  tuple(self._tail))
             self._evidence.extend(evidence_from_hits(hits, self._lines_done + 1))
             keep_strongest(self._evidence, self.max_evidence)
         want = self._tail.maxlen or 0

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import pickle
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..classify import Diagnosis, EvidenceLine, classify
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
+from ..classify.text_model import TextModel, chunk_text, combine, features, packaged_model
 from ..classify.unknowns import signature_line
 from ..flaky import TestModel
 from ..flaky.context import RetryContext, context_features, message_hash
@@ -33,7 +35,7 @@ from ..remediate.outcomes import SuccessStats
 from ..remediate.planner import budget_alerts
 from ..remediate.actions import NOTIFY_ACTIONS, is_automatic
 from ..schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
-from ..settings import Settings
+from ..settings import ConfigError, Settings
 from ..patterns.tokenize import redact, redact_bytes
 from ..patterns.tokenize import template as fact_template
 from ..warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
@@ -99,6 +101,7 @@ class Engine:
             confidence_threshold=settings.confidence_threshold, partitions=settings.partitions,
             auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         )
+        self.text_model = _text_model(settings)
         self.learner: LabelLearner | None = None
         if settings.label_model:  # River (and SciPy) are imported only when a label model is used
             from ..classify.learner import LabelLearner as _Learner
@@ -156,7 +159,7 @@ class Engine:
                 reader.feed(data)
         log = reader.collect()
         ready = Ready(job=job, evidence=log.evidence, total_lines=log.total_lines, log_complete=True, risks=risks,
-                      tail=log.tail, step_start=log.step_start, located=log.located)
+                      tail=log.tail, step_start=log.step_start, located=log.located, command=log.command)
         d = self.diagnose(ready)
         analysis = Analysis(diagnosis=d, total_lines=log.total_lines, truncated_lines=log.truncated_lines,
                             bytes_read=log.bytes_read, signature=self.signature(d, ready), tail=log.tail)
@@ -169,6 +172,9 @@ class Engine:
                      step=ready.step_start)
         if self.learner is not None:
             d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
+        if self.text_model is not None:  # what no pattern names (classify/text_model.py)
+            x = features(chunk_text(d.evidence, ready.located, ready.command), ready.job.exit_code, ready.command)
+            d = combine(d, self.text_model.predict_proba(x))
         return with_located(d, ready.located)
 
     @staticmethod
@@ -334,6 +340,20 @@ def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:
     have = {e.line for e in d.evidence}
     extra = [e for e in located if e.line not in have][: MIN_EVIDENCE - len(d.evidence)]
     return dataclasses.replace(d, evidence=d.evidence + tuple(extra)) if extra else d
+
+
+def _text_model(settings: Settings) -> TextModel | None:
+    """``settings.text_model``: "" the packaged model, "off" none, else a path."""
+    if settings.text_model == "off":
+        return None
+    if settings.text_model:
+        try:
+            return TextModel.load(settings.text_model)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            raise ConfigError("settings", "pipeline.text_model",
+                              f"cannot load {settings.text_model}: {exc} (use \"\" for the packaged model, "
+                              "\"off\" for none, or train one with benchmarks/train_text_model.py)") from None
+    return packaged_model()
 
 
 def _policy_of(settings: Settings) -> Policy:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..classify import EvidenceLine, evidence_from_hits
 from ..classify.classifier import step_start
-from ..classify.locate import Locator, located_evidence
+from ..classify.locate import Locator, failing_command, located_evidence
 from ..patterns.matcher import Matcher
 from ..patterns.tokenize import redact_job, redact_lines, tokenize_lines
 from ..schemas import JobEvent, LogChunk, TestRisk
@@ -99,6 +99,7 @@ class Ready:
     retried: tuple[str, str] | None = None  # (action, category) of the automatic action that led here
     #: where the job stopped and the error lines before it, as evidence (classify/locate.py)
     located: tuple[EvidenceLine, ...] = ()
+    command: str | None = None  # the failing step's command, when the log shows it
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
         w.step_start = step_start(hits, first) or w.step_start
         if w.located is None or w.located.get("exit") is None:  # nothing changes once the exit is found
             loc = Locator(w.located)
-            loc.observe(hits, first)
+            loc.observe(hits, first, lambda: lines, w.tail)
             w.located = loc.to_dict()
         new = evidence_from_hits(hits, first)
         # what dataclasses.asdict gives, without its deep copy (the values are immutable); every field, so
@@ -254,5 +255,6 @@ def _maybe_ready(w: JobWindow, limits: Limits, now: float, force: bool = False) 
         step_start=w.step_start or None,
         retried=tuple(w.retried) if w.retried else None,  # type: ignore[arg-type]
         located=located_evidence(w.located),
+        command=failing_command(w.located),
     )
     return w, [ready]

@@ -30,6 +30,7 @@ __all__ = [
     "EXIT_CATEGORY",
     "ERROR_CATEGORY",
     "MARKER_CATEGORIES",
+    "COMMAND_CATEGORY",
     "PATTERN_CATEGORIES",
     "Pattern",
     "PatternError",
@@ -93,8 +94,10 @@ STEP_CATEGORY = "_step"
 EXIT_CATEGORY = "_exit"
 #: a line that says error, failed, exception...: the locator keeps the last few before the exit
 ERROR_CATEGORY = "_err"
+#: a command a step runs, as the platform echoes it (GitHub "Run x", a shell's "$ x", a trace's "+ x")
+COMMAND_CATEGORY = "_cmd"
 #: categories of marker patterns: their hits locate things in the log and are never evidence
-MARKER_CATEGORIES = frozenset({STEP_CATEGORY, EXIT_CATEGORY, ERROR_CATEGORY})
+MARKER_CATEGORIES = frozenset({STEP_CATEGORY, EXIT_CATEGORY, ERROR_CATEGORY, COMMAND_CATEGORY})
 
 STEP_MARKERS: tuple[Pattern, ...] = (
     Pattern("_step.github", STEP_CATEGORY, r"##\[group\]Run ", 0.0),
@@ -111,6 +114,9 @@ STEP_MARKERS: tuple[Pattern, ...] = (
             r"has exceeded the maximum execution time|The runner has received a shutdown signal"
             r"|lost communication with the server|No output has been received in the last"
             r"|Too long with no output|execution took longer than", 0.0),
+    Pattern("_cmd.github", COMMAND_CATEGORY, r"##\[group\]Run \S", 0.0),
+    Pattern("_cmd.shell", COMMAND_CATEGORY, r"^\$ \S", 0.0),
+    Pattern("_cmd.trace", COMMAND_CATEGORY, r"^\+ \S", 0.0),
     Pattern("_err.generic", ERROR_CATEGORY,
             r"\berror\b|\berr!|\bfatal\b|\bfailed\b|\bfailure\b|\bfail\b|exception\b|traceback|\bpanic"
             r"|assertion|\bcannot\b|could not|couldn't|unable to|not found|no such file|permission denied"

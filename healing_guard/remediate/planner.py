@@ -144,6 +144,10 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
                      parameters={**FLAKY_RETRY.parameters, "tests": [r.test_id for r in risks]})
         return st, f"all {len(risks)} failed tests are flaky (P(retry passes) >= {worst:.2f})"
     st = STRATEGIES.get(d.category, STRATEGIES["unknown"])
+    if d.learned and st.automatic:
+        return STRATEGIES["unknown"], (
+            f"{d.category} was named by the text model, not by a pattern ({d.confidence:.2f}): a person decides "
+            "(the guard acts by itself only on unambiguous evidence)")
     gate = cfg.auto_thresholds.get(d.category)
     if st.automatic and gate is not None and d.confidence < gate:
         return STRATEGIES["unknown"], (

@@ -1,0 +1,86 @@
+"""The locator: each platform's exit line, the error lines before it, the failing command."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from healing_guard.classify.locate import LOCATED_ERROR, LOCATED_EXIT, failing_command
+from healing_guard.engine import Engine, offline_job
+from healing_guard.settings import Settings
+
+ENGINE = Engine(Settings(text_model="off"))
+
+LOGS = {
+    "github": ("2024-05-01T10:00:00.0000000Z ##[group]Run make check\n"
+               "2024-05-01T10:00:01.0000000Z cc -c widget.c\n"
+               "2024-05-01T10:00:02.0000000Z widget.c:12: frobnicate went sideways\n"
+               "2024-05-01T10:00:02.0000000Z make: *** [Makefile:4: check] Error 2\n"
+               "2024-05-01T10:00:02.5000000Z ##[error]Process completed with exit code 2.\n"
+               "2024-05-01T10:00:03.0000000Z Post job cleanup.\n"
+               "2024-05-01T10:00:03.0000000Z error: cleanup noise after the failure\n", "make check"),
+    "gitlab": ("section_start:1714557600:step_script\r\x1b[0KExecuting \"step_script\" stage\n"
+               "$ ./run-checks.sh\n"
+               "checks: 3 of 4 passed\n"
+               "check 'schema' failed: column mismatch\n"
+               "section_end:1714557610:step_script\r\x1b[0K\n"
+               "ERROR: Job failed: exit code 1\n", "./run-checks.sh"),
+    "jenkins": ("[Pipeline] { (Verify)\n[Pipeline] sh\n+ ./verify.sh\n"
+                "verify: the release notes fail the lint\n"
+                "ERROR: script returned exit code 3\nFinished: FAILURE\n", "./verify.sh"),
+    "circleci": ("#!/bin/bash -eo pipefail\n./gradlew check\n"
+                 "Task :check FAILED\n"
+                 "\nExited with code exit status 1\n", None),
+    "travis": ("$ bundle exec rake spec\n"
+               "Failure/Error: expect(total).to eq(3)\n"
+               "\nThe command \"bundle exec rake spec\" exited with 1.\n"
+               "Done. Your build exited with 1.\n", "bundle exec rake spec"),
+}
+
+
+@pytest.mark.parametrize("platform", sorted(LOGS))
+def test_the_exit_and_the_error_lines_before_it_are_found(platform: str) -> None:
+    text, command = LOGS[platform]
+    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    lines = text.split("\n")
+    exits = [e for e in ready.located if e.pattern == LOCATED_EXIT]
+    errors = [e for e in ready.located if e.pattern == LOCATED_ERROR]
+    assert len(exits) == 1 and exits[0].line == 1 + next(i for i, s in enumerate(lines) if s and (
+        "exit code" in s or "Job failed" in s or "Exited with" in s or "exited with" in s))
+    assert errors and all(e.line < exits[0].line for e in errors)  # nothing after the job stopped
+    assert ready.located[0] == errors[0] and errors[0].line == max(e.line for e in errors)  # the last one first
+    assert ready.command == command
+
+
+def test_evidence_is_never_empty_and_line_numbers_are_sed_lines() -> None:
+    """No pattern names this failure; a bare \\r (a progress bar) is not a line break."""
+    text = ("##[group]Run ./deploy.sh\nuploading 10%\r20%\r100%\n"
+            "deploy: the quux endpoint said no\n##[error]Process completed with exit code 1.\n")
+    ready, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    lines = [e.line for e in analysis.diagnosis.evidence]
+    assert lines and max(lines) <= text.count("\n")
+    assert text.split("\n")[lines[0] - 1].startswith("deploy: the quux endpoint said no")
+
+
+def test_the_window_and_the_whole_log_reader_locate_the_same_lines() -> None:
+    from healing_guard.engine.window import JobWindow, on_chunk, on_job_event
+    from healing_guard.schemas import JobEvent, LogChunk
+
+    text, _ = LOGS["github"]
+    lines = text.rstrip("\n").split("\n")
+    w = JobWindow(job_key="github/o/r/1")
+    for seq, start in enumerate(range(0, len(lines), 2)):
+        chunk = LogChunk(provider="github", owner="o", repo="r", job_id="1", seq=seq, lines=lines[start:start + 2],
+                         first_line=start + 1, eof=start + 2 >= len(lines))
+        w, _ = on_chunk(w, chunk, ENGINE.matcher, ENGINE.limits, 0.0)
+    ev = JobEvent(provider="github", owner="o", repo="r", job_id="1", job_name="b", status="completed",
+                  conclusion="failure")
+    w, out = on_job_event(w, ev, ENGINE.limits, 0.0)
+    whole, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    assert out and out[0].located == whole.located and out[0].command == whole.command
+
+
+def test_failing_command_from_a_state() -> None:
+    assert failing_command({"step": [3, "+ npm test"], "exit": None, "errors": []}) == "npm test"
+    assert failing_command(None) is None

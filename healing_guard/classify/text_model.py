@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import pickle
 import re
@@ -33,6 +34,8 @@ from typing import Any
 from healing_guard.patterns.tokenize import template
 
 from .classifier import Diagnosis, EvidenceLine
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MODEL_FILE", "TextModel", "chunk_text", "combine", "features", "packaged_model"]
 
@@ -135,8 +138,13 @@ def packaged_model() -> TextModel | None:
     ref = resources.files("healing_guard.classify").joinpath(MODEL_FILE)
     if not ref.is_file():
         return None
-    with resources.as_file(ref) as p:
-        return TextModel.load(p)
+    try:
+        with resources.as_file(ref) as p:
+            return TextModel.load(p)
+    except Exception as exc:  # e.g. another River version: diagnose with the rules alone rather than not at all
+        log.warning("the packaged text model cannot be loaded (%s); diagnosing with the patterns alone. "
+                    "Retrain it with benchmarks/train_text_model.py", exc)
+        return None
 
 
 def combine(d: Diagnosis, proba: Mapping[str, float], *, rule_trust: float = RULE_TRUST,

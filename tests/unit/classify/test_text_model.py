@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from healing_guard.classify import Diagnosis, EvidenceLine
 from healing_guard.classify.text_model import TextModel, combine, features, packaged_model
 from healing_guard.engine import Engine, offline_job
@@ -74,3 +76,24 @@ def test_the_vocabulary_leaves_out_words_of_one_project_or_one_source() -> None:
     v = vocabulary([ex("corpus:a", ["heap", "acmewidget"]), ex("corpus:b", ["heap", "acmewidget"]),
                     ex("corpus:c", ["heap", "acmewidget"]), ex("real:d", ["heap"])], 3)
     assert "heap" in v and "acmewidget" not in v  # three projects, but only one source
+
+
+def test_a_packaged_model_that_cannot_be_loaded_leaves_the_rules(monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Another River version may not unpickle it: the guard diagnoses with the patterns rather than not at all."""
+    def broken(path: object) -> TextModel:
+        raise AttributeError("Can't get attribute 'MultinomialNB' on <module 'river.naive_bayes'>")
+
+    packaged_model.cache_clear()
+    monkeypatch.setattr(TextModel, "load", staticmethod(broken))
+    try:
+        assert packaged_model() is None
+        assert "cannot be loaded" in caplog.text
+        engine = Engine(Settings())
+        assert engine.text_model is None
+        _, analysis = engine.read_log(io.BytesIO(b"npm ERR! code ECONNRESET\n"), offline_job("1"))
+        assert analysis.diagnosis.category == "network"
+    finally:
+        monkeypatch.undo()
+        packaged_model.cache_clear()
+    assert packaged_model() is not None

@@ -1,4 +1,4 @@
-"""Train (and evaluate) the text model that ships with the guard: healing_guard/classify/text_model.pkl.
+"""Train (and evaluate) the text model that ships with the guard: healing_guard/classify/text_model.json.
 
     python benchmarks/train_text_model.py --dataset ../shared/datasets/ci-logs-dev \\
         --dataset ../shared/datasets/ci-logs-more --dataset /tmp/corpus [--evaluate] [--out FILE]

@@ -24,12 +24,13 @@ import dataclasses
 import functools
 import logging
 import math
-import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from healing_guard.patterns.tokenize import template
 
@@ -39,8 +40,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MODEL_FILE", "TextModel", "chunk_text", "combine", "features", "packaged_model"]
 
-MODEL_FILE = "text_model.pkl"
-FORMAT = 1
+MODEL_FILE = "text_model.json"
+FORMAT = 2
 _WORD = re.compile(r"[a-z][a-z0-9_]{1,29}")
 #: words that say nothing about a cause (and the placeholders template() leaves)
 _STOP = frozenset("""
@@ -91,17 +92,41 @@ def features(lines: Iterable[str], exit_code: int | None = None, command: str | 
 
 
 class TextModel:
-    """A River classifier plus the vocabulary it may use (words seen across several projects)."""
+    """River's multinomial naive Bayes plus the vocabulary it may use (words seen across several projects).
+
+    Learning goes through River (``learn_one``). Predicting reads the model's counts through tables built
+    once per change (River recomputes the class total and term count for every feature and class, about
+    2 ms a prediction; the tables make it a fraction of that, and the worker predicts once per failed
+    job). The artifact is the counts as JSON, not a pickle: loading it runs no code and needs no River
+    (so ``guard analyze`` does not import SciPy), and any River version can continue learning from it.
+    """
 
     def __init__(self, model: Any = None, vocabulary: frozenset[str] | None = None, *,
-                 info: Mapping[str, Any] | None = None) -> None:
-        if model is None:
-            from river import naive_bayes
-
-            model = naive_bayes.MultinomialNB(alpha=0.1)
-        self.model = model
+                 info: Mapping[str, Any] | None = None, alpha: float = 0.1) -> None:
+        self._river = model  # created on the first learn_one when the model came from a file
+        self.alpha = float(getattr(model, "alpha", alpha))
+        self.class_counts: dict[str, float] = dict(getattr(model, "class_counts", {}) or {})
+        self.class_totals: dict[str, float] = dict(getattr(model, "class_totals", {}) or {})
+        self.feature_counts: dict[str, dict[str, float]] = {
+            f: dict(c) for f, c in (getattr(model, "feature_counts", {}) or {}).items()}
         self.vocabulary = vocabulary
         self.info: dict[str, Any] = dict(info or {})
+        self._tables: tuple[dict[str, float], dict[str, float]] | None = None
+
+    @property
+    def model(self) -> Any:
+        """The River model, rebuilt from the counts when the model was loaded from a file."""
+        if self._river is None:
+            from collections import Counter, defaultdict
+
+            from river import naive_bayes
+
+            m = naive_bayes.MultinomialNB(alpha=self.alpha)
+            m.class_counts = Counter(self.class_counts)
+            m.class_totals = Counter(self.class_totals)
+            m.feature_counts = defaultdict(Counter, {f: Counter(c) for f, c in self.feature_counts.items()})
+            self._river = m
+        return self._river
 
     def _x(self, x: Mapping[str, float]) -> dict[str, float]:
         if self.vocabulary is None:
@@ -110,26 +135,64 @@ class TextModel:
 
     def learn_one(self, x: Mapping[str, float], label: str) -> None:
         xs = self._x(x)
-        if xs:
-            self.model.learn_one(xs, label)
+        if not xs:
+            return
+        m = self.model
+        m.learn_one(xs, label)
+        self.class_counts[label] = float(m.class_counts[label])
+        self.class_totals[label] = float(m.class_totals[label])
+        for f in xs:
+            self.feature_counts[f] = {c: float(n) for c, n in m.feature_counts[f].items()}
+        self._tables = None
+
+    def _table(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(log P(class), log of each class's denominator), as River's MultinomialNB computes them."""
+        if self._tables is None:
+            n = sum(self.class_counts.values())
+            n_terms = len(self.feature_counts)
+            prior = {c: math.log(k / n) for c, k in self.class_counts.items() if k > 0}
+            den = {c: math.log(self.class_totals.get(c, 0.0) + self.alpha * n_terms) for c in prior}
+            self._tables = (prior, den)
+        return self._tables
 
     def predict_proba(self, x: Mapping[str, float]) -> dict[str, float]:
         xs = self._x(x)
-        if not xs:
+        if not xs or not self.class_counts:
             return {}
-        p = self.model.predict_proba_one(xs)
-        return {k: float(v) for k, v in p.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        prior, den = self._table()
+        log_alpha = math.log(self.alpha)
+        jll = dict(prior)
+        for f, freq in xs.items():
+            counts = self.feature_counts.get(f)
+            for c in jll:
+                k = counts.get(c) if counts else None
+                jll[c] += freq * ((math.log(k + self.alpha) if k else log_alpha) - den[c])
+        top = max(jll.values())
+        z = sum(math.exp(v - top) for v in jll.values())
+        return {c: math.exp(v - top) / z for c, v in jll.items()}
 
     def dump(self, path: str | Path) -> None:
-        Path(path).write_bytes(pickle.dumps({"format": FORMAT, "model": self.model, "vocabulary": self.vocabulary,
-                                             "info": self.info}, protocol=4))
+        Path(path).write_bytes(orjson.dumps({
+            "format": FORMAT, "kind": "river.naive_bayes.MultinomialNB", "alpha": self.alpha,
+            "class_counts": self.class_counts, "class_totals": self.class_totals,
+            "feature_counts": self.feature_counts,
+            "vocabulary": sorted(self.vocabulary) if self.vocabulary is not None else None, "info": self.info,
+        }, option=orjson.OPT_SORT_KEYS))
 
     @classmethod
     def load(cls, path: str | Path) -> TextModel:
-        d = pickle.loads(Path(path).read_bytes())  # noqa: S301 - the guard's own artifact or the user's
+        try:
+            d = orjson.loads(Path(path).read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a text model ({exc})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"{path}: not a text model of format {FORMAT} (train one with benchmarks/train_text_model.py)")
-        return cls(d["model"], d["vocabulary"], info=d.get("info"))
+        m = cls(vocabulary=frozenset(d["vocabulary"]) if d.get("vocabulary") is not None else None,
+                info=d.get("info"), alpha=float(d["alpha"]))
+        m.class_counts = {str(c): float(n) for c, n in d["class_counts"].items()}
+        m.class_totals = {str(c): float(n) for c, n in d["class_totals"].items()}
+        m.feature_counts = {str(f): {str(c): float(n) for c, n in cs.items()} for f, cs in d["feature_counts"].items()}
+        return m
 
 
 @functools.lru_cache(maxsize=1)

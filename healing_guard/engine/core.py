@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import base64
-import pickle
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -349,7 +348,7 @@ def _text_model(settings: Settings) -> TextModel | None:
     if settings.text_model:
         try:
             return TextModel.load(settings.text_model)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError("settings", "pipeline.text_model",
                               f"cannot load {settings.text_model}: {exc} (use \"\" for the packaged model, "
                               "\"off\" for none, or train one with benchmarks/train_text_model.py)") from None

@@ -49,8 +49,8 @@ def test_a_model_learns_online_and_round_trips(tmp_path: Path) -> None:
         m.learn_one({"refused": 1.0, "connection": 1.0}, "network")
     assert max(m.predict_proba({"heap": 1.0}).items(), key=lambda kv: kv[1])[0] == "oom"
     assert m.predict_proba({"projectname": 1.0}) == {}  # outside the vocabulary: no opinion
-    m.dump(tmp_path / "m.pkl")
-    again = TextModel.load(tmp_path / "m.pkl")
+    m.dump(tmp_path / "m.json")
+    again = TextModel.load(tmp_path / "m.json")
     assert again.predict_proba({"refused": 1.0}) == m.predict_proba({"refused": 1.0})
 
 
@@ -60,7 +60,7 @@ def test_the_packaged_model_is_small_and_says_how_it_was_made() -> None:
     assert "train_text_model.py" in m.info["command"] and m.info["logs"] > 500
     from importlib import resources
 
-    size = resources.files("healing_guard.classify").joinpath("text_model.pkl").read_bytes()
+    size = resources.files("healing_guard.classify").joinpath("text_model.json").read_bytes()
     assert len(size) < 1 << 20
 
 
@@ -80,7 +80,7 @@ def test_the_vocabulary_leaves_out_words_of_one_project_or_one_source() -> None:
 
 def test_a_packaged_model_that_cannot_be_loaded_leaves_the_rules(monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
-    """Another River version may not unpickle it: the guard diagnoses with the patterns rather than not at all."""
+    """A damaged or foreign file: the guard diagnoses with the patterns rather than not at all."""
     def broken(path: object) -> TextModel:
         raise AttributeError("Can't get attribute 'MultinomialNB' on <module 'river.naive_bayes'>")
 
@@ -97,3 +97,21 @@ def test_a_packaged_model_that_cannot_be_loaded_leaves_the_rules(monkeypatch: py
         monkeypatch.undo()
         packaged_model.cache_clear()
     assert packaged_model() is not None
+
+
+def test_the_fast_prediction_is_rivers_own() -> None:
+    """Predictions read tables built from the counts; River's MultinomialNB must give the same numbers."""
+    m = packaged_model()
+    assert m is not None
+    river = m.model  # rebuilt from the counts of the file
+    for x in ({"error": 2.0, "heap": 1.0, "exit:137": 1.0}, {"connection": 1.0, "refused": 1.0, "cmd:npm": 1.0},
+              {"assertion": 1.0, "expected": 1.0}):
+        ours = m.predict_proba(x)
+        theirs = river.predict_proba_one(m._x(x))
+        assert ours.keys() == theirs.keys()
+        assert all(abs(ours[c] - theirs[c]) < 1e-9 for c in ours)
+    m2 = TextModel(vocabulary=frozenset({"quota", "exceeded"}))
+    m2.learn_one({"quota": 1.0, "exceeded": 1.0}, "rate_limit")
+    m2.learn_one({"quota": 1.0}, "build_config")
+    assert abs(m2.predict_proba({"exceeded": 1.0})["rate_limit"]
+               - m2.model.predict_proba_one({"exceeded": 1.0})["rate_limit"]) < 1e-9

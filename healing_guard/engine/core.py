@@ -342,17 +342,18 @@ def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:
 
 
 def _text_model(settings: Settings) -> TextModel | None:
-    """``settings.text_model``: "" the packaged model, "off" none, else a path."""
-    if settings.text_model == "off":
+    """``settings.text_model``: "" or "off" none (the default, see the setting), "packaged" the model that
+    ships with the guard, else a path."""
+    if settings.text_model in ("", "off"):
         return None
-    if settings.text_model:
-        try:
-            return TextModel.load(settings.text_model)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError("settings", "pipeline.text_model",
-                              f"cannot load {settings.text_model}: {exc} (use \"\" for the packaged model, "
-                              "\"off\" for none, or train one with benchmarks/train_text_model.py)") from None
-    return packaged_model()
+    if settings.text_model == "packaged":
+        return packaged_model()
+    try:
+        return TextModel.load(settings.text_model)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError("settings", "pipeline.text_model",
+                          f"cannot load {settings.text_model}: {exc} (use \"packaged\" for the packaged model, "
+                          "\"off\" for none, or train one with benchmarks/train_text_model.py)") from None
 
 
 def _policy_of(settings: Settings) -> Policy:

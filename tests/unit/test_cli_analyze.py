@@ -50,7 +50,7 @@ def test_analyze_json_one_object_per_file(logs: Path) -> None:
 
 
 def test_the_text_model_names_what_no_pattern_does_and_says_so(logs: Path) -> None:
-    code, out, _ = run("analyze", "--json", str(logs / "odd0.log"))
+    code, out, _ = run("analyze", "--json", str(logs / "odd0.log"), env={"GUARD_TEXT_MODEL": "packaged"})
     row = orjson.loads(out)
     assert code == 0 and row["learned"] is True and row["category"] != "unknown"
     assert row["evidence"] and not row["automatic"]  # a learned category is never acted on by itself

@@ -89,7 +89,7 @@ def test_a_packaged_model_that_cannot_be_loaded_leaves_the_rules(monkeypatch: py
     try:
         assert packaged_model() is None
         assert "cannot be loaded" in caplog.text
-        engine = Engine(Settings())
+        engine = Engine(Settings(text_model="packaged"))
         assert engine.text_model is None
         _, analysis = engine.read_log(io.BytesIO(b"npm ERR! code ECONNRESET\n"), offline_job("1"))
         assert analysis.diagnosis.category == "network"

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO, Literal
 
+from .engine.core import plan_config
 from .log_files import Analyzer, FileResult
 from .classify import Diagnosis
 from .flaky import TestModel
@@ -51,7 +52,6 @@ from .patterns.tokenize import redact, redact_job
 from .remediate import strategies as table
 from .remediate.actions import is_automatic
 from .remediate.policy import Choice, Policy, StrategyState, choose, take_custom
-from .remediate.gate import packaged_thresholds
 from .remediate.outcomes import SuccessStats
 from .remediate.planner import Ledger, PlanConfig, budget_alerts
 from .schemas import PROVIDERS, Command, Evidence, JobEvent, SchemaError, TestRisk
@@ -657,14 +657,7 @@ class PipelineGuard:
 
     def _base_plan_config(self) -> PlanConfig:
         """The planner's config from the settings, before the strategies' gates (the policy adds them)."""
-        s = self.settings
-        return PlanConfig(
-            daily_budget_usd=s.daily_budget_usd, repo_daily_budget_usd=s.repo_daily_budget_usd,
-            max_retries_per_job=s.max_retries_per_job, human_response_minutes=s.human_response_minutes,
-            flaky_retry_threshold=s.flaky_retry_threshold, flaky_min_runs=s.flaky_min_runs,
-            confidence_threshold=s.confidence_threshold, partitions=1,
-            auto_thresholds={**packaged_thresholds(), **s.auto_thresholds},
-        )
+        return plan_config(self.settings, partitions=1)
 
     def _plan_config(self) -> PlanConfig:
         return self._policy().plan_config(self._base_plan_config())

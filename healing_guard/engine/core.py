@@ -93,13 +93,7 @@ class Engine:
             max_evidence=settings.max_evidence, chunk_grace_seconds=settings.chunk_grace_seconds,
             test_grace_seconds=settings.test_grace_seconds, window_ttl_seconds=settings.window_ttl_seconds,
         )
-        self.plan_config = PlanConfig(
-            daily_budget_usd=settings.daily_budget_usd, repo_daily_budget_usd=settings.repo_daily_budget_usd,
-            max_retries_per_job=settings.max_retries_per_job, human_response_minutes=settings.human_response_minutes,
-            flaky_retry_threshold=settings.flaky_retry_threshold, flaky_min_runs=settings.flaky_min_runs,
-            confidence_threshold=settings.confidence_threshold, partitions=settings.partitions,
-            auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
-        )
+        self.plan_config = plan_config(settings, partitions=settings.partitions)
         self.text_model = _text_model(settings)
         self.learner: LabelLearner | None = None
         if settings.label_model:  # River (and SciPy) are imported only when a label model is used
@@ -329,6 +323,18 @@ class Engine:
 #: a diagnosis shows at least this many lines when the log has them: pattern evidence first, then the
 #: lines the locator found where the job stopped (so a failed job's evidence is never empty)
 MIN_EVIDENCE = 3
+
+
+def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
+    """The planner's config from the settings (before a strategy policy's gates, which ``choose`` adds);
+    ``partitions``: how many slices the daily budget is cut into (one per partition; 1 in one process)."""
+    return PlanConfig(
+        daily_budget_usd=settings.daily_budget_usd, repo_daily_budget_usd=settings.repo_daily_budget_usd,
+        max_retries_per_job=settings.max_retries_per_job, human_response_minutes=settings.human_response_minutes,
+        flaky_retry_threshold=settings.flaky_retry_threshold, flaky_min_runs=settings.flaky_min_runs,
+        confidence_threshold=settings.confidence_threshold, partitions=partitions,
+        auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
+    )
 
 
 def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:

@@ -10,9 +10,9 @@ numbers stay right.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from healing_guard.patterns.matcher import Matcher
 from healing_guard.patterns.tokenize import tokenize_lines
@@ -31,13 +31,15 @@ MAX_EVIDENCE = 64
 TAIL_LINES = 20
 
 
-def keep_strongest(evidence: list[EvidenceLine], limit: int) -> None:
+def keep_strongest(evidence: list[Any], limit: int,
+                   key: Callable[[Any], tuple[float, int]] = lambda e: (e.weight, e.line)) -> None:
     """Trim ``evidence`` (in line order) to ``limit`` lines in place: the strongest, and among equals the
-    latest (the end of a log explains the failure). The worker's window applies the same rule."""
+    latest (the end of a log explains the failure). ``key`` gives an item's (weight, line): the worker's
+    window keeps its evidence as dicts and trims it with this same rule."""
     if len(evidence) > limit:
-        evidence.sort(key=lambda e: (e.weight, e.line))
+        evidence.sort(key=key)
         del evidence[: len(evidence) - limit]
-        evidence.sort(key=lambda e: e.line)
+        evidence.sort(key=lambda e: key(e)[1])
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..classify import EvidenceLine, evidence_from_hits
 from ..classify.classifier import step_start
+from ..classify.log_stream import keep_strongest
 from ..classify.locate import Locator, failing_command, located_evidence
 from ..patterns.matcher import Matcher
 from ..patterns.tokenize import redact_job, redact_lines, tokenize_lines
@@ -144,11 +145,7 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
         # what dataclasses.asdict gives, without its deep copy (the values are immutable); every field, so
         # a field added to EvidenceLine is kept
         w.evidence.extend(dict(vars(e)) for e in new)
-        if len(w.evidence) > limits.max_evidence:
-            # keep the strongest, and among equals the latest: the end of a log explains the failure
-            w.evidence.sort(key=lambda e: (e["weight"], e["line"]))
-            del w.evidence[: len(w.evidence) - limits.max_evidence]
-            w.evidence.sort(key=lambda e: e["line"])
+        keep_strongest(w.evidence, limits.max_evidence, key=lambda e: (e["weight"], e["line"]))
     if lines:
         # a tail is consecutive lines: a private key printed in it goes whole, body lines included
         # cut before redacting (a line may be megabytes; only 500 characters are kept), as evidence is

@@ -143,6 +143,11 @@ _RETRY_LINE = re.compile(
 # `path/file.ext:LINE:` then anything but a column (a compiler diagnostic) or Ruby's `:in 'method'`
 # (an uncaught exception, which is the tool speaking).
 _SOURCE_LINE = re.compile(r"^\s*[\w./\\@+-]+\.[A-Za-z]\w{0,7}:\d+:(?!\d+:)(?!in [`'])")
+#: a connection to the machine itself or to a name only a local network resolves (a service the job or
+#: its tests started, e.g. a compose service): not the CI network failing
+_LOCAL_SERVICE = re.compile(
+    r"(?<![\w.-])(?:localhost|127\.0\.0\.1|0\.0\.0\.0|::1|host\.docker\.internal"
+    r"|[\w-]+(?:\.[\w-]+)*\.(?:local|internal|test))(?![\w.-])", re.IGNORECASE)
 _SUPPORT_ONLY = 0.45  # weight of a transient reading on a retry or source line: below any threshold
 _TEST_OWNS_LINE = 0.6  # a test-failure reading at least this strong claims its line
 #: A transient cause seen only inside these steps' own failure lines is capped below the gates.
@@ -259,6 +264,14 @@ def _effective(evidence: Sequence[EvidenceLine]) -> list[tuple[float, EvidenceLi
     return out
 
 
+def _inside_test_report(cause: list[tuple[float, EvidenceLine]], tests: list[tuple[float, EvidenceLine]]) -> bool:
+    """Every line of a transient cause comes after a test was already reported failed: it is in the
+    test run's failure report (a test's own connection error to the service it started), which a
+    person should read before anything is retried."""
+    failed = [e.line for _, e in tests if e.weight >= _TEST_OWNS_LINE]
+    return bool(failed) and min(failed) < min(e.line for _, e in cause)
+
+
 def _combine(strengths: list[float]) -> float:
     """The strongest line plus diminishing support from the others."""
     if not strengths:
@@ -347,6 +360,8 @@ def classify(
     best_items = by_cat.get(best, [])
     if best in TRANSIENT and best_items and (
         by_proximity or all(code_step.get(e.line, 0.0) >= _CONTEST_WEIGHT for _, e in best_items)
+        or _inside_test_report(best_items, by_cat.get("test_failure", []))
+        or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)
     ):
         # seen only inside a code step's own failure lines, or explaining a failure from afar:
         # report it, but let a person decide

@@ -6,11 +6,16 @@ exit code N``, CircleCI ``Exited with code``, Travis ``The command "..." exited 
 explain a failure are the error output just before that point (compiler diagnostics, a test framework's
 failure summary, a stack trace, a package manager's error), not the runner's cleanup after it.
 
-The matcher reports two kinds of marker hits for this (never evidence themselves): ``_exit`` (the
-platform's failure line) and ``_err`` (a line that says error, failed, exception, ...). :class:`Locator`
-keeps, in bounded state, the first exit line and the last few error lines before it, chunk by chunk, so
-the worker's window and a whole-log read find the same lines. :func:`located_evidence` turns them into
-evidence lines, so a failed job's evidence is never empty.
+The matcher reports three kinds of marker hits for this (never evidence themselves): ``_exit`` (the
+platform's failure line), ``_err`` (a line that says error, failed, exception, ...) and ``_detail`` (a
+line in a format that starts a failure's details in many tools: ``file:line: message``, a numbered test
+failure, an exception's first line, a linter's cross). :class:`Locator` keeps, in bounded state, the
+first exit line, the last few error lines before it and the first detail lines of the step that failed
+(a step or a ``$ command`` starts afresh), chunk by chunk, so the worker's window and a whole-log read
+find the same lines. :func:`located_evidence` turns them into evidence lines, so a failed job's evidence
+is never empty; the engine puts the detail lines right after the strongest pattern line, because the
+first failure's details are where a person starts reading (on the hand-marked failure chunks of
+``benchmarks/accuracy.py`` that ordering is what lifts located@3).
 
 Pure: no Faust, Kafka or ClickHouse.
 """
@@ -21,18 +26,22 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from healing_guard.patterns.library import COMMAND_CATEGORY, ERROR_CATEGORY, EXIT_CATEGORY
+from healing_guard.patterns.library import (COMMAND_CATEGORY, DETAIL_CATEGORY, ERROR_CATEGORY, EXIT_CATEGORY,
+                                            STEP_CATEGORY)
 from healing_guard.patterns.matcher import Hit
 from healing_guard.patterns.tokenize import tokenize
 
 from .classifier import MAX_TEXT, EvidenceLine
 
-__all__ = ["CONTEXT_KEPT", "ERRORS_KEPT", "LOCATED_CONTEXT", "LOCATED_ERROR", "LOCATED_EXIT", "Locator",
-           "failing_command", "located_evidence"]
+__all__ = ["CONTEXT_KEPT", "DETAILS_KEPT", "ERRORS_KEPT", "LOCATED_CONTEXT", "LOCATED_DETAIL", "LOCATED_ERROR",
+           "LOCATED_EXIT", "Locator", "failing_command", "located_evidence"]
 
 #: error lines kept before the exit (the last ones: closest to where the job stopped)
 ERRORS_KEPT = 6
+#: detail lines kept: the first ones of the failing step (where its failure's details start)
+DETAILS_KEPT = 2
 #: pattern ids of located evidence (so a reader can tell them from library patterns)
+LOCATED_DETAIL = "_locate.detail"
 LOCATED_ERROR = "_locate.error"
 LOCATED_EXIT = "_locate.exit"
 LOCATED_CONTEXT = "_locate.context"
@@ -43,7 +52,7 @@ CONTEXT_KEPT = 2
 class Locator:
     """The exit line and the error lines before it, as plain JSON data (it travels in the window)."""
 
-    __slots__ = ("exit", "errors", "step", "context")
+    __slots__ = ("exit", "errors", "step", "context", "details")
 
     def __init__(self, state: dict[str, Any] | None = None) -> None:
         state = state or {}
@@ -52,9 +61,12 @@ class Locator:
         self.step: list[Any] | None = state.get("step")  # [line, text] of the last command echoed before the exit
         #: [[line, text], ...]: the last lines right before the exit (what the step said as it stopped)
         self.context: list[list[Any]] = list(state.get("context") or [])
+        #: [[line, text], ...]: the first detail lines since the last step or ``$ command`` started
+        self.details: list[list[Any]] = list(state.get("details") or [])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exit": self.exit, "errors": self.errors, "step": self.step, "context": self.context}
+        return {"exit": self.exit, "errors": self.errors, "step": self.step, "context": self.context,
+                "details": self.details}
 
     def observe(self, hits: Sequence[Hit], first_line_no: int,
                 lines: Callable[[], Sequence[str]] | None = None, tail: Sequence[str] = ()) -> None:
@@ -67,6 +79,19 @@ class Locator:
             if cat == COMMAND_CATEGORY:
                 if self.exit is None:
                     self.step = [first_line_no + h.index, tokenize(h.text)[:MAX_TEXT]]
+                    if h.pattern.id != _TRACE:  # a new step's command (a script's `+ x` trace is not one)
+                        self.details = []
+            elif cat == STEP_CATEGORY:
+                if self.exit is None:
+                    self.details = []
+            elif cat == DETAIL_CATEGORY:
+                if self.exit is None and len(self.details) < DETAILS_KEPT and h.index not in exits:
+                    line = first_line_no + h.index
+                    if self.details and self.details[-1][0] == line:
+                        continue
+                    text = tokenize(h.text)[:MAX_TEXT]
+                    if text.strip() and not _WARNING.search(text):  # a warning is not where it failed
+                        self.details.append([line, text])
             elif cat == EXIT_CATEGORY:
                 if self.exit is None:
                     self.exit = [first_line_no + h.index, tokenize(h.text)[:MAX_TEXT]]
@@ -105,11 +130,15 @@ class Locator:
 
 
 def located_evidence(state: dict[str, Any] | None) -> tuple[EvidenceLine, ...]:
-    """The located lines as evidence, most telling first: the last error line before the exit, then the
-    earlier ones, then the exit line itself (the platform's word that the step failed)."""
+    """The located lines as evidence, most telling first: where the failing step's details start, the
+    last error line before the exit, then the earlier ones, then the exit line itself (the platform's
+    word that the step failed)."""
     loc = Locator(state)
-    out = [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_ERROR, category="unknown", weight=0.0)
-           for ln, text in reversed(loc.errors)]
+    out = [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_DETAIL, category="unknown", weight=0.0)
+           for ln, text in loc.details]
+    have = {e.line for e in out}
+    out += [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_ERROR, category="unknown", weight=0.0)
+            for ln, text in reversed(loc.errors) if int(ln) not in have]
     have = {e.line for e in out}
     out += [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_CONTEXT, category="unknown", weight=0.0)
             for ln, text in reversed(loc.context) if int(ln) not in have]
@@ -118,6 +147,9 @@ def located_evidence(state: dict[str, Any] | None) -> tuple[EvidenceLine, ...]:
                                 category="unknown", weight=0.0))
     return tuple(out)
 
+
+_TRACE = "_cmd.trace"
+_WARNING = re.compile(r"\bwarn(?:ing)?\b", re.IGNORECASE)
 
 _COMMAND = (re.compile(r"^(?:##\[group\])?Run (.+)"), re.compile(r"^\+ (.+)"), re.compile(r"^\$ (.+)"),
             re.compile(r'The command "(.+)" (?:failed and )?exited with'))

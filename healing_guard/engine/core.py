@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..classify import Diagnosis, EvidenceLine, classify
+from ..classify.locate import LOCATED_DETAIL
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
 from ..classify.text_model import TextModel, chunk_text, combine, features, packaged_model
 from ..classify.unknowns import signature_line
@@ -338,13 +339,26 @@ def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
 
 
 def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:
-    """``d`` with the located lines after its own evidence, up to :data:`MIN_EVIDENCE` lines; the
-    category and confidence are the diagnosis's own."""
-    if len(d.evidence) >= MIN_EVIDENCE or not located:
+    """``d`` with where the failure is: the strongest line of its own evidence first, then the lines
+    where the failing step's details start (:data:`~healing_guard.classify.locate.LOCATED_DETAIL`: a
+    pattern line on the same line moves up instead), then the rest of its evidence, then other located
+    lines up to :data:`MIN_EVIDENCE` lines. The category and confidence are the diagnosis's own."""
+    if not located:
         return d
-    have = {e.line for e in d.evidence}
-    extra = [e for e in located if e.line not in have][: MIN_EVIDENCE - len(d.evidence)]
-    return dataclasses.replace(d, evidence=d.evidence + tuple(extra)) if extra else d
+    own = list(d.evidence)
+    head, rest = own[:1], own[1:]
+    for det in (e for e in located if e.pattern == LOCATED_DETAIL):
+        if any(e.line == det.line for e in head):
+            continue
+        same = next((e for e in rest if e.line == det.line), None)
+        if same is not None:
+            rest.remove(same)
+        head.append(same or det)
+    out = head + rest
+    have = {e.line for e in out}
+    if len(out) < MIN_EVIDENCE:
+        out += [e for e in located if e.pattern != LOCATED_DETAIL and e.line not in have][: MIN_EVIDENCE - len(out)]
+    return dataclasses.replace(d, evidence=tuple(out)) if out != own else d
 
 
 def _text_model(settings: Settings) -> TextModel | None:

@@ -29,6 +29,7 @@ __all__ = [
     "STEP_MARKERS",
     "EXIT_CATEGORY",
     "ERROR_CATEGORY",
+    "DETAIL_CATEGORY",
     "MARKER_CATEGORIES",
     "COMMAND_CATEGORY",
     "PATTERN_CATEGORIES",
@@ -96,8 +97,12 @@ EXIT_CATEGORY = "_exit"
 ERROR_CATEGORY = "_err"
 #: a command a step runs, as the platform echoes it (GitHub "Run x", a shell's "$ x", a trace's "+ x")
 COMMAND_CATEGORY = "_cmd"
+#: a line that starts a failure's details in any ecosystem (a compiler's ``file:line:`` diagnostic, a
+#: test runner's numbered failure, an exception's first line, a linter's cross): the locator keeps the
+#: first few of the failing step, where a person reading the log starts reading
+DETAIL_CATEGORY = "_detail"
 #: categories of marker patterns: their hits locate things in the log and are never evidence
-MARKER_CATEGORIES = frozenset({STEP_CATEGORY, EXIT_CATEGORY, ERROR_CATEGORY, COMMAND_CATEGORY})
+MARKER_CATEGORIES = frozenset({STEP_CATEGORY, EXIT_CATEGORY, ERROR_CATEGORY, COMMAND_CATEGORY, DETAIL_CATEGORY})
 
 STEP_MARKERS: tuple[Pattern, ...] = (
     Pattern("_step.github", STEP_CATEGORY, r"##\[group\]Run ", 0.0),
@@ -122,6 +127,21 @@ STEP_MARKERS: tuple[Pattern, ...] = (
             r"|assertion|\bcannot\b|could not|couldn't|unable to|not found|no such file|permission denied"
             r"|refused|timed? ?out\b|\bkilled\b|segmentation fault|\baborted\b|undefined reference", 0.0,
             caseless=True),
+    # where a failure's details start: formats shared by many tools, none of them one project's words
+    Pattern("_detail.file_line", DETAIL_CATEGORY,  # path/File.ext:12[:3]: msg, File.cs(12,3): msg, File.java:[12,3] msg
+            r"^(?:\[(?:error|ERROR|fatal|FATAL|E)\]\s*)?\s*[\w./\\$-]*\.[A-Za-z][\w$]*(?::\d+(?::\d+)?:?\s|\(\d+,\d+\):?\s|:\[\d+,\d+\]\s)", 0.0),
+    Pattern("_detail.numbered", DETAIL_CATEGORY, r"^\s*\d{1,4}\)(?:\s+\S|\s*$)", 0.0),  # 1) test name (mocha, rspec, minitest, JUnit)
+    Pattern("_detail.failed_item", DETAIL_CATEGORY, r"^\s*\[-\] \S", 0.0),  # [-] a failed item
+    Pattern("_detail.cross", DETAIL_CATEGORY, "\u2716|\u2717|\u2718|\u2715", 0.0),  # a failed item's cross
+    Pattern("_detail.exception", DETAIL_CATEGORY,
+            r"^Traceback \(most recent call last\)|^Exception in thread |^\*\* \(\w+"
+            r"|^\s*(?:[\w$]+\.)*[\w$]*(?:Error|Exception)(?: \[[^\]]*\])?:\s", 0.0),
+    Pattern("_detail.test", DETAIL_CATEGORY,
+            r"^(?:FAIL|ERROR): \S+ \(|^FAIL\s+\S|^FAILED\b|--- FAIL: |^_{3,} \S.* _{3,}$|^={3,} (?:FAILURES|ERRORS) ={3,}"
+            r"|^\s*(?:Failure|Error):\s*$", 0.0),
+    Pattern("_detail.expected", DETAIL_CATEGORY, r"\bexpected\b.*\b(?:but (?:was|got)|got|actual)\b", 0.0,
+            caseless=True),
+    Pattern("_detail.diff", DETAIL_CATEGORY, r"^diff --git ", 0.0),  # a check printed what it would change
 )
 
 

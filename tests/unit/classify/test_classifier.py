@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from healing_guard.classify import Diagnosis, EvidenceLine, classify, evidence_from_hits
+from healing_guard.classify.classifier import TRANSIENT
 from healing_guard.patterns import Hit, Matcher, Pattern, load_library
 from healing_guard.patterns.library import PATTERN_CATEGORIES
 
@@ -499,3 +502,28 @@ def test_local_services_are_setup_not_network(matcher: Matcher) -> None:
         'psycopg2.OperationalError: could not translate host name "postgres" to address: Name or service not known',
     ]:
         assert diagnose(matcher, ["Run pytest", line]).category == "build_config", line
+
+
+def test_a_connection_error_in_a_test_report_is_not_retried_by_itself(matcher: Matcher) -> None:
+    """Tests already reported failed, then their tracebacks say the service they call did not answer:
+    that is the tests' own failure report, so a person decides (the diagnosis may still say network)."""
+    conn = ("E           requests.exceptions.ConnectionError: HTTPConnectionPool(host='api.example.com', port=80): "
+            "Max retries exceeded with url: /port (Caused by NewConnectionError('Failed to establish a new "
+            "connection: [Errno 110] Connection timed out'))")
+    report = ["tests/test_proxy.py::test_redirect FAILED", "tests/test_proxy.py::test_served FAILED",
+              "=================================== FAILURES ===================================",
+              "_______________________________ test_redirect ________________________________", conn,
+              "_______________________________ test_served __________________________________", conn]
+    d = diagnose(matcher, report)
+    assert d.confidence < AUTO_GATE or d.category not in TRANSIENT
+    # the same error with no test reported failed before it is the machine's network: acted on
+    d = diagnose(matcher, ["Run pytest", conn, conn])
+    assert d.category == "network" and d.confidence >= AUTO_GATE
+
+
+def test_a_name_only_a_local_network_resolves_is_not_the_ci_network() -> None:
+    local = EvidenceLine(line=90, text="ConnectTimeout: HTTPConnectionPool(host='web.proxy.local', port=80)",
+                         pattern="n", category="network", weight=0.9)
+    public = dataclasses.replace(local, text="ConnectTimeout: HTTPConnectionPool(host='pypi.org', port=443)")
+    assert classify([local], total_lines=100).confidence < AUTO_GATE
+    assert classify([public], total_lines=100).confidence >= AUTO_GATE

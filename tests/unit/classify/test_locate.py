@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from healing_guard.classify.locate import LOCATED_ERROR, LOCATED_EXIT, failing_command
+from healing_guard.classify.locate import LOCATED_DETAIL, LOCATED_ERROR, LOCATED_EXIT, failing_command
 from healing_guard.engine import Engine, offline_job
 from healing_guard.settings import Settings
 
@@ -49,7 +49,9 @@ def test_the_exit_and_the_error_lines_before_it_are_found(platform: str) -> None
     assert len(exits) == 1 and exits[0].line == 1 + next(i for i, s in enumerate(lines) if s and (
         "exit code" in s or "Job failed" in s or "Exited with" in s or "exited with" in s))
     assert errors and all(e.line < exits[0].line for e in errors)  # nothing after the job stopped
-    assert ready.located[0] == errors[0] and errors[0].line == max(e.line for e in errors)  # the last one first
+    assert errors[0].line == max(e.line for e in errors)  # the last one first
+    details = [e for e in ready.located if e.pattern == LOCATED_DETAIL]
+    assert ready.located[: len(details)] == tuple(details)  # where the details start, then the errors
     assert ready.command == command
 
 
@@ -84,3 +86,34 @@ def test_the_window_and_the_whole_log_reader_locate_the_same_lines() -> None:
 def test_failing_command_from_a_state() -> None:
     assert failing_command({"step": [3, "+ npm test"], "exit": None, "errors": []}) == "npm test"
     assert failing_command(None) is None
+
+
+def test_details_start_where_the_failing_step_reports_its_first_failure() -> None:
+    """A numbered test failure and a compiler diagnostic are where a person starts reading; an earlier
+    step's diagnostics and a warning are not; the evidence shows them right after the strongest line."""
+    text = ("$ make lint\n"
+            "src/old.c:3:1: style nit in a step that passed\n"
+            "$ npm test\n"
+            "src/util.js:10:5: warning: unused variable\n"
+            "  12 passing\n"
+            "  1 failing\n"
+            "\n"
+            "  1) cart totals\n"
+            "       adds the tax:\n"
+            "     AssertionError: expected 10 to equal 11\n"
+            "      at Context.<anonymous> (test/cart.js:9:12)\n"
+            "npm ERR! Test failed.  See above for more details.\n"
+            "\nThe command \"npm test\" exited with 1.\n")
+    ready, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    lines = text.split("\n")
+    details = [e.line for e in ready.located if e.pattern == LOCATED_DETAIL]
+    assert [lines[n - 1].strip() for n in details] == ["1) cart totals", "AssertionError: expected 10 to equal 11"]
+    top3 = [e.line for e in analysis.diagnosis.evidence[:3]]
+    assert details[0] in top3 and details[1] in top3
+
+
+def test_no_detail_lines_from_a_step_that_passed() -> None:
+    text = ("##[group]Run make lint\nsrc/a.c:3:1: note from lint\n##[group]Run ./deploy.sh\n"
+            "deploy: upload said no\n##[error]Process completed with exit code 1.\n")
+    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    assert not [e for e in ready.located if e.pattern == LOCATED_DETAIL]

@@ -128,9 +128,10 @@ STEP_MARKERS: tuple[Pattern, ...] = (
             r"|refused|timed? ?out\b|\bkilled\b|segmentation fault|\baborted\b|undefined reference", 0.0,
             caseless=True),
     # where a failure's details start: formats shared by many tools, none of them one project's words
-    Pattern("_detail.file_line", DETAIL_CATEGORY,  # path/File.ext:12[:3]: msg, File.cs(12,3): msg, File.java:[12,3] msg
-            r"^(?:\[(?:error|ERROR|fatal|FATAL|E)\]\s*)?\s*[\w./\\$-]*\.[A-Za-z][\w$]*(?::\d+(?::\d+)?:?\s|\(\d+,\d+\):?\s|:\[\d+,\d+\]\s)", 0.0),
-    Pattern("_detail.numbered", DETAIL_CATEGORY, r"^\s*\d{1,4}\)(?:\s+\S|\s*$)", 0.0),  # 1) test name (mocha, rspec, minitest, JUnit)
+    # (unanchored, so Hyperscan alone decides: an anchored pattern's candidates cost a Python check each)
+    Pattern("_detail.file_line", DETAIL_CATEGORY,  # path/file.ext:12[:3]: msg, File.cs(12,3): msg, File.java:[12,3] msg
+            r"[\w./\\$-]\.[A-Za-z][\w$]*(?::\d+(?::\d+)?:\s|\(\d+,\d+\):?\s|:\[\d+,\d+\]\s)", 0.0),
+    Pattern("_detail.numbered", DETAIL_CATEGORY, r"  \d{1,4}\)(?: \S|[ \t]*$)", 0.0),  # "  1) test name" (mocha, rspec, minitest)
     Pattern("_detail.failed_item", DETAIL_CATEGORY, r"^\s*\[-\] \S", 0.0),  # [-] a failed item
     Pattern("_detail.cross", DETAIL_CATEGORY, "\u2716|\u2717|\u2718|\u2715", 0.0),  # a failed item's cross
     Pattern("_detail.exception", DETAIL_CATEGORY,

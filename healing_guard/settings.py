@@ -73,10 +73,9 @@ class Settings:
     #: a label model written by `guard learn` (online learner over confirmed labels); "" for none
     label_model: str = ""
     #: the text model over the failure chunk (classify/text_model.py): "packaged" the one that ships, a path
-    #: of one trained with benchmarks/train_text_model.py, or "" / "off" for none. Off by default until its
-    #: cost in the worker is understood: with it, completion-to-command p99 at 150k lines/s rose from about
-    #: 0.1 s to 1.6-1.9 s here (docs/limitations.md)
-    text_model: str = ""
+    #: of one trained with benchmarks/train_text_model.py, or "" / "off" for none (the rules alone). The
+    #: model is asked only when the rules are unsure (under a millisecond a job; docs/benchmarks.md)
+    text_model: str = "packaged"
     # cost
     daily_budget_usd: float = 200.0
     repo_daily_budget_usd: float = 50.0

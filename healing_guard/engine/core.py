@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ..classify import Diagnosis, EvidenceLine, classify
 from ..classify.locate import LOCATED_DETAIL
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
-from ..classify.text_model import TextModel, chunk_text, combine, features, packaged_model
+from ..classify.text_model import RULE_TRUST, TextModel, chunk_text, combine, features, packaged_model
 from ..classify.unknowns import signature_line
 from ..flaky import TestModel
 from ..flaky.context import RetryContext, context_features, message_hash
@@ -166,7 +166,9 @@ class Engine:
                      step=ready.step_start)
         if self.learner is not None:
             d = self.learner.predict(d, ready.job.exit_code, signature_line(d.evidence, ready.tail))
-        if self.text_model is not None:  # what no pattern names (classify/text_model.py)
+        if self.text_model is not None and (d.category == "unknown" or d.confidence < RULE_TRUST):
+            # what no pattern names (classify/text_model.py); a sure rule diagnosis stands, so the model
+            # (a fraction of a millisecond a job) is only asked when its answer can count
             x = features(chunk_text(d.evidence, ready.located, ready.command), ready.job.exit_code, ready.command)
             d = combine(d, self.text_model.predict_proba(x))
         return with_located(d, ready.located)

@@ -390,35 +390,74 @@ _register_api()
 def learn(
     labels: Path = typer.Option(..., "--labels", help="CSV with columns file,category (confirmed labels)"),
     logs: Path = typer.Option(..., "--logs", help="folder the label file's paths are relative to"),
-    model: Path = typer.Option(..., "--model", help="label model file: updated if it exists, else created"),
+    model: Optional[Path] = typer.Option(None, "--model", help="label model file: updated if it exists, else created"),
+    text_model: Optional[Path] = typer.Option(
+        None, "--text-model",
+        help="text model file: updated if it exists, else started from the packaged one; point "
+             "pipeline.text_model (GUARD_TEXT_MODEL) at it to use it"),
+    weight: int = typer.Option(10, "--weight", min=1, max=1000,
+                               help="with --text-model: how many training examples one confirmed label counts as "
+                                    "(the packaged model learned from about 280 per category)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """Teach the classifier from confirmed labels (online, one log at a time, River)."""
+    """Teach the guard from confirmed labels (online, one log at a time, River): the label model
+    (--model) and/or the text model (--text-model)."""
     from .log_files import read_labels
-    from .classify.learner import LabelLearner
 
+    if model is None and text_model is None:
+        err.print("[red]learn:[/red] give --model (label model) and/or --text-model (text model) to update")
+        raise typer.Exit(2)
     try:
         rows = read_labels(labels)
     except (OSError, ValueError) as exc:
         err.print(f"[red]labels:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     s = _settings(config)
-    learner = LabelLearner.load(model) if model.exists() else LabelLearner()
-    an = _analyzer(_replace(s, label_model=""))  # learn from the rules' view, not the model's own
+    learner = None
+    if model is not None:
+        from .classify.learner import LabelLearner
+
+        learner = LabelLearner.load(model) if model.exists() else LabelLearner()
+    tm = None
+    if text_model is not None:
+        from .classify.text_model import TextModel, packaged_path
+
+        start = text_model if text_model.exists() else packaged_path()
+        try:
+            tm = TextModel.load(start) if start is not None else TextModel()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            err.print(f"[red]--text-model:[/red] {escape(str(start))}: {escape(str(exc))}")
+            raise typer.Exit(2) from None
+    # learn from the rules' view, not the models' own
+    an = _analyzer(_replace(s, label_model="", text_model="off"))
+    from .engine import offline_job
+    from .engine.core import text_features
+
     missing = 0
     with console.status("learning") as status:
         for i, (name, category) in enumerate(rows, 1):
             try:
                 with (logs / name).open("rb") as fp:
-                    a = an.analyze(fp)
+                    ready, a = an.read(fp, offline_job(name))
             except OSError as exc:
                 err.print(f"[yellow]{logs / name}: skipped ({exc.strerror or exc})[/yellow]")
                 missing += 1
                 continue
-            learner.learn(a.diagnosis, category, signature=a.signature)
+            if learner is not None:
+                learner.learn(a.diagnosis, category, signature=a.signature)
+            if tm is not None:
+                x = text_features(ready, a.diagnosis.evidence)
+                for _ in range(weight):
+                    tm.learn_one(x, category)
             status.update(f"learning {i}/{len(rows)}")
-    learner.save(model)
-    console.print(f"learned {len(rows) - missing} labels ({learner.labels_seen} in total) -> {model}")
+    n = len(rows) - missing
+    if learner is not None and model is not None:
+        learner.save(model)
+        console.print(f"learned {n} labels ({learner.labels_seen} in total) -> {model}")
+    if tm is not None and text_model is not None:
+        tm.info = {**tm.info, "learned_labels": int(tm.info.get("learned_labels", 0)) + n}
+        tm.dump(text_model)
+        console.print(f"learned {n} labels -> text model {text_model}")
     raise typer.Exit(1 if missing else 0)
 
 

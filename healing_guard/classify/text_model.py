@@ -38,7 +38,7 @@ from .classifier import Diagnosis, EvidenceLine
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODEL_FILE", "TextModel", "chunk_text", "combine", "features", "packaged_model"]
+__all__ = ["MODEL_FILE", "TextModel", "chunk_text", "combine", "features", "packaged_model", "packaged_path"]
 
 MODEL_FILE = "text_model.json"
 FORMAT = 2
@@ -198,6 +198,12 @@ class TextModel:
         m.class_totals = {str(c): float(n) for c, n in d["class_totals"].items()}
         m.feature_counts = {str(f): {str(c): float(n) for c, n in cs.items()} for f, cs in d["feature_counts"].items()}
         return m
+
+
+def packaged_path() -> Path | None:
+    """Where the packaged model's file is (None when the package has none)."""
+    ref = resources.files("healing_guard.classify").joinpath(MODEL_FILE)
+    return Path(str(ref)) if ref.is_file() else None
 
 
 @functools.lru_cache(maxsize=1)

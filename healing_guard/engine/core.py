@@ -169,8 +169,7 @@ class Engine:
         if self.text_model is not None and (d.category == "unknown" or d.confidence < RULE_TRUST):
             # what no pattern names (classify/text_model.py); a sure rule diagnosis stands, so the model
             # (a fraction of a millisecond a job) is only asked when its answer can count
-            x = features(chunk_text(d.evidence, ready.located, ready.command), ready.job.exit_code, ready.command)
-            d = combine(d, self.text_model.predict_proba(x))
+            d = combine(d, self.text_model.predict_proba(text_features(ready, d.evidence)))
         return with_located(d, ready.located)
 
     @staticmethod
@@ -338,6 +337,14 @@ def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
         confidence_threshold=settings.confidence_threshold, partitions=partitions,
         auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
     )
+
+
+def text_features(ready: Ready, evidence: tuple[EvidenceLine, ...]) -> dict[str, float]:
+    """What the text model reads of a job: the rules' evidence (not the located lines, which come next),
+    the located lines, the failing command and the exit code (classify/text_model.py). ``guard learn``
+    teaches the model from the same features it predicts from."""
+    own = tuple(e for e in evidence if not e.pattern.startswith("_locate"))
+    return features(chunk_text(own, ready.located, ready.command), ready.job.exit_code, ready.command)
 
 
 def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:

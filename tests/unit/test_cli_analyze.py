@@ -125,3 +125,28 @@ def test_human_output_prints_log_text_verbatim(logs: Path) -> None:
     (logs / "u.log").write_text("##[end-action id=a;outcome=failure;conclusion=failure]\n")
     code, out, _ = run("unknowns", str(logs / "u.log"), env=RULES_ONLY)
     assert code == 0 and "##[end-action id=a;outcome=failure;conclusion=failure]" in out.replace("\n", "")
+
+
+def test_learn_teaches_the_text_model_and_the_guard_uses_it(logs: Path) -> None:
+    """Confirmed labels update a copy of the packaged text model; pointing GUARD_TEXT_MODEL at it
+    changes what the guard names for a failure no pattern explains (and it is still never automatic)."""
+    packaged = orjson.loads(run("analyze", "--json", str(logs / "odd1.log"))[1])
+    target = "docker_registry" if packaged["category"] != "docker_registry" else "disk_full"
+    labels = logs / "labels.csv"
+    labels.write_text("file,category\n" + "".join(f"odd{i % 3}.log,{target}\n" for i in range(40)))
+    tm = logs / "text-model.json"
+    code, out, _ = run("learn", "--labels", str(labels), "--logs", str(logs), "--text-model", str(tm))
+    assert code == 0 and tm.exists() and "40 labels -> text model" in " ".join(out.split())
+    row = orjson.loads(run("analyze", "--json", str(logs / "odd1.log"), env={"GUARD_TEXT_MODEL": str(tm)})[1])
+    assert row["category"] == target and row["learned"] is True and not row["automatic"]
+    # learning again continues from the file, not from the packaged model
+    before = tm.read_bytes()
+    assert run("learn", "--labels", str(labels), "--logs", str(logs), "--text-model", str(tm))[0] == 0
+    assert orjson.loads(tm.read_bytes())["info"]["learned_labels"] == 80 and tm.read_bytes() != before
+
+
+def test_learn_needs_a_model_to_update(logs: Path) -> None:
+    labels = logs / "labels.csv"
+    labels.write_text("file,category\nnet.log,network\n")
+    code, _, err = run("learn", "--labels", str(labels), "--logs", str(logs))
+    assert code == 2 and "--text-model" in err

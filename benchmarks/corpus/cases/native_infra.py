@@ -2,8 +2,10 @@
 corrupt caches, memory limits, full disks, platform time limits, lost runners, hung test scripts, failures
 that say nothing), run with the machine's real tools.
 
-Every project is made up. Only loopback is ever contacted: refused connections go to a free 127.0.0.1 port
-with nothing listening, DNS failures use a name under the reserved ``.invalid`` TLD (never resolves), and
+Every project is made up. Only loopback is ever contacted: a refused connection is to a made-up remote name
+(``deploy-api.example.com``) that the tool is told resolves to 127.0.0.1:443, where nothing listens, or to a
+runner's HTTP proxy on a 127.0.0.1 port nothing listens on (``_remote.py``), DNS failures use a name under the
+reserved ``.invalid`` TLD (never resolves), and
 rate limits, corrupt package indexes and oversized wheels are served by a small ``http.server`` in a thread on
 127.0.0.1 (``Case.around``). A full disk is ``/dev/full`` (reached through a symlink the project's build
 writes to) or, where ``mount -t tmpfs`` works (we are root), a real 1 MiB tmpfs mounted over the build
@@ -24,7 +26,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -35,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..case import Case, Step, Tools
+from ._remote import proxy_down, resolve_to_loopback
 
 __all__ = ["cases"]
 
@@ -44,31 +46,12 @@ __all__ = ["cases"]
 
 #: each case prefers its own fixed port (so its log repeats run to run) and falls back to any free one
 _PORTS = {
-    "deploy": 47611, "git-refused": 47612, "pip-refused": 47613,
+    "pip-proxy": 47613,
     "curl-429": 47621, "pip-429": 47622, "npm-429": 47623, "git-429": 47624,
     "pip-hash": 47631, "npm-hash": 47632, "pip-tmpfs": 47641,
 }
 
 Respond = Callable[[str, str], tuple[int, Mapping[str, str], bytes]]
-
-
-def _closed_port(preferred: int) -> int:
-    """A loopback port nothing listens on (so a connection to it is refused): ``preferred`` if it is free."""
-    for port in (preferred, 0):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise RuntimeError("no free loopback port")
-
-
-def _refused(env_name: str, preferred: int) -> Callable[[Path], contextlib.AbstractContextManager[Mapping[str, str]]]:
-    @contextlib.contextmanager
-    def around(_: Path) -> Iterator[Mapping[str, str]]:
-        yield {env_name: str(_closed_port(preferred))}
-    return around
 
 
 @contextlib.contextmanager
@@ -1279,7 +1262,7 @@ version="$(cat VERSION)"
 echo "Deploying deploybot ${version} to ${env_name}"
 echo "Uploading release manifest..."
 curl -sS --fail --retry 2 --retry-connrefused --retry-delay 1 \\
-    -X POST "http://127.0.0.1:${DEPLOY_API_PORT}/api/v1/deployments" \\
+    -X POST "https://deploy-api.example.com/api/v1/deployments" \\
     -H "Content-Type: application/json" \\
     --data @deploy/manifest.json
 echo "Deployment to ${env_name} requested."
@@ -1314,7 +1297,7 @@ _MIRROR_SYNC = """\
 set -euo pipefail
 echo "Syncing shared configuration"
 rm -rf vendor/shared-config
-git clone --depth 1 "http://127.0.0.1:${GIT_PORT}/platform/shared-config.git" vendor/shared-config
+git clone --depth 1 "https://git.example.com/platform/shared-config.git" vendor/shared-config
 echo "shared-config at $(git -C vendor/shared-config rev-parse --short HEAD)"
 """
 
@@ -1343,8 +1326,9 @@ def _network_cases() -> list[Case]:
         name="shell-curl-connection-refused-deploy", ecosystem="shell", category="network", project="deploybot",
         files={"deploy.sh": _DEPLOY_SH, "VERSION": "2.8.0\n", "deploy/manifest.json": _DEPLOY_MANIFEST},
         steps=(Step("Deploy to staging", "./deploy.sh staging"),),
-        around=_refused("DEPLOY_API_PORT", _PORTS["deploy"]),
-        note="the deploy API on 127.0.0.1 is down: nothing listens on the port",
+        around=resolve_to_loopback("deploy-api.example.com"),
+        note="the deploy API (deploy-api.example.com:443) refuses connections: curl retries twice, then gives up",
+        expect=r"Failed to connect to deploy-api\.example\.com port 443",
     )
     curl_dns = Case(
         name="shell-curl-could-not-resolve-host", ecosystem="shell", category="network", project="edge-proxy-conf",
@@ -1356,18 +1340,21 @@ def _network_cases() -> list[Case]:
         name="shell-git-clone-connection-refused", ecosystem="shell", category="network", project="mirror-sync",
         files={"scripts/sync.sh": _MIRROR_SYNC, "README.md": "# mirror-sync\n\nPulls the shared config repo.\n"},
         steps=(Step("Sync shared config", "./scripts/sync.sh"),),
-        around=_refused("GIT_PORT", _PORTS["git-refused"]),
-        note="the git server on 127.0.0.1 is down: nothing listens on the port",
+        around=resolve_to_loopback("git.example.com"),
+        note="the company git server (git.example.com:443) refuses connections",
+        expect=r"unable to access 'https://git\.example\.com/.*Failed to connect to git\.example\.com port 443",
     )
     pip_refused = Case(
         name="python-pip-index-connection-refused", ecosystem="python", category="network", project="invoice-api",
         files={"requirements.txt": "ledgerkit-core==1.2.0\nmoneyfmt==0.9.3\n", "invoice/__init__.py": "",
                "invoice/totals.py": _INVOICE_PY},
         steps=(Step("Install dependencies",
-                    'pip install --index-url "http://127.0.0.1:${PYPI_MIRROR_PORT}/simple" -r requirements.txt',
+                    "pip install --index-url https://nexus.example.com/repository/pypi/simple -r requirements.txt",
                     env=_pip_env()),),
-        around=_refused("PYPI_MIRROR_PORT", _PORTS["pip-refused"]),
-        note="the company PyPI mirror on 127.0.0.1 refuses connections; pip retries, then finds no version",
+        around=proxy_down(_PORTS["pip-proxy"]),
+        note=("the runner's HTTP proxy (https_proxy, not shown) refuses connections, so pip never reaches the "
+              "company mirror nexus.example.com: it retries, then finds no version"),
+        expect=r"Cannot connect to proxy",
     )
     return [curl_refused, curl_dns, git_refused, pip_refused]
 

@@ -12,10 +12,12 @@ and fail within a second or two; only small packages (``ms``, ``chai``, ``chai-a
 ``npx`` is not used: npm 11's ``npx`` does not look on ``PATH`` and would try to download; the tools are run
 through ``npm test``/``npm run`` or by name.
 
-Labelling notes. ``connect ECONNREFUSED 127.0.0.1`` is labelled ``network`` in the deploy step (the release
-agent is unreachable) and ``test_failure`` in a test that starts its own server and dials the wrong port.
-The guard's ``ci.local_service_unreachable`` pattern calls any refused localhost connection ``build_config``;
-the label here is by construction and the corpus measures that disagreement. The wrong lockfile integrity is
+Labelling notes. A refused connection is labelled ``network`` in the deploy step (the release agent,
+``release-agent.example.com``, is unreachable: node is told by a ``--require`` preload that the name is
+127.0.0.1, where nothing listens on 443, see ``_remote.py``; the deploy script reports the host and the error
+code) and ``test_failure`` in a test that starts its own server and dials the wrong port
+(``connect ECONNREFUSED 127.0.0.1``, which the guard's ``ci.local_service_unreachable`` pattern rightly calls
+a local service, not the network; the label here is by construction). The wrong lockfile integrity is
 a hash of no tarball at all: npm's cache is content-addressed, so the integrity of another cached package
 would silently install that package instead. The native crash runs under ``ulimit -c 64`` so bash says
 ``Aborted (core dumped)`` (with a file ``core_pattern``, a core of at most 64 KiB is left in the case
@@ -32,13 +34,13 @@ from pathlib import Path
 from textwrap import dedent
 
 from ..case import Case, Step, Tools
+from ._remote import resolve_to_loopback
 
 __all__ = ["cases"]
 
 ECOSYSTEM = "node"
 
 #: local ports nothing listens on (checked before the case runs, see :func:`_around_refused`)
-DEPLOY_PORT = 47319  # brambleroute's release agent, which is down
 WRONG_TEST_PORT = 47327  # the port a broken brambleroute test dials instead of its own server's
 
 #: a sha512 that is no tarball's (and so in no npm cache): sha512 of b"ledgerkite-corrupt"
@@ -482,7 +484,7 @@ BR_DEPLOY = _d("""
 
     const { version, name } = require('../package.json');
 
-    const AGENT = process.env.RELEASE_AGENT_URL || 'http://127.0.0.1:%PORT%';
+    const AGENT = process.env.RELEASE_AGENT_URL || 'https://release-agent.example.com';
 
     async function post(path, body, attempts = 3) {
       for (let i = 1; ; i++) {
@@ -497,10 +499,11 @@ BR_DEPLOY = _d("""
           }
           return res.json();
         } catch (err) {
+          const reason = err.cause ? err.cause.code : err.message;
           if (i >= attempts) {
-            throw err;
+            throw new Error(`POST ${AGENT}${path} failed after ${attempts} attempts: ${reason}`);
           }
-          console.log(`attempt ${i} failed (${err.cause ? err.cause.code : err.message}), retrying`);
+          console.log(`attempt ${i} failed (${reason}), retrying`);
           await new Promise((r) => setTimeout(r, 200 * i));
         }
       }
@@ -513,10 +516,10 @@ BR_DEPLOY = _d("""
     }
 
     main().catch((err) => {
-      console.error(err);
+      console.error(err.stack);
       process.exit(1);
     });
-""").replace("%PORT%", str(DEPLOY_PORT))
+""")
 
 # eslint: double quotes, an `if` without braces, an unused variable, a constant condition
 BR_LIMITS_LINT = _d("""
@@ -1034,10 +1037,11 @@ def cases(tools: Tools) -> list[Case]:  # noqa: ARG001 - the tools are found thr
             project="brambleroute",
             files=_brambleroute(**{"scripts/deploy.js": BR_DEPLOY}),
             steps=(INSTALL, test, Step("Deploy to staging", "npm run deploy")),
-            around=_around_refused(DEPLOY_PORT),
-            note=("the deploy step cannot reach the release agent (fetch failed, connect ECONNREFUSED "
-                  "127.0.0.1): a CI network fault, where the same refusal inside a test that starts its own "
-                  "service is a test failure (node-mocha-econnrefused-own-server)"),
+            around=resolve_to_loopback("release-agent.example.com"),
+            note=("the deploy step cannot reach the release agent release-agent.example.com (fetch failed, "
+                  "ECONNREFUSED): a CI network fault, where a refusal from 127.0.0.1 inside a test that starts "
+                  "its own service is a test failure (node-mocha-econnrefused-own-server)"),
+            expect=r"POST https://release-agent\.example\.com/api/releases failed after 3 attempts: ECONNREFUSED",
         ),
         # ---- build_config
         Case(

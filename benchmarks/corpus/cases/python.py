@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ..case import Case, Step, Tools
+from ._remote import proxy_down
 
 # ----------------------------------------------------------------------------------------- projects
 
@@ -728,22 +729,23 @@ def test_read_through_dangling_pointer():
 import urllib.request
 
 
-RATES_URL = "http://127.0.0.1:9/v1/rates?base=EUR"
-
-
 def test_rates_service():
-    with urllib.request.urlopen(RATES_URL, timeout=5) as r:
+    with urllib.request.urlopen("https://rates.example.com/v1/rates?base=EUR", timeout=5) as r:
         assert "USD" in json.load(r)
 '''}),
-             (Step("Run tests", "pytest -q tests/test_rates.py"),),
-             note="the test needs a service that refuses connections: a network failure, not a code one",
-             expect=r"Connection refused"))
+             (Step("Run tests", "pytest -q --tb=short tests/test_rates.py"),),
+             around=proxy_down(47711),
+             note=("the test needs rates.example.com and the runner's HTTP proxy (https_proxy, not shown) refuses "
+                   "connections: a network failure, not a code one"),
+             expect=r"rates\.example\.com(?s:.*)Connection refused"))
     add(Case("python-network-index-down-mossgrid", "python", "network", "mossgrid",
              moss(**{"requirements.txt": "moss-kernels==1.0\n"}),
-             (VENV, Step("Install dependencies", f"{PIP} install --index-url http://127.0.0.1:9/simple --retries 1 "
-                                                 "--timeout 5 -r requirements.txt")),
-             note="the private index refuses connections; pip then reports no matching distribution",
-             expect=r"Connection refused"))
+             (VENV, Step("Install dependencies", f"{PIP} install --index-url https://pypi.mossgrid.example.com/simple "
+                                                 "--retries 1 --timeout 5 -r requirements.txt")),
+             around=proxy_down(47712),
+             note=("the runner's HTTP proxy (https_proxy, not shown) refuses connections, so pip never reaches the "
+                   "private index pypi.mossgrid.example.com; it then reports no matching distribution"),
+             expect=r"Cannot connect to proxy"))
 
     # ---- infra_timeout: the job hangs and the platform's time limit stops it
     add(Case("python-hung-job-ottercount", "python", "infra_timeout", "ottercount",

@@ -4,8 +4,9 @@ Shell: two made-up projects, ``tarnhook`` (deploy hooks) and ``pebblesync`` (bac
 bash, curl, tar and cp. Perl: ``wrenparse`` (an INI-ish config parser) and ``lanternlog`` (a log
 formatter), checked with ``perl -c`` and tested with ``prove``.
 
-Only loopback is contacted: port 9 on 127.0.0.1 (the discard port, which nothing serves on a CI runner)
-refuses connections.
+Only loopback is contacted: the network cases' remote names (``tarnhook-staging.example.com``,
+``artifacts.example.com``) are resolved to 127.0.0.1 by curl itself (``resolve`` in a ``.curlrc``, see
+``_remote.py``), and nothing listens on 127.0.0.1:443, so the connection is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ..case import Case, Step, Tools
+from ._remote import resolve_to_loopback
 
 __all__ = ["cases"]
 
@@ -155,23 +157,27 @@ done
     add(Case("shell-curl-refused-tarnhook", "shell", "network", "tarnhook",
              tarn(**{"scripts/smoke.sh": '''#!/usr/bin/env bash
 set -euo pipefail
-url=${HEALTH_URL:-http://127.0.0.1:9/healthz}
+url=${HEALTH_URL:-https://tarnhook-staging.example.com/healthz}
 echo "smoke test against $url"
 curl -fsS --retry 2 --retry-delay 1 --retry-connrefused --max-time 10 "$url"
 echo "healthy"
 '''}),
              (Step("Smoke test", "./scripts/smoke.sh"),),
-             expect=r"Failed to connect to 127\.0\.0\.1 port 9"))
+             around=resolve_to_loopback("tarnhook-staging.example.com"),
+             note="the staging host refuses connections on 443: curl retries twice, then gives up",
+             expect=r"Failed to connect to tarnhook-staging\.example\.com port 443"))
     add(Case("shell-curl-download-refused-pebblesync", "shell", "network", "pebblesync",
              pebble(**{"scripts/fetch-restic.sh": '''#!/usr/bin/env bash
 set -euo pipefail
 mkdir -p .tools
 echo "downloading restic 0.16.4 from the artifact mirror"
-curl -fSL --max-time 30 -o .tools/restic.bz2 http://127.0.0.1:9/mirror/restic_0.16.4_linux_amd64.bz2
+curl -fSL --max-time 30 -o .tools/restic.bz2 https://artifacts.example.com/mirror/restic_0.16.4_linux_amd64.bz2
 bunzip2 .tools/restic.bz2
 '''}),
              (Step("Install tools", "bash scripts/fetch-restic.sh"),),
-             expect=r"Failed to connect to 127\.0\.0\.1 port 9"))
+             around=resolve_to_loopback("artifacts.example.com"),
+             note="the artifact mirror refuses connections on 443",
+             expect=r"Failed to connect to artifacts\.example\.com port 443"))
 
     # ---- disk_full
     add(Case("shell-cp-disk-full-pebblesync", "shell", "disk_full", "pebblesync",

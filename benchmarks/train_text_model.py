@@ -29,8 +29,9 @@ from typing import Any
 
 import orjson
 
-from healing_guard.classify.text_model import MODEL_FILE, TextModel, chunk_text, combine, features
+from healing_guard.classify.text_model import MODEL_FILE, TextModel, combine
 from healing_guard.engine import Engine, offline_job
+from healing_guard.engine.core import text_features
 from healing_guard.remediate.gate import AUTOMATIC_CATEGORIES, packaged_thresholds
 from healing_guard.settings import Settings
 
@@ -46,6 +47,7 @@ class Example:
     rule_category: str
     rule_confidence: float
     rule: Any  # the rules' Diagnosis
+    lines: tuple[int, ...] = ()  # the evidence's line numbers, in the order the guard reports them
 
 
 def project_of(dataset: str, file: str, row: dict[str, str]) -> tuple[str, str]:
@@ -78,10 +80,10 @@ def load(datasets: list[Path]) -> list[Example]:
                 ready, analysis = engine.read_log(fp, job)
             d = analysis.diagnosis
             rule_evidence = tuple(e for e in d.evidence if not e.pattern.startswith("_locate"))
-            x = features(chunk_text(rule_evidence, ready.located, ready.command), None, ready.command)
+            x = text_features(ready, d.evidence)  # what the engine predicts from (offline jobs: no exit code)
             project, group = project_of(ds.name, row["file"], row)
             out.append(Example(row["file"], ds.name, row["category"], project, group, x, d.category, d.confidence,
-                               dataclass_replace_evidence(d, rule_evidence)))
+                               dataclass_replace_evidence(d, rule_evidence), tuple(e.line for e in d.evidence)))
             print(f"\r{ds.name}: {i}/{len(rows)} logs", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
     return out

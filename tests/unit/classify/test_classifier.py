@@ -363,7 +363,7 @@ def test_go_test_panic_is_a_test_failure(matcher: Matcher) -> None:
 @pytest.mark.parametrize(
     ("cause", "category"),
     [
-        ("Could not find artifact com.example:sdk:jar:1.18.9 in central (https://repo.maven.apache.org/maven2)", "dependency_missing"),
+        ("Could not find artifact com.example:sdk:jar:1.18.9 in central (https://repo.maven.apache.org/maven2)", "dependency_resolution"),
         ("Could not find artifact com.example:sdk:jar:9.2.0-SNAPSHOT", "dependency_resolution"),
         ("Failed to collect dependencies at org.x:y:jar:1.0: Failed to read artifact descriptor for org.x:y:jar:1.0: "
          "Could not transfer artifact org.x:y:pom:1.0 from/to central (https://repo.maven.apache.org/maven2): Connection reset", "network"),

@@ -34,7 +34,10 @@ the machine it runs on:
 * a transient cause found *only* inside a code step's failure message (the compiler, test, lint or
   configuration step reports it as its own reason to fail) is reported with a confidence capped below
   the automatic-action gates: a person decides. Dependency resolvers are not code steps for this rule:
-  fetching is their job, so a transport error is the expected reason they fail.
+  fetching is their job, so a transport error is the expected reason they fail;
+* a connection error said only after a test was reported failed (in the test run's failure report), or
+  only about a service on the machine itself or on a local-only name (``localhost``, ``db.local``), is a
+  test's own call to the service it started: when tests failed, the diagnosis is ``test_failure``.
 
 Below ``threshold`` the answer is ``unknown``: a guess would send the wrong remediation.
 """
@@ -358,14 +361,19 @@ def classify(
 
     score = max(0.0, min(1.0, scores[best]))
     best_items = by_cat.get(best, [])
-    if best in TRANSIENT and best_items and (
-        by_proximity or all(code_step.get(e.line, 0.0) >= _CONTEST_WEIGHT for _, e in best_items)
-        or _inside_test_report(best_items, by_cat.get("test_failure", []))
-        or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)
-    ):
-        # seen only inside a code step's own failure lines, or explaining a failure from afar:
-        # report it, but let a person decide
-        score = min(score, _CONTESTED_CAP)
+    if best in TRANSIENT and best_items:
+        tests = by_cat.get("test_failure", [])
+        if best == "network" and tests and scores.get("test_failure", 0.0) >= threshold and (
+                _inside_test_report(best_items, tests) or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)):
+            # a test's own connection to the service it started (or told of in its failure report): the
+            # test failed, and its error is a detail of that failure, not the CI machine's fault
+            best, score = "test_failure", max(0.0, min(1.0, scores["test_failure"]))
+            best_items = tests
+        elif by_proximity or all(code_step.get(e.line, 0.0) >= _CONTEST_WEIGHT for _, e in best_items) or (
+                _inside_test_report(best_items, tests) or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)):
+            # seen only inside a code step's own failure lines, or explaining a failure from afar:
+            # report it, but let a person decide
+            score = min(score, _CONTESTED_CAP)
     all_scores = tuple((c, round(min(1.0, scores[c]), 4)) for c in order)
     if score < threshold:
         all_items = [item for items in by_cat.values() for item in items]

@@ -101,7 +101,7 @@ class Locator:
                 if self.errors and self.errors[-1][0] == line:
                     continue
                 text = tokenize(h.text)[:MAX_TEXT]
-                if not text.strip():
+                if not text.strip() or _BOILERPLATE.search(text):
                     continue
                 self.errors.append([line, text])
                 if len(self.errors) > ERRORS_KEPT:
@@ -117,14 +117,14 @@ class Locator:
             i = index - 1
             while i >= 0 and len(found) < CONTEXT_KEPT:
                 text = tokenize(chunk[i][:4000])[:MAX_TEXT] if i < len(chunk) else ""
-                if text.strip():
+                if text.strip() and not _BOILERPLATE.search(text):
                     found.append([first_line_no + i, text])
                 i -= 1
             if i < 0 and len(found) < CONTEXT_KEPT:  # the exit is near the chunk's start: the tail before it
                 for j, text in enumerate(reversed(tail)):
                     if len(found) >= CONTEXT_KEPT:
                         break
-                    if text.strip():
+                    if text.strip() and not _BOILERPLATE.search(text):
                         found.append([first_line_no - 1 - j, text[:MAX_TEXT]])
         self.context = list(reversed(found))
 
@@ -150,6 +150,14 @@ def located_evidence(state: dict[str, Any] | None) -> tuple[EvidenceLine, ...]:
 
 _TRACE = "_cmd.trace"
 _WARNING = re.compile(r"\bwarn(?:ing)?\b", re.IGNORECASE)
+#: what build tools print after every failure, whatever failed (how to get more output, where help is,
+#: how to resume): it says "error" but never why
+_BOILERPLATE = re.compile(
+    r"To see the full stack trace of the errors|Re-run Maven using the -X switch"
+    r"|For more information about the errors and possible solutions|\[Help \d+\] https?://"
+    r"|After correcting the problems, you can resume the build|mvn <args> -rf "
+    r"|^\s*\* Try:|Run with --(?:stacktrace|info|debug|scan) option|Get more help at https://help\.gradle\.org"
+    r"|A complete log of this run can be found in|^(?:\[ERROR\]|npm ERR!|ERROR:?)\s*$")
 
 _COMMAND = (re.compile(r"^(?:##\[group\])?Run (.+)"), re.compile(r"^\+ (.+)"), re.compile(r"^\$ (.+)"),
             re.compile(r'The command "(.+)" (?:failed and )?exited with'))

@@ -7,7 +7,6 @@ import dataclasses
 import pytest
 
 from healing_guard.classify import Diagnosis, EvidenceLine, classify, evidence_from_hits
-from healing_guard.classify.classifier import TRANSIENT
 from healing_guard.patterns import Hit, Matcher, Pattern, load_library
 from healing_guard.patterns.library import PATTERN_CATEGORIES
 
@@ -244,8 +243,11 @@ def test_evidence_from_hits_numbers_redacts_and_truncates() -> None:
 
 def test_precedence_root_cause_near_end_wins_close_call() -> None:
     tf = EvidenceLine(line=99, text="3 tests failed", pattern="t", category="test_failure", weight=0.85)
-    net = EvidenceLine(line=100, text="ECONNRESET", pattern="n", category="network", weight=0.7)
+    net = EvidenceLine(line=98, text="ECONNRESET", pattern="n", category="network", weight=0.7)
     assert classify([tf, net], total_lines=100).category == "network"
+    # said after the tests were already reported failed, it did not fail them
+    after = dataclasses.replace(net, line=100)
+    assert classify([tf, after], total_lines=100).category == "test_failure"
     # ...but not when it is far weaker
     weak = EvidenceLine(line=100, text="Connection refused", pattern="n", category="network", weight=0.5)
     assert classify([tf, weak], total_lines=100).category == "test_failure"
@@ -506,7 +508,7 @@ def test_local_services_are_setup_not_network(matcher: Matcher) -> None:
 
 def test_a_connection_error_in_a_test_report_is_not_retried_by_itself(matcher: Matcher) -> None:
     """Tests already reported failed, then their tracebacks say the service they call did not answer:
-    that is the tests' own failure report, so a person decides (the diagnosis may still say network)."""
+    that is the tests' own failure report: a test failure, for a person to read."""
     conn = ("E           requests.exceptions.ConnectionError: HTTPConnectionPool(host='api.example.com', port=80): "
             "Max retries exceeded with url: /port (Caused by NewConnectionError('Failed to establish a new "
             "connection: [Errno 110] Connection timed out'))")
@@ -515,7 +517,7 @@ def test_a_connection_error_in_a_test_report_is_not_retried_by_itself(matcher: M
               "_______________________________ test_redirect ________________________________", conn,
               "_______________________________ test_served __________________________________", conn]
     d = diagnose(matcher, report)
-    assert d.confidence < AUTO_GATE or d.category not in TRANSIENT
+    assert d.category == "test_failure"
     # the same error with no test reported failed before it is the machine's network: acted on
     d = diagnose(matcher, ["Run pytest", conn, conn])
     assert d.category == "network" and d.confidence >= AUTO_GATE

@@ -277,8 +277,8 @@ def test_duplicate_ids_refused() -> None:
         ("/src/app/go.mod:6: unknown directive: requre", "build_config"),
         ("/usr/bin/bash: line 3: ./scripts/build.sh: Permission denied", "build_config"),
         ("npm ERR! code EJSONPARSE", "build_config"),
+        ("[ERROR] Rule 0: org.apache.maven.enforcer.rules.dependency.DependencyConvergence failed with message:", "build_config"),  # the build's own enforcer rules
         # version conflicts
-        ("[ERROR] Rule 0: org.apache.maven.enforcer.rules.dependency.DependencyConvergence failed with message:", "dependency_resolution"),
         ("The following packages have unmet dependencies:", "dependency_resolution"),
         ("E: Unable to correct problems, you have held broken packages.", "dependency_resolution"),
         ("go: inconsistent vendoring in /src/app:", "dependency_resolution"),

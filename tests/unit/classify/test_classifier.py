@@ -529,3 +529,13 @@ def test_a_name_only_a_local_network_resolves_is_not_the_ci_network() -> None:
     public = dataclasses.replace(local, text="ConnectTimeout: HTTPConnectionPool(host='pypi.org', port=443)")
     assert classify([local], total_lines=100).confidence < AUTO_GATE
     assert classify([public], total_lines=100).confidence >= AUTO_GATE
+
+
+def test_a_go_checksum_mismatch_is_named_but_left_to_a_person(matcher: Matcher) -> None:
+    """A module whose content does not match go.sum: a corrupt module cache or a re-tagged module."""
+    raw = ["go: downloading github.com/acme/lib v1.6.0",
+           "verifying github.com/acme/lib@v1.6.0: checksum mismatch",
+           "\tdownloaded: h1:AAAA", "\tgo.sum:     h1:BBBB", "", "SECURITY ERROR",
+           "This download does NOT match an earlier download recorded in go.sum."]
+    d = diagnose(matcher, raw)
+    assert d.category == "cache_corruption" and d.confidence < AUTO_GATE

@@ -10,9 +10,10 @@ The matcher reports three kinds of marker hits for this (never evidence themselv
 platform's failure line), ``_err`` (a line that says error, failed, exception, ...) and ``_detail`` (a
 line in a format that starts a failure's details in many tools: ``file:line: message``, a numbered test
 failure, an exception's first line, a linter's cross). :class:`Locator` keeps, in bounded state, the
-first exit line, the last few error lines before it and the first detail lines of the step that failed
-(a step or a ``$ command`` starts afresh), chunk by chunk, so the worker's window and a whole-log read
-find the same lines. :func:`located_evidence` turns them into evidence lines, so a failed job's evidence
+first exit line, the last few error lines before it (not the build tools' "re-run with -X for more"
+boilerplate) and the first detail lines of the step that failed (a step or a ``$ command`` starts
+afresh; a failed test item and other details are kept apart, and the test item comes first), chunk by
+chunk, so the worker's window and a whole-log read find the same lines. :func:`located_evidence` turns them into evidence lines, so a failed job's evidence
 is never empty; the engine puts the detail lines right after the strongest pattern line, because the
 first failure's details are where a person starts reading (on the hand-marked failure chunks of
 ``benchmarks/accuracy.py`` that ordering is what lifts located@3).
@@ -85,13 +86,17 @@ class Locator:
                 if self.exit is None:
                     self.details = []
             elif cat == DETAIL_CATEGORY:
-                if self.exit is None and len(self.details) < DETAILS_KEPT and h.index not in exits:
-                    line = first_line_no + h.index
-                    if self.details and self.details[-1][0] == line:
-                        continue
-                    text = tokenize(h.text)[:MAX_TEXT]
-                    if text.strip() and not _WARNING.search(text):  # a warning is not where it failed
-                        self.details.append([line, text])
+                if self.exit is not None or h.index in exits:
+                    continue
+                kind = 0 if h.pattern.id in _TEST_ITEM else 1
+                if sum(1 for d in self.details if _kind(d) == kind) >= DETAILS_KEPT:
+                    continue
+                line = first_line_no + h.index
+                if any(d[0] == line for d in self.details):
+                    continue
+                text = tokenize(h.text)[:MAX_TEXT]
+                if text.strip() and not _WARNING.search(text):  # a warning is not where it failed
+                    self.details.append([line, text, kind])
             elif cat == EXIT_CATEGORY:
                 if self.exit is None:
                     self.exit = [first_line_no + h.index, tokenize(h.text)[:MAX_TEXT]]
@@ -134,8 +139,9 @@ def located_evidence(state: dict[str, Any] | None) -> tuple[EvidenceLine, ...]:
     last error line before the exit, then the earlier ones, then the exit line itself (the platform's
     word that the step failed)."""
     loc = Locator(state)
-    out = [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_DETAIL, category="unknown", weight=0.0)
-           for ln, text in loc.details]
+    details = sorted(loc.details, key=lambda d: (_kind(d), int(d[0])))  # a failed test item first
+    out = [EvidenceLine(line=int(d[0]), text=str(d[1]), pattern=LOCATED_DETAIL, category="unknown", weight=0.0)
+           for d in details]
     have = {e.line for e in out}
     out += [EvidenceLine(line=int(ln), text=str(text), pattern=LOCATED_ERROR, category="unknown", weight=0.0)
             for ln, text in reversed(loc.errors) if int(ln) not in have]
@@ -149,6 +155,16 @@ def located_evidence(state: dict[str, Any] | None) -> tuple[EvidenceLine, ...]:
 
 
 _TRACE = "_cmd.trace"
+#: detail markers that name a failed test or check (a numbered failure, a ``[-]`` item, a cross, a test
+#: runner's FAIL line): kept apart from the other details (a file:line diagnostic, an exception) and put
+#: first, since a test run prints many exceptions of tests that pass or set up
+_TEST_ITEM = frozenset({"_detail.numbered", "_detail.failed_item", "_detail.cross", "_detail.test"})
+
+
+def _kind(detail: Sequence[Any]) -> int:
+    """0 for a failed test item, 1 for another detail (state written before kinds were kept: 1)."""
+    return int(detail[2]) if len(detail) > 2 else 1
+
 _WARNING = re.compile(r"\bwarn(?:ing)?\b", re.IGNORECASE)
 #: what build tools print after every failure, whatever failed (how to get more output, where help is,
 #: how to resume): it says "error" but never why

@@ -130,7 +130,9 @@ STEP_MARKERS: tuple[Pattern, ...] = (
     # where a failure's details start: formats shared by many tools, none of them one project's words
     # (unanchored, so Hyperscan alone decides: an anchored pattern's candidates cost a Python check each)
     Pattern("_detail.file_line", DETAIL_CATEGORY,  # path/file.ext:12[:3]: msg, File.cs(12,3): msg, File.java:[12,3] msg
-            r"[\w./\\$-]\.[A-Za-z][\w$]*(?::\d+(?::\d+)?:\s|\(\d+,\d+\):?\s|:\[\d+,\d+\]\s)", 0.0),
+            r"[\w./\\$-]\.[A-Za-z][\w$]*(?::\d+(?::\d+)?:\s|\(\d+,\d+\):?\s|:\[\d+,\d+\]\s|: \d+: \S)", 0.0),
+    # a finding under its file's name ("  12:5  error  message  rule", stylelint, eslint's stylish format)
+    Pattern("_detail.line_col", DETAIL_CATEGORY, r"^\s*\d{1,6}:\d{1,4}\s+\S", 0.0),
     Pattern("_detail.numbered", DETAIL_CATEGORY, r"  \d{1,4}\)(?: \S|[ \t]*$)", 0.0),  # "  1) test name" (mocha, rspec, minitest)
     Pattern("_detail.failed_item", DETAIL_CATEGORY, r"^\s*\[-\] \S", 0.0),  # [-] a failed item
     Pattern("_detail.cross", DETAIL_CATEGORY, "\u2716|\u2717|\u2718|\u2715", 0.0),  # a failed item's cross
@@ -139,7 +141,10 @@ STEP_MARKERS: tuple[Pattern, ...] = (
             r"|^\s*(?:[\w$]+\.)*[\w$]*(?:Error|Exception)(?: \[[^\]]*\])?:\s", 0.0),
     Pattern("_detail.test", DETAIL_CATEGORY,
             r"^(?:FAIL|ERROR): \S+ \(|^FAIL\s+\S|^FAILED\b|--- FAIL: |^_{3,} \S.* _{3,}$|^={3,} (?:FAILURES|ERRORS) ={3,}"
-            r"|^\s*(?:Failure|Error):\s*$", 0.0),
+            r"|^\s*(?:Failure|Error):\s*$|^\s*[\w.-]+ FAILED\s*$|\S failed on line \d+\s*$"
+            r"|\)\s+Time elapsed: [\d.]+ s(?:ec)?\s+<<< (?:FAILURE|ERROR)!", 0.0),
+    Pattern("_detail.parse", DETAIL_CATEGORY,  # a YAML parser's error (psych, PyYAML, SnakeYAML)
+            r"while (?:parsing|scanning) an? (?:flow|block|simple|quoted|plain|anchor|alias|directive|tag)", 0.0),
     Pattern("_detail.expected", DETAIL_CATEGORY, r"\bexpected\b.*\b(?:but (?:was|got)|got|actual)\b", 0.0,
             caseless=True),
     Pattern("_detail.diff", DETAIL_CATEGORY, r"^diff --git ", 0.0),  # a check printed what it would change

@@ -117,3 +117,62 @@ def test_no_detail_lines_from_a_step_that_passed() -> None:
             "deploy: upload said no\n##[error]Process completed with exit code 1.\n")
     ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
     assert not [e for e in ready.located if e.pattern == LOCATED_DETAIL]
+
+
+def test_a_failed_test_item_comes_before_exceptions_printed_earlier_in_the_step() -> None:
+    """A test run prints exceptions of tests that pass or set up; the ``[-]`` item is the failure."""
+    text = ("$ pwsh -c ./run-tests.ps1\n"
+            "ParameterBindingException: A parameter cannot be found that matches parameter name 'Tag'.\n"
+            "RuntimeException: discovery of a skipped file went wrong\n"
+            "Describing totals\n"
+            "    [+] adds 6ms\n"
+            "    [-] adds the tax 8ms\n"
+            "      Expected 11, but got 10.\n"
+            "Tests Passed: 1, Failed: 1\n"
+            "\nThe command \"pwsh -c ./run-tests.ps1\" exited with 1.\n")
+    ready, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    lines = text.split("\n")
+    details = [lines[e.line - 1].strip() for e in ready.located if e.pattern == LOCATED_DETAIL]
+    assert details[0] == "[-] adds the tax 8ms"
+    assert "[-] adds the tax 8ms" in [lines[e.line - 1].strip() for e in analysis.diagnosis.evidence[:3]]
+
+
+def test_build_tools_boilerplate_is_not_where_it_failed() -> None:
+    text = ("$ mvn -B verify\n"
+            "[ERROR] Failed to execute goal org.acme:acme-plugin:1.0:check (default) on project app: the widget "
+            "is not registered -> [Help 1]\n"
+            "[ERROR] \n"
+            "[ERROR] To see the full stack trace of the errors, re-run Maven with the -e switch.\n"
+            "[ERROR] Re-run Maven using the -X switch to enable full debug logging.\n"
+            "[ERROR] For more information about the errors and possible solutions, please read the following articles:\n"
+            "[ERROR] [Help 1] http://cwiki.apache.org/confluence/display/MAVEN/MojoExecutionException\n"
+            "\nThe command \"mvn -B verify\" exited with 1.\n")
+    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    errors = [e.line for e in ready.located if e.pattern == LOCATED_ERROR]
+    assert errors == [2]
+
+
+@pytest.mark.parametrize("line", [
+    "docs/guide.md: 78: MD031/blanks-around-fences Fenced code blocks should be surrounded by blank lines",
+    " 429:1\tUnexpected missing newline at end of file (no-missing-eof-newline)",
+    "\ttest72 FAILED",
+    "inet_SUITE:t_gethost failed on line 696",
+    "(./docs/intro.md): did not find expected ',' or ']' while parsing a flow sequence at line 5 column 7",
+    "raw(com.acme.ClientTest)  Time elapsed: 0.053 sec  <<< ERROR!",
+])
+def test_more_tools_detail_formats(line: str) -> None:
+    text = f"$ ./check.sh\nchecking\n{line}\n\nThe command \"./check.sh\" exited with 1.\n"
+    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    assert [e.line for e in ready.located if e.pattern == LOCATED_DETAIL] == [3]
+
+
+def test_a_pytest_verbose_listing_is_not_the_failure_details() -> None:
+    text = ("$ pytest -v\n"
+            "tests/test_a.py::test_one PASSED\n"
+            "tests/test_a.py::test_two FAILED\n"
+            "=================================== FAILURES ===================================\n"
+            "___________________________________ test_two ___________________________________\n"
+            "E       assert 1 == 2\n"
+            "\nThe command \"pytest -v\" exited with 1.\n")
+    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    assert [e.line for e in ready.located if e.pattern == LOCATED_DETAIL] == [4, 5]

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..classify import Diagnosis, EvidenceLine, classify
-from ..classify.locate import LOCATED_DETAIL
+from ..classify.locate import LOCATED_CONTEXT, LOCATED_DETAIL
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
 from ..classify.text_model import RULE_TRUST, TextModel, chunk_text, combine, features, packaged_model
 from ..classify.unknowns import signature_line
@@ -170,7 +170,7 @@ class Engine:
             # what no pattern names (classify/text_model.py); a sure rule diagnosis stands, so the model
             # (a fraction of a millisecond a job) is only asked when its answer can count
             d = combine(d, self.text_model.predict_proba(text_features(ready, d.evidence)))
-        return with_located(d, ready.located)
+        return with_last_lines(with_located(d, ready.located), ready.tail, ready.total_lines)
 
     @staticmethod
     def signature(d: Diagnosis, ready: Ready) -> str | None:
@@ -368,6 +368,21 @@ def with_located(d: Diagnosis, located: tuple[EvidenceLine, ...]) -> Diagnosis:
     if len(out) < MIN_EVIDENCE:
         out += [e for e in located if e.pattern != LOCATED_DETAIL and e.line not in have][: MIN_EVIDENCE - len(out)]
     return dataclasses.replace(d, evidence=tuple(out)) if out != own else d
+
+
+def with_last_lines(d: Diagnosis, tail: tuple[str, ...], total_lines: int) -> Diagnosis:
+    """``d``, or when it has no evidence at all (a log that just stops: the runner went away mid-step,
+    no tool said anything), the log's last lines, most recent first: where it stopped is the evidence."""
+    if d.evidence or not tail:
+        return d
+    out: list[EvidenceLine] = []
+    for i, text in enumerate(reversed(tail)):
+        if len(out) >= MIN_EVIDENCE:
+            break
+        if text.strip():
+            out.append(EvidenceLine(line=total_lines - i, text=text, pattern=LOCATED_CONTEXT, category="unknown",
+                                    weight=0.0))
+    return dataclasses.replace(d, evidence=tuple(out)) if out else d
 
 
 def _text_model(settings: Settings) -> TextModel | None:

@@ -176,3 +176,14 @@ def test_a_pytest_verbose_listing_is_not_the_failure_details() -> None:
             "\nThe command \"pytest -v\" exited with 1.\n")
     ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
     assert [e.line for e in ready.located if e.pattern == LOCATED_DETAIL] == [4, 5]
+
+
+def test_a_log_that_just_stops_shows_where_it_stopped() -> None:
+    """No exit line, no error word, no pattern: the runner went away mid-step. The evidence is the
+    log's last lines (most recent first, numbered as an editor numbers them), never nothing."""
+    text = "$ python etl.py\n[day 1] loaded\n[day 2] loaded\n\n[day 3] extracting ...\n"
+    _, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    lines = text.split("\n")
+    ev = analysis.diagnosis.evidence
+    assert [e.line for e in ev] == [5, 3, 2]
+    assert [e.text for e in ev] == [lines[4], lines[2], lines[1]]

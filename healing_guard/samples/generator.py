@@ -393,7 +393,8 @@ def generate(n_jobs: int = 300, seed: int = 7, *, start: float = 1_767_225_600.0
                              completed_at=completed, log_chunks=len(chunks))
         is_flaky = category == "test_failure" and bool(flaky_failed) and all(
             r.flaky for r in runs if r.outcome in ("failed", "error"))
-        jobs.append(SampleJob(started_ev, chunks, results, completed_ev, category, is_flaky, flaky_failed))
+        jobs.append(SampleJob(started_ev, chunks, results, completed_ev, rendered.label or category, is_flaky,
+                              flaky_failed))
     jobs.sort(key=lambda j: (j.started.started_at or 0.0, j.key))
     return jobs
 

@@ -196,6 +196,9 @@ class Cause:
     provider_tail: list[str] | None = None  # replaces the platform's usual failure trailer
     after: list[Step] | None = None  # if: always() steps after the failing one
     hang: bool = False  # long silence before the tail (timeouts, lost runners)
+    #: the taxonomy's name for this ending when it is not the category asked for (a registry that has no
+    #: such package is dependency_resolution, though it reads as a missing dependency)
+    label: str | None = None
 
 
 @dataclasses.dataclass
@@ -1472,7 +1475,8 @@ def cause_dependency_resolution(ctx: Ctx) -> Cause:
                                "and", f"+-{ctx.package}:{ctx.repo}:2.4.0-SNAPSHOT", "  +-io.confluent:kafka-avro-serializer:jar:7.6.1",
                                "    +-com.fasterxml.jackson.core:jackson-databind:jar:2.14.2",
                                f"[ERROR] Failed to execute goal org.apache.maven.plugins:maven-enforcer-plugin:3.5.0:enforce (enforce) on project {ctx.repo}: ",
-                               "[ERROR] Rule 0: org.apache.maven.enforcer.rules.dependency.DependencyConvergence failed with message:"])
+                               "[ERROR] Rule 0: org.apache.maven.enforcer.rules.dependency.DependencyConvergence failed with message:"],
+                     label="build_config")  # the build's own enforcer rule
     if eco == "rust":
         c, v = rng.choice(CRATES)
         return Cause("build", ["    Updating crates.io index", f"error: failed to select a version for `{c}`.",
@@ -1511,13 +1515,14 @@ def cause_dependency_missing(ctx: Ctx) -> Cause:
                                   banner(f"1 error in {rng.randint(1, 9)}.{rng.randint(10, 99)}s")], exit_code=2)
         bad = f"{int(ver.split('.')[0]) + rng.randint(1, 3)}.{rng.randint(0, 9)}"
         return Cause("install", [f"ERROR: Could not find a version that satisfies the requirement {pkg}=={bad} (from versions: {ver.rsplit('.', 1)[0]}.0, {ver})",
-                                 f"ERROR: No matching distribution found for {pkg}=={bad}"])
+                                 f"ERROR: No matching distribution found for {pkg}=={bad}"], label="dependency_resolution")
     if eco == "node":
         if rng.random() < 0.5:
             scope = ctx.owner.split("/")[0]
             return Cause("install", ["npm ERR! code E404", f"npm ERR! 404 Not Found - GET https://registry.npmjs.org/@{scope}%2f{rng.choice(('ui-kit', 'eslint-config', 'api-client'))} - Not found",
                                      "npm ERR! 404 ", f"npm ERR! 404  '@{scope}/ui-kit@^2.1.0' is not in this registry.",
-                                     "npm ERR! 404 ", "npm ERR! 404 Note that you can also install from a", "npm ERR! 404 tarball, folder, http url, or git url."])
+                                     "npm ERR! 404 ", "npm ERR! 404 Note that you can also install from a", "npm ERR! 404 tarball, folder, http url, or git url."],
+                         label="dependency_resolution")
         m = rng.choice(("dotenv", "@testing-library/jest-dom", "ts-node", "identity-obj-proxy"))
         return Cause("test", [f"FAIL src/{rng.choice(MODULES)}/index.test.tsx", "  ● Test suite failed to run", "",
                               f"    Cannot find module '{m}' from 'jest.setup.ts'", "",
@@ -1526,10 +1531,12 @@ def cause_dependency_missing(ctx: Ctx) -> Cause:
         art = rng.choice(("ledger-client", "billing-api", "common-proto", "auth-sdk"))
         ver = f"{rng.randint(1, 4)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
         if eco == "maven":
-            return Cause("install", [f"[ERROR] Failed to execute goal on project {ctx.repo}: Could not resolve dependencies for project {ctx.package}:{ctx.repo}:jar:2.4.0-SNAPSHOT: Could not find artifact {ctx.package}:{art}:jar:{ver} in central (https://repo.maven.apache.org/maven2) -> [Help 1]"])
+            return Cause("install", [f"[ERROR] Failed to execute goal on project {ctx.repo}: Could not resolve dependencies for project {ctx.package}:{ctx.repo}:jar:2.4.0-SNAPSHOT: Could not find artifact {ctx.package}:{art}:jar:{ver} in central (https://repo.maven.apache.org/maven2) -> [Help 1]"],
+                         label="dependency_resolution")
         return Cause("install", ["* What went wrong:", "Could not resolve all files for configuration ':runtimeClasspath'.",
                                  f"> Could not find {ctx.package}:{art}:{ver}.", "  Searched in the following locations:",
-                                 f"    - https://repo.maven.apache.org/maven2/{ctx.package.replace('.', '/')}/{art}/{ver}/{art}-{ver}.pom"])
+                                 f"    - https://repo.maven.apache.org/maven2/{ctx.package.replace('.', '/')}/{art}/{ver}/{art}-{ver}.pom"],
+                     label="dependency_resolution")
     if eco == "go":
         m = rng.choice(MODULES)
         return Cause("build", [f"internal/{m}/{m}.go:{rng.randint(3, 12)}:2: no required module provides package github.com/{rng.choice(('hashicorp', 'google', 'uber-go'))}/{rng.choice(('go-multierror', 'uuid', 'atomic'))}; to add it:",
@@ -1537,7 +1544,8 @@ def cause_dependency_missing(ctx: Ctx) -> Cause:
     if eco == "rust":
         c = rng.choice(("serde_jsn", "tokio-utl", "hyper-tls2"))
         return Cause("build", ["    Updating crates.io index", f"error: no matching package named `{c}` found",
-                               "location searched: registry `crates-io`", f"required by package `{ctx.package} v0.4.0 ({ctx.workdir})`"], exit_code=101)
+                               "location searched: registry `crates-io`", f"required by package `{ctx.package} v0.4.0 ({ctx.workdir})`"], exit_code=101,
+                     label="dependency_resolution")
     if rng.random() < 0.5:
         return Cause("install", [f"E: Unable to locate package lib{rng.choice(('zstd', 'protobuf', 'uring', 'mbedtls'))}-dev"], exit_code=100)
     return Cause("build", ["-- Checking for module 'libzstd'", "--   Package 'libzstd', required by 'virtual:world', not found",
@@ -1769,6 +1777,7 @@ class Rendered:
     conclusion: str
     tests_ran: bool
     stage: str | None
+    label: str | None = None  # the cause's own label (Cause.label), when it differs from the category asked for
 
 
 def _gh_run_header(step: Step, ctx: Ctx) -> list[str]:
@@ -2163,4 +2172,5 @@ def render_job(ctx: Ctx, category: str | None, tests: list[TestRun], target_line
         hang_tail = max(1, len(cause.provider_tail or []))
     lines = finalize(items, ctx.provider, t0, t1, hang_tail=hang_tail, hang_at=0.3 + rng.random() * 0.5, stamps=stamps)
     tests_ran = cause is None or category in ("test_failure", "test_timeout") or stage == "post"
-    return Rendered(lines, None if cause is None else exit_code, conclusion, tests_ran, stage)
+    return Rendered(lines, None if cause is None else exit_code, conclusion, tests_ran, stage,
+                    None if cause is None else cause.label)

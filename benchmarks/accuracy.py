@@ -323,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.held_out:
         sets = args.dataset or [d for d in DEFAULT_SETS if (d / "labels.csv").is_file()]
+        if not args.dataset:
+            for d in DEFAULT_SETS:
+                if d not in sets:  # say so: a union without a set is a different figure
+                    print(f"note: {d} not found (from {Path.cwd()}), left out; pass --dataset to name it",
+                          file=sys.stderr)
         missing = [str(d) for d in sets if not (d / "labels.csv").is_file()]
         if missing or not sets:
             print(f"no labels.csv in: {', '.join(missing) or 'any default set'} (make corpus builds the corpus)",

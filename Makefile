@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all bench load corpus install kafka chromium clean
+.PHONY: run test test-all crash bench load corpus install kafka chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP) kafka chromium
 test-all: $(STAMP) kafka chromium
 	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -m ''
+
+## make crash: the crash matrix on real Kafka (the only worker SIGKILLed at several moments on a busy host; counts printed)
+crash: $(STAMP) kafka
+	$(BIN)/pytest -q -s -m crash -o addopts='' tests/integration/test_crash_matrix.py
 
 kafka:
 	bash infra/kafka/kafka.sh fetch

@@ -1,0 +1,190 @@
+"""The only worker SIGKILLed mid-stream on a busy host, on real Apache Kafka: nothing lost, nothing twice.
+
+300 failed jobs stream in at 30 jobs/s while the one worker of the group is killed with SIGKILL (no chance
+to commit or flush) at a chosen moment and restarted 2 s later, with three busy-looping processes beside it
+(production hosts are busy; the guarantee must not rest on spare CPU). Then the *whole* ``guard.actions``
+topic is read and every job's commands are counted: each job must have exactly one decision (one command
+id; the same command delivered twice is allowed, the executor drops repeats by id), and every decision must
+be the one its whole log gives (an out-of-memory re-run, not ``unknown`` from a partial window).
+
+Slow (minutes): run with ``make crash``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from healing_guard.schemas import JobEvent, LogChunk
+from healing_guard.settings import Settings, load_settings
+from healing_guard.streams.topics import ensure_topics
+
+from .helpers import collect, start_worker, stop_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.crash]
+
+JOBS = 300
+RATE = 30.0  # jobs per second
+T0 = 1_767_225_600.0
+OOM = [
+    "[INFO] Running com.acme.ReportTest",
+    'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
+    "\tat java.base/java.util.Arrays.copyOf(Arrays.java:3512)",
+    "##[error]Process completed with exit code 1.",
+]
+
+
+def _settings(bootstrap: str, prefix: str, partitions: int) -> Settings:
+    return load_settings(None, env={}, broker_url=f"kafka://{bootstrap}", topic_prefix=prefix,
+                         partitions=partitions, app_id=prefix.rstrip("."))
+
+
+def _job(i: int, noise: int = 300) -> list[tuple[str, bytes, bytes]]:
+    base: dict[str, Any] = dict(provider="github", owner="acme", repo=f"svc{i % 7}", job_id=str(90000 + i), attempt=1)
+    key = f"github/acme/svc{i % 7}/{90000 + i}".encode()
+    lines = [f"2026-01-01T10:00:{n % 60:02d}Z step {n}: ok" for n in range(noise)] + OOM
+    chunks = [lines[j:j + 100] for j in range(0, len(lines), 100)]
+    out = [("ci.jobs", key, JobEvent(**base, job_name="build", status="in_progress", started_at=T0 + i).to_json())]
+    for seq, part in enumerate(chunks):
+        out.append(("ci.logs", key, LogChunk(**base, seq=seq, lines=part, first_line=1 + 100 * seq,
+                                             eof=seq == len(chunks) - 1, ts=T0 + i).to_json()))
+    out.append(("ci.jobs", key, JobEvent(**base, job_name="build", status="completed", conclusion="failure",
+                                         exit_code=1, started_at=T0 + i, completed_at=T0 + i + 600,
+                                         log_chunks=len(chunks)).to_json()))
+    return out
+
+
+def _status(log: Path) -> dict[str, Any]:
+    try:
+        return dict(orjson.loads(log.with_suffix(".status.json").read_bytes()))
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+
+
+async def _stream(bootstrap: str, prefix: str, sent: list[int]) -> None:
+    """JOBS jobs at RATE jobs/s, each job's messages in order."""
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20, linger_ms=5)
+    await p.start()
+    try:
+        start = time.monotonic()
+        for i in range(JOBS):
+            for topic, key, value in _job(i):
+                await p.send(prefix + topic, key=key, value=value)
+            sent[0] = i + 1
+            delay = start + (i + 1) / RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await p.flush()
+    finally:
+        await p.stop()
+
+
+def _busy(n: int = 3) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+async def _wait(pred: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def count_commands(records: list[Any]) -> dict[str, Any]:
+    """Per job: its distinct command ids and actions, from every record of guard.actions."""
+    ids: dict[str, set[str]] = defaultdict(set)
+    actions: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    copies: Counter[str] = Counter()
+    for r in records:
+        c = orjson.loads(r.value)
+        if c.get("action") in ("budget_alert",):
+            continue
+        key = f"{c['provider']}/{c['owner']}/{c['repo']}/{c['job_id']}"
+        ids[key].add(c["command_id"])
+        actions[key].add((c["action"], c["category"]))
+        copies[c["command_id"]] += 1
+    expected = {f"github/acme/svc{i % 7}/{90000 + i}" for i in range(JOBS)}
+    return {
+        "jobs": len(expected),
+        "without_command": sorted(expected - set(ids)),
+        "two_commands": sorted(k for k, v in ids.items() if len(v) > 1),
+        "partial": sorted(k for k, v in actions.items() if v != {("rerun_more_memory", "oom")}),
+        "delivered_twice": sum(1 for n in copies.values() if n > 1),
+        "records": len(records),
+    }
+
+
+# the moments the worker dies: (name, kills as [(status key, at least)] on successive incarnations)
+MOMENTS = [
+    ("before-first-commit", [("chunks", 1)]),
+    ("early", [("commands", 20)]),
+    ("mid-stream", [("commands", 75)]),
+    ("late", [("commands", 200)]),
+    ("twice-and-during-rebalance", [("commands", 40), ("chunks", 1)]),
+]
+
+
+@pytest.mark.parametrize(("moment", "kills"), MOMENTS, ids=[m for m, _ in MOMENTS])
+async def test_the_only_worker_killed_loses_nothing_and_decides_nothing_twice(
+        kafka_bootstrap: str, tmp_path: Path, moment: str, kills: list[tuple[str, int]]) -> None:
+    prefix = f"cm{uuid.uuid4().hex[:8]}."
+    partitions = 4
+    await ensure_topics(_settings(kafka_bootstrap, prefix, partitions))
+    settings = _settings(kafka_bootstrap, prefix, partitions)
+    busy = _busy()
+    procs: list[subprocess.Popen[bytes]] = []
+    sent = [0]
+    try:
+        log = tmp_path / "worker0.log"
+        procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", log, "--no-facts", partitions=partitions))
+        assert await _wait(lambda: bool(_status(log)), 120), log.read_text()[-3000:]
+        streaming = asyncio.create_task(_stream(kafka_bootstrap, prefix, sent))
+        for n, (stat, at_least) in enumerate(kills):
+            worker, wlog = procs[-1], tmp_path / f"worker{n}.log"
+            ok = await _wait(lambda: _status(wlog).get(stat, 0) >= at_least or worker.poll() is not None, 180)
+            assert ok and worker.poll() is None, (moment, _status(wlog), wlog.read_text()[-3000:])
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            print(f"\n{moment}: worker {n} killed at {_status(wlog)} ({sent[0]} jobs sent)")
+            await asyncio.sleep(2.0)
+            nlog = tmp_path / f"worker{n + 1}.log"
+            procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", nlog, "--no-facts",
+                                      partitions=partitions))
+        await streaming
+        last = procs[-1]
+        records: list[Any] = []
+        deadline = time.monotonic() + 240
+        counts: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            records = await collect(kafka_bootstrap, settings.topics.actions, 1 << 30, 2.0, last)
+            counts = count_commands(records)
+            if not counts["without_command"]:
+                break
+        records = await collect(kafka_bootstrap, settings.topics.actions, 1 << 30, 5.0, last)  # late extras
+        counts = count_commands(records)
+    finally:
+        for b in busy:
+            b.kill()
+        for p in procs:
+            if p.poll() is None:
+                stop_worker(p)
+    print(f"{moment}: {counts['jobs']} jobs; without a command {len(counts['without_command'])}; "
+          f"two different commands {len(counts['two_commands'])}; decided from a partial window "
+          f"{len(counts['partial'])}; commands delivered twice (same id) {counts['delivered_twice']}; "
+          f"{counts['records']} records on guard.actions")
+    assert not counts["without_command"], counts["without_command"][:20]
+    assert not counts["two_commands"], counts["two_commands"][:20]
+    assert not counts["partial"], counts["partial"][:20]

@@ -53,6 +53,26 @@ class Deadlines:
         return out
 
 
+class BoundedSet:
+    """A set that forgets its oldest members past ``limit`` (forgetting one only costs a resent copy)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: dict[bytes, None] = {}
+
+    def add(self, key: bytes) -> None:
+        self._items.pop(key, None)
+        self._items[key] = None
+        if len(self._items) > self.limit:
+            del self._items[next(iter(self._items))]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 @dataclass
 class Stats:
     """Counters for progress display and tests (process-local)."""
@@ -65,6 +85,7 @@ class Stats:
     tests: int = 0
     tests_replayed: int = 0  # ci.tests messages read again after a crash and not learned twice
     outcomes_learned: int = 0
+    commands_resent: int = 0  # a decided job's commands sent again after its messages were read again
     dead_letters: int = 0
     facts_written: int = 0
     fact_errors: int = 0
@@ -83,6 +104,9 @@ class AgentContext:
     #: process memory of the job agent: since when each job's deadline tick has been held back (its
     #: partition's logs were not read up to the end yet)
     held_ticks: dict[bytes, float] = field(default_factory=dict)
+    #: process memory of the job agent: decided jobs whose commands this process sent (a replayed message
+    #: of any other decided job sends its commands again, once; see engine.step._resend)
+    resent: BoundedSet = field(default_factory=lambda: BoundedSet(200_000))
 
     async def dead_letter(self, dl: DeadLetter, key: bytes | None) -> None:
         self.stats.dead_letters += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import metrics
-from ..engine.step import Count, Decided, Effect, Flaky, Hold, NextAttempt, Send, Store, Wake
+from ..engine.step import Count, Decided, Effect, Flaky, Hold, NextAttempt, Resent, Send, Store, Wake
 from .context import AgentContext
 
 #: sends that are counted: a finding, and a command (every message on guard.actions)
@@ -37,6 +37,8 @@ async def apply(ctx: AgentContext, effects: Iterable[Effect]) -> None:
                 ctx.held_ticks.pop(e.key, None)
             else:
                 ctx.held_ticks[e.key] = e.since
+        elif isinstance(e, Resent):
+            ctx.resent.add(e.key)
         elif isinstance(e, Count):
             setattr(stats, e.stat, getattr(stats, e.stat) + e.n)
         elif isinstance(e, Decided):

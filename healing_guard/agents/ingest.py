@@ -42,7 +42,8 @@ async def handle(ctx: AgentContext, logs: LogsProgress, key: bytes | None, raw: 
     assert key is not None  # decode_ingest dead-letters a message without one
     if isinstance(rec, LogChunk):
         logs.read(partition, offset)
-    state = IngestState(windows=ctx.tables.windows, ledgers=ctx.tables.ledgers, holds=ctx.held_ticks)
+    state = IngestState(windows=ctx.tables.windows, ledgers=ctx.tables.ledgers, holds=ctx.held_ticks,
+                        resent=ctx.resent)
     await apply(ctx, ingest_step(ctx.engine, state, key, rec, partition=partition, now=now(),
                                  logs_caught_up=functools.partial(logs.caught_up, ctx.app, partition)))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +28,13 @@ from ..warehouse.facts import fact_to_json
 from .core import Decision, Engine, dead_letter, schema_dead_letter
 from .state import (dump_incident, dump_partition, dump_test, dump_window, ledger_key, load_incident,
                     load_partition, load_test, load_window)
-from .window import Closed, Expired, Output, decided
+from .window import Closed, Expired, JobWindow, Output, decided
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "AttemptRisk", "Count", "Decided", "Effect", "Flaky", "Hold", "IngestEvent", "IngestState", "NextAttempt",
-    "Send", "Store", "Tick", "Wake", "decode_ingest", "decode_test_result", "incident_step", "ingest_step",
+    "Resent", "Send", "Store", "Tick", "Wake", "decode_ingest", "decode_test_result", "incident_step", "ingest_step",
     "max_tick_hold", "results_step",
 ]
 
@@ -108,7 +108,14 @@ class Flaky:
     command: Command
 
 
-Effect = Send | Store | Wake | Hold | Count | Decided | NextAttempt | Flaky
+@dataclass(frozen=True)
+class Resent:
+    """Process memory: this decided job's commands were sent (or sent again) by this process."""
+
+    key: bytes
+
+
+Effect = Send | Store | Wake | Hold | Count | Decided | NextAttempt | Flaky | Resent
 
 
 # --- the job agent: ci.logs, ci.jobs, guard.test-risk, guard.ticks, guard.outcomes --------------------------
@@ -135,6 +142,8 @@ class IngestState:
     windows: Mapping[bytes, bytes | None]  # the windows table: job key -> window or decided marker
     ledgers: Mapping[bytes, bytes | None]  # the ledgers table: ledger_key(partition) -> partition state
     holds: Mapping[bytes, float]  # process memory: since when a job's tick is held back
+    #: process memory: decided jobs whose commands this process has sent (bounded; see agents.context)
+    resent: Container[bytes] = frozenset()
 
 
 def decode_ingest(names: Topics, topic: str, key: bytes | None, raw: bytes, *, partition: int, offset: int,
@@ -186,16 +195,18 @@ def ingest_step(engine: Engine, state: IngestState, key: bytes, event: IngestEve
     if raw is None and isinstance(event, Tick):
         return []
     effects: list[Effect] = []
+    w = load_window(raw, key)
+    if w.decided and key not in state.resent:
+        effects += _resend(w, key, event)
     if isinstance(event, Tick) and not logs_caught_up():
         # chunks may still be queued behind this job's completion event (the topics are consumed
         # independently, and a backlog of big log chunks drains slower than small job events):
         # a grace period only counts once this partition's logs are read up to the end, within reason
         since = state.holds.get(key, now)
         if now - since < max_tick_hold(engine):
-            return [Hold(key, since), Wake(key, (now + 0.5, partition))]
+            return [*effects, Hold(key, since), Wake(key, (now + 0.5, partition))]
     if key in state.holds:
         effects.append(Hold(key, None))
-    w = load_window(raw, key)
     outputs: list[Output]
     if isinstance(event, LogChunk):
         effects += [Count("chunks"), Count("lines", len(event.lines))]
@@ -213,6 +224,22 @@ def ingest_step(engine: Engine, state: IngestState, key: bytes, event: IngestEve
     if w.deadline is not None:
         effects.append(Wake(key, (w.deadline, partition)))
     return effects
+
+
+def _resend(w: JobWindow, key: bytes, event: IngestEvent) -> list[Effect]:
+    """A decided attempt's commands again, when one of its messages is read by a process that has not sent
+    them: the worker died after the decided marker reached its changelog and before the commands reached
+    guard.actions, so the message is read again (its offset was never committed) and finds the marker.
+    Same command ids: the executor drops the copy when the first one did arrive. At-least-once, once per
+    process and job."""
+    if not w.resend:
+        return []
+    attempt = getattr(event, "attempt", w.attempt)
+    if isinstance(event, AttemptRisk):
+        attempt = event.attempt
+    if attempt != w.attempt:
+        return []
+    return [*(Send("actions", key, text.encode()) for text in w.resend), Resent(key), Count("commands_resent")]
 
 
 def _outputs(engine: Engine, ledgers: Mapping[bytes, bytes | None], key: bytes, partition: int,
@@ -251,10 +278,13 @@ def _outputs(engine: Engine, ledgers: Mapping[bytes, bytes | None], key: bytes, 
         if learned or decision is not None:
             raw_ledger = dump_partition(ledger, success)
             effects.append(Store("ledgers", lkey, raw_ledger))
+        resend: list[str] = []
         if decision is not None:
-            effects += _decision_sends(engine, decision, key)
-            effects.append(Decided(decision, out.job, analysis_seconds, engine.job_cost(out.job)))
-        marker = decided(out.job.job_key, out.job.attempt, partition, now, acted)
+            sends = _decision_sends(engine, decision, key)
+            resend = [e.value.decode() for e in sends if isinstance(e, Send) and e.topic == "actions"]
+            effects += sends
+            effects += [Decided(decision, out.job, analysis_seconds, engine.job_cost(out.job)), Resent(key)]
+        marker = decided(out.job.job_key, out.job.attempt, partition, now, acted, resend)
         effects += [Send("facts", key, fact_to_json(f)) for f in facts]
     effects.append(Wake(key, None))
     if marker is None:

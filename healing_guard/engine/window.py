@@ -47,6 +47,9 @@ class JobWindow:
     retried: list[str] | None = None
     #: where the job stopped and the error lines before it (classify/locate.py), bounded
     located: dict[str, Any] | None = None
+    #: a decided marker's commands as sent (JSON text): sent again, same ids, when a message of this attempt
+    #: is read again after a crash, since the marker may have reached its changelog while they did not
+    resend: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (called after every chunk): the values are already plain JSON data
@@ -158,11 +161,12 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
 
 
 def decided(job_key: str, attempt: int, partition: int, now: float,
-            acted: tuple[str, str] | None = None) -> JobWindow:
+            acted: tuple[str, str] | None = None, resend: list[str] | None = None) -> JobWindow:
     """What stays of a window once its attempt is decided: a marker, dropped after the TTL. ``acted``:
-    the automatic (action, category) taken on this attempt, carried to the next attempt."""
+    the automatic (action, category) taken on this attempt, carried to the next attempt; ``resend``: the
+    commands sent for it (JSON text), to send again when this attempt's messages are read again."""
     return JobWindow(job_key=job_key, attempt=attempt, decided=True, touched=now, partition=partition,
-                     retried=list(acted) if acted else None)
+                     retried=list(acted) if acted else None, resend=resend or None)
 
 
 def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:

@@ -12,7 +12,7 @@ import pytest
 
 from healing_guard.engine.core import Engine
 from healing_guard.engine.state import dump_window, ledger_key, load_partition, load_test
-from healing_guard.engine.step import (AttemptRisk, Count, Decided, Effect, Hold, IngestState, Send, Store, Tick,
+from healing_guard.engine.step import (AttemptRisk, Count, Decided, Effect, Hold, IngestState, Resent, Send, Store, Tick,
                                        Wake, decode_ingest, decode_test_result, incident_step, ingest_step,
                                        max_tick_hold, results_step)
 from healing_guard.engine.window import JobWindow
@@ -38,9 +38,10 @@ class Tables:
         self.test_models: dict[bytes, bytes | None] = {}
         self.incidents: dict[bytes, bytes | None] = {}
         self.holds: dict[bytes, float] = {}
+        self.resent: set[bytes] = set()
 
     def state(self) -> IngestState:
-        return IngestState(windows=self.windows, ledgers=self.ledgers, holds=self.holds)
+        return IngestState(windows=self.windows, ledgers=self.ledgers, holds=self.holds, resent=self.resent)
 
     def apply(self, effects: list[Effect]) -> list[Effect]:
         for e in effects:
@@ -50,6 +51,8 @@ class Tables:
                     table.pop(e.key, None)
                 else:
                     table[e.key] = e.value
+            elif isinstance(e, Resent):
+                self.resent.add(e.key)
             elif isinstance(e, Hold):
                 if e.since is None:
                     self.holds.pop(e.key, None)
@@ -165,3 +168,28 @@ def test_an_incident_sighting_is_stored(engine: Engine) -> None:
                 "job_id": "1", "attempt": 1, "category": "docker_registry", "ts": NOW}
     effects = t.apply(incident_step(engine, t.incidents, b"k", orjson.dumps(sighting)))
     assert [type(e) for e in effects] == [Store] and b"k" in t.incidents
+
+
+def test_a_decided_jobs_commands_are_sent_again_when_its_messages_are_read_again_after_a_crash(
+        engine: Engine) -> None:
+    """The worker died after the decided marker reached its changelog and before the command reached
+    guard.actions: its offsets were not committed, so the restarted worker reads the job's messages again
+    and finds the marker. It sends the stored commands again, same ids (the executor drops a copy), once."""
+    t = Tables()
+    step(engine, t, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
+    first = sends(step(engine, t, done()), "actions")
+    assert len(first) == 1
+    # the deciding process sends nothing twice
+    assert not sends(step(engine, t, done()), "actions")
+    restarted = Tables()
+    restarted.windows = dict(t.windows)
+    restarted.ledgers = dict(t.ledgers)
+    again = step(engine, restarted, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
+    assert sends(again, "actions") == first
+    assert Count("commands_resent") in again
+    assert not sends(step(engine, restarted, done()), "actions")  # once per process
+    assert not sends(step(engine, restarted, Tick()), "actions")
+    # a new attempt of the job is a new decision, not a copy of the old one
+    fresh = Tables()
+    fresh.windows = dict(t.windows)
+    assert not sends(step(engine, fresh, chunk(["x"], attempt=2)), "actions")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import time
 from dataclasses import dataclass, field
 from collections.abc import Iterable
@@ -55,12 +56,24 @@ class Decision:
     alerts: list[Command] = field(default_factory=list)  # budget alerts this decision crossed
 
 
+#: the most original bytes a dead letter carries: base64 of it plus the record stays under the 16 MiB
+#: that guard.deadletter and the guard's producers accept (DeadLetter.max_bytes)
+DEAD_LETTER_ORIGINAL_MAX = 8 << 20
+
+
 def dead_letter(source_topic: str, raw: bytes | None, reason: str, *, field_name: str | None = None,
-                key: bytes | None = None, partition: int | None = None, offset: int | None = None) -> DeadLetter:
+                key: bytes | None = None, partition: int | None = None, offset: int | None = None,
+                max_original: int = DEAD_LETTER_ORIGINAL_MAX) -> DeadLetter:
     """The dead letter of a message the guard cannot use. Secrets in its bytes, key and reason are
-    redacted (the rest of the bytes is kept exactly): guard.deadletter is read more widely than ci.logs."""
+    redacted (the rest of the bytes is kept exactly): guard.deadletter is read more widely than ci.logs.
+    An original over ``max_original`` bytes keeps its first ``max_original`` (``original_truncated``), its
+    size and its SHA-256, so a dead letter always fits on its topic: nothing is dropped without a trace."""
     raw = raw or b""
-    kept, redacted = redact_bytes(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    truncated = len(raw) > max_original
+    if truncated:
+        reason = f"{reason} (the original is {len(raw)} bytes: its first {max_original} are kept)"
+    kept, redacted = redact_bytes(raw[:max_original] if truncated else raw)
     reason = reason[:2000]
     skey = key.decode("utf-8", "replace")[:1000] if key is not None else None
     clean_reason, clean_key = redact(reason), None if skey is None else redact(skey)
@@ -69,7 +82,7 @@ def dead_letter(source_topic: str, raw: bytes | None, reason: str, *, field_name
     return DeadLetter(
         source_topic=source_topic, reason=reason, original_b64=base64.b64encode(kept).decode("ascii"),
         original_size=len(raw), field_name=field_name, partition=partition, offset=offset,
-        key=skey, ts=time.time(), redacted=redacted,
+        key=skey, ts=time.time(), redacted=redacted, original_truncated=truncated, original_sha256=digest,
     )
 
 

@@ -5,8 +5,10 @@ signature checked against that platform's secret (no secret configured: every de
 forgotten secret cannot open the door), a replayed delivery id is acknowledged and dropped, and each
 normalized job event goes to ``ci.jobs`` keyed by its job key, secrets redacted from its free-text fields
 (job name, workflow, branch, URL, labels). A delivery the guard cannot read is not lost: it goes to
-``guard.deadletter`` with the reason and the field (secrets redacted), and the platform gets 400 (so its
-delivery log shows the problem). ``GET /healthz`` answers 200.
+``guard.deadletter`` with the reason and the field (secrets redacted; a body over 8 MiB keeps its first
+8 MiB, its size and SHA-256, so the dead letter fits its topic), and the platform gets 400 (so its
+delivery log shows the problem); when even the dead letter cannot be published it gets 503 and
+redelivers. ``GET /healthz`` answers 200.
 
 | outcome | HTTP |
 |---|---|
@@ -14,6 +16,7 @@ delivery log shows the problem). ``GET /healthz`` answers 200.
 | replayed delivery id | 200 |
 | bad or missing signature, or no secret configured | 401 |
 | unreadable payload (dead-lettered) | 400 |
+| unreadable payload whose dead letter the broker refused | 503 |
 | unknown provider | 404 |
 | body over the limit | 413 |
 | Kafka unavailable (the delivery id is forgotten, so the platform's retry gets through) | 503 |
@@ -29,7 +32,7 @@ from aiohttp import web
 
 from ..patterns.tokenize import redact, redact_job
 from ..engine.core import dead_letter, schema_dead_letter
-from ..schemas import PROVIDERS
+from ..schemas import PROVIDERS, DeadLetter
 from .webhooks import DeliveryDeduper, SignatureError, WebhookError, normalize, verify
 
 __all__ = ["SECRET_ENV", "Send", "make_app"]
@@ -41,6 +44,14 @@ SECRET_ENV = {p: f"GUARD_WEBHOOK_SECRET_{p.upper()}" for p in PROVIDERS}
 
 Send = Callable[[str, bytes, bytes], Awaitable[None]]  # (topic, key, value)
 STATS: web.AppKey[dict[str, int]] = web.AppKey("stats", dict)
+
+
+def _retry_later() -> web.Response:
+    return web.json_response({"error": "could not keep the delivery, retry later"}, status=503)
+
+
+#: what the receiver's producer may send in one request: a dead letter of the largest body it accepts
+PRODUCER_MAX_REQUEST = DeadLetter.max_bytes
 
 
 def make_app(send: Send, *, jobs_topic: str, deadletter_topic: str, secrets: Mapping[str, str],
@@ -72,14 +83,14 @@ def make_app(send: Send, *, jobs_topic: str, deadletter_topic: str, secrets: Map
         try:
             events = normalize(provider, headers, body)
         except WebhookError as exc:
-            stats["dead_letters"] += 1
             dl = schema_dead_letter(f"webhook:{provider}", body, exc)
-            await send(deadletter_topic, provider.encode(), dl.to_json())
+            if not await keep(provider, dl):
+                return _retry_later()
             return web.json_response({"error": redact(exc.reason), "field": exc.field}, status=400)
         except Exception as exc:  # a bug must not lose the delivery
-            stats["dead_letters"] += 1
             dl = dead_letter(f"webhook:{provider}", body, f"internal error: {exc!r}")
-            await send(deadletter_topic, provider.encode(), dl.to_json())
+            if not await keep(provider, dl):
+                return _retry_later()
             return web.json_response({"error": "internal error"}, status=400)
         # only after the payload proved readable: a delivery that failed must be able to come again
         if dedupe.seen(provider, headers, body):
@@ -97,6 +108,18 @@ def make_app(send: Send, *, jobs_topic: str, deadletter_topic: str, secrets: Map
         stats["records"] += len(events)
         return web.json_response({"accepted": len(events)}, status=202)
 
+    async def keep(provider: str, dl: Any) -> bool:
+        """The dead letter on its topic (True), or False when the broker would not take it: the platform
+        is then answered 503 and redelivers, rather than a 500 with nothing kept."""
+        try:
+            await send(deadletter_topic, provider.encode(), dl.to_json())
+        except Exception:
+            log.exception("could not publish the dead letter of a delivery (%d bytes); answering 503",
+                          dl.original_size)
+            return False
+        stats["dead_letters"] += 1
+        return True
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True, **stats})
 
@@ -113,7 +136,8 @@ async def serve(settings: Any, *, host: str, port: int, secrets: Mapping[str, st
 
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
+                                max_request_size=PRODUCER_MAX_REQUEST)
     await producer.start()
     try:
         async def send(topic: str, key: bytes, value: bytes) -> None:

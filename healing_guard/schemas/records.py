@@ -286,6 +286,11 @@ class DeadLetter(Record):
     redacted: bool = field("true when secrets (tokens, keys, passwords) in original_b64, key or reason were "
                            "replaced by [REDACTED]; every other byte is the original's, and original_size is "
                            "the size before redaction", default=False)
+    original_truncated: bool = field("true when the original was too big to carry whole: original_b64 holds its "
+                                     "first bytes, original_size and original_sha256 describe all of it",
+                                     default=False)
+    original_sha256: str | None = field("SHA-256 (hex) of the whole original value, before redaction",
+                                        default=None)
 
 
 #: default topic name (healing_guard.topics) -> the record on it, for the topics that carry a record

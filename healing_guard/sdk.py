@@ -129,10 +129,13 @@ def _split(repo: str) -> tuple[str, str]:
 class GuardClient:
     """The guard's REST API for one API key."""
 
-    def __init__(self, api_key: str, base_url: str = "http://127.0.0.1:8000", timeout: float = 10) -> None:
+    def __init__(self, api_key: str, base_url: str = "http://127.0.0.1:8000", timeout: float = 10, *,
+                 provider: str = "github") -> None:
         if not api_key:
             raise ValueError("api_key: required (create one with `guard api-keys create --repo owner/repo`)")
         self.api_key = api_key
+        #: the CI platform of the repositories this client names (a name is only unique on its platform)
+        self.provider = provider
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
@@ -194,6 +197,8 @@ class GuardClient:
     def _request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                  body: Any = None, auth: bool = True) -> Any:
         url = self.base_url + path
+        if path.startswith("/api/v1/repos/"):
+            query = {**(query or {}), "provider": self.provider}
         if query:
             url += "?" + urllib.parse.urlencode(query)
         headers = {"Accept": "application/json", "User-Agent": "healing-guard-sdk"}

@@ -88,6 +88,8 @@ class Settings:
     api_port: int = 8000
     #: hashed API keys, scoped per repository ("" = <data_dir>/api-keys.json)
     api_keys_file: str = ""
+    #: /metrics of the API needs an API key for every repository (it lists them all)
+    api_metrics_auth: bool = False
     #: the worker's Prometheus /metrics port (0: not served)
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
@@ -301,6 +303,7 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("api", "host"): ("api_host", _str, "GUARD_API_HOST"),
     ("api", "port"): ("api_port", _port, "GUARD_API_PORT"),
     ("api", "keys_file"): ("api_keys_file", _str, "GUARD_API_KEYS_FILE"),
+    ("api", "metrics_auth"): ("api_metrics_auth", _bool, "GUARD_API_METRICS_AUTH"),
     ("metrics", "port"): ("metrics_port", _port, "GUARD_METRICS_PORT"),
     ("metrics", "host"): ("metrics_host", _str, "GUARD_METRICS_HOST"),
     ("logging", "level"): ("log_level", _level, "GUARD_LOG_LEVEL"),

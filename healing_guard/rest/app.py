@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,10 +47,12 @@ T = TypeVar("T")
 class Reader(Protocol):
     """The part of ``warehouse.read.WarehouseReader`` the API uses (see the issue-6 contract)."""
 
-    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None) -> dict[str, Any]: ...
-    def daily(self, owner: str | None, repo: str | None, days: int = 30) -> list[dict[str, Any]]: ...
-    def repo_health(self, owner: str, repo: str, days: int = 30) -> dict[str, Any]: ...
-    def failure(self, owner: str, repo: str, job_id: str) -> dict[str, Any] | None: ...
+    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None, *,
+               provider: str | None = None) -> dict[str, Any]: ...
+    def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
+              provider: str | None = None) -> list[dict[str, Any]]: ...
+    def repo_health(self, owner: str, repo: str, days: int = 30, *, provider: str | None = None) -> dict[str, Any]: ...
+    def failure(self, owner: str, repo: str, job_id: str, *, provider: str | None = None) -> dict[str, Any] | None: ...
     def repos(self) -> list[str]: ...
 
 
@@ -147,10 +149,13 @@ Repo = Annotated[str, PathParam(min_length=1, max_length=255, pattern=rf"^{_SEGM
 JobId = Annotated[str, PathParam(min_length=1, max_length=255, pattern=rf"^{_SEGMENT}$",
                                  description="the platform's job id")]
 Days = Annotated[int, Query(ge=1, le=3660, description="the window, in days back from now")]
+ProviderQ = Annotated[Literal["github", "gitlab", "jenkins", "circleci"],
+                      Query(description="the CI platform of the repository (a name is only unique on its "
+                                        "platform); github when not given")]
 
 
 def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: CommandSink | None = None,
-               settings: Any = None) -> FastAPI:
+               settings: Any = None, metrics_auth: bool = False) -> FastAPI:
     """The ASGI app. ``reader_factory`` is called per request, so the app can start before the
     warehouse answers (``/health`` then says so) and a reconnecting factory can heal itself."""
     lock = threading.Lock()
@@ -206,9 +211,7 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
                      field=fields[0] if fields else None)
         return JSONResponse(body.model_dump(), status_code=422)
 
-    def authorize(request: Request, owner: Owner, repo: Repo,
-                  bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-                  header: Annotated[str | None, Depends(_header)]) -> ApiKey:
+    def authenticate(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> ApiKey:
         token = bearer.credentials if bearer is not None else header
         key = keys.authenticate(token)
         if key is None:
@@ -216,10 +219,24 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
             raise ApiError(401, f"{what}: send `Authorization: Bearer <key>` or `X-API-Key: <key>` "
                                 "(create one with `guard api-keys create --repo owner/repo`)",
                            headers={"WWW-Authenticate": _REALM})
-        if not key.allows(owner, repo):
-            raise ApiError(403, f"API key {key.id} is not scoped to {owner}/{repo} (its repositories: "
-                                f"{', '.join(key.scopes)})")
         return key
+
+    def authorize(request: Request, owner: Owner, repo: Repo,
+                  bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                  header: Annotated[str | None, Depends(_header)], provider: ProviderQ = "github") -> ApiKey:
+        key = authenticate(bearer, header)
+        if not key.allows(provider, owner, repo):
+            raise ApiError(403, f"API key {key.id} is not scoped to {provider}:{owner}/{repo} (its scopes: "
+                                f"{', '.join(key.scopes)}; another platform's repository: ?provider=...)")
+        return key
+
+    def metrics_key(bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                    header: Annotated[str | None, Depends(_header)]) -> None:
+        """With ``api.metrics_auth``: /metrics lists every repository, so it needs a ``*`` key."""
+        key = authenticate(bearer, header)
+        if not key.allows_everything():
+            raise ApiError(403, f"API key {key.id} may not read /metrics: it lists every repository, so it needs "
+                                "a key for all of them (`guard api-keys create --all`)")
 
     Key = Annotated[ApiKey, Depends(authorize)]
 
@@ -237,13 +254,7 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
                       version=__version__)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["service"], summary="Prometheus metrics from the warehouse",
-             response_class=PlainTextResponse,
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                              "description": "Prometheus text exposition format"},
-                        **_responses(503)})
-    async def metrics() -> Response:
-        """The ROI figures as Prometheus gauges (no auth, like every /metrics: scrape it privately)."""
+    async def _metrics_body() -> Response:
         try:
             from healing_guard.metrics import render_api_metrics
         except ImportError as exc:
@@ -251,19 +262,40 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
         body, content_type = await read(render_api_metrics)
         return Response(body, media_type=content_type)
 
+    _metrics_doc = dict(tags=["service"], summary="Prometheus metrics from the warehouse",
+                        response_class=PlainTextResponse,
+                        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                         "description": "Prometheus text exposition format"},
+                                   **_responses(*((401, 403, 503) if metrics_auth else (503,)))})
+    if metrics_auth:
+        @app.get("/metrics", **_metrics_doc)  # type: ignore[arg-type]
+        async def metrics_with_key(_auth: Annotated[None, Depends(metrics_key)]) -> Response:
+            """The ROI figures as Prometheus gauges, for an API key of every repository (``api.metrics_auth``:
+            it lists them all; ``guard api-keys create --all``)."""
+            return await _metrics_body()
+    else:
+        @app.get("/metrics", **_metrics_doc)  # type: ignore[arg-type]
+        async def metrics() -> Response:
+            """The ROI figures as Prometheus gauges. Open, like most /metrics: scrape it privately, or set
+            ``api.metrics_auth: true`` (``guard api --metrics-auth``) to require an API key of every
+            repository, since it lists them all."""
+            return await _metrics_body()
+
     @app.get("/api/v1/repos/{owner:path}/{repo}/healing/status", response_model=RepoHealth, tags=["repositories"],
              summary="A repository's CI health", responses=_responses(401, 403, 404, 422, 503))
-    async def healing_status(owner: Owner, repo: Repo, _key: Key, days: Days = 30) -> Any:
+    async def healing_status(owner: Owner, repo: Repo, _key: Key, days: Days = 30,
+                             provider: ProviderQ = "github") -> Any:
         """Failure rate, healing success rate, flaky-test rate and what the guard saved, over ``days``."""
-        return await read(lambda r: r.repo_health(owner, repo, days))
+        return await read(lambda r: r.repo_health(owner, repo, days, provider=provider))
 
     @app.get("/api/v1/repos/{owner:path}/{repo}/failures/{job_id}/analysis", response_model=FailureAnalysis,
              tags=["failures"], summary="Why a job failed and what to do",
              responses=_responses(401, 403, 404, 422, 503))
-    async def failure_analysis(owner: Owner, repo: Repo, job_id: JobId, _key: Key) -> Any:
+    async def failure_analysis(owner: Owner, repo: Repo, job_id: JobId, _key: Key,
+                               provider: ProviderQ = "github") -> Any:
         """The latest diagnosis of the job: category, confidence, evidence lines, the commands issued
         and the recommendations."""
-        found = await read(lambda r: r.failure(owner, repo, job_id))
+        found = await read(lambda r: r.failure(owner, repo, job_id, provider=provider))
         if found is None:
             raise _no_failure(owner, repo, job_id)
         return found
@@ -272,14 +304,14 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
               status_code=202, tags=["failures"], summary="Queue a remediation for a failed job",
               responses=_responses(400, 401, 403, 404, 422, 503))
     async def heal(owner: Owner, repo: Repo, job_id: JobId, key: Key,
-                   request: HealRequest | None = None) -> Any:
+                   request: HealRequest | None = None, provider: ProviderQ = "github") -> Any:
         """Queue the strategy's action for the executor. The command id is derived from job, attempt
         and action, so repeating the request (or asking for what the guard already did) acts once."""
         req = request or HealRequest(strategy="auto", notify=False)
         if actions is None:
             raise ApiError(503, "heal requests need a broker: this API has no command sink (started with the "
                                 "embedded broker?); start `guard api --broker kafka://host:port`")
-        found = await read(lambda r: r.failure(owner, repo, job_id))
+        found = await read(lambda r: r.failure(owner, repo, job_id, provider=provider))
         if found is None:
             raise _no_failure(owner, repo, job_id)
         plan = plan_heal(found, req.strategy, req.notify, requested_by=f"api-key:{key.id}")
@@ -298,9 +330,10 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
     @app.get("/api/v1/repos/{owner:path}/{repo}/roi", response_model=Roi, tags=["repositories"],
              summary="ROI report and daily series (the dashboard's data)",
              responses=_responses(401, 403, 404, 422, 503))
-    async def roi(owner: Owner, repo: Repo, _key: Key, days: Days = 30) -> Any:
+    async def roi(owner: Owner, repo: Repo, _key: Key, days: Days = 30, provider: ProviderQ = "github") -> Any:
         """Time and money saved, recovery rates, flaky tests, top failure templates and budget burn."""
-        return await read(lambda r: {"report": r.report(owner, repo, days), "daily": r.daily(owner, repo, days)})
+        return await read(lambda r: {"report": r.report(owner, repo, days, provider=provider),
+                                     "daily": r.daily(owner, repo, days, provider=provider)})
 
     @app.get("/dashboard", response_class=HTMLResponse, tags=["service"], summary="The ROI dashboard page",
              responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **_responses(404)})

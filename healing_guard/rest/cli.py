@@ -54,11 +54,14 @@ def api_command(
     database: Optional[str] = typer.Option(None, "--database",
                                            help="ClickHouse database (clickhouse.database; `guard demo` writes guard_demo)"),
     keys_file: Optional[Path] = KeysFileOpt,
+    metrics_auth: Optional[bool] = typer.Option(
+        None, "--metrics-auth/--no-metrics-auth",
+        help="/metrics needs an API key for every repository (api.metrics_auth; off: open, scrape it privately)"),
 ) -> None:
     """Serve the REST API (health, failure analyses, ROI, heal requests, /metrics, /dashboard)."""
     s = _load(config, api_host=host, api_port=port, broker_url=broker, clickhouse_dsn=clickhouse_dsn,
               topic_prefix=topic_prefix, api_keys_file=str(keys_file) if keys_file else None,
-              clickhouse_database=database)
+              clickhouse_database=database, api_metrics_auth=metrics_auth)
     from ..warehouse import MigrationError, WarehouseConnectionError, connect, migrate, mask_dsn
     from .app import KafkaCommandSink, create_app
     from .keys import ApiKeys, KeyFileError
@@ -92,7 +95,7 @@ def api_command(
     if s.api_host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"note: listening on {s.api_host}: API keys travel in clear text over plain HTTP; put "
                          "a TLS proxy in front\n")
-    app = create_app(lambda: reader, keys=keys, actions=sink, settings=s)
+    app = create_app(lambda: reader, keys=keys, actions=sink, settings=s, metrics_auth=s.api_metrics_auth)
 
     import uvicorn
 
@@ -110,8 +113,11 @@ def _keys_main() -> None:
 @keys_app.command("create")
 def create_key(
     repo: Optional[list[str]] = typer.Option(
-        None, "--repo", "-r", help="owner/repo (or owner/*) the key may use; repeatable"),
-    all_repos: bool = typer.Option(False, "--all", help="every repository (scope *)"),
+        None, "--repo", "-r", help="owner/repo (or owner/*) the key may use, on --provider; or provider:owner/repo; "
+                                   "repeatable"),
+    provider: str = typer.Option("github", "--provider", "-p",
+                                 help="the platform of --repo values that name none: github, gitlab, jenkins, circleci"),
+    all_repos: bool = typer.Option(False, "--all", help="every repository on every platform (scope *)"),
     config: Optional[Path] = ConfigOpt,
     keys_file: Optional[Path] = KeysFileOpt,
 ) -> None:
@@ -125,12 +131,13 @@ def create_key(
     s = _load(config, api_keys_file=str(keys_file) if keys_file else None)
     keys = ApiKeys(keys_path(s))
     try:
-        key_id, token = keys.create(["*"] if all_repos else list(repo or []))
+        key_id, token = keys.create(["*"] if all_repos else list(repo or []), provider)
     except ValueError as exc:
         raise _fail(f"--repo: {exc}") from None
     except KeyFileError as exc:
         raise _fail(str(exc)) from None
-    sys.stderr.write(f"key {key_id} for {'every repository' if all_repos else ', '.join(repo or [])} in "
+    scopes = next((k.scopes for k in keys.list() if k.id == key_id), ())
+    sys.stderr.write(f"key {key_id} for {'every repository' if all_repos else ', '.join(scopes)} in "
                      f"{keys.path}; it is shown once, store it now:\n")
     sys.stdout.write(token + "\n")
 

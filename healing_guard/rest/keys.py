@@ -1,4 +1,4 @@
-"""API keys of the REST API: scoped per repository, stored hashed, shown once.
+"""API keys of the REST API: scoped per platform and repository, stored hashed, shown once.
 
 A key is ``hg_<id>_<secret>`` with 256 random bits in the secret. Only its SHA-256 is stored: the
 secret is already high-entropy, so a slow password hash would buy nothing, and a stolen keys file
@@ -29,9 +29,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ApiKey", "ApiKeys", "KeyFileError", "PREFIX", "parse_scope"]
+from ..schemas import PROVIDERS
+
+__all__ = ["ApiKey", "ApiKeys", "DEFAULT_PROVIDER", "KeyFileError", "PREFIX", "parse_scope"]
 
 PREFIX = "hg_"
+#: the platform of a scope (or an API request) that names none: the product's examples are GitHub's
+DEFAULT_PROVIDER = "github"
 _TOKEN = re.compile(r"^hg_([0-9a-f]{12})_([A-Za-z0-9_-]{20,200})$")
 _SCOPE = re.compile(r"^[^\s/*][^\s*]*/(\*|[^\s/*]+)$")
 
@@ -40,8 +44,11 @@ class KeyFileError(RuntimeError):
     """The keys file is unreadable or malformed; the message names the file and what to do."""
 
 
-def parse_scope(value: str) -> str:
-    """``owner/repo``, ``owner/*`` or ``*``; GitLab subgroups keep their ``/`` (``group/sub/repo``).
+def parse_scope(value: str, provider: str = DEFAULT_PROVIDER) -> str:
+    """``provider:owner/repo``, ``provider:owner/*``, ``provider:*`` or ``*`` (every repository on every
+    platform). ``owner/repo`` without a provider takes ``provider`` (GitHub by default): a repository's
+    name is only unique on its platform, so ``acme/web`` on GitHub is not GitLab's ``acme/web``. GitLab
+    subgroups keep their ``/`` (``gitlab:group/sub/repo``).
 
     Raises ValueError naming the bad value: a typo here would silently give a key no access (or, worse,
     a broader one than meant).
@@ -49,9 +56,15 @@ def parse_scope(value: str) -> str:
     v = value.strip()
     if v == "*":
         return v
-    if not _SCOPE.match(v):
-        raise ValueError(f"repository scope {value!r}: expected owner/repo, owner/* or *")
-    return v
+    prov, sep, rest = v.partition(":")
+    if not sep:
+        prov, rest = provider, v
+    if prov not in PROVIDERS:
+        raise ValueError(f"repository scope {value!r}: unknown provider {prov!r} (one of {', '.join(PROVIDERS)})")
+    if rest == "*" or _SCOPE.match(rest):
+        return f"{prov}:{rest}"
+    raise ValueError(f"repository scope {value!r}: expected provider:owner/repo, provider:owner/*, "
+                     "provider:* or *")
 
 
 def _text_ok(s: str) -> bool:
@@ -85,13 +98,25 @@ class ApiKey:
     def active(self) -> bool:
         return self.revoked is None
 
-    def allows(self, owner: str, repo: str) -> bool:
-        """Whether this key may read and act on ``owner/repo``."""
+    def allows(self, provider: str, owner: str, repo: str) -> bool:
+        """Whether this key may read and act on ``owner/repo`` of ``provider``. A scope written before
+        scopes named their provider (``owner/repo``) reads as GitHub's."""
         full = f"{owner}/{repo}"
         for s in self.scopes:
-            if s == "*" or s == full or (s.endswith("/*") and s[:-2] == owner):
+            if s == "*":
+                return True
+            prov, sep, rest = s.partition(":")
+            if not sep:
+                prov, rest = DEFAULT_PROVIDER, s
+            if prov != provider:
+                continue
+            if rest == "*" or rest == full or (rest.endswith("/*") and rest[:-2] == owner):
                 return True
         return False
+
+    def allows_everything(self) -> bool:
+        """A ``*`` key: every repository on every platform (what ``/metrics`` lists)."""
+        return "*" in self.scopes
 
     def public(self) -> dict[str, Any]:
         """What ``guard api-keys list`` shows: everything but the hash."""
@@ -179,22 +204,22 @@ class ApiKeys:
             return None
         return key
 
-    def check(self, token: str | None, owner: str, repo: str) -> Literal[True] | str:
-        """True when ``token`` may use ``owner/repo``; otherwise the reason, in words."""
+    def check(self, token: str | None, provider: str, owner: str, repo: str) -> Literal[True] | str:
+        """True when ``token`` may use ``owner/repo`` of ``provider``; otherwise the reason, in words."""
         key = self.authenticate(token)
         if key is None:
             return "missing, unknown or revoked API key"
-        if not key.allows(owner, repo):
-            return f"API key {key.id} is not scoped to {owner}/{repo}"
+        if not key.allows(provider, owner, repo):
+            return f"API key {key.id} is not scoped to {provider}:{owner}/{repo}"
         return True
 
     # --- writing ---------------------------------------------------------------------------------
-    def create(self, repos: Iterable[str]) -> tuple[str, str]:
+    def create(self, repos: Iterable[str], provider: str = DEFAULT_PROVIDER) -> tuple[str, str]:
         """A new key for ``repos`` (``owner/repo``, ``owner/*`` or ``*``): ``(key_id, plaintext)``.
 
         The plaintext is returned once and never stored.
         """
-        scopes = tuple(dict.fromkeys(parse_scope(r) for r in repos))
+        scopes = tuple(dict.fromkeys(parse_scope(r, provider) for r in repos))
         if not scopes:
             raise ValueError("a key needs at least one repository (owner/repo) or * for all")
         key_id = secrets.token_hex(6)

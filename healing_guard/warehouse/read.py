@@ -81,9 +81,11 @@ class WarehouseReader:
                    daily_budget_usd=settings.daily_budget_usd, repo_daily_budget_usd=settings.repo_daily_budget_usd)
 
     # --- plumbing ------------------------------------------------------------------------------
-    def _params(self, owner: str | None, repo: str | None, days: int | None) -> dict[str, Any]:
+    def _params(self, owner: str | None, repo: str | None, days: int | None,
+                provider: str | None = None) -> dict[str, Any]:
         since = EPOCH if days is None else self._clock() - dt.timedelta(days=int(days))
-        return {"owner": owner or "", "repo": repo or "", "since": since.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+        return {"provider": provider or "", "owner": owner or "", "repo": repo or "",
+                "since": since.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
                 "human_response_minutes": self.human_response_minutes,
                 "daily_budget_usd": float(self.daily_budget_usd or 0.0),
                 "repo_budget_usd": float(self.repo_daily_budget_usd or 0.0)}
@@ -94,15 +96,17 @@ class WarehouseReader:
         return [dict(zip(res.column_names, row)) for row in res.result_rows]
 
     # --- the ROI report ------------------------------------------------------------------------
-    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None) -> dict[str, Any]:
-        """Every ROI figure over ``days`` (all time when None), for one repository or all."""
-        return self._report(owner, repo, days)[0]
+    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None, *,
+               provider: str | None = None) -> dict[str, Any]:
+        """Every ROI figure over ``days`` (all time when None), for one repository (of ``provider``, when
+        given: ``acme/web`` on GitHub is not GitLab's) or all."""
+        return self._report(owner, repo, days, provider)[0]
 
-    def _report(self, owner: str | None, repo: str | None,
-                days: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def _report(self, owner: str | None, repo: str | None, days: int | None,
+                provider: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The report, and the per-day job rows it was added up from (``repo_health`` reads their last
         failure time, so the query runs once)."""
-        p = self._params(owner, repo, days)
+        p = self._params(owner, repo, days, provider)
         jobs = self._rows("roi_jobs", p)
         eps = self._rows("roi_episodes", p)
         cmds = self._rows("roi_commands", p)
@@ -166,9 +170,10 @@ class WarehouseReader:
                        for b in budget],
         }, jobs
 
-    def daily(self, owner: str | None, repo: str | None, days: int = 30) -> list[dict[str, Any]]:
+    def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
+              provider: str | None = None) -> list[dict[str, Any]]:
         """One row per day with activity, oldest first (the dashboard's time series)."""
-        p = self._params(owner, repo, days)
+        p = self._params(owner, repo, days, provider)
         out: dict[str, dict[str, Any]] = {}
 
         def day(d: Any) -> dict[str, Any]:
@@ -200,9 +205,9 @@ class WarehouseReader:
             rows.append(d)
         return rows
 
-    def repo_health(self, owner: str, repo: str, days: int = 30) -> dict[str, Any]:
+    def repo_health(self, owner: str, repo: str, days: int = 30, *, provider: str | None = None) -> dict[str, Any]:
         """The status route's answer: how often the repository fails and how well healing works."""
-        r, jobs = self._report(owner, repo, days)
+        r, jobs = self._report(owner, repo, days, provider)
         last_failure = max((x["last_failure_at"] for x in jobs if x["last_failure_at"] is not None), default=None)
         return {
             "repo": f"{owner}/{repo}", "days": days, "jobs": r["jobs"], "failed_jobs": r["failed_jobs"],
@@ -222,17 +227,20 @@ class WarehouseReader:
         return [row[0] for row in res.result_rows]
 
     # --- one failure ---------------------------------------------------------------------------
-    def failure(self, owner: str, repo: str, job_id: str) -> dict[str, Any] | None:
-        """The latest diagnosis of ``job_id`` in the repository, its commands and their outcomes."""
-        p = {"owner": owner, "repo": repo, "job_id": job_id}
+    def failure(self, owner: str, repo: str, job_id: str, *, provider: str | None = None) -> dict[str, Any] | None:
+        """The latest diagnosis of ``job_id`` in the repository (of ``provider``, when given), its commands
+        and their outcomes."""
+        p = {"owner": owner, "repo": repo, "job_id": job_id, "provider": provider or ""}
         res = self.client.query(
             f"""SELECT d.job_key, d.provider, d.attempt, d.category, d.confidence, d.evidence, d.top_template,
                        d.exit_code, d.failed_tests, d.log_lines, d.log_complete, d.ts, j.run_id
                 FROM {self.db}.diagnoses AS d FINAL
                 LEFT JOIN (SELECT job_key, attempt, run_id FROM {self.db}.job_runs FINAL
-                           WHERE owner = {{owner:String}} AND repo = {{repo:String}} AND job_id = {{job_id:String}}) AS j
+                           WHERE owner = {{owner:String}} AND repo = {{repo:String}} AND job_id = {{job_id:String}}
+                             AND ({{provider:String}} = '' OR provider = {{provider:String}})) AS j
                     ON j.job_key = d.job_key AND j.attempt = d.attempt
                 WHERE d.owner = {{owner:String}} AND d.repo = {{repo:String}} AND d.job_id = {{job_id:String}}
+                  AND ({{provider:String}} = '' OR d.provider = {{provider:String}})
                 ORDER BY d.attempt DESC, d.ts DESC
                 LIMIT 1
                 SETTINGS join_use_nulls = 1""", parameters=p)

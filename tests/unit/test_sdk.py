@@ -129,7 +129,7 @@ def test_errors_carry_status_and_the_servers_message(served: Served, unsunk: Ser
     assert e.value.status == 401 and "guard api-keys create" in e.value.message
     with pytest.raises(GuardAPIError) as e:
         c.get_repo_health("acme/api")
-    assert e.value.status == 403 and "not scoped to acme/api" in e.value.message
+    assert e.value.status == 403 and "not scoped to github:acme/api" in e.value.message
     with pytest.raises(GuardAPIError) as e:
         c.analyze_failure(repo="acme/web", job_id="999")
     assert e.value.status == 404 and "no diagnosis of job 999" in e.value.message and e.value.field == "job_id"

@@ -218,3 +218,15 @@ def test_the_costs_ledger_holds_every_priced_fact_once(reader: WarehouseReader, 
     rows = dict(ch_client.query(f"SELECT kind, round(sum(usd), 4) FROM {migrated}.costs "
                                 f"WHERE owner = 'acme' AND repo = 'web' GROUP BY kind").result_rows)
     assert rows == {"ci_run": pytest.approx(12.8), "rerun": pytest.approx(1.9), "avoided": pytest.approx(5.5)}
+
+
+def test_a_repository_is_one_platforms(reader: WarehouseReader) -> None:
+    """``acme/web`` here is GitHub's: asked for GitLab's ``acme/web``, every figure is empty."""
+    github = reader.report("acme", "web", days=30, provider="github")
+    assert github == reader.report("acme", "web", days=30) and github["jobs"] > 0
+    gitlab = reader.report("acme", "web", days=30, provider="gitlab")
+    assert gitlab["jobs"] == 0 and gitlab["failed_jobs"] == 0 and gitlab["auto_commands"] == 0
+    assert reader.daily("acme", "web", 30, provider="gitlab") == []
+    assert reader.repo_health("acme", "web", 30, provider="gitlab")["jobs"] == 0
+    assert reader.failure("acme", "web", "100", provider="github") is not None
+    assert reader.failure("acme", "web", "100", provider="gitlab") is None

@@ -86,30 +86,37 @@ class FakeReader:
         self.broken = broken
         self.any_job = any_job  # every job id has a (network) diagnosis: for property-based runs
         self.calls: list[tuple[Any, ...]] = []
+        self.providers: list[str | None] = []  # the platform each call asked for (the data is GitHub's)
 
     def _check(self) -> None:
         if self.broken:
             raise ConnectionError("ClickHouse at http://127.0.0.1:8123 refused the connection")
 
-    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None) -> dict[str, Any]:
+    def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None, *,
+               provider: str | None = None) -> dict[str, Any]:
         self._check()
+        self.providers.append(provider)
         self.calls.append(("report", owner, repo, days))
         return {**copy.deepcopy(REPORT), "repo": f"{owner}/{repo}" if owner else None, "days": days}
 
-    def daily(self, owner: str | None, repo: str | None, days: int = 30) -> list[dict[str, Any]]:
+    def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
+              provider: str | None = None) -> list[dict[str, Any]]:
         self._check()
+        self.providers.append(provider)
         self.calls.append(("daily", owner, repo, days))
         return copy.deepcopy(DAILY)
 
-    def repo_health(self, owner: str, repo: str, days: int = 30) -> dict[str, Any]:
+    def repo_health(self, owner: str, repo: str, days: int = 30, *, provider: str | None = None) -> dict[str, Any]:
         self._check()
+        self.providers.append(provider)
         self.calls.append(("repo_health", owner, repo, days))
         return {**REPO_HEALTH, "repo": f"{owner}/{repo}", "days": days}
 
-    def failure(self, owner: str, repo: str, job_id: str) -> dict[str, Any] | None:
+    def failure(self, owner: str, repo: str, job_id: str, *, provider: str | None = None) -> dict[str, Any] | None:
         self._check()
+        self.providers.append(provider)
         self.calls.append(("failure", owner, repo, job_id))
-        found = self.failures.get((owner, repo, job_id))
+        found = self.failures.get((owner, repo, job_id)) if provider in (None, "github") else None
         if found is None and self.any_job:
             found = {**NETWORK_FAILURE, "owner": owner, "repo": repo, "job_id": job_id,
                      "job_key": f"github/{owner}/{repo}/{job_id}"}
@@ -144,9 +151,10 @@ class Env:
         self.reader = FakeReader()
         self.sink = ListSink()
 
-    def client(self, *, reader: Any = None, sink: Any = "default") -> Any:
+    def client(self, *, reader: Any = None, sink: Any = "default", metrics_auth: bool = False) -> Any:
         r = reader or self.reader
-        app: Any = create_app(lambda: r, keys=self.keys, actions=self.sink if sink == "default" else sink)
+        app: Any = create_app(lambda: r, keys=self.keys, actions=self.sink if sink == "default" else sink,
+                              metrics_auth=metrics_auth)
         return get_client(app)
 
 
@@ -229,7 +237,7 @@ def test_401_without_a_valid_key(env: Env, client: Any, path: str) -> None:
 def test_403_when_the_key_is_not_scoped_to_the_repository(env: Env, client: Any) -> None:
     r = client.get("/api/v1/repos/acme/api/healing/status", headers=bearer(env.web_key))
     assert r.status_code == 403
-    assert f"API key {env.web_id} is not scoped to acme/api" in r.json()["detail"]
+    assert f"API key {env.web_id} is not scoped to github:acme/api" in r.json()["detail"]
     assert client.get(STATUS, headers=bearer(env.org_key)).status_code == 403
     assert client.get("/api/v1/repos/other/thing/healing/status", headers=bearer(env.org_key)).status_code == 200
     r = client.post("/api/v1/repos/acme/api/failures/1/heal", headers=bearer(env.web_key), json={})
@@ -462,23 +470,29 @@ def test_keys_file_holds_hashes_only_with_mode_0600(env: Env) -> None:
 
 def test_keys_check_list_revoke(env: Env) -> None:
     k = env.keys
-    assert k.check(env.web_key, "acme", "web") is True
-    assert k.check(env.web_key, "acme", "api") == f"API key {env.web_id} is not scoped to acme/api"
-    assert k.check(env.old_key, "acme", "web") == "missing, unknown or revoked API key"
-    assert k.check(None, "acme", "web") == "missing, unknown or revoked API key"
+    assert k.check(env.web_key, "github", "acme", "web") is True
+    assert k.check(env.web_key, "github", "acme", "api") == f"API key {env.web_id} is not scoped to github:acme/api"
+    # the same name on another platform is another repository
+    assert k.check(env.web_key, "gitlab", "acme", "web") == f"API key {env.web_id} is not scoped to gitlab:acme/web"
+    assert k.check(env.old_key, "github", "acme", "web") == "missing, unknown or revoked API key"
+    assert k.check(None, "github", "acme", "web") == "missing, unknown or revoked API key"
     forged = env.web_key[:-4] + ("AAAA" if not env.web_key.endswith("AAAA") else "BBBB")
-    assert k.check(forged, "acme", "web") == "missing, unknown or revoked API key"
+    assert k.check(forged, "github", "acme", "web") == "missing, unknown or revoked API key"
     listed = {x.id: x for x in k.list()}
     assert listed[env.old_id].revoked is not None and listed[env.web_id].revoked is None
-    assert listed[env.web_id].public() == {"id": env.web_id, "scopes": ["acme/web"],
+    assert listed[env.web_id].public() == {"id": env.web_id, "scopes": ["github:acme/web"],
                                            "created": listed[env.web_id].created, "revoked": None}
     assert "hash" not in listed[env.web_id].public()
     assert len(k) == 3
     assert k.revoke("nope") is False
-    assert parse_scope("group/sub/proj") == "group/sub/proj" and parse_scope(" * ") == "*"
-    for bad in ("acme", "acme/", "/web", "a b/c", "*/web"):
-        with pytest.raises(ValueError, match="expected owner/repo"):
+    assert parse_scope("group/sub/proj") == "github:group/sub/proj" and parse_scope(" * ") == "*"
+    assert parse_scope("group/sub/proj", "gitlab") == "gitlab:group/sub/proj"
+    assert parse_scope("gitlab:group/*") == "gitlab:group/*" and parse_scope("jenkins:*") == "jenkins:*"
+    for bad in ("acme", "acme/", "/web", "a b/c", "*/web", "github:acme"):
+        with pytest.raises(ValueError, match="expected provider:owner/repo"):
             parse_scope(bad)
+    with pytest.raises(ValueError, match="unknown provider 'travis'"):
+        parse_scope("travis:acme/web")
     with pytest.raises(ValueError, match="at least one"):
         k.create([])
 
@@ -530,19 +544,19 @@ def test_api_keys_cli_create_list_revoke(tmp_path: Path) -> None:
     token = res.stdout.strip().splitlines()[-1]
     assert token.startswith("hg_")
     key_id = token.split("_")[1]
-    assert ApiKeys(f).check(token, "acme", "api") is True and token not in f.read_text()
+    assert ApiKeys(f).check(token, "github", "acme", "api") is True and token not in f.read_text()
     res = runner.invoke(app, ["api-keys", "list", "--json", "--keys-file", str(f)])
     row = json.loads(res.stdout.strip())
-    assert row["id"] == key_id and row["scopes"] == ["acme/web", "acme/api"] and row["revoked"] is None
+    assert row["id"] == key_id and row["scopes"] == ["github:acme/web", "github:acme/api"] and row["revoked"] is None
     assert token not in res.stdout
     assert runner.invoke(app, ["api-keys", "create", "--keys-file", str(f)]).exit_code == 2
     res = runner.invoke(app, ["api-keys", "create", "--repo", "nope", "--keys-file", str(f)])
-    assert res.exit_code == 2 and "expected owner/repo" in res.output
+    assert res.exit_code == 2 and "expected provider:owner/repo" in res.output
     assert runner.invoke(app, ["api-keys", "revoke", key_id, "--keys-file", str(f)]).exit_code == 0
-    assert ApiKeys(f).check(token, "acme", "api") != True  # noqa: E712
+    assert ApiKeys(f).check(token, "github", "acme", "api") != True  # noqa: E712
     assert runner.invoke(app, ["api-keys", "revoke", "ffffffffffff", "--keys-file", str(f)]).exit_code == 1
     res = runner.invoke(app, ["api-keys", "create", "--all", "--keys-file", str(f)])
-    assert res.exit_code == 0 and ApiKeys(f).check(res.stdout.strip(), "any", "repo") is True
+    assert res.exit_code == 0 and ApiKeys(f).check(res.stdout.strip(), "gitlab", "any", "repo") is True
 
 
 def test_api_command_wires_warehouse_reader_and_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -587,3 +601,45 @@ def test_api_command_explains_a_locked_chdb_directory(tmp_path: Path, monkeypatc
     assert res.exit_code == 2
     assert "in use by another process (PID 42)" in res.output
     assert "stop the worker" in res.output and "ClickHouse server" in res.output
+
+
+
+def test_a_key_is_scoped_to_its_platform_too(env: Env, client: Any) -> None:
+    """``acme/web`` on GitHub and ``acme/web`` on GitLab are two repositories: a key for one does not read or
+    heal the other."""
+    lab_id, lab_key = env.keys.create(["acme/web"], "gitlab")
+    for path in ("/healing/status", "/failures/123/analysis", "/roi"):
+        url = f"/api/v1/repos/acme/web{path}"
+        assert client.get(url, headers=bearer(env.web_key)).status_code == 200, path  # github by default
+        r = client.get(url + "?provider=gitlab", headers=bearer(env.web_key))
+        assert r.status_code == 403 and "gitlab:acme/web" in r.json()["detail"], path
+        assert client.get(url, headers=bearer(lab_key)).status_code == 403, path
+    r = client.post("/api/v1/repos/acme/web/failures/123/heal?provider=gitlab", headers=bearer(env.web_key))
+    assert r.status_code == 403 and not env.sink.sent
+    env.reader.providers.clear()
+    r = client.get("/api/v1/repos/acme/web/failures/123/analysis?provider=gitlab", headers=bearer(lab_key))
+    assert r.status_code == 404 and env.reader.providers == ["gitlab"]  # GitLab's acme/web has no such failure
+    assert client.get("/api/v1/repos/acme/web/roi?provider=travis", headers=bearer(lab_key)).status_code == 422
+
+
+def test_a_scope_written_before_scopes_named_a_platform_reads_as_githubs(tmp_path: Path) -> None:
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    key_id, token = keys.create(["acme/web"])
+    data = json.loads(keys.path.read_text())
+    data["keys"][0]["scopes"] = ["acme/web"]  # as an older guard wrote it
+    keys.path.write_text(json.dumps(data))
+    fresh = ApiKeys(keys.path)
+    assert fresh.check(token, "github", "acme", "web") is True
+    assert fresh.check(token, "gitlab", "acme", "web") == f"API key {key_id} is not scoped to gitlab:acme/web"
+
+
+def test_metrics_can_require_a_key_for_every_repository(env: Env) -> None:
+    with env.client() as open_client:
+        assert open_client.get("/metrics").status_code == 200
+    with env.client(metrics_auth=True) as c:
+        assert c.get("/metrics").status_code == 401
+        r = c.get("/metrics", headers=bearer(env.web_key))
+        assert r.status_code == 403 and "every repository" in r.json()["detail"]
+        assert c.get("/metrics", headers=bearer(env.old_key)).status_code == 401  # revoked
+        r = c.get("/metrics", headers={"X-API-Key": env.all_key})
+        assert r.status_code == 200 and "healing_guard_" in r.text

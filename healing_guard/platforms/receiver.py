@@ -2,7 +2,9 @@
 
 ``POST /webhooks/{github,gitlab,jenkins,circleci}``: the body is read up to ``max_body_bytes``, the
 signature checked against that platform's secret (no secret configured: every delivery is refused, so a
-forgotten secret cannot open the door), a replayed delivery id is acknowledged and dropped, and each
+forgotten secret cannot open the door), a replayed delivery (the same signed body, whatever its
+delivery-id header says; remembered across restarts in ``<data_dir>/webhook-deliveries.log``) is
+acknowledged and dropped, and each
 normalized job event goes to ``ci.jobs`` keyed by its job key, secrets redacted from its free-text fields
 (job name, workflow, branch, URL, labels). A delivery the guard cannot read is not lost: it goes to
 ``guard.deadletter`` with the reason and the field (secrets redacted; a body over 8 MiB keeps its first
@@ -13,7 +15,7 @@ redelivers. ``GET /healthz`` answers 200.
 | outcome | HTTP |
 |---|---|
 | accepted (n records, maybe 0 for an event type the guard does not use) | 202 |
-| replayed delivery id | 200 |
+| replayed delivery (same signed body) | 200 |
 | bad or missing signature, or no secret configured | 401 |
 | unreadable payload (dead-lettered) | 400 |
 | unreadable payload whose dead letter the broker refused | 503 |
@@ -25,6 +27,7 @@ redelivers. ``GET /healthz`` answers 200.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -56,7 +59,7 @@ PRODUCER_MAX_REQUEST = DeadLetter.max_bytes
 
 def make_app(send: Send, *, jobs_topic: str, deadletter_topic: str, secrets: Mapping[str, str],
              deduper: DeliveryDeduper | None = None, max_body_bytes: int = 25 << 20) -> web.Application:
-    dedupe = deduper or DeliveryDeduper()
+    dedupe = deduper if deduper is not None else DeliveryDeduper()  # (an empty one is falsy)
     stats = {"accepted": 0, "records": 0, "duplicates": 0, "unauthorized": 0, "dead_letters": 0}
 
     async def receive(request: web.Request) -> web.Response:
@@ -144,7 +147,9 @@ async def serve(settings: Any, *, host: str, port: int, secrets: Mapping[str, st
             await producer.send_and_wait(topic, key=key, value=value)
 
         t = settings.topics
-        app = make_app(send, jobs_topic=t.jobs, deadletter_topic=t.deadletter, secrets=secrets)
+        # deliveries seen, by signed body, kept across restarts (a replay after a restart is dropped too)
+        deduper = DeliveryDeduper(path=Path(settings.data_dir) / "webhook-deliveries.log")
+        app = make_app(send, jobs_topic=t.jobs, deadletter_topic=t.deadletter, secrets=secrets, deduper=deduper)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

@@ -51,12 +51,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import orjson
@@ -613,27 +615,41 @@ def delivery_id(provider: str, headers: Headers, body: bytes) -> str:
 
 
 class DeliveryDeduper:
-    """Remembers the last ``capacity`` delivery ids (LRU); a replayed id is reported as seen."""
+    """Remembers the last ``capacity`` deliveries (LRU), by the SHA-256 of their signed body: a captured
+    delivery posted again, under a new delivery-id header or none, is reported as seen (the headers are
+    not signed; the body is, and a platform's redelivery repeats it byte for byte). With ``path`` the
+    memory survives a restart: each delivery is appended to that file (``+ provider hash``, ``-`` when
+    forgotten again) and read back on start; the file is rewritten when it holds twice ``capacity``."""
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = 100_000, path: str | os.PathLike[str] | None = None) -> None:
         if capacity < 1:
             raise ValueError("capacity must be >= 1")
         self.capacity = capacity
         self._ids: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._lock = threading.Lock()
+        self.path = Path(path) if path is not None else None
+        self._lines = 0
+        self._fp: Any = None
+        if self.path is not None:
+            self._load()
 
     def __len__(self) -> int:
         return len(self._ids)
 
+    @staticmethod
+    def _key(provider: str, body: bytes) -> tuple[str, str]:
+        return (_provider(provider), hashlib.sha256(body).hexdigest())
+
     def forget(self, provider: str, headers: Headers, body: bytes) -> None:
-        """Drop a delivery id again (its records could not be published: the platform's retry must pass)."""
-        key = (_provider(provider), delivery_id(provider, headers, body))
+        """Drop a delivery again (its records could not be published: the platform's retry must pass)."""
+        key = self._key(provider, body)
         with self._lock:
             self._ids.pop(key, None)
+            self._log("-", key)
 
     def seen(self, provider: str, headers: Headers, body: bytes) -> bool:
         """True when this delivery was seen before (the caller drops it); else remember it."""
-        key = (_provider(provider), delivery_id(provider, headers, body))
+        key = self._key(provider, body)
         with self._lock:
             if key in self._ids:
                 self._ids.move_to_end(key)
@@ -641,4 +657,57 @@ class DeliveryDeduper:
             self._ids[key] = None
             if len(self._ids) > self.capacity:
                 self._ids.popitem(last=False)
+            self._log("+", key)
             return False
+
+    # --- the file ----------------------------------------------------------------------------------
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            text = ""
+        for line in text.splitlines():
+            parts = line.split(" ")
+            if len(parts) != 3 or parts[0] not in "+-" or len(parts[2]) != 64:
+                continue  # a torn last line after a crash, or garbage: skipped
+            key = (parts[1], parts[2])
+            if parts[0] == "+":
+                self._ids[key] = None
+                self._ids.move_to_end(key)
+                if len(self._ids) > self.capacity:
+                    self._ids.popitem(last=False)
+            else:
+                self._ids.pop(key, None)
+            self._lines += 1
+        self._compact()
+
+    def _log(self, op: str, key: tuple[str, str]) -> None:
+        if self.path is None:
+            return
+        if self._lines >= 2 * self.capacity:
+            self._compact()
+        if self._fp is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fp = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open: one write a delivery)
+        self._fp.write(f"{op} {key[0]} {key[1]}\n")
+        self._fp.flush()  # in the kernel before the delivery is answered: a killed receiver keeps it
+        self._lines += 1
+
+    def _compact(self) -> None:
+        """Rewrite the file with what is remembered (atomically), so it stays about ``capacity`` lines."""
+        assert self.path is not None
+        if self._fp is not None:
+            self._fp.close()
+            self._fp = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(f"+ {p} {h}\n" for p, h in self._ids), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self._lines = len(self._ids)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fp is not None:
+                self._fp.close()
+                self._fp = None

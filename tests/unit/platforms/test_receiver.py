@@ -115,3 +115,31 @@ async def test_broker_down_is_503_and_the_redelivery_gets_through() -> None:
         assert r.status == 202 and len(rec.sent) == 1
     finally:
         await c.close()
+
+
+async def test_a_captured_delivery_posted_again_is_dropped_under_a_new_id_and_after_a_restart(tmp_path: Any) -> None:
+    from healing_guard.platforms.webhooks import DeliveryDeduper
+
+    rec = Recorder()
+    body = (FIX / "github_workflow_job_completed_failure.json").read_bytes()
+    c = await client(rec, deduper=DeliveryDeduper(path=tmp_path / "deliveries.log"))
+    try:
+        assert (await c.post("/webhooks/github", data=body, headers=gh_headers(body, "d-1"))).status == 202
+        r = await c.post("/webhooks/github", data=body, headers=gh_headers(body, "d-forged-new-id"))
+        assert r.status == 200 and (await r.json())["duplicate"] is True and len(rec.sent) == 1
+    finally:
+        await c.close()
+    cc_body = (FIX / "circleci_job_completed_failed.json").read_bytes()
+    cc_headers = {"circleci-signature": "v1=" + hmac.new(SECRET.encode(), cc_body, hashlib.sha256).hexdigest(),
+                  "Content-Type": "application/json", "circleci-event-type": "job-completed"}
+    for restart in range(2):  # the same delivery, before and after a receiver restart
+        app = make_app(rec, jobs_topic="ci.jobs", deadletter_topic="guard.deadletter", secrets={"circleci": SECRET},
+                       deduper=DeliveryDeduper(path=tmp_path / "deliveries.log"))
+        c = TestClient(TestServer(app))
+        await c.start_server()
+        try:
+            r = await c.post("/webhooks/circleci", data=cc_body, headers=cc_headers)
+            assert r.status == (202 if restart == 0 else 200), (restart, await r.text())
+        finally:
+            await c.close()
+    assert len(rec.sent) == 2  # one GitHub record, one CircleCI record

@@ -307,12 +307,31 @@ def test_deduper_drops_replays_and_is_bounded() -> None:
     d = DeliveryDeduper(capacity=2)
     h = {"X-GitHub-Delivery": "a"}
     assert not d.seen("github", h, b"{}")
-    assert d.seen("github", h, b'{"other": 1}')  # same delivery id, whatever the body
-    assert not d.seen("gitlab", {"Idempotency-Key": "a"}, b"{}")  # ids are per provider
-    assert not d.seen("jenkins", {}, b"one")
+    # the signed body decides, not the unsigned delivery-id header: a captured delivery posted again under a
+    # new id is a replay; another body is another delivery whatever id it claims
+    assert d.seen("github", {"X-GitHub-Delivery": "b"}, b"{}")
+    assert not d.seen("github", h, b'{"other": 1}')
+    assert not d.seen("gitlab", {"Idempotency-Key": "a"}, b"{}")  # per provider
     assert len(d) == 2
     assert not d.seen("github", h, b"{}")  # evicted (least recently used) -> new again
-    assert d.seen("jenkins", {}, b"one")
+    assert d.seen("gitlab", {}, b"{}")
+
+
+def test_deduper_remembers_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "deliveries.log"
+    d = DeliveryDeduper(capacity=3, path=path)
+    bodies = [b'{"id": "%d"}' % i for i in range(5)]
+    for b in bodies:
+        assert not d.seen("circleci", {}, b)
+    d.forget("circleci", {}, bodies[4])  # not published: its redelivery must get through
+    d.close()
+    again = DeliveryDeduper(capacity=3, path=path)  # a restarted receiver
+    assert [again.seen("circleci", {}, b) for b in bodies[2:4]] == [True, True]
+    assert not again.seen("circleci", {}, bodies[4])
+    assert len(path.read_text().splitlines()) <= 2 * 3 + 1  # rewritten, not growing without bound
+    with path.open("a") as fp:
+        fp.write("+ circleci 12")  # a torn last line (killed mid-write) is skipped
+    assert DeliveryDeduper(capacity=3, path=path).seen("circleci", {}, bodies[3])
 
 
 # ---------------------------------------------------------------------------------------- CLI

@@ -17,7 +17,9 @@ precompiled and each function takes a cheap early exit when the line cannot need
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -120,6 +122,9 @@ _PREFIX_FIRST = frozenset("0123456789[#:")
 # redact
 # --------------------------------------------------------------------------------------------------
 
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/_\-]{20}")
+
+
 def _candidate(line: str) -> str | None:
     """The lower-cased line when a redaction rule may change it, else None (false positives allowed,
     no false negatives; a bare base64 line of a private key's body is checked separately).
@@ -144,8 +149,16 @@ def _candidate(line: str) -> str | None:
                        or "-p" in low and ("login" in low or "mysql" in low or "sshpass" in low)
                        or "-u" in low and "curl" in low):
         return low
+    if ("sig=" in low or "pass:" in low or "sg." in low or "hf_" in low or "::add-mask::" in low
+            or "login" in low or "stdin" in low):
+        return low
     # credentials in a URL (scheme://user:pass@host) need both; Slack webhooks are URLs too
-    return low if "://" in low and ("@" in low or "hooks.slack.com" in low) else None
+    if "://" in low and ("@" in low or "hooks.slack.com" in low):
+        return low
+    # a long generated-looking value handed over as NAME=value, --option value, Header: value, ?k=v
+    if len(line) >= 22 and ("=" in line or ": " in line or "--" in line) and _LONG_RUN.search(line):
+        return low
+    return None
 
 
 _PEM_KIND = r"[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
@@ -156,9 +169,14 @@ _PEM_END = re.compile(r"-----END" + _PEM_KIND)
 _SECRET_NAMES = (
     r"password|passwd|[_\-.]pwd|[_\-]pass|token|secret|api[_\-]?key|access[_\-]?key(?:[_\-]?id)?"
     r"|secret[_\-]?access[_\-]?key|secret[_\-]?key(?:[_\-]?base)?|private[_\-]?key|client[_\-]?secret|_auth"
+    r"|account[_\-]?key|shared[_\-]?access[_\-]?key|signing[_\-]?key|encryption[_\-]?key|master[_\-]?key"
 )
 #: a value: double-quoted (also JSON-escaped \"...\" inside a JSON string), single-quoted or bare
 _QUOTED_OR_BARE = r"(\\?\"[^\"\n]*?\\?\"|'[^'\n]*'|[^\s\"'&,;\\<]+)"
+#: the same, a bare value running through ``&`` (cut back in a URL's query string by _named_value)
+_QUOTED_OR_BARE_AMP = r"(\\?\"[^\"\n]*?\\?\"|'[^'\n]*'|[^\s\"',;\\<]+)"
+_HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+_SEPARATORS = re.compile(r"[\-_]+")
 #: a line that is one base64 token of 40+ characters with upper case, lower case and digits, optionally
 #: after one short prefix token (a timestamp, `+`, `remote:`): a private key's body line. Lower-case hex
 #: (commit and content hashes) has no upper case and is left alone.
@@ -177,6 +195,47 @@ def _keep_quotes(m: re.Match[str]) -> str:
     v = m.group(m.lastindex or 0)
     q = '\\"' if v.startswith('\\"') else v[0] if v[:1] in ("'", '"') else ""
     return "".join(m.group(i) or "" for i in range(1, m.lastindex or 0)) + q + REDACTED + q
+
+
+def _named_value(m: re.Match[str]) -> str:
+    """A secret-named value: all of a bare value, ``&`` included (``DB_PASSWORD=first&second``), except in
+    a URL's query string, where ``&`` starts the next parameter."""
+    v = m.group(m.lastindex or 0)
+    rest = ""
+    if "&" in v and v[:1] not in ("'", '"', "\\"):
+        before = m.string[:m.start()]
+        last = before.rsplit(None, 1)[-1] if before.strip() else ""
+        if "?" in last or last.endswith("&") or "&" in last:
+            v, _, tail = v.partition("&")
+            rest = "&" + tail
+    q = '\\"' if v.startswith('\\"') else v[0] if v[:1] in ("'", '"') else ""
+    return "".join(m.group(i) or "" for i in range(1, m.lastindex or 0)) + q + REDACTED + q + rest
+
+
+def _entropy(v: str) -> float:
+    n = len(v)
+    return -sum(c / n * math.log2(c / n) for c in Counter(v).values())
+
+
+def _random_looking(v: str) -> bool:
+    """A value that looks generated rather than written: long, letters and digits mixed, no word, path or
+    host shape, not a hex digest (commit, image and cache hashes are not secrets)."""
+    if len(v) < 20 or "/" in v and "+" not in v or "." in v or v.startswith("$") or "[REDACTED]" in v:
+        return False
+    if "-" in v or "_" in v:  # words and ids joined (linux-node-<hash>, feature_branch_name): judge the longest part
+        v = max(_SEPARATORS.split(v), key=len)
+        if len(v) < 20:
+            return False
+    if _HEX.fullmatch(v) or not any(c.isdigit() for c in v) or not any(c.isalpha() for c in v):
+        return False
+    if not (any(c.isupper() for c in v) and any(c.islower() for c in v)) and len(v) < 32:
+        return False
+    return _entropy(v) >= (4.0 if len(v) < 32 else 3.7)
+
+
+def _if_random(m: re.Match[str]) -> str:
+    v = m.group(2)
+    return m.group(1) + REDACTED if _random_looking(v) else m.group(0)
 
 
 _D = TypeVar("_D")
@@ -201,6 +260,20 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
     (("npm_", "pypi-", "aiza", "k_live_", "k_test_"),
      re.compile(r"\bnpm_[A-Za-z0-9]{36}\b|\bpypi-AgE[A-Za-z0-9_\-]{20,}|\bAIza[0-9A-Za-z_\-]{35}"
                 r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), REDACTED),
+    (("sg.", "hf_"), re.compile(r"\bSG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{20,64}|\bhf_[A-Za-z0-9]{30,}"), REDACTED),
+    # an Azure SAS URL's signature; a docker config.json's registry credentials
+    (("sig=",), re.compile(r"(?i)([?&;]sig=)[^&\s\"'<>]+"), r"\1" + REDACTED),
+    (('auth"', 'auth\\"', "identitytoken", "registrytoken"),
+     re.compile(r'(?i)(\\?"(?:auth|identitytoken|registrytoken)\\?"[ \t]*:[ \t]*\\?")[^"\\]+(\\?")'),
+     r"\1" + REDACTED + r"\2"),
+    # openssl -passin pass:VALUE / -passout pass:VALUE (env:NAME and file:PATH name no secret)
+    (("pass:",), re.compile(r"(-pass(?:in|out)?[ \t]+pass:)[^\s\"']+"), r"\1" + REDACTED),
+    # echo VALUE | vault login - / docker login --password-stdin (a $VARIABLE is no secret in the log)
+    (("login", "stdin"),
+     re.compile(r"(\becho[ \t]+(?:-n[ \t]+)?)([\"']?)(?![$\[])([^\s\"'|]+)\2"
+                r"([ \t]*\|[^|\n]*?(?:\blogin\b|--password-stdin))"), r"\1\2" + REDACTED + r"\2\4"),
+    # the value a GitHub Actions step asked the runner to mask, where the command itself is printed
+    (("::add-mask::",), re.compile(r"(::add-mask::)(?![$*])\S.*"), r"\1" + REDACTED),
     # Credentials in URLs: scheme://user:pass@host
     (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s:@]{1,256}:[^/\s@]{1,256}@"), r"\1" + REDACTED + "@"),
     # HTTP authorization headers (Basic/Token only after the header name: the bare words are common).
@@ -239,9 +312,16 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
     (
         ("passw", "pwd", "_pass", "-pass", "token", "secret", "key", "_auth"),
         re.compile(r"(?i)((?:" + _SECRET_NAMES + r"))(\\?[\"']?[ \t]*[:=](?![:=])[ \t]*)"
-                   r"(?!\[REDACTED\]|\\?[\"']\[REDACTED\])" + _QUOTED_OR_BARE),
-        _keep_quotes,
+                   r"(?!\[REDACTED\]|\\?[\"']\[REDACTED\]|\[secure\]|\[MASKED\]|\*{3}[\s\"']|\*{3}$)"
+                   + _QUOTED_OR_BARE_AMP),
+        _named_value,
     ),
+    # Values that look generated (long, mixed letters and digits, high entropy), whatever their name, in
+    # the places a secret is handed over: NAME=value, --option value, a header's value, a URL parameter
+    (("=", ": ", "--"),
+     re.compile(r"((?:\b[A-Za-z_][A-Za-z0-9_]{2,}=|(?<![\w\-])--[a-z][a-z0-9\-]{2,}(?:=|[ \t]+)"
+                r"|^[ \t]*[A-Z][A-Za-z0-9\-]{2,}:[ \t]+|[?&][A-Za-z_][\w\-]*=)[\"']?)"
+                r"([A-Za-z0-9+/_\-]{20,}={0,2})(?![\w+/=\-])"), _if_random),
     # the body lines of a private key block, when they reach redact() one line at a time
     ((), _B64_BODY, _BODY_REPL),
 )

@@ -99,6 +99,17 @@ PK8_LINES, PK8_BODY = _pem("PRIVATE KEY", 64, 1217)
 ENC_LINES, ENC_BODY = _pem("ENCRYPTED PRIVATE KEY", 64, 400)
 PGP_LINES, PGP_BODY = _pem("PGP PRIVATE KEY BLOCK", 64, 300)
 
+AZURE_KEY = base64.b64encode(_rng.randbytes(64)).decode()
+SAS_SIG = base64.b64encode(_rng.randbytes(32)).decode().replace("+", "%2B").replace("/", "%2F").replace("=", "%3D")
+DOCKER_AUTH = base64.b64encode(f"deploy:{_s(24)}".encode()).decode()
+OPENSSL_PW = _s(18)
+SENDGRID = f"SG.{_s(22, B64URL)}.{_s(43, B64URL)}"
+HF = f"hf_{_s(34)}"
+HF2 = f"hf_{_s(34)}"
+AMP_PW = (_s(10), _s(12))
+VAULT_TOKEN = f"hvs.{_s(24)}"
+ENTROPY = _s(40)
+
 CASES: tuple[Case, ...] = (
     # --- GitHub ------------------------------------------------------------------------------------
     _case("ghp export", f"+ export GITHUB_TOKEN={GHP[0]}", GHP[0]),
@@ -180,6 +191,20 @@ CASES: tuple[Case, ...] = (
     _case("env CLIENT_SECRET", f"AZURE_CLIENT_SECRET={GENERIC[7]}", GENERIC[7]),
     _case("google api key", f"maps: using key {GOOGLE}", GOOGLE),
     _case("stripe", f"Stripe::AuthenticationError: Invalid API Key provided: {STRIPE}", STRIPE),
+    # --- shapes an operator found stored on 2026-12 (issue 16) --------------------------------------
+    _case("azure AccountKey", "DefaultEndpointsProtocol=https;AccountName=acmelogs;AccountKey="
+          f"{AZURE_KEY};EndpointSuffix=core.windows.net", AZURE_KEY),
+    _case("azure SAS sig", f"az storage blob upload --sas-token 'sv=2022-11-02&ss=b&sp=rw&se=2026-12-31&sig={SAS_SIG}'",
+          SAS_SIG),
+    _case("docker config auth", f'{{"auths":{{"registry.example.com":{{"auth":"{DOCKER_AUTH}"}}}}}}', DOCKER_AUTH),
+    _case("openssl passin", f"openssl pkcs12 -export -in cert.pem -out cert.p12 -passin pass:{OPENSSL_PW}",
+          OPENSSL_PW),
+    _case("sendgrid", f"mail: using {SENDGRID} for the release notes", SENDGRID),
+    _case("huggingface", f"huggingface-cli login --token {HF} && echo ok", HF),
+    _case("hf bare", f"downloading with {HF2}", HF2),
+    _case("value after &", f"DB_PASSWORD={AMP_PW[0]}&{AMP_PW[1]}", AMP_PW[0], AMP_PW[1]),
+    _case("echo to vault login", f"echo {VAULT_TOKEN} | vault login -", VAULT_TOKEN),
+    _case("high entropy value", f"RELEASE_SIGNING_MATERIAL={ENTROPY}", ENTROPY),
 )
 
 #: Ordinary CI output that must not be touched.

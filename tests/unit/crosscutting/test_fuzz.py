@@ -612,7 +612,7 @@ def test_fuzz_api_keys_file(tmp_path_factory: pytest.TempPathFactory, data: st.D
 
     def run() -> None:
         keys.list()
-        keys.check("hg_0123456789ab_" + "a" * 43, "acme", "api")
+        keys.check("hg_0123456789ab_" + "a" * 43, "github", "acme", "api")
 
     attempt("REST API keys file", run, (KeyFileError,), lambda e: f"file: {str(e).split(': ')[1][:20]}"
             if str(e).startswith(str(path)) else None)

@@ -152,6 +152,31 @@ MOMENTS = [
 ]
 
 
+async def _await_all_commands(bootstrap: str, settings: Settings, proc: Any) -> tuple[dict[str, Any], list[Any]]:
+    """Read the whole guard.actions topic until every job has a command (or 240 s), then 5 s more."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        counts = count_commands(await collect(bootstrap, settings.topics.actions, 1 << 30, 2.0, proc))
+        if not counts["without_command"]:
+            break
+    records = await collect(bootstrap, settings.topics.actions, 1 << 30, 5.0, proc)  # late extras
+    return count_commands(records), records
+
+
+def _report(moment: str, counts: dict[str, Any], records: list[Any]) -> None:
+    print(f"{moment}: {counts['jobs']} jobs; without a command {len(counts['without_command'])}; "
+          f"two different commands {len(counts['two_commands'])}; decided from a partial window "
+          f"{len(counts['partial'])}; commands delivered twice (same id) {counts['delivered_twice']}; "
+          f"{counts['records']} records on guard.actions")
+    for key in (counts["two_commands"] + counts["partial"])[:5]:
+        print(key, [(c["action"], c["category"], c["confidence"], c["ts"], [e["line"] for e in c["evidence"]])
+                    for c in map(orjson.loads, (r.value for r in records))
+                    if f"{c['provider']}/{c['owner']}/{c['repo']}/{c['job_id']}" == key])
+    assert not counts["without_command"], counts["without_command"][:20]
+    assert not counts["two_commands"], counts["two_commands"][:20]
+    assert not counts["partial"], counts["partial"][:20]
+
+
 @pytest.mark.parametrize(("moment", "kills"), MOMENTS, ids=[m for m, _ in MOMENTS])
 async def test_the_only_worker_killed_loses_nothing_and_decides_nothing_twice(
         kafka_bootstrap: str, tmp_path: Path, moment: str, kills: list[tuple[str, int]]) -> None:
@@ -179,31 +204,86 @@ async def test_the_only_worker_killed_loses_nothing_and_decides_nothing_twice(
             nlog = tmp_path / f"worker{n + 1}.log"
             procs.append(start_worker(kafka_bootstrap, prefix, dsn, nlog, *extra, partitions=partitions))
         await streaming
-        last = procs[-1]
-        records: list[Any] = []
-        deadline = time.monotonic() + 240
-        counts: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            records = await collect(kafka_bootstrap, settings.topics.actions, 1 << 30, 2.0, last)
-            counts = count_commands(records)
-            if not counts["without_command"]:
-                break
-        records = await collect(kafka_bootstrap, settings.topics.actions, 1 << 30, 5.0, last)  # late extras
-        counts = count_commands(records)
+        counts, records = await _await_all_commands(kafka_bootstrap, settings, procs[-1])
     finally:
         for b in busy:
             b.kill()
         for p in procs:
             if p.poll() is None:
                 stop_worker(p)
-    print(f"{moment}: {counts['jobs']} jobs; without a command {len(counts['without_command'])}; "
-          f"two different commands {len(counts['two_commands'])}; decided from a partial window "
-          f"{len(counts['partial'])}; commands delivered twice (same id) {counts['delivered_twice']}; "
-          f"{counts['records']} records on guard.actions")
-    for key in (counts["two_commands"] + counts["partial"])[:5]:
-        print(key, [(c["action"], c["category"], c["confidence"], c["ts"], [e["line"] for e in c["evidence"]])
-                    for c in map(orjson.loads, (r.value for r in records))
-                    if f"{c['provider']}/{c['owner']}/{c['repo']}/{c['job_id']}" == key])
-    assert not counts["without_command"], counts["without_command"][:20]
-    assert not counts["two_commands"], counts["two_commands"][:20]
-    assert not counts["partial"], counts["partial"][:20]
+    _report(moment, counts, records)
+
+
+async def test_one_of_two_workers_killed_loses_nothing_and_decides_nothing_twice(kafka_bootstrap: str,
+                                                                                 tmp_path: Path) -> None:
+    """Two workers in one group on a busy host; one is SIGKILLed mid-stream and restarted 2 s later."""
+    prefix = f"cm{uuid.uuid4().hex[:8]}."
+    partitions = 4
+    settings = _settings(kafka_bootstrap, prefix, partitions)
+    await ensure_topics(settings)
+    busy = _busy()
+    procs: list[subprocess.Popen[bytes]] = []
+    sent = [0]
+    try:
+        logs = [tmp_path / "a.log", tmp_path / "b.log"]
+        for lg in logs:
+            procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", lg, "--no-facts", partitions=partitions))
+        assert await _wait(lambda: all(_status(lg) for lg in logs), 120)
+        await asyncio.sleep(6)  # the group settles (session timeout 4 s)
+        streaming = asyncio.create_task(_stream(kafka_bootstrap, prefix, sent))
+        assert await _wait(lambda: _status(logs[0]).get("commands", 0) >= 30 or procs[0].poll() is not None, 180)
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        print(f"\ntwo workers: worker a killed at {_status(logs[0])} ({sent[0]} jobs sent)")
+        await asyncio.sleep(2.0)
+        procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", tmp_path / "a2.log", "--no-facts",
+                                  partitions=partitions))
+        await streaming
+        counts, records = await _await_all_commands(kafka_bootstrap, settings, procs[1])
+    finally:
+        for b in busy:
+            b.kill()
+        for p in procs:
+            if p.poll() is None:
+                stop_worker(p)
+    _report("two workers, one killed", counts, records)
+
+
+async def test_the_broker_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    """A broker of its own, SIGKILLed (not stopped) while 300 jobs stream in, restarted on the same data and
+    port; the worker and the producer reconnect. Every job that reached the broker gets one decision."""
+    import os
+
+    from healing_guard.brokers import KafkaBroker
+
+    broker = KafkaBroker(tmp_path / "kafka")
+    bootstrap = broker.start()
+    prefix = f"cb{uuid.uuid4().hex[:8]}."
+    partitions = 4
+    settings = _settings(bootstrap, prefix, partitions)
+    busy: list[subprocess.Popen[bytes]] = []
+    proc: subprocess.Popen[bytes] | None = None
+    sent = [0]
+    try:
+        await ensure_topics(settings)
+        log = tmp_path / "worker.log"
+        proc = start_worker(bootstrap, prefix, "chdb://unused", log, "--no-facts", partitions=partitions)
+        assert await _wait(lambda: bool(_status(log)), 120)
+        busy = _busy()
+        streaming = asyncio.create_task(_stream(bootstrap, prefix, sent))
+        assert await _wait(lambda: _status(log).get("commands", 0) >= 60, 180), _status(log)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGKILL)
+        print(f"\nbroker killed at {_status(log)} ({sent[0]} jobs sent)")
+        await asyncio.sleep(2.0)
+        assert await asyncio.to_thread(broker.start) == bootstrap
+        await streaming
+        assert proc.poll() is None, log.read_text()[-3000:]
+        counts, records = await _await_all_commands(bootstrap, settings, proc)
+    finally:
+        for b in busy:
+            b.kill()
+        if proc is not None and proc.poll() is None:
+            stop_worker(proc)
+        broker.stop()
+    _report("broker killed", counts, records)

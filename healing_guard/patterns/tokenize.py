@@ -150,7 +150,7 @@ def _candidate(line: str) -> str | None:
                        or "-u" in low and "curl" in low):
         return low
     if ("sig=" in low or "pass:" in low or "sg." in low or "hf_" in low or "::add-mask::" in low
-            or "login" in low or "stdin" in low):
+            or "login" in low or "stdin" in low or "configure" in low or "machine" in low):
         return low
     # credentials in a URL (scheme://user:pass@host) need both; Slack webhooks are URLs too
     if "://" in low and ("@" in low or "hooks.slack.com" in low):
@@ -168,7 +168,7 @@ _PEM_END = re.compile(r"-----END" + _PEM_KIND)
 #: names whose value is a secret: DB_PASSWORD, GITHUB_TOKEN, aws_secret_access_key, X-API-Key, ...
 _SECRET_NAMES = (
     r"password|passwd|[_\-.]pwd|[_\-]pass|token|secret|api[_\-]?key|access[_\-]?key(?:[_\-]?id)?"
-    r"|secret[_\-]?access[_\-]?key|secret[_\-]?key(?:[_\-]?base)?|private[_\-]?key|client[_\-]?secret|_auth"
+    r"|secret[_\-]?access[_\-]?key|secret[_\-]?key(?:[_\-]?base)?|private[_\-]?key(?:[_\-]?id)?|client[_\-]?secret|_auth"
     r"|account[_\-]?key|shared[_\-]?access[_\-]?key|signing[_\-]?key|encryption[_\-]?key|master[_\-]?key"
 )
 #: a value: double-quoted (also JSON-escaped \"...\" inside a JSON string), single-quoted or bare
@@ -176,6 +176,8 @@ _QUOTED_OR_BARE = r"(\\?\"[^\"\n]*?\\?\"|'[^'\n]*'|[^\s\"'&,;\\<]+)"
 #: the same, a bare value running through ``&`` (cut back in a URL's query string by _named_value)
 _QUOTED_OR_BARE_AMP = r"(\\?\"[^\"\n]*?\\?\"|'[^'\n]*'|[^\s\"',;\\<]+)"
 _HEX = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+#: a value that names where the secret is, not the secret: ${{ secrets.X }}, $VAR, ${VAR}, "$VAR", %VAR%
+_REFERENCE = r"|[\"']?\$\{\{|[\"']?\$\{?[A-Za-z_][A-Za-z0-9_]*\}?(?:[\s\"',;]|$)|%[A-Za-z_][A-Za-z0-9_]*%"
 _SEPARATORS = re.compile(r"[\-_]+")
 #: a line that is one base64 token of 40+ characters with upper case, lower case and digits, optionally
 #: after one short prefix token (a timestamp, `+`, `remote:`): a private key's body line. Lower-case hex
@@ -234,8 +236,16 @@ def _random_looking(v: str) -> bool:
 
 
 def _if_random(m: re.Match[str]) -> str:
-    v = m.group(2)
+    v, name = m.group(2), m.group(1).lower()
+    if any(w in name for w in _DIGEST_NAMES) or _DIGEST_VALUE.match(v):
+        return m.group(0)  # a digest or a request id: random, and meant to be seen
     return m.group(1) + REDACTED if _random_looking(v) else m.group(0)
+
+
+#: names whose random-looking values are digests or ids (integrity=, md5=, X-Amz-Cf-Id:, x-request-id:)
+_DIGEST_NAMES = ("integrity", "sha", "md5", "hash", "digest", "checksum", "etag", "-id", "_id", "id:", "id=",
+                 "request", "trace", "span", "nonce", "cache")
+_DIGEST_VALUE = re.compile(r"(?i)(?:sha(?:1|224|256|384|512)|md5|blake2b?)[\-:_]")
 
 
 _D = TypeVar("_D")
@@ -267,15 +277,19 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
      re.compile(r'(?i)(\\?"(?:auth|identitytoken|registrytoken)\\?"[ \t]*:[ \t]*\\?")[^"\\]+(\\?")'),
      r"\1" + REDACTED + r"\2"),
     # openssl -passin pass:VALUE / -passout pass:VALUE (env:NAME and file:PATH name no secret)
-    (("pass:",), re.compile(r"(-pass(?:in|out)?[ \t]+pass:)[^\s\"']+"), r"\1" + REDACTED),
+    (("pass:",), re.compile(r"(-pass(?:in|out)?[ \t]+[\"']?pass:)[^\s\"']+"), r"\1" + REDACTED),
     # echo VALUE | vault login - / docker login --password-stdin (a $VARIABLE is no secret in the log)
     (("login", "stdin"),
-     re.compile(r"(\becho[ \t]+(?:-n[ \t]+)?)([\"']?)(?![$\[])([^\s\"'|]+)\2"
+     re.compile(r"(\b(?:echo[ \t]+(?:-n[ \t]+)?|printf[ \t]+(?:'%s'|\"%s\"|%s)[ \t]+))([\"']?)(?![$\[])([^\s\"'|]+)\2"
                 r"([ \t]*\|[^|\n]*?(?:\blogin\b|--password-stdin))"), r"\1\2" + REDACTED + r"\2\4"),
+    # aws configure set aws_secret_access_key VALUE; a .netrc line: machine HOST login USER password VALUE
+    (("configure",), re.compile(r"(?i)(\baws[ \t]+configure[ \t]+set[ \t]+\S*(?:secret|token|key)\S*[ \t]+)(?![$\[])"
+                                + _QUOTED_OR_BARE), _keep_quotes),
+    (("machine",), re.compile(r"(\bmachine[ \t]+\S+[^\n]*?\bpassword[ \t]+)(?![$\[])[^\s\"']+"), r"\1" + REDACTED),
     # the value a GitHub Actions step asked the runner to mask, where the command itself is printed
     (("::add-mask::",), re.compile(r"(::add-mask::)(?![$*])\S.*"), r"\1" + REDACTED),
     # Credentials in URLs: scheme://user:pass@host
-    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s:@]{1,256}:[^/\s@]{1,256}@"), r"\1" + REDACTED + "@"),
+    (("://",), re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,31}://)[^/\s:@]{0,256}:[^/\s@]{1,256}@"), r"\1" + REDACTED + "@"),
     # HTTP authorization headers (Basic/Token only after the header name: the bare words are common).
     (
         ("authorization",),
@@ -300,7 +314,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
     (("login",), re.compile(r"(?i)(\blogin\b[^\n]{0,200}?[ \t]-p(?:[ \t]+|=))(?![\-\[])" + _QUOTED_OR_BARE), _keep_quotes),
     (("mysql",), re.compile(r"(\bmysql(?:dump|admin|sh|import|slap)?\b[^\n]{0,200}?[ \t]-p)(?=[^\s])" + _QUOTED_OR_BARE),
      _keep_quotes),
-    (("sshpass",), re.compile(r"(\bsshpass[ \t]+-p[ \t]*)" + _QUOTED_OR_BARE), _keep_quotes),
+    (("sshpass",), re.compile(r"(\bsshpass[ \t]+(?:-[a-oq-zA-Z][ \t]+)*-p[ \t]*)" + _QUOTED_OR_BARE), _keep_quotes),
     (("curl",), re.compile(r"(?i)(\bcurl\b[^\n]{0,200}?[ \t](?:-u|--user)(?:[ \t]+|=)[\"']?[^\s:\"']+:)[^\s\"']+"),
      r"\1" + REDACTED),
     # npm config set //registry/:_authToken VALUE
@@ -311,8 +325,8 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
     # leading [A-Za-z0-9_.-]* would be tried at every word boundary, quadratic on a long hostile line.
     (
         ("passw", "pwd", "_pass", "-pass", "token", "secret", "key", "_auth"),
-        re.compile(r"(?i)((?:" + _SECRET_NAMES + r"))(\\?[\"']?[ \t]*[:=](?![:=])[ \t]*)"
-                   r"(?!\[REDACTED\]|\\?[\"']\[REDACTED\]|\[secure\]|\[MASKED\]|\*{3}[\s\"']|\*{3}$)"
+        re.compile(r"(?i)(?<!:)((?:" + _SECRET_NAMES + r"))(\\?[\"']?[ \t]*(?:=|:(?=[\s\"'\\]|$))(?![:=])[ \t]*)"
+                   r"(?!\[REDACTED\]|\\?[\"']\[REDACTED\]|\[secure\]|\[MASKED\]|\*{3}[\s\"']|\*{3}$" + _REFERENCE + r")"
                    + _QUOTED_OR_BARE_AMP),
         _named_value,
     ),

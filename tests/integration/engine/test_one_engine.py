@@ -85,7 +85,8 @@ async def test_every_front_end_gives_the_same_diagnosis_and_action(job: SampleJo
     _, token = keys.create(["*"])
     reader = WarehouseReader(ch_client, migrated)
     with get_client(create_app(lambda: reader, keys=keys)) as client:
-        res = client.get(f"/api/v1/repos/{done.owner}/{done.repo}/failures/{done.job_id}/analysis",
+        res = client.get(f"/api/v1/repos/{done.owner}/{done.repo}/failures/{done.job_id}/analysis"
+                         f"?provider={done.provider}",
                          headers={"Authorization": f"Bearer {token}"})
     assert res.status_code == 200, res.text
     body = res.json()

@@ -15,6 +15,50 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from healing_guard.schemas import JobEvent, LogChunk
+from healing_guard.settings import Settings, load_settings
+
+T0 = 1_767_225_600.0
+#: the end of a log that ran out of memory (the fault tests' jobs: each re-run with more memory)
+OOM = [
+    "[INFO] Running com.acme.ReportTest",
+    'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
+    "\tat java.base/java.util.Arrays.copyOf(Arrays.java:3512)",
+    "##[error]Process completed with exit code 1.",
+]
+
+
+def broker_settings(bootstrap: str, prefix: str, partitions: int = 4) -> Settings:
+    """Settings of a worker on ``bootstrap`` whose topics and app id carry ``prefix``."""
+    return load_settings(None, env={}, broker_url=f"kafka://{bootstrap}", topic_prefix=prefix,
+                         partitions=partitions, app_id=prefix.rstrip("."))
+
+
+def oom_job(i: int, noise: int = 300, *, repos: int = 5, first_id: int = 7000) -> list[tuple[str, bytes, bytes]]:
+    """GitHub job ``first_id + i`` (repository ``svc{i % repos}``) that ran out of memory after ``noise``
+    ordinary lines: its start, its log in chunks of 100 lines, then the completion event."""
+    base: dict[str, Any] = dict(provider="github", owner="acme", repo=f"svc{i % repos}", job_id=str(first_id + i),
+                                attempt=1)
+    key = f"github/acme/svc{i % repos}/{first_id + i}".encode()
+    lines = [f"2026-01-01T10:00:{n % 60:02d}Z step {n}: ok" for n in range(noise)] + OOM
+    chunks = [lines[j:j + 100] for j in range(0, len(lines), 100)]
+    out = [("ci.jobs", key, JobEvent(**base, job_name="build", status="in_progress", started_at=T0 + i).to_json())]
+    for seq, part in enumerate(chunks):
+        out.append(("ci.logs", key, LogChunk(**base, seq=seq, lines=part, first_line=1 + 100 * seq,
+                                             eof=seq == len(chunks) - 1, ts=T0 + i).to_json()))
+    out.append(("ci.jobs", key, JobEvent(**base, job_name="build", status="completed", conclusion="failure",
+                                         exit_code=1, started_at=T0 + i, completed_at=T0 + i + 600,
+                                         log_chunks=len(chunks)).to_json()))
+    return out
+
+
+def worker_status(log: Path) -> dict[str, Any]:
+    """The worker's status file beside its log (``{}`` until it writes one)."""
+    try:
+        return dict(json.loads(log.with_suffix(".status.json").read_bytes()))
+    except (FileNotFoundError, ValueError):
+        return {}
+
 
 def start_worker(bootstrap: str, prefix: str, dsn: str, log: Path, *extra: str, env: dict[str, str] | None = None,
                  partitions: int = 2) -> subprocess.Popen[bytes]:

@@ -27,11 +27,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from healing_guard.schemas import JobEvent, LogChunk
-from healing_guard.settings import Settings, load_settings
+from healing_guard.settings import Settings
 from healing_guard.streams.topics import ensure_topics
 
-from .helpers import collect, start_worker, stop_worker
+from .helpers import broker_settings, collect, oom_job, start_worker, stop_worker, worker_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.crash]
 
@@ -40,42 +39,6 @@ RATE = 30.0  # jobs per second
 #: log lines per job: enough that a busy worker falls behind on ci.logs while the small completion events on
 #: ci.jobs run ahead (the topics are consumed independently)
 LINES = int(os.environ.get("CRASH_LINES", "1500"))
-T0 = 1_767_225_600.0
-OOM = [
-    "[INFO] Running com.acme.ReportTest",
-    'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
-    "\tat java.base/java.util.Arrays.copyOf(Arrays.java:3512)",
-    "##[error]Process completed with exit code 1.",
-]
-
-
-def _settings(bootstrap: str, prefix: str, partitions: int) -> Settings:
-    return load_settings(None, env={}, broker_url=f"kafka://{bootstrap}", topic_prefix=prefix,
-                         partitions=partitions, app_id=prefix.rstrip("."))
-
-
-def _job(i: int, noise: int = LINES) -> list[tuple[str, bytes, bytes]]:
-    base: dict[str, Any] = dict(provider="github", owner="acme", repo=f"svc{i % 7}", job_id=str(90000 + i), attempt=1)
-    key = f"github/acme/svc{i % 7}/{90000 + i}".encode()
-    lines = [f"2026-01-01T10:00:{n % 60:02d}Z step {n}: ok" for n in range(noise)] + OOM
-    chunks = [lines[j:j + 100] for j in range(0, len(lines), 100)]
-    out = [("ci.jobs", key, JobEvent(**base, job_name="build", status="in_progress", started_at=T0 + i).to_json())]
-    for seq, part in enumerate(chunks):
-        out.append(("ci.logs", key, LogChunk(**base, seq=seq, lines=part, first_line=1 + 100 * seq,
-                                             eof=seq == len(chunks) - 1, ts=T0 + i).to_json()))
-    out.append(("ci.jobs", key, JobEvent(**base, job_name="build", status="completed", conclusion="failure",
-                                         exit_code=1, started_at=T0 + i, completed_at=T0 + i + 600,
-                                         log_chunks=len(chunks)).to_json()))
-    return out
-
-
-def _status(log: Path) -> dict[str, Any]:
-    try:
-        return dict(orjson.loads(log.with_suffix(".status.json").read_bytes()))
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-
-
 async def _stream(bootstrap: str, prefix: str, sent: list[int]) -> None:
     """JOBS jobs at RATE jobs/s, each job's messages in order."""
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20, linger_ms=5)
@@ -83,7 +46,7 @@ async def _stream(bootstrap: str, prefix: str, sent: list[int]) -> None:
     try:
         start = time.monotonic()
         for i in range(JOBS):
-            for topic, key, value in _job(i):
+            for topic, key, value in oom_job(i, LINES, repos=7, first_id=90000):
                 await p.send(prefix + topic, key=key, value=value)
             sent[0] = i + 1
             delay = start + (i + 1) / RATE - time.monotonic()
@@ -99,6 +62,14 @@ def _facts(tmp_path: Path) -> tuple[str, ...]:
     if os.environ.get("CRASH_FACTS", "1") == "0":
         return ("chdb://unused", "--no-facts")
     return (f"chdb://{tmp_path / 'chdb'}",)
+
+
+def _stop_all(busy: list[subprocess.Popen[bytes]], procs: list[subprocess.Popen[bytes]]) -> None:
+    for b in busy:
+        b.kill()
+    for p in procs:
+        if p.poll() is None:
+            stop_worker(p)
 
 
 def _busy(n: int = 3) -> list[subprocess.Popen[bytes]]:
@@ -182,8 +153,8 @@ async def test_the_only_worker_killed_loses_nothing_and_decides_nothing_twice(
         kafka_bootstrap: str, tmp_path: Path, moment: str, kills: list[tuple[str, int]]) -> None:
     prefix = f"cm{uuid.uuid4().hex[:8]}."
     partitions = 4
-    await ensure_topics(_settings(kafka_bootstrap, prefix, partitions))
-    settings = _settings(kafka_bootstrap, prefix, partitions)
+    await ensure_topics(broker_settings(kafka_bootstrap, prefix, partitions))
+    settings = broker_settings(kafka_bootstrap, prefix, partitions)
     busy = _busy()
     procs: list[subprocess.Popen[bytes]] = []
     sent = [0]
@@ -191,26 +162,22 @@ async def test_the_only_worker_killed_loses_nothing_and_decides_nothing_twice(
         log = tmp_path / "worker0.log"
         dsn, *extra = _facts(tmp_path)
         procs.append(start_worker(kafka_bootstrap, prefix, dsn, log, *extra, partitions=partitions))
-        assert await _wait(lambda: bool(_status(log)), 120), log.read_text()[-3000:]
+        assert await _wait(lambda: bool(worker_status(log)), 120), log.read_text()[-3000:]
         streaming = asyncio.create_task(_stream(kafka_bootstrap, prefix, sent))
         for n, (stat, at_least) in enumerate(kills):
             worker, wlog = procs[-1], tmp_path / f"worker{n}.log"
-            ok = await _wait(lambda: _status(wlog).get(stat, 0) >= at_least or worker.poll() is not None, 180)
-            assert ok and worker.poll() is None, (moment, _status(wlog), wlog.read_text()[-3000:])
+            ok = await _wait(lambda: worker_status(wlog).get(stat, 0) >= at_least or worker.poll() is not None, 180)
+            assert ok and worker.poll() is None, (moment, worker_status(wlog), wlog.read_text()[-3000:])
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
-            print(f"\n{moment}: worker {n} killed at {_status(wlog)} ({sent[0]} jobs sent)")
+            print(f"\n{moment}: worker {n} killed at {worker_status(wlog)} ({sent[0]} jobs sent)")
             await asyncio.sleep(2.0)
             nlog = tmp_path / f"worker{n + 1}.log"
             procs.append(start_worker(kafka_bootstrap, prefix, dsn, nlog, *extra, partitions=partitions))
         await streaming
         counts, records = await _await_all_commands(kafka_bootstrap, settings, procs[-1])
     finally:
-        for b in busy:
-            b.kill()
-        for p in procs:
-            if p.poll() is None:
-                stop_worker(p)
+        _stop_all(busy, procs)
     _report(moment, counts, records)
 
 
@@ -219,7 +186,7 @@ async def test_one_of_two_workers_killed_loses_nothing_and_decides_nothing_twice
     """Two workers in one group on a busy host; one is SIGKILLed mid-stream and restarted 2 s later."""
     prefix = f"cm{uuid.uuid4().hex[:8]}."
     partitions = 4
-    settings = _settings(kafka_bootstrap, prefix, partitions)
+    settings = broker_settings(kafka_bootstrap, prefix, partitions)
     await ensure_topics(settings)
     busy = _busy()
     procs: list[subprocess.Popen[bytes]] = []
@@ -228,24 +195,20 @@ async def test_one_of_two_workers_killed_loses_nothing_and_decides_nothing_twice
         logs = [tmp_path / "a.log", tmp_path / "b.log"]
         for lg in logs:
             procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", lg, "--no-facts", partitions=partitions))
-        assert await _wait(lambda: all(_status(lg) for lg in logs), 120)
+        assert await _wait(lambda: all(worker_status(lg) for lg in logs), 120)
         await asyncio.sleep(6)  # the group settles (session timeout 4 s)
         streaming = asyncio.create_task(_stream(kafka_bootstrap, prefix, sent))
-        assert await _wait(lambda: _status(logs[0]).get("commands", 0) >= 30 or procs[0].poll() is not None, 180)
+        assert await _wait(lambda: worker_status(logs[0]).get("commands", 0) >= 30 or procs[0].poll() is not None, 180)
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
-        print(f"\ntwo workers: worker a killed at {_status(logs[0])} ({sent[0]} jobs sent)")
+        print(f"\ntwo workers: worker a killed at {worker_status(logs[0])} ({sent[0]} jobs sent)")
         await asyncio.sleep(2.0)
         procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", tmp_path / "a2.log", "--no-facts",
                                   partitions=partitions))
         await streaming
         counts, records = await _await_all_commands(kafka_bootstrap, settings, procs[1])
     finally:
-        for b in busy:
-            b.kill()
-        for p in procs:
-            if p.poll() is None:
-                stop_worker(p)
+        _stop_all(busy, procs)
     _report("two workers, one killed", counts, records)
 
 
@@ -260,7 +223,7 @@ async def test_the_broker_killed_mid_stream_loses_nothing(tmp_path: Path) -> Non
     bootstrap = broker.start()
     prefix = f"cb{uuid.uuid4().hex[:8]}."
     partitions = 4
-    settings = _settings(bootstrap, prefix, partitions)
+    settings = broker_settings(bootstrap, prefix, partitions)
     busy: list[subprocess.Popen[bytes]] = []
     proc: subprocess.Popen[bytes] | None = None
     sent = [0]
@@ -268,22 +231,19 @@ async def test_the_broker_killed_mid_stream_loses_nothing(tmp_path: Path) -> Non
         await ensure_topics(settings)
         log = tmp_path / "worker.log"
         proc = start_worker(bootstrap, prefix, "chdb://unused", log, "--no-facts", partitions=partitions)
-        assert await _wait(lambda: bool(_status(log)), 120)
+        assert await _wait(lambda: bool(worker_status(log)), 120)
         busy = _busy()
         streaming = asyncio.create_task(_stream(bootstrap, prefix, sent))
-        assert await _wait(lambda: _status(log).get("commands", 0) >= 60, 180), _status(log)
+        assert await _wait(lambda: worker_status(log).get("commands", 0) >= 60, 180), worker_status(log)
         assert broker.pid is not None
         os.kill(broker.pid, signal.SIGKILL)
-        print(f"\nbroker killed at {_status(log)} ({sent[0]} jobs sent)")
+        print(f"\nbroker killed at {worker_status(log)} ({sent[0]} jobs sent)")
         await asyncio.sleep(2.0)
         assert await asyncio.to_thread(broker.start) == bootstrap
         await streaming
         assert proc.poll() is None, log.read_text()[-3000:]
         counts, records = await _await_all_commands(bootstrap, settings, proc)
     finally:
-        for b in busy:
-            b.kill()
-        if proc is not None and proc.poll() is None:
-            stop_worker(proc)
+        _stop_all(busy, [] if proc is None else [proc])
         broker.stop()
     _report("broker killed", counts, records)

@@ -20,57 +20,21 @@ import orjson
 import pytest
 
 from healing_guard.brokers import KafkaBroker
-from healing_guard.schemas import JobEvent, LogChunk, TestResult
-from healing_guard.settings import Settings, load_settings
+from healing_guard.schemas import TestResult
+from healing_guard.settings import Settings
 from healing_guard.streams.topics import ensure_topics
 
-from .helpers import chdb_query, collect, hold_chdb, produce, start_worker, stop_worker, wait_status
+from .helpers import (T0, broker_settings, chdb_query, collect, hold_chdb, oom_job, produce, start_worker,
+                      stop_worker, wait_status, worker_status)
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.integration
-
-T0 = 1_767_225_600.0
-OOM = [
-    "[INFO] Running com.acme.ReportTest",
-    'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
-    "\tat java.base/java.util.Arrays.copyOf(Arrays.java:3512)",
-    "##[error]Process completed with exit code 1.",
-]
-
-
-def _settings(bootstrap: str, prefix: str, partitions: int = 4) -> Settings:
-    return load_settings(None, env={}, broker_url=f"kafka://{bootstrap}", topic_prefix=prefix,
-                         partitions=partitions, app_id=prefix.rstrip("."))
-
-
-def _oom_job(i: int, noise: int = 300) -> list[tuple[str, bytes, bytes]]:
-    """A GitHub job that ran out of memory: its log in chunks, then the completion event."""
-    base: dict[str, Any] = dict(provider="github", owner="acme", repo=f"svc{i % 5}", job_id=str(7000 + i), attempt=1)
-    key = f"github/acme/svc{i % 5}/{7000 + i}".encode()
-    lines = [f"2026-01-01T10:00:{n % 60:02d}Z step {n}: ok" for n in range(noise)] + OOM
-    chunks = [lines[j:j + 100] for j in range(0, len(lines), 100)]
-    out = [("ci.jobs", key, JobEvent(**base, job_name="build", status="in_progress", started_at=T0 + i).to_json())]
-    for seq, part in enumerate(chunks):
-        out.append(("ci.logs", key, LogChunk(**base, seq=seq, lines=part, first_line=1 + 100 * seq,
-                                             eof=seq == len(chunks) - 1, ts=T0 + i).to_json()))
-    out.append(("ci.jobs", key, JobEvent(**base, job_name="build", status="completed", conclusion="failure", exit_code=1,
-                                         started_at=T0 + i, completed_at=T0 + i + 600,
-                                         log_chunks=len(chunks)).to_json()))
-    return out
-
 
 def _test_result(test: int, run: int, outcome: str) -> tuple[str, bytes, bytes]:
     tid = f"tests/test_mod{test}.py::test_case"
     r = TestResult(provider="github", owner="acme", repo="svc0", job_id=f"t{test}-{run}", test_id=tid,
                    outcome=outcome, duration_s=1.0, ts=T0 + run * 60)
     return "ci.tests", tid.encode(), r.to_json()
-
-
-def _status(log: Path) -> dict[str, Any]:
-    try:
-        return dict(orjson.loads(log.with_suffix(".status.json").read_bytes()))
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
 
 
 def _wait_for(pred: Any, timeout: float, what: str) -> None:
@@ -123,7 +87,7 @@ async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_t
     from tests.support.fake_apis import FakeApis
 
     prefix = f"ck{uuid.uuid4().hex[:8]}."
-    settings = _settings(kafka_bootstrap, prefix)
+    settings = broker_settings(kafka_bootstrap, prefix)
     await ensure_topics(settings)
     jobs, tests, runs = 24, 8, 12
     logs = {name: tmp_path / f"{name}.log" for name in ("victim", "survivor")}
@@ -136,24 +100,24 @@ async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_t
         executor = await _run_executor(settings, tmp_path / "executor", api.url, stop)
         try:
             # both workers up and in the group before any traffic
-            await asyncio.to_thread(_wait_for, lambda: all(_status(lg) for lg in logs.values()), 90, "both workers")
+            await asyncio.to_thread(_wait_for, lambda: all(worker_status(lg) for lg in logs.values()), 90, "both workers")
             await asyncio.sleep(6)  # the group's rebalance settles (session timeout 4 s)
 
             first: list[tuple[str, bytes, bytes]] = []
             for i in range(jobs // 2):
-                first += _oom_job(i)
+                first += oom_job(i)
             first += [_test_result(t, r, "failed" if r % 3 == 1 else "passed") for r in range(runs) for t in range(tests)]
             await produce(kafka_bootstrap, prefix, first)
             # the victim has done part of its share, then dies without a chance to commit or flush anything
-            await asyncio.to_thread(_wait_for, lambda: _status(logs["victim"]).get("commands", 0) >= 2
-                                    and _status(logs["victim"]).get("tests", 0) >= 2, 90, "the victim to work")
+            await asyncio.to_thread(_wait_for, lambda: worker_status(logs["victim"]).get("commands", 0) >= 2
+                                    and worker_status(logs["victim"]).get("tests", 0) >= 2, 90, "the victim to work")
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
-            done_by_victim = _status(logs["victim"])
+            done_by_victim = worker_status(logs["victim"])
 
             second: list[tuple[str, bytes, bytes]] = []
             for i in range(jobs // 2, jobs):
-                second += _oom_job(i)
+                second += oom_job(i)
             second += [_test_result(t, runs, "failed") for t in range(tests)]  # each test's risk, after all runs
             await produce(kafka_bootstrap, prefix, second)
 
@@ -184,7 +148,7 @@ async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_t
     # the models: every test's history holds each of its runs exactly once, whichever worker learned it
     assert set(final) == {f"tests/test_mod{t}.py::test_case" for t in range(tests)}, final
     assert set(final.values()) == {runs + 1}, final
-    survivor_status = _status(logs["survivor"])
+    survivor_status = worker_status(logs["survivor"])
     # Whether the victim's learning reached its changelog before the kill depends on the moment (on a busy host
     # its producer may not have flushed): then the survivor learns those results for the first time instead of
     # recognising a replay. Either way each run is in each model exactly once (asserted above); how many
@@ -208,7 +172,7 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     broker = KafkaBroker(tmp_path / "kafka")
     bootstrap = broker.start()
     prefix = f"br{uuid.uuid4().hex[:8]}."
-    settings = _settings(bootstrap, prefix, partitions=2)
+    settings = broker_settings(bootstrap, prefix, partitions=2)
     jobs, tests, runs = 16, 4, 12
     log = tmp_path / "worker.log"
     stop = asyncio.Event()
@@ -221,7 +185,7 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
             try:
                 first: list[tuple[str, bytes, bytes]] = []
                 for i in range(jobs // 2):
-                    first += _oom_job(i)
+                    first += oom_job(i)
                 first += [_test_result(t, r, "failed" if r % 3 == 1 else "passed") for r in range(runs // 2)
                           for t in range(tests)]
                 await produce(bootstrap, prefix, first)
@@ -234,7 +198,7 @@ async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
 
                 second: list[tuple[str, bytes, bytes]] = []
                 for i in range(jobs // 2, jobs):
-                    second += _oom_job(i)
+                    second += oom_job(i)
                 second += [_test_result(t, r, "failed" if r % 3 == 1 else "passed") for r in range(runs // 2, runs)
                            for t in range(tests)]
                 second += [_test_result(t, runs, "failed") for t in range(tests)]
@@ -270,7 +234,7 @@ async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_
     unacknowledged on guard.facts; the worker is even killed (SIGKILL) meanwhile and a second one takes over.
     When the directory is released every fact is written, and each table holds each fact once."""
     prefix = f"ch{uuid.uuid4().hex[:8]}."
-    settings = _settings(kafka_bootstrap, prefix, partitions=2)
+    settings = broker_settings(kafka_bootstrap, prefix, partitions=2)
     await ensure_topics(settings)
     path = tmp_path / "chdb"
     dsn = f"chdb://{path}"
@@ -282,7 +246,7 @@ async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_
         w1 = start_worker(kafka_bootstrap, prefix, dsn, logs[0], partitions=2)
         first: list[tuple[str, bytes, bytes]] = []
         for i in range(jobs // 2):
-            first += _oom_job(i)
+            first += oom_job(i)
         first += [_test_result(t, r, "passed") for r in range(runs // 2) for t in range(tests)]
         await produce(kafka_bootstrap, prefix, first)
         s1 = await asyncio.to_thread(wait_status, logs[0].with_suffix(".status.json"), "fact_errors", 2, 90, w1)
@@ -294,7 +258,7 @@ async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_
         w2 = start_worker(kafka_bootstrap, prefix, dsn, logs[1], partitions=2)
         second: list[tuple[str, bytes, bytes]] = []
         for i in range(jobs // 2, jobs):
-            second += _oom_job(i)
+            second += oom_job(i)
         second += [_test_result(t, r, "passed") for r in range(runs // 2, runs) for t in range(tests)]
         await produce(kafka_bootstrap, prefix, second)
         s2 = await asyncio.to_thread(wait_status, logs[1].with_suffix(".status.json"), "fact_errors", 2, 90, w2)

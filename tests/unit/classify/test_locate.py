@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,16 @@ from healing_guard.engine import Engine, offline_job
 from healing_guard.settings import Settings
 
 ENGINE = Engine(Settings(text_model="off"))
+
+
+def _read(text: str) -> tuple[Any, Any]:
+    """(ready, analysis) of ``text`` read whole, as `guard analyze` reads a log."""
+    return ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+
+
+def _details(ready: Any) -> list[int]:
+    """The lines the locator kept as where the failing step's details start."""
+    return [e.line for e in ready.located if e.pattern == LOCATED_DETAIL]
 
 LOGS = {
     "github": ("2024-05-01T10:00:00.0000000Z ##[group]Run make check\n"
@@ -42,7 +53,7 @@ LOGS = {
 @pytest.mark.parametrize("platform", sorted(LOGS))
 def test_the_exit_and_the_error_lines_before_it_are_found(platform: str) -> None:
     text, command = LOGS[platform]
-    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    ready, _ = _read(text)
     lines = text.split("\n")
     exits = [e for e in ready.located if e.pattern == LOCATED_EXIT]
     errors = [e for e in ready.located if e.pattern == LOCATED_ERROR]
@@ -59,7 +70,7 @@ def test_evidence_is_never_empty_and_line_numbers_are_sed_lines() -> None:
     """No pattern names this failure; a bare \\r (a progress bar) is not a line break."""
     text = ("##[group]Run ./deploy.sh\nuploading 10%\r20%\r100%\n"
             "deploy: the quux endpoint said no\n##[error]Process completed with exit code 1.\n")
-    ready, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    ready, analysis = _read(text)
     lines = [e.line for e in analysis.diagnosis.evidence]
     assert lines and max(lines) <= text.count("\n")
     assert text.split("\n")[lines[0] - 1].startswith("deploy: the quux endpoint said no")
@@ -79,7 +90,7 @@ def test_the_window_and_the_whole_log_reader_locate_the_same_lines() -> None:
     ev = JobEvent(provider="github", owner="o", repo="r", job_id="1", job_name="b", status="completed",
                   conclusion="failure")
     w, out = on_job_event(w, ev, ENGINE.limits, 0.0)
-    whole, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    whole, _ = _read(text)
     assert out and out[0].located == whole.located and out[0].command == whole.command
 
 
@@ -104,9 +115,9 @@ def test_details_start_where_the_failing_step_reports_its_first_failure() -> Non
             "      at Context.<anonymous> (test/cart.js:9:12)\n"
             "npm ERR! Test failed.  See above for more details.\n"
             "\nThe command \"npm test\" exited with 1.\n")
-    ready, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    ready, analysis = _read(text)
     lines = text.split("\n")
-    details = [e.line for e in ready.located if e.pattern == LOCATED_DETAIL]
+    details = _details(ready)
     assert [lines[n - 1].strip() for n in details] == ["1) cart totals", "AssertionError: expected 10 to equal 11"]
     top3 = [e.line for e in analysis.diagnosis.evidence[:3]]
     assert details[0] in top3 and details[1] in top3
@@ -115,7 +126,7 @@ def test_details_start_where_the_failing_step_reports_its_first_failure() -> Non
 def test_no_detail_lines_from_a_step_that_passed() -> None:
     text = ("##[group]Run make lint\nsrc/a.c:3:1: note from lint\n##[group]Run ./deploy.sh\n"
             "deploy: upload said no\n##[error]Process completed with exit code 1.\n")
-    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    ready, _ = _read(text)
     assert not [e for e in ready.located if e.pattern == LOCATED_DETAIL]
 
 
@@ -130,7 +141,7 @@ def test_a_failed_test_item_comes_before_exceptions_printed_earlier_in_the_step(
             "      Expected 11, but got 10.\n"
             "Tests Passed: 1, Failed: 1\n"
             "\nThe command \"pwsh -c ./run-tests.ps1\" exited with 1.\n")
-    ready, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    ready, analysis = _read(text)
     lines = text.split("\n")
     details = [lines[e.line - 1].strip() for e in ready.located if e.pattern == LOCATED_DETAIL]
     assert details[0] == "[-] adds the tax 8ms"
@@ -147,7 +158,7 @@ def test_build_tools_boilerplate_is_not_where_it_failed() -> None:
             "[ERROR] For more information about the errors and possible solutions, please read the following articles:\n"
             "[ERROR] [Help 1] http://cwiki.apache.org/confluence/display/MAVEN/MojoExecutionException\n"
             "\nThe command \"mvn -B verify\" exited with 1.\n")
-    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    ready, _ = _read(text)
     errors = [e.line for e in ready.located if e.pattern == LOCATED_ERROR]
     assert errors == [2]
 
@@ -162,8 +173,8 @@ def test_build_tools_boilerplate_is_not_where_it_failed() -> None:
 ])
 def test_more_tools_detail_formats(line: str) -> None:
     text = f"$ ./check.sh\nchecking\n{line}\n\nThe command \"./check.sh\" exited with 1.\n"
-    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
-    assert [e.line for e in ready.located if e.pattern == LOCATED_DETAIL] == [3]
+    ready, _ = _read(text)
+    assert _details(ready) == [3]
 
 
 def test_a_pytest_verbose_listing_is_not_the_failure_details() -> None:
@@ -174,15 +185,15 @@ def test_a_pytest_verbose_listing_is_not_the_failure_details() -> None:
             "___________________________________ test_two ___________________________________\n"
             "E       assert 1 == 2\n"
             "\nThe command \"pytest -v\" exited with 1.\n")
-    ready, _ = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
-    assert [e.line for e in ready.located if e.pattern == LOCATED_DETAIL] == [4, 5]
+    ready, _ = _read(text)
+    assert _details(ready) == [4, 5]
 
 
 def test_a_log_that_just_stops_shows_where_it_stopped() -> None:
     """No exit line, no error word, no pattern: the runner went away mid-step. The evidence is the
     log's last lines (most recent first, numbered as an editor numbers them), never nothing."""
     text = "$ python etl.py\n[day 1] loaded\n[day 2] loaded\n\n[day 3] extracting ...\n"
-    _, analysis = ENGINE.read_log(io.BytesIO(text.encode()), offline_job("1"))
+    _, analysis = _read(text)
     lines = text.split("\n")
     ev = analysis.diagnosis.evidence
     assert [e.line for e in ev] == [5, 3, 2]

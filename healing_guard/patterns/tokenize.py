@@ -141,8 +141,9 @@ def _candidate(line: str) -> str | None:
         return low
     if "_" in low and ("_pass" in low or "npm_" in low or "k_live_" in low or "k_test_" in low):
         return low
-    if "gh" in low and ("ghp_" in low or "gho_" in low or "ghu_" in low or "ghs_" in low or "ghr_" in low
-                        or "github_pat_" in low):
+    if "gh" in low and ("ghp_" in low or "gho_" in low or "ghu_" in low or "ghs_" in low or "ghr_" in low):
+        return low
+    if "github_pat_" in low:  # no "gh" in it: its own test
         return low
     if "-" in low and ("gl" in low and ("glpat-" in low or "gldt-" in low or "glrt-" in low)
                        or "xapp-" in low or "pypi-" in low or "-pass" in low
@@ -154,9 +155,6 @@ def _candidate(line: str) -> str | None:
         return low
     # credentials in a URL (scheme://user:pass@host) need both; Slack webhooks are URLs too
     if "://" in low and ("@" in low or "hooks.slack.com" in low):
-        return low
-    # a long generated-looking value handed over as NAME=value, --option value, Header: value, ?k=v
-    if len(line) >= 22 and ("=" in line or ": " in line or "--" in line) and _LONG_RUN.search(line):
         return low
     return None
 
@@ -192,11 +190,15 @@ _BODY_REPL = r"\1" + REDACTED + r"\2"
 _B64_END_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/= \t\r")
 
 
-def _keep_quotes(m: re.Match[str]) -> str:
-    """``name<sep>value`` -> ``name<sep>[REDACTED]``, keeping the value's quotes."""
-    v = m.group(m.lastindex or 0)
+def _redacted(m: re.Match[str], v: str) -> str:
+    """The match's groups before its last, then ``v`` replaced by ``[REDACTED]`` inside v's own quotes."""
     q = '\\"' if v.startswith('\\"') else v[0] if v[:1] in ("'", '"') else ""
     return "".join(m.group(i) or "" for i in range(1, m.lastindex or 0)) + q + REDACTED + q
+
+
+def _keep_quotes(m: re.Match[str]) -> str:
+    """``name<sep>value`` -> ``name<sep>[REDACTED]``, keeping the value's quotes."""
+    return _redacted(m, m.group(m.lastindex or 0))
 
 
 def _named_value(m: re.Match[str]) -> str:
@@ -207,11 +209,10 @@ def _named_value(m: re.Match[str]) -> str:
     if "&" in v and v[:1] not in ("'", '"', "\\"):
         before = m.string[:m.start()]
         last = before.rsplit(None, 1)[-1] if before.strip() else ""
-        if "?" in last or last.endswith("&") or "&" in last:
+        if "?" in last or "&" in last:
             v, _, tail = v.partition("&")
             rest = "&" + tail
-    q = '\\"' if v.startswith('\\"') else v[0] if v[:1] in ("'", '"') else ""
-    return "".join(m.group(i) or "" for i in range(1, m.lastindex or 0)) + q + REDACTED + q + rest
+    return _redacted(m, v) + rest
 
 
 def _entropy(v: str) -> float:
@@ -233,6 +234,19 @@ def _random_looking(v: str) -> bool:
     if not (any(c.isupper() for c in v) and any(c.islower() for c in v)) and len(v) < 32:
         return False
     return _entropy(v) >= (4.0 if len(v) < 32 else 3.7)
+
+
+#: a value that looks generated in a NAME=value, --option value, header or URL-parameter position
+_GENERATED = re.compile(r"((?:\b[A-Za-z_][A-Za-z0-9_]{2,}=|(?<![\w\-])--[a-z][a-z0-9\-]{2,}(?:=|[ \t]+)"
+                        r"|^[ \t]*[A-Z][A-Za-z0-9\-]{2,}:[ \t]+|[?&][A-Za-z_][\w\-]*=)[\"']?)"
+                        r"([A-Za-z0-9+/_\-]{20,}={0,2})(?![\w+/=\-])")
+_GENERATED_GATES = ("=", ": ", "--")
+
+
+def _maybe_generated(line: str) -> bool:
+    """Whether _GENERATED can match (cheap tests first): a separator and a run of 20 value characters."""
+    return (len(line) >= 22 and any(g in line for g in _GENERATED_GATES)
+            and _LONG_RUN.search(line) is not None)
 
 
 def _if_random(m: re.Match[str]) -> str:
@@ -332,10 +346,7 @@ _RULES: tuple[tuple[tuple[str, ...], re.Pattern[str], _Repl], ...] = (
     ),
     # Values that look generated (long, mixed letters and digits, high entropy), whatever their name, in
     # the places a secret is handed over: NAME=value, --option value, a header's value, a URL parameter
-    (("=", ": ", "--"),
-     re.compile(r"((?:\b[A-Za-z_][A-Za-z0-9_]{2,}=|(?<![\w\-])--[a-z][a-z0-9\-]{2,}(?:=|[ \t]+)"
-                r"|^[ \t]*[A-Z][A-Za-z0-9\-]{2,}:[ \t]+|[?&][A-Za-z_][\w\-]*=)[\"']?)"
-                r"([A-Za-z0-9+/_\-]{20,}={0,2})(?![\w+/=\-])"), _if_random),
+    (_GENERATED_GATES, _GENERATED, _if_random),
     # the body lines of a private key block, when they reach redact() one line at a time
     ((), _B64_BODY, _BODY_REPL),
 )
@@ -350,6 +361,10 @@ def redact(line: str) -> str:
     """
     low = _candidate(line)
     if low is None:
+        # no trigger word: only a generated-looking value (its own rule alone, not the whole list) or a
+        # key's body line can be a secret here
+        if _maybe_generated(line):  # the two rules without a trigger word, in the rule list's order
+            return _B64_BODY.sub(_BODY_REPL, _GENERATED.sub(_if_random, line))
         if len(line) >= 40 and line[-1] in _B64_END_CHARS and " " not in line[-40:]:
             # maybe a key's body line: one anchored regex, not the whole rule list
             return _B64_BODY.sub(_BODY_REPL, line) if _B64_BODY.search(line) else line

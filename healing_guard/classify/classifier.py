@@ -363,14 +363,13 @@ def classify(
     best_items = by_cat.get(best, [])
     if best in TRANSIENT and best_items:
         tests = by_cat.get("test_failure", [])
-        if best == "network" and tests and scores.get("test_failure", 0.0) >= threshold and (
-                _inside_test_report(best_items, tests) or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)):
+        tests_own = _inside_test_report(best_items, tests) or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)
+        if best == "network" and tests and scores.get("test_failure", 0.0) >= threshold and tests_own:
             # a test's own connection to the service it started (or told of in its failure report): the
             # test failed, and its error is a detail of that failure, not the CI machine's fault
             best, score = "test_failure", max(0.0, min(1.0, scores["test_failure"]))
             best_items = tests
-        elif by_proximity or all(code_step.get(e.line, 0.0) >= _CONTEST_WEIGHT for _, e in best_items) or (
-                _inside_test_report(best_items, tests) or all(_LOCAL_SERVICE.search(e.text) for _, e in best_items)):
+        elif by_proximity or all(code_step.get(e.line, 0.0) >= _CONTEST_WEIGHT for _, e in best_items) or tests_own:
             # seen only inside a code step's own failure lines, or explaining a failure from afar:
             # report it, but let a person decide
             score = min(score, _CONTESTED_CAP)

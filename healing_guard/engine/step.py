@@ -234,10 +234,7 @@ def _resend(w: JobWindow, key: bytes, event: IngestEvent) -> list[Effect]:
     process and job."""
     if not w.resend:
         return []
-    attempt = getattr(event, "attempt", w.attempt)
-    if isinstance(event, AttemptRisk):
-        attempt = event.attempt
-    if attempt != w.attempt:
+    if getattr(event, "attempt", w.attempt) != w.attempt:  # a tick has none: it is the window's
         return []
     return [*(Send("actions", key, text.encode()) for text in w.resend), Resent(key), Count("commands_resent")]
 

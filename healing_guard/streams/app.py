@@ -7,9 +7,11 @@ from pathlib import Path
 import faust
 
 from ..settings import Settings
+from . import flush
 
 
 def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
+    flush.install()  # commit only what was sent (see streams/flush.py)
     broker = settings.broker_url
     faust_dir = Path(settings.data_dir) / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level

@@ -123,9 +123,10 @@ MOMENTS = [
 ]
 
 
-async def _await_all_commands(bootstrap: str, settings: Settings, proc: Any) -> tuple[dict[str, Any], list[Any]]:
-    """Read the whole guard.actions topic until every job has a command (or 240 s), then 5 s more."""
-    deadline = time.monotonic() + 240
+async def _await_all_commands(bootstrap: str, settings: Settings, proc: Any,
+                              wait: float = 240) -> tuple[dict[str, Any], list[Any]]:
+    """Read the whole guard.actions topic until every job has a command (or ``wait`` s), then 5 s more."""
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         counts = count_commands(await collect(bootstrap, settings.topics.actions, 1 << 30, 2.0, proc))
         if not counts["without_command"]:
@@ -247,3 +248,65 @@ async def test_the_broker_killed_mid_stream_loses_nothing(tmp_path: Path) -> Non
         _stop_all(busy, [] if proc is None else [proc])
         broker.stop()
     _report("broker killed", counts, records)
+
+
+#: loaded into the first worker only (a ``sitecustomize`` on its PYTHONPATH): after CRASH_STALL_AFTER table
+#: records, no changelog record reaches Kafka any more. This is the busy host made certain: the task that
+#: drains Faust's producer buffer gets no turn before the worker dies. Commands are not held back.
+_STALL = '''
+import asyncio, os
+from aiokafka import AIOKafkaProducer
+
+_send, _seen, _after = AIOKafkaProducer.send, [0], int(os.environ["CRASH_STALL_AFTER"])
+
+
+async def send(self, topic, *args, **kwargs):
+    if topic.endswith("-changelog"):
+        _seen[0] += 1
+        if _seen[0] > _after:
+            await asyncio.Event().wait()
+    return await _send(self, topic, *args, **kwargs)
+
+
+AIOKafkaProducer.send = send
+'''
+
+
+async def test_table_writes_still_in_the_producer_buffer_are_never_committed_past(kafka_bootstrap: str,
+                                                                                  tmp_path: Path) -> None:
+    """The operator's loss, made certain: table writes wait in Faust's producer buffer while offsets are
+    committed, then the worker is SIGKILLed. faust-streaming's own flush gives up after 0.1 s and the commit
+    goes past those writes: the jobs they belong to lost their windows for good. ``streams/flush.py`` makes
+    the commit wait instead, so the restarted worker reads those messages again."""
+    prefix = f"cs{uuid.uuid4().hex[:8]}."
+    partitions = 4
+    settings = broker_settings(kafka_bootstrap, prefix, partitions)
+    await ensure_topics(settings)
+    stall = tmp_path / "stall"
+    stall.mkdir()
+    (stall / "sitecustomize.py").write_text(_STALL)
+    env = {"PYTHONPATH": os.pathsep.join([str(stall), os.environ.get("PYTHONPATH", "")]), "CRASH_STALL_AFTER": "400",
+           "GUARD_COMMIT_INTERVAL_SECONDS": "0.5"}
+    procs: list[subprocess.Popen[bytes]] = []
+    sent = [0]
+    try:
+        logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+        procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", logs[0], "--no-facts", env=env,
+                                  partitions=partitions))
+        assert await _wait(lambda: bool(worker_status(logs[0])), 120), logs[0].read_text()[-3000:]
+        streaming = asyncio.create_task(_stream(kafka_bootstrap, prefix, sent))
+        # the stall begins after about 30 jobs; the worker goes on reading (and, with Faust's flush,
+        # committing) for a while, then dies
+        await _wait(lambda: worker_status(logs[0]).get("commands", 0) >= 60 or procs[0].poll() is not None, 40)
+        await asyncio.sleep(5)
+        assert procs[0].poll() is None, logs[0].read_text()[-3000:]
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        print(f"\nstalled table writes: worker 0 killed at {worker_status(logs[0])} ({sent[0]} jobs sent)")
+        procs.append(start_worker(kafka_bootstrap, prefix, "chdb://unused", logs[1], "--no-facts",
+                                  partitions=partitions))
+        await streaming
+        counts, records = await _await_all_commands(kafka_bootstrap, settings, procs[1], wait=120)
+    finally:
+        _stop_all([], procs)
+    _report("stalled table writes", counts, records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -487,6 +488,10 @@ def forward(
     broker: Optional[str] = BrokerOpt,
     topic_prefix: Optional[str] = PrefixOpt,
     dry_run: bool = typer.Option(False, "--dry-run", help="print the records as JSON lines instead of sending"),
+    mask_env: bool = typer.Option(True, "--mask-env/--no-mask-env",
+                                  help="mask, as the CI platform does, the values of this process's environment "
+                                       "variables named like credentials (*TOKEN*, *SECRET*, *PASSWORD*, *API_KEY*, "
+                                       "...) and of ::add-mask:: lines, before anything leaves the runner"),
 ) -> None:
     """Ship a job's log to ci.logs (ordered chunks), and optionally its completion to ci.jobs."""
     import time as _time
@@ -532,8 +537,11 @@ def forward(
 
     def records() -> Any:
         """The records in order, produced lazily: a 100 MB log is never held whole."""
+        from .patterns.masks import from_environ
+
         for ch in log_chunks(blocks(), provider=provider, owner=owner, repo=name, job_id=job_id,
-                             attempt=attempt, chunk_lines_max=chunk_lines):
+                             attempt=attempt, chunk_lines_max=chunk_lines,
+                             masks=from_environ(os.environ) if mask_env else None):
             sent["chunks"] += 1
             sent["lines"] += len(ch.lines)
             yield s.topics.logs, ch.job_key.encode(), ch.to_json()

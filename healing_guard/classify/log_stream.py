@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
+from healing_guard.patterns import masks
 from healing_guard.patterns.matcher import Matcher
 from healing_guard.patterns.tokenize import tokenize_lines
 
@@ -97,6 +98,7 @@ class LogAnalyzer:
         self.truncated_lines = 0
         self.bytes_read = 0
         self._finished = False
+        self._masks: list[masks.Mask] = []  # values the log registered with ::add-mask:: (patterns/masks.py)
 
     # ------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -192,17 +194,23 @@ class LogAnalyzer:
         del self._pending[:upto]
         self._partial_start -= upto
         n_lines = buf.count(b"\n") + 1
+        if b"::add-mask::" in buf:
+            masks.learn(buf.decode("utf-8", "replace").split("\n"), self._masks)
         hits = self.matcher.scan(buf)
         if hits:
             self._step = step_start(hits, self._lines_done + 1) or self._step
-            self._locator.observe(hits, self._lines_done + 1, lambda: buf.decode("utf-8", "replace").split("\n"),
+            self._locator.observe(hits, self._lines_done + 1,
+                                  lambda: masks.apply(buf.decode("utf-8", "replace").split("\n"), self._masks),
                                   tuple(self._tail))
-            self._evidence.extend(evidence_from_hits(hits, self._lines_done + 1))
+            new = evidence_from_hits(hits, self._lines_done + 1)
+            if self._masks:
+                new = [replace(e, text=masks.apply([e.text], self._masks)[0]) for e in new]
+            self._evidence.extend(new)
             keep_strongest(self._evidence, self.max_evidence)
         want = self._tail.maxlen or 0
         if want:  # the last lines of the block, without splitting the whole block
             # consecutive lines: a private key printed at the end of a block goes whole, body included
-            last = [raw.decode("utf-8", "replace") for raw in buf.rsplit(b"\n", want)[-want:]]
+            last = masks.apply([raw.decode("utf-8", "replace") for raw in buf.rsplit(b"\n", want)[-want:]], self._masks)
             self._tail.extend(x[:500] for x in tokenize_lines(last))
         self._lines_done += n_lines
 

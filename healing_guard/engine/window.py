@@ -18,6 +18,7 @@ from ..classify import EvidenceLine, evidence_from_hits
 from ..classify.classifier import step_start
 from ..classify.log_stream import keep_strongest
 from ..classify.locate import Locator, failing_command, located_evidence
+from ..patterns import masks
 from ..patterns.matcher import Matcher
 from ..patterns.tokenize import redact_job, redact_lines, tokenize_lines
 from ..schemas import JobEvent, LogChunk, TestRisk
@@ -50,6 +51,9 @@ class JobWindow:
     #: a decided marker's commands as sent (JSON text): sent again, same ids, when a message of this attempt
     #: is read again after a crash, since the marker may have reached its changelog while they did not
     resend: list[str] | None = None
+    #: values the job's log registered with ``::add-mask::``, as (length, digest): masked in its later lines
+    #: (patterns/masks.py; never the value itself, the window is stored)
+    masks: list[Any] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         # shallow on purpose (called after every chunk): the values are already plain JSON data
@@ -136,6 +140,8 @@ def _reset_if_new_attempt(w: JobWindow, attempt: int) -> JobWindow:
 
 def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits: Limits) -> None:
     lines: list[str] = chunk["lines"]  # raw: the matcher copes with decoration, hit lines get cleaned
+    if w.masks:
+        lines = masks.apply(lines, w.masks)
     first = chunk.get("first_line") or (w.lines_seen + 1)
     hits = matcher.match(lines)
     if hits:
@@ -173,6 +179,9 @@ def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, no
     w = _reset_if_new_attempt(w, chunk.attempt)
     if w.decided or chunk.attempt < w.attempt or chunk.seq < w.next_seq or chunk.seq in w.pending:
         return w, []  # stale attempt or duplicate delivery: already counted
+    if masks.learn(chunk.lines, w.masks):  # before any line is used: a chunk held back may come first
+        for held in w.pending.values():  # stored before the value was known: mask it now
+            held["lines"] = masks.apply(held["lines"], w.masks)
     w.pending[chunk.seq] = {"seq": chunk.seq, "lines": chunk.lines, "first_line": chunk.first_line,
                             "eof": chunk.eof}
     while w.next_seq in w.pending:
@@ -187,7 +196,7 @@ def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, no
     if chunk.seq in w.pending and w.pending[chunk.seq]["lines"] is chunk.lines:
         # held out of order: the window is stored (in a changelog topic) with it, so no raw secrets.
         # Only the secrets change, so matching the redacted lines later finds the same failures.
-        w.pending[chunk.seq]["lines"] = redact_lines(chunk.lines)
+        w.pending[chunk.seq]["lines"] = redact_lines(masks.apply(chunk.lines, w.masks))
     return _maybe_ready(w, limits, now)
 
 

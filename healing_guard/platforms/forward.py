@@ -6,7 +6,9 @@ The log is read as bytes in blocks (with ``--follow``, as the file grows, until 
 numbered from ``seq`` 0, the last one marked ``eof``. With ``--conclusion`` a completed ``ci.jobs``
 event follows the log, so a CI step can report a failed job without webhooks. Log lines are not redacted
 here (ci.logs is the one topic that holds raw text; the guard redacts every line before it stores or sends
-anything); the completion event on ci.jobs is.
+anything), but the values the platform would mask are (``--mask-env``, on by default: credentials in the
+environment and ``::add-mask::`` values, see patterns/masks.py); the completion event on ci.jobs is
+redacted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import BinaryIO, cast
 
 import orjson
 
+from ..patterns.masks import Mask, apply, learn
 from ..patterns.tokenize import redact_job
 from ..schemas import PROVIDERS, JobEvent, LogChunk
 from ..schemas.records import Provider
@@ -124,13 +127,21 @@ def follow_blocks(fp: BinaryIO, *, idle_timeout: float, poll: float = 0.25, size
 
 
 def log_chunks(blocks: Iterable[bytes], *, provider: str, owner: str, repo: str, job_id: str, attempt: int = 1,
-               chunk_lines_max: int = 500, chunk_bytes: int = 1 << 20) -> Iterator[LogChunk]:
-    """The ``ci.logs`` records of one job's log, in order, the last one with ``eof``."""
+               chunk_lines_max: int = 500, chunk_bytes: int = 1 << 20,
+               masks: list[Mask] | None = None) -> Iterator[LogChunk]:
+    """The ``ci.logs`` records of one job's log, in order, the last one with ``eof``.
+
+    ``masks`` (patterns/masks.py): values to mask as the platform would, e.g. ``from_environ(os.environ)``;
+    then the values of the log's ``::add-mask::`` lines are masked too, from that line on (the line
+    included). ``None``: the lines are sent as read."""
     platform = _provider(provider)
     first = 1
     seq = 0
     prev: list[str] | None = None
     for lines in chunk_lines(blocks, chunk_lines=chunk_lines_max, chunk_bytes=chunk_bytes):
+        if masks is not None:
+            learn(lines, masks)
+            lines = apply(lines, masks)
         if prev is not None:
             yield LogChunk(provider=platform, owner=owner, repo=repo, job_id=job_id, attempt=attempt, seq=seq,
                            lines=prev, first_line=first, eof=False)

@@ -369,11 +369,43 @@ def redact(line: str) -> str:
             # maybe a key's body line: one anchored regex, not the whole rule list
             return _B64_BODY.sub(_BODY_REPL, line) if _B64_BODY.search(line) else line
         return line
+    raw = line
     for gates, rx, repl in _RULES:
         if not gates or any(g in low for g in gates):
             line = rx.sub(repl, line)
     # The header rule leaves a double space when no scheme word was present.
-    return line.replace("  " + REDACTED, " " + REDACTED) if "  " + REDACTED in line else line
+    if "  " + REDACTED in line:
+        line = line.replace("  " + REDACTED, " " + REDACTED)
+    if line is not raw and ("$" in raw or "***" in raw or "[MASKED]" in raw):
+        return _keep_references(raw, line)
+    return line
+
+
+#: what stands in a log where a secret's value would be, but is not one: a shell or CI variable reference
+#: (``$TOKEN``, ``${DB_PASSWORD:?missing}``, ``$(cat key)``, ``$env:TOKEN``) or the platform's own mask
+#: (an upper-case name, as environment variables are: ``$ecretPass`` is more likely a password)
+_REFERENCE_VALUE = re.compile(r"\$(?:\{[A-Za-z_]\w*(?:[:?=+-][^}]*)?\}|\([^)]*\)|(?:env:)?[A-Z_][A-Z0-9_]*)|\*{3,}|\[MASKED\]")
+
+
+def _keep_references(raw: str, out: str) -> str:
+    """``out`` with each ``[REDACTED]`` that replaced only a variable reference or a platform mask put back.
+
+    The rules only ever replace a value with ``[REDACTED]``, so the text between two of them in ``out`` is
+    the original's; the value each replaced is found by locating that text in ``raw``."""
+    parts = out.split(REDACTED)
+    if not raw.startswith(parts[0]):
+        return out
+    pos = len(parts[0])
+    rebuilt = [parts[0]]
+    for following in parts[1:]:
+        end = raw.find(following, pos) if following else len(raw)
+        if end < 0:
+            return out
+        value = raw[pos:end]
+        rebuilt.append(value if value and _REFERENCE_VALUE.fullmatch(value) else REDACTED)
+        rebuilt.append(following)
+        pos = end + len(following)
+    return "".join(rebuilt)
 
 
 def _pem_body_line(line: str) -> bool:

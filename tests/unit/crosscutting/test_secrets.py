@@ -490,3 +490,17 @@ def test_pytest_plugin_results_carry_no_secret(pytester: pytest.Pytester) -> Non
     res.assert_outcomes(failed=1)
     text = out.read_text()
     assert "test_login" in text and not leaks(text)
+
+
+@pytest.mark.parametrize(("line", "want"), [
+    ('mysql -u root -p"$MYSQL_ROOT_PASSWORD" -e "select 1"', 'mysql -u root -p"$MYSQL_ROOT_PASSWORD" -e "select 1"'),
+    ("DB_PASSWORD=${DB_PASSWORD:?missing}", "DB_PASSWORD=${DB_PASSWORD:?missing}"),
+    ('curl -H "Authorization: Bearer $API_TOKEN" https://x', 'curl -H "Authorization: Bearer $API_TOKEN" https://x'),
+    ("docker login -u ci -p *** registry", "docker login -u ci -p *** registry"),
+    ("token=$TOKEN password=hunter2hunter2", "token=$TOKEN password=[REDACTED]"),
+    # not a variable reference: a password that starts with '$'
+    ("mysql -u root -p$ecretPass1 -e x", "mysql -u root -p[REDACTED] -e x"),
+    ("DB_PASSWORD=$3cr3t-value", "DB_PASSWORD=[REDACTED]"),
+])
+def test_variable_references_and_platform_masks_are_not_secrets(line: str, want: str) -> None:
+    assert redact(line) == want

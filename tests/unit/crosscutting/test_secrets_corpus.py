@@ -110,7 +110,7 @@ def test_redaction_meets_its_floor_and_catches_every_shape_an_operator_found_sto
     cases, negatives = generated
     res = bench.score(cases, negatives)
     assert res["recall"] >= 0.94, res["missed_shapes"]
-    assert res["fp_rate"] <= 0.04, res["changed_negatives"][:5]
+    assert res["fp_rate"] <= 0.015, res["changed_negatives"][:5]
     found_stored = [s for s in bench.shapes() if any(w in s for w in (
         "azure", "sas", "docker_config", "openssl", "sendgrid", "hugging", "ampersand", "vault"))]
     assert len(found_stored) >= 7, found_stored

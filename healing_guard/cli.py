@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .bench.cli import bench_app
+from .directive_cli import directive_app
 from .executor.cli import executor_command
 from .flaky.cli import flakiness_app
 from .platforms.junit_cli import ingest_app
@@ -30,6 +31,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(flakiness_app, name="flakiness")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(directive_app, name="directive")
 app.command("executor", help="Carry out guard.actions through the platforms' APIs (dry run unless --live).")(
     executor_command)
 console = Console()

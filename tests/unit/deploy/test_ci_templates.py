@@ -30,7 +30,9 @@ def _guard_stub(bin_dir: Path, out: Path) -> None:
 def test_action_shape() -> None:
     a = yaml.safe_load((ROOT / "action.yml").read_text())
     inputs = a["inputs"]
-    assert inputs["github-token"]["required"] is True and inputs["guard-broker"]["required"] is True
+    # nothing but the job's own token is needed to report; prepare needs the API instead of the broker
+    assert inputs["github-token"]["required"] is False and inputs["github-token"]["default"] == "${{ github.token }}"
+    assert inputs["guard-broker"]["required"] is False and inputs["mode"]["default"] == "report"
     assert inputs["strategy"]["default"] == "auto" and inputs["max-retries"]["default"] == "2"
     for name in ("slack-webhook-url", "jira-url", "jira-project", "pagerduty-routing-key"):
         assert inputs[name]["required"] is False
@@ -53,7 +55,7 @@ def test_action_script_sends_each_failed_job(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "GH_TOKEN": "t", "GUARD_BROKER": "kafka://127.0.0.1:1",
            "GUARD_TOPIC_PREFIX": "", "HEALING_STRATEGY": "network_backoff", "HEALING_MAX_RETRIES": "1",
            "GITHUB_REPOSITORY": "acme/web", "GITHUB_RUN_ID": "9001", "GITHUB_RUN_ATTEMPT": "1",
-           "GITHUB_OUTPUT": str(tmp_path / "output"), "PYTHONPATH": str(ROOT)}
+           "GITHUB_OUTPUT": str(tmp_path / "output"), "PYTHONPATH": str(ROOT), "RUNNER_TEMP": str(tmp_path)}
     r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [orjson.loads(x) for x in out.read_text().splitlines()]
@@ -94,3 +96,82 @@ def test_gitlab_script_sends_each_failed_job(tmp_path: Path) -> None:
     job = next(x["record"] for x in rows if x["topic"] == "ci.jobs")
     assert (job["owner"], job["repo"], job["job_id"], job["attempt"], job["conclusion"]) == (
         "grp/sub", "proj", "7", 2, "failure")
+
+
+# --- the first step of a re-run job: the directive (healing_guard/directive_client.py) -----------------
+
+DIRECTIVE = {"command_id": "c-7", "action": "rerun_sequential", "provider": "github", "owner": "acme", "repo": "web",
+             "job_id": "7", "attempt": 1, "tests": ["tests/test_db.py::test_pool"], "sequential": True}
+
+
+def _client(bin_dir: Path) -> None:
+    """What `pip install --no-deps` puts in the guard's virtualenv: the standard-library client."""
+    _exe(bin_dir / "guard-directive", f'#!/bin/sh\nexec "{sys.executable}" -S -m healing_guard.directive_client "$@"\n')
+
+
+def test_action_prepare_step_writes_the_directive_to_github_env(tmp_path: Path) -> None:
+    a = yaml.safe_load((ROOT / "action.yml").read_text())
+    step = next(s for s in a["runs"]["steps"] if s.get("id") == "prepare")
+    assert step["if"] == "inputs.mode == 'prepare'"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _client(bin_dir)
+    (tmp_path / "healing-guard-path").write_text(str(bin_dir))
+    env = {"PATH": "/usr/bin:/bin", "RUNNER_TEMP": str(tmp_path), "GITHUB_ENV": str(tmp_path / "github_env"),
+           "GUARD_DIRECTIVE_JSON": orjson.dumps(DIRECTIVE).decode(), "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    written = dict(x.split("=", 1) for x in (tmp_path / "github_env").read_text().splitlines())
+    assert written["GUARD_SEQUENTIAL"] == "true" and written["PYTEST_ADDOPTS"] == "-p guard_pytest_directive"
+    assert Path(written["GUARD_TESTS_FILE"]).read_text() == "tests/test_db.py::test_pool\n"
+
+
+def _python3_stub(bin_dir: Path) -> None:
+    """python3 for the templates: `-m venv DIR` makes DIR/bin/python, whose `-m pip install --no-deps ...`
+    installs the client (a stand-in for PyPI)."""
+    pip = f'#!/bin/sh\ncase "$*" in *"--no-deps"*) ;; *) exit 1 ;; esac\n' \
+          f'printf \'#!/bin/sh\\nexec "{sys.executable}" -S -m healing_guard.directive_client "$@"\\n\' > "$(dirname "$0")/guard-directive"\n' \
+          f'chmod +x "$(dirname "$0")/guard-directive"\n'
+    _exe(bin_dir / "python3", '#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "venv" ]; then mkdir -p "$3/bin"; '
+         f'cat > "$3/bin/python" <<\'EOF\'\n{pip}EOF\nchmod +x "$3/bin/python"; exit 0; fi\nexit 1\n')
+
+
+def test_gitlab_directive_before_script_exports_the_directive(tmp_path: Path) -> None:
+    t = yaml.safe_load((ROOT / "ci" / "healing-guard.gitlab-ci.yml").read_text())
+    job = t[".healing-guard-directive"]
+    assert job["variables"] == {"GUARD_API_URL": "$HEALING_GUARD_API", "GUARD_API_KEY": "$HEALING_GUARD_API_KEY"}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _python3_stub(bin_dir)
+    venv = tmp_path / "venv"
+    script = job["before_script"][0].replace("/tmp/healing-guard-venv", str(venv)).replace("/tmp/healing-guard-bin", str(tmp_path / "gbin"))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HEALING_GUARD_VERSION": "", "PYTHONPATH": str(ROOT),
+           "GUARD_DIRECTIVE_JSON": orjson.dumps({**DIRECTIVE, "provider": "gitlab"}).decode()}
+    # the job's script runs after before_script in the same shell: it sees the variables
+    r = subprocess.run(["bash", "-c", script + '\necho "SEQ=$GUARD_SEQUENTIAL ARGS=$(guard-directive args go)"'],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "SEQ=true ARGS=-p=1 -parallel=1" in r.stdout, r.stdout + r.stderr
+    # the guard cannot be installed (PyPI unreachable): the job runs as it is
+    _exe(bin_dir / "python3", "#!/bin/sh\nexit 1\n")
+    r = subprocess.run(["bash", "-c", script + '\necho "SEQ=${GUARD_SEQUENTIAL:-unset}"'], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "SEQ=unset" in r.stdout and "could not be installed" in r.stdout
+
+
+def test_circleci_command_writes_the_directive_to_bash_env(tmp_path: Path) -> None:
+    t = yaml.safe_load((ROOT / "ci" / "healing-guard.circleci.yml").read_text())
+    run = t["commands"]["healing-guard-directive"]["steps"][0]["run"]["command"]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _python3_stub(bin_dir)
+    script = run.replace("/tmp/healing-guard-venv", str(tmp_path / "venv")).replace("/tmp/healing-guard-bin", str(tmp_path / "gbin"))
+    bash_env = tmp_path / "bash_env"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "CIRCLECI": "true", "BASH_ENV": str(bash_env), "PYTHONPATH": str(ROOT),
+           "GUARD_DIRECTIVE_JSON": orjson.dumps({**DIRECTIVE, "provider": "circleci", "memory_factor": 2}).decode()}
+    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # a later step (CircleCI sources $BASH_ENV before each one)
+    later = subprocess.run(["bash", "-c", f'. "{bash_env}"; echo "MEM=$GUARD_MEMORY_FACTOR NODE=$NODE_OPTIONS"; command -v guard-directive'],
+                           env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    assert "MEM=2 NODE=--max-old-space-size=" in later.stdout and later.stdout.strip().endswith("guard-directive"), later

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -30,6 +31,8 @@ from typing import Any
 __all__ = [
     "BrokerError",
     "KafkaBroker",
+    "create_acls",
+    "describe_acls",
     "TansuBroker",
     "create_topics",
     "delete_topics",
@@ -59,13 +62,14 @@ def _split(bootstrap: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def _metadata_request(host: str, port: int, timeout: float) -> int:
+def _metadata_request(host: str, port: int, timeout: float, sasl: tuple[str, str] | None = None) -> int:
     """Send one Kafka Metadata v4 request (all topics) and return the number of brokers.
 
     Raw protocol so it works from any thread or event loop, with no client library:
     header v1 (api_key=3, version=4, correlation id, client id), body (topics=null,
     allow_auto_topic_creation=false); response header v0, body starts with throttle_time_ms
     and the broker array. Raises OSError / ValueError when the broker is not ready.
+    ``sasl=(user, password)``: authenticate with SASL/PLAIN first (SaslHandshake v1, SaslAuthenticate v0).
     """
     correlation_id = 0x6B61
     client_id = b"healing-guard-probe"
@@ -73,6 +77,8 @@ def _metadata_request(host: str, port: int, timeout: float) -> int:
     body += struct.pack(">i?", -1, False)
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
+        if sasl is not None:
+            _sasl_plain(sock, client_id, *sasl)
         sock.sendall(struct.pack(">i", len(body)) + body)
         size = struct.unpack(">i", _recv_exact(sock, 4))[0]
         if size < 12 or size > 64 * 1024 * 1024:
@@ -82,6 +88,30 @@ def _metadata_request(host: str, port: int, timeout: float) -> int:
     if got_id != correlation_id:
         raise ValueError(f"metadata response correlation id {got_id} != {correlation_id}")
     return int(n_brokers)
+
+
+def _sasl_plain(sock: socket.socket, client_id: bytes, user: str, password: str) -> None:
+    """SASL/PLAIN on a fresh connection: SaslHandshake v1 (api 17), then SaslAuthenticate v0 (api 36)."""
+
+    def call(api_key: int, version: int, corr: int, body: bytes) -> bytes:
+        req = struct.pack(">hhih", api_key, version, corr, len(client_id)) + client_id + body
+        sock.sendall(struct.pack(">i", len(req)) + req)
+        size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+        if size < 6 or size > 1 << 20:
+            raise ValueError(f"unexpected SASL response size {size}")
+        payload = _recv_exact(sock, size)
+        if struct.unpack(">i", payload[:4])[0] != corr:
+            raise ValueError("SASL response correlation id mismatch")
+        return payload[4:]
+
+    mech = b"PLAIN"
+    answer = call(17, 1, 0x5341, struct.pack(">h", len(mech)) + mech)
+    if (code := struct.unpack(">h", answer[:2])[0]) != 0:
+        raise ValueError(f"SaslHandshake(PLAIN) refused: error {code}")
+    token = b"\x00" + user.encode() + b"\x00" + password.encode()
+    answer = call(36, 0, 0x5342, struct.pack(">i", len(token)) + token)
+    if (code := struct.unpack(">h", answer[:2])[0]) != 0:
+        raise ValueError(f"SASL/PLAIN authentication of {user!r} failed: error {code}")
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -94,14 +124,15 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return bytes(buf)
 
 
-def wait_for_metadata(bootstrap: str, timeout: float = 30.0) -> None:
-    """Block until the broker at ``bootstrap`` answers a Metadata request listing a broker."""
+def wait_for_metadata(bootstrap: str, timeout: float = 30.0, *, sasl: tuple[str, str] | None = None) -> None:
+    """Block until the broker at ``bootstrap`` answers a Metadata request listing a broker
+    (``sasl=(user, password)``: asked as that SASL/PLAIN user)."""
     host, port = _split(bootstrap)
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     while True:
         try:
-            if _metadata_request(host, port, timeout=min(5.0, max(timeout, 0.5))) >= 1:
+            if _metadata_request(host, port, timeout=min(5.0, max(timeout, 0.5)), sasl=sasl) >= 1:
                 return
             last = ValueError("metadata lists no brokers yet")
         except (OSError, ValueError, struct.error) as exc:
@@ -129,6 +160,10 @@ class KafkaBroker:
     answers metadata. ``stop()`` then ``start()`` on the same ``data_dir`` keeps the data and the
     port (use it for recovery tests). The JVM is also stopped when this Python process exits,
     even by a crash (the script's watchdog follows this pid).
+
+    ``sasl_users`` (``{"admin": pw, "worker": pw, ...}``, the first the super user the broker itself
+    logs in as): SASL/PLAIN on every listener, no PLAINTEXT port, and Kafka's ``StandardAuthorizer`` that
+    refuses whatever no ACL allows. Create the ACLs with :func:`create_acls` and :attr:`admin_options`.
     """
 
     def __init__(
@@ -139,14 +174,28 @@ class KafkaBroker:
         port: int | None = None,
         extra_properties: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.script = Path(script) if script is not None else DEFAULT_KAFKA_SCRIPT
         self.port = port
         self.extra_properties = dict(extra_properties or {})
         self.start_timeout = start_timeout
+        self.sasl_users = dict(sasl_users or {})
+        for user, password in self.sasl_users.items():
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", user) or not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", password):
+                raise BrokerError(f"SASL user {user!r}: names are letters, digits and ._- (passwords also ~+/=)")
         self._bootstrap: str | None = None
         self._atexit_registered = False
+
+    @property
+    def admin_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments of the super user (``{}`` without ``sasl_users``)."""
+        if not self.sasl_users:
+            return {}
+        user, password = next(iter(self.sasl_users.items()))
+        return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_plain_username": user,
+                "sasl_plain_password": password}
 
     @property
     def bootstrap(self) -> str:
@@ -176,6 +225,10 @@ class KafkaBroker:
             env["GUARD_KAFKA_EXTRA_PROPERTIES"] = "\n".join(
                 f"{k}={v}" for k, v in self.extra_properties.items()
             )
+        if self.sasl_users:
+            env["GUARD_KAFKA_SASL_USERS"] = " ".join(f"{u}:{p}" for u, p in self.sasl_users.items())
+        else:
+            env.pop("GUARD_KAFKA_SASL_USERS", None)
         try:
             return subprocess.run(
                 ["bash", str(self.script), *args],
@@ -211,7 +264,8 @@ class KafkaBroker:
             atexit.register(self.stop)
             self._atexit_registered = True
         try:
-            wait_for_metadata(bootstrap, timeout=self.start_timeout)
+            wait_for_metadata(bootstrap, timeout=self.start_timeout,
+                              sasl=next(iter(self.sasl_users.items())) if self.sasl_users else None)
         except BrokerError as exc:
             self.stop()
             raise BrokerError(f"{exc}\n{_tail(self.log_file)}") from exc
@@ -377,13 +431,14 @@ def _topic_results(response: Any) -> list[tuple[str, int, str | None]]:
     return out
 
 
-async def _admin(bootstrap: str, timeout: float) -> Any:
+async def _admin(bootstrap: str, timeout: float, client_options: Mapping[str, Any] | None = None) -> Any:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap,
         request_timeout_ms=max(1000, int(min(timeout, 30) * 1000)),
         client_id="healing-guard-admin",
+        **dict(client_options or {}),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout=max(1.0, timeout))
@@ -406,12 +461,14 @@ async def create_topics(
     *,
     config: Mapping[str, Mapping[str, str]] | None = None,
     timeout: float = 30,
+    client_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Create ``{name: partitions}`` with replication factor 1 and wait until all are in metadata.
 
     Existing topics are left alone (whatever their partition count). ``config`` maps a topic name
     to topic configs (``{"cleanup.policy": "compact"}``). Retries while the broker is starting;
-    raises :class:`BrokerError` after ``timeout`` seconds.
+    raises :class:`BrokerError` after ``timeout`` seconds. ``client_options``: aiokafka security
+    arguments (SASL; see :func:`healing_guard.kafka_auth.client_options`).
     """
     from aiokafka.admin import NewTopic
     from aiokafka.errors import KafkaError, for_code
@@ -433,7 +490,7 @@ async def create_topics(
                 )
             try:
                 if admin is None:
-                    admin = await _admin(bootstrap, remaining)
+                    admin = await _admin(bootstrap, remaining, client_options)
                 if pending:
                     new = [
                         NewTopic(
@@ -520,3 +577,172 @@ async def consumer_drained(consumer: Any, idle: int) -> bool:
         if await consumer.position(tp) < ends[tp]:
             return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# ACLs (aiokafka 0.14 speaks only CreateAcls v0-v1, which Kafka 4 no longer accepts: v2/v3 here)
+
+_RESOURCE = {"topic": 2, "group": 3, "cluster": 4, "transactional_id": 5}
+_PATTERN = {"literal": 3, "prefixed": 4}
+_OPERATION = {"all": 2, "read": 3, "write": 4, "create": 5, "delete": 6, "alter": 7, "describe": 8,
+              "cluster_action": 9, "describe_configs": 10, "alter_configs": 11, "idempotent_write": 12}
+_PERMISSION = {"deny": 2, "allow": 3}
+
+
+def _acl_requests() -> Any:
+    """aiokafka request classes of CreateAcls v2-v3 and DescribeAcls v2-v3 (flexible versions)."""
+    from aiokafka.protocol.api import Request, RequestStruct, Response
+    from aiokafka.protocol.types import CompactArray, CompactString, Int8, Int16, Int32, Schema, TaggedFields
+
+    s = CompactString("utf-8")
+
+    class CreateAclsResponse_v2(Response):
+        API_KEY = 30
+        API_VERSION = 2
+        SCHEMA = Schema(
+            ("throttle_time_ms", Int32),
+            ("results", CompactArray(("error_code", Int16), ("error_message", s), ("tags", TaggedFields))),
+            ("tags", TaggedFields),
+        )
+
+    class CreateAclsResponse_v3(Response):
+        API_KEY = 30
+        API_VERSION = 3
+        SCHEMA = CreateAclsResponse_v2.SCHEMA
+
+    class CreateAclsRequest_v2(RequestStruct):
+        FLEXIBLE_VERSION = True
+        API_KEY = 30
+        API_VERSION = 2
+        RESPONSE_TYPE = CreateAclsResponse_v2
+        SCHEMA = Schema(
+            ("creations", CompactArray(
+                ("resource_type", Int8), ("resource_name", s), ("pattern_type", Int8), ("principal", s),
+                ("host", s), ("operation", Int8), ("permission_type", Int8), ("tags", TaggedFields))),
+            ("tags", TaggedFields),
+        )
+
+    class CreateAclsRequest_v3(RequestStruct):
+        FLEXIBLE_VERSION = True
+        API_KEY = 30
+        API_VERSION = 3
+        RESPONSE_TYPE = CreateAclsResponse_v3
+        SCHEMA = CreateAclsRequest_v2.SCHEMA
+
+    class CreateAcls(Request[CreateAclsRequest_v2 | CreateAclsRequest_v3]):
+        API_KEY = 30
+
+        def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+            self.rows = rows
+
+        def build(self, request_struct_class: Any) -> Any:
+            return request_struct_class([(*row, {}) for row in self.rows], {})
+
+    class DescribeAclsResponse_v2(Response):
+        API_KEY = 29
+        API_VERSION = 2
+        SCHEMA = Schema(
+            ("throttle_time_ms", Int32), ("error_code", Int16), ("error_message", s),
+            ("resources", CompactArray(
+                ("resource_type", Int8), ("resource_name", s), ("pattern_type", Int8),
+                ("acls", CompactArray(("principal", s), ("host", s), ("operation", Int8), ("permission_type", Int8),
+                                      ("tags", TaggedFields))),
+                ("tags", TaggedFields))),
+            ("tags", TaggedFields),
+        )
+
+    class DescribeAclsResponse_v3(Response):
+        API_KEY = 29
+        API_VERSION = 3
+        SCHEMA = DescribeAclsResponse_v2.SCHEMA
+
+    class DescribeAclsRequest_v2(RequestStruct):
+        FLEXIBLE_VERSION = True
+        API_KEY = 29
+        API_VERSION = 2
+        RESPONSE_TYPE = DescribeAclsResponse_v2
+        SCHEMA = Schema(
+            ("resource_type_filter", Int8), ("resource_name_filter", s), ("pattern_type_filter", Int8),
+            ("principal_filter", s), ("host_filter", s), ("operation", Int8), ("permission_type", Int8),
+            ("tags", TaggedFields),
+        )
+
+    class DescribeAclsRequest_v3(RequestStruct):
+        FLEXIBLE_VERSION = True
+        API_KEY = 29
+        API_VERSION = 3
+        RESPONSE_TYPE = DescribeAclsResponse_v3
+        SCHEMA = DescribeAclsRequest_v2.SCHEMA
+
+    class DescribeAllAcls(Request[DescribeAclsRequest_v2 | DescribeAclsRequest_v3]):
+        API_KEY = 29
+
+        def build(self, request_struct_class: Any) -> Any:
+            return request_struct_class(1, None, 1, None, None, 1, 1, {})  # ANY of everything
+
+    return CreateAcls, DescribeAllAcls
+
+
+def _acl_row(a: Any) -> tuple[int, str, int, str, str, int, int]:
+    return (_RESOURCE[a.resource_type], a.name, _PATTERN[a.pattern], a.principal, a.host, _OPERATION[a.operation],
+            _PERMISSION[a.permission])
+
+
+async def _describe_rows(admin: Any, node: int, timeout: float) -> set[tuple[int, str, int, str, str, int, int]]:
+    _, describe = _acl_requests()
+    response = await asyncio.wait_for(admin._send_request_to_node(node, describe()), timeout=timeout)
+    if response.error_code:
+        raise BrokerError(f"DescribeAcls failed: error {response.error_code}: {response.error_message}")
+    return {(rtype, name, pattern, principal, host, op, perm)
+            for rtype, name, pattern, acls, _t in response.resources
+            for principal, host, op, perm, _t2 in acls}
+
+
+async def create_acls(bootstrap: str, acls: Iterable[Any], *, client_options: Mapping[str, Any] | None = None,
+                      timeout: float = 30) -> None:
+    """Create ACL bindings (:class:`healing_guard.kafka_auth.Acl`) as the client ``client_options`` (a super
+    user's SASL arguments), then wait until the broker lists them all (its authorizer applies them). Raises
+    :class:`BrokerError` for a binding the broker refuses, or after ``timeout`` seconds."""
+    acls = list(acls)
+    if not acls:
+        return
+    rows = [_acl_row(a) for a in acls]
+    create, _ = _acl_requests()
+    deadline = time.monotonic() + timeout
+    admin = await _admin(bootstrap, timeout, client_options)
+    try:
+        node = admin._client.get_random_node()
+        response = await asyncio.wait_for(admin._send_request_to_node(node, create(rows)), timeout=timeout)
+        errors = [(a, code, msg) for a, (code, msg, _tags) in zip(acls, response.results) if code]
+        if errors:
+            a, code, msg = errors[0]
+            raise BrokerError(f"creating {len(errors)} ACL(s) failed, first {a}: error {code}: {msg}")
+        while True:
+            missing = set(rows) - await _describe_rows(admin, node, max(1.0, deadline - time.monotonic()))
+            if not missing:
+                return
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"{len(missing)} ACL(s) created but not listed by the broker after {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+    finally:
+        await _close(admin)
+
+
+async def describe_acls(bootstrap: str, *, client_options: Mapping[str, Any] | None = None,
+                        timeout: float = 30) -> list[Any]:
+    """Every ACL binding the broker holds, as :class:`healing_guard.kafka_auth.Acl`."""
+    from .kafka_auth import Acl
+
+    names = [{v: k for k, v in table.items()} for table in (_RESOURCE, _PATTERN, _OPERATION, _PERMISSION)]
+    admin = await _admin(bootstrap, timeout, client_options)
+    try:
+        rows = await _describe_rows(admin, admin._client.get_random_node(), timeout)
+    finally:
+        await _close(admin)
+    out: list[Any] = []
+    for r, n, pt, p, h, o, pm in rows:
+        if r in names[0] and pt in names[1] and o in names[2] and pm in names[3]:  # others: not ours to show
+            kw: dict[str, Any] = dict(resource_type=names[0][r], pattern=names[1][pt], operation=names[2][o],
+                                      permission=names[3][pm])
+            out.append(Acl(principal=p, name=n, host=h, **kw))
+    return sorted(out, key=repr)

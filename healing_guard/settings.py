@@ -93,6 +93,17 @@ class Settings:
     #: the worker's Prometheus /metrics port (0: not served)
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # broker credentials (SASL, docs/reliability.md "Signed commands and broker ACLs"); no mechanism: none
+    broker_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    broker_username: str = ""
+    broker_password: str = dataclasses.field(default="", repr=False)
+    #: TLS to the broker (SASL_SSL, or SSL without a mechanism), with the system's CA certificates
+    broker_tls: bool = False
+    # command signatures (healing_guard/signing.py): the worker and the API sign, the executor verifies
+    command_key: str = dataclasses.field(default="", repr=False)
+    command_key_id: str = "k1"
+    #: keyring file of "KEY_ID SECRET" lines; the first signs (unless command_key is set), all are accepted
+    command_key_file: str = ""
     # process
     dry_run: bool = True
     log_level: str = "warning"
@@ -228,6 +239,26 @@ def _level(v: Any) -> str:
     return s
 
 
+def _mechanism(v: Any) -> str:
+    s = _str(v).strip().upper()
+    if s not in ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ValueError(f"expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (or empty for none), got {v!r}")
+    return s
+
+
+def _key_id(v: Any) -> str:
+    from .signing import check_key_id
+
+    return check_key_id(_str(v))
+
+
+def _command_key(v: Any) -> str:
+    from .signing import check_secret
+
+    s = _str(v)
+    return check_secret(s) if s else s
+
+
 def _paths(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         return tuple(p for p in v.split(os.pathsep) if p)
@@ -299,6 +330,13 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
         "human_response_minutes", _nonneg_float, "GUARD_HUMAN_RESPONSE_MINUTES"),
     ("cost_tracking", "default_runner_size"): ("default_runner_size", _str, "GUARD_DEFAULT_RUNNER_SIZE"),
     ("cost_tracking", "price_per_minute_usd"): ("price_per_minute_usd", _prices, ""),
+    ("broker", "sasl_mechanism"): ("broker_sasl_mechanism", _mechanism, "GUARD_BROKER_SASL_MECHANISM"),
+    ("broker", "username"): ("broker_username", _str, "GUARD_BROKER_USERNAME"),
+    ("broker", "password"): ("broker_password", _str, "GUARD_BROKER_PASSWORD"),
+    ("broker", "tls"): ("broker_tls", _bool, "GUARD_BROKER_TLS"),
+    ("signing", "key"): ("command_key", _command_key, "GUARD_COMMAND_KEY"),
+    ("signing", "key_id"): ("command_key_id", _key_id, "GUARD_COMMAND_KEY_ID"),
+    ("signing", "key_file"): ("command_key_file", _str, "GUARD_COMMAND_KEY_FILE"),
     ("executor", "dry_run"): ("dry_run", _bool, "GUARD_DRY_RUN"),
     ("api", "host"): ("api_host", _str, "GUARD_API_HOST"),
     ("api", "port"): ("api_port", _port, "GUARD_API_PORT"),
@@ -403,4 +441,16 @@ def load_settings(config: str | Path | None = None, env: Mapping[str, str] | Non
     if s.default_runner_size not in s.price_per_minute_usd:
         raise ConfigError(str(cfg or "settings"), "cost_tracking.default_runner_size",
                           f"{s.default_runner_size!r} has no price in cost_tracking.price_per_minute_usd")
+    if s.broker_sasl_mechanism and not (s.broker_username and s.broker_password):
+        raise ConfigError(str(cfg or "settings"), "broker.username",
+                          f"broker.sasl_mechanism is {s.broker_sasl_mechanism}: set broker.username and "
+                          "broker.password too (GUARD_BROKER_USERNAME, GUARD_BROKER_PASSWORD)")
+    if not s.broker_sasl_mechanism and (s.broker_username or s.broker_password):
+        raise ConfigError(str(cfg or "settings"), "broker.sasl_mechanism",
+                          "broker credentials are set but no SASL mechanism: set broker.sasl_mechanism "
+                          "(GUARD_BROKER_SASL_MECHANISM) to PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    if s.command_key_file:
+        from .signing import keyring_of
+
+        keyring_of(s)  # a missing or malformed key file is refused at start, with its line
     return s

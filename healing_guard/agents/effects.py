@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import metrics
+from ..signing import sign_headers
 from ..engine.step import Count, Decided, Effect, Flaky, Hold, NextAttempt, Resent, Send, Store, Wake
 from .context import AgentContext
 
@@ -20,7 +21,10 @@ async def apply(ctx: AgentContext, effects: Iterable[Effect]) -> None:
             counter = _COUNTED_SENDS.get(e.topic)
             if counter is not None:
                 setattr(stats, counter, getattr(stats, counter) + 1)
-            await getattr(ctx.topics, e.topic).send(key=e.key, value=e.value, partition=e.partition)
+            # a command carries its signature (healing_guard/signing.py; none when no key is configured)
+            headers = sign_headers(ctx.settings, e.value) if e.topic == "actions" else None
+            await getattr(ctx.topics, e.topic).send(key=e.key, value=e.value, partition=e.partition,
+                                                    headers=headers)
         elif isinstance(e, Store):
             table = getattr(ctx.tables, e.table)
             if e.value is None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import faust
 
+from ..kafka_auth import faust_credentials
 from ..settings import Settings
 from . import flush
 
@@ -18,6 +19,8 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
     return faust.App(
         settings.app_id,
         broker=broker,
+        # SASL / TLS to the broker (broker.sasl_mechanism, broker.username, ...); None: PLAINTEXT
+        broker_credentials=faust_credentials(settings),
         store=store,
         web_enabled=False,
         # Faust's own directory (empty with the memory store) under the guard's data directory, not the cwd

@@ -62,4 +62,6 @@ async def ensure_topics(settings: Settings) -> None:
         topics[name] = parts
         if cfg:
             config[name] = cfg
-    await create_topics(settings.bootstrap, topics, config=config)
+    from ..kafka_auth import client_options
+
+    await create_topics(settings.bootstrap, topics, config=config, client_options=client_options(settings))

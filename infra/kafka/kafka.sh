@@ -14,6 +14,10 @@
 #   GUARD_KAFKA_HEAP_OPTS  default "-Xms128m -Xmx512m"
 #   GUARD_KAFKA_JVM_OPTS   default "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k"... (see below)
 #   GUARD_KAFKA_EXTRA_PROPERTIES  extra server.properties lines appended on first start
+#   GUARD_KAFKA_SASL_USERS "admin:PW worker:PW ..." on first start: SASL/PLAIN on every listener (no
+#                          PLAINTEXT port), these users only, the StandardAuthorizer with no ACL = denied;
+#                          the first user is the broker's own and the only super user (create the ACLs
+#                          with it: healing_guard.brokers.create_acls). Readiness is then checked as it.
 #   GUARD_KAFKA_START_TIMEOUT     seconds to wait for readiness (default 60)
 #   GUARD_KAFKA_WATCH_PID  when set, the broker is stopped once that process exits
 #                          (the Python wrapper passes its own pid: no stray JVM after a crash)
@@ -173,9 +177,43 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 background.threads=4
 EOF
+    if [[ -n "${GUARD_KAFKA_SASL_USERS:-}" ]]; then
+        sasl_properties "$data_dir" "$port" "$cport"
+    fi
     if [[ -n "${GUARD_KAFKA_EXTRA_PROPERTIES:-}" ]]; then
         printf '\n# GUARD_KAFKA_EXTRA_PROPERTIES\n%s\n' "$GUARD_KAFKA_EXTRA_PROPERTIES" >>"$data_dir/server.properties"
     fi
+}
+
+sasl_properties() {  # SASL/PLAIN + ACLs; later lines of server.properties win over the PLAINTEXT ones above
+    local data_dir="$1" port="$2" cport="$3" entry user pass admin="" admin_pass="" users=""
+    for entry in $GUARD_KAFKA_SASL_USERS; do
+        user="${entry%%:*}"
+        pass="${entry#*:}"
+        [[ "$entry" == *:* && "$user" =~ ^[A-Za-z0-9._-]+$ && "$pass" =~ ^[A-Za-z0-9._~+/=-]+$ ]] \
+            || die "GUARD_KAFKA_SASL_USERS: expected USER:PASSWORD words (letters, digits, ._-; password also ~+/=)"
+        if [[ -z "$admin" ]]; then admin="$user"; admin_pass="$pass"; fi
+        users+=" user_${user}=\"${pass}\""
+    done
+    [[ -n "$admin" ]] || die "GUARD_KAFKA_SASL_USERS holds no user"
+    local jaas="org.apache.kafka.common.security.plain.PlainLoginModule required username=\"${admin}\" password=\"${admin_pass}\"${users};"
+    cat >>"$data_dir/server.properties" <<EOF
+
+# GUARD_KAFKA_SASL_USERS: SASL/PLAIN on both listeners, ACLs (StandardAuthorizer), ${admin} the super user
+listeners=SASL_PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${cport}
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:${port}
+inter.broker.listener.name=SASL_PLAINTEXT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+sasl.mechanism.inter.broker.protocol=PLAIN
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=${jaas}
+listener.name.controller.plain.sasl.jaas.config=${jaas}
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:${admin}
+allow.everyone.if.no.acl.found=false
+EOF
+    chmod 600 "$data_dir/server.properties"  # it holds the passwords
 }
 
 started_since() {  # started_since LOGFILE BYTE_OFFSET: the start line logged after OFFSET
@@ -196,8 +234,15 @@ try:
     from aiokafka.admin import AIOKafkaAdminClient
 except ImportError:
     sys.exit(0)
+import os
 async def main():
-    admin = AIOKafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=5000)
+    kw = {}
+    users = os.environ.get("GUARD_KAFKA_SASL_USERS", "").split()
+    if users:  # as the broker's own user (the first)
+        user, _, password = users[0].partition(":")
+        kw = dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_plain_username=user,
+                  sasl_plain_password=password)
+    admin = AIOKafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=5000, **kw)
     await asyncio.wait_for(admin.start(), 8)
     try:
         await asyncio.wait_for(admin.list_topics(), 8)

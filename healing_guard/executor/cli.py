@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Optional
 
@@ -30,7 +30,7 @@ from ..brokers import consumer_drained
 from ..schemas import Command, SchemaError
 from ..settings import ConfigError, Settings, load_settings
 from .clients import Clients
-from .core import DoneStore, Executor, ScheduleStore
+from .core import DoneStore, Executor, ScheduleStore, repo_entry
 
 log = logging.getLogger("healing_guard.executor")
 
@@ -40,8 +40,10 @@ MAX_POLL_INTERVAL_MS = 3_600_000
 
 async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Path, once: bool = False,
                        clients: Clients | None = None, env: Mapping[str, str] | None = None,
-                       stop: asyncio.Event | None = None) -> dict[str, int]:
+                       stop: asyncio.Event | None = None, repos: Iterable[str] | None = None) -> dict[str, int]:
     """Run until ``stop`` is set (or, with ``once``, until the assigned partitions are drained).
+
+    ``repos``: the repositories the executor acts on (``owner/name``, ``owner/*``); none: any (warned).
 
     Returns counts per outcome status (plus ``deadletter``, ``scheduled``, ``duplicate``: commands whose
     outcome was already published, and ``recovered``: outcomes published at start). With ``once``,
@@ -50,17 +52,23 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     from ..engine.core import dead_letter
+    from ..kafka_auth import client_options
+    from .authn import CommandGate
 
     t = settings.topics
     clients = clients or Clients.from_env(env)
     store = DoneStore(data_dir)
-    executor = Executor(clients, store, dry_run=dry_run)
+    executor = Executor(clients, store, dry_run=dry_run, repos=repos,
+                        runner_sizes=("next", *settings.price_per_minute_usd))
     schedule = ScheduleStore(data_dir)
+    gate = CommandGate.from_settings(settings)  # signed commands only, when a command key is configured
     consumer = AIOKafkaConsumer(
         t.actions, bootstrap_servers=settings.bootstrap, group_id=f"{settings.app_id}-executor",
         enable_auto_commit=False, auto_offset_reset="earliest", max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+        **client_options(settings),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5,
+                                **client_options(settings))
     counts: dict[str, int] = {}
     await consumer.start()
     await producer.start()
@@ -90,6 +98,10 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
             count("recovered")
             log.warning("published at start %s %s: %s", out.status, out.command_id, out.detail[:300])
         idle = 0
+        for cmd in schedule.commands():  # scheduled before and now refused (e.g. a backoff of 1e12 s): answer now
+            if executor.refusal(cmd) is not None:
+                await perform(cmd)
+                schedule.published(cmd.command_id)
         if len(schedule):
             log.info("%d scheduled command(s) waiting for their backoff", len(schedule))
         while stop is None or not stop.is_set():
@@ -108,7 +120,7 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
             for tp, records in batch.items():
                 for r in records:
                     try:
-                        cmd = Command.from_json(r.value or b"")
+                        cmd = gate.command(r)  # SchemaError when refused (unsigned, bad signature)
                     except SchemaError as exc:
                         dl = dead_letter(r.topic, r.value, exc.reason, field_name=exc.field, key=r.key,
                                          partition=r.partition, offset=r.offset)
@@ -141,6 +153,11 @@ def executor_command(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir",
                                             help="where the executed-command log lives (default: storage.data_dir)"),
     once: bool = typer.Option(False, "--once", help="stop when the actions topic is drained"),
+    repo: Optional[list[str]] = typer.Option(
+        None, "--repo", envvar="GUARD_EXECUTOR_REPOS",
+        help="a repository the executor acts on (owner/name, or owner/* for all of an owner's); repeatable; "
+             "GUARD_EXECUTOR_REPOS: space-separated. Commands for any other repository are refused. "
+             "None given: any repository (a warning is logged)"),
 ) -> None:
     """Carry out the guard's commands: re-runs on GitHub/GitLab/Jenkins/CircleCI, Slack/Jira/PagerDuty.
 
@@ -153,6 +170,13 @@ def executor_command(
     except ConfigError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
+    repos = list(repo or [])
+    for r in repos:
+        try:
+            repo_entry(r)
+        except ValueError as exc:
+            typer.echo(f"--repo: {exc}", err=True)
+            raise typer.Exit(2) from None
     if s.broker_url == "embedded":
         typer.echo("the executor needs the guard's broker: pass --broker kafka://host:port", err=True)
         raise typer.Exit(2)
@@ -165,7 +189,7 @@ def executor_command(
             typer.echo(f"metrics: cannot serve on {s.metrics_host}:{s.metrics_port} ({exc}); running without "
                        "/metrics", err=True)
     try:
-        counts = asyncio.run(run_executor(s, dry_run=dry_run, data_dir=d, once=once))
+        counts = asyncio.run(run_executor(s, dry_run=dry_run, data_dir=d, once=once, repos=repos))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     typer.echo(" ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no commands")

@@ -32,6 +32,15 @@ Every call goes through :class:`Transport`, which owns the retry rules. They res
 
 A 2xx whose body could not be read is a success (the status line says it was done).
 
+What the clients refuse to send (the executor's own checks, :mod:`.core`, refuse such commands first; these
+are the last line): every path segment of every platform URL -- API and web link alike -- is URL-encoded,
+and an empty, ``.`` or ``..`` segment, or one with a control character, is refused; a Jenkins build
+parameter with a shell metacharacter (:data:`SHELL_METACHARACTERS`) is refused. A refused call is not
+sent: its result is a failure saying why. Text that reaches people is kept as data: Slack messages are
+escaped (``&``, ``<``, ``>``: no ``<!channel>`` or ``<url|label>`` from a log line), Jira issues are
+Atlassian Document Format (no wiki markup is interpreted) with log lines in a code block, PagerDuty
+fields are JSON strings of bounded length.
+
 Tokens never reach a log or a result: every secret a client holds is registered with the transport,
 which masks it in any text it returns.
 
@@ -64,11 +73,12 @@ import email.utils
 import http.client
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -288,6 +298,48 @@ def _error_message(body: bytes, fallback: Any) -> str:
     return msg[:MAX_MESSAGE] + ("..." if len(msg) > MAX_MESSAGE else "")
 
 
+#: what a shell gives a meaning to (``;|&$`\<>``, quotes) and every control character (newlines
+#: included): never in a Jenkins build parameter, a test id or a cleanup step
+SHELL_METACHARACTERS = re.compile(r"[;|&$`\\<>'\"\x00-\x1f\x7f]")
+
+
+class UnsafeValue(ValueError):
+    """A value the clients will not put into a URL or a build parameter."""
+
+
+def _seg(value: object) -> str:
+    """One URL path segment, percent-encoded; an empty, ``.`` or ``..`` one or one with a control character
+    is refused (``/repos/../../`` must never reach a platform, encoded or not)."""
+    s = str(value)
+    if not s or s.strip(".") == "" or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in s):
+        raise UnsafeValue(f"unsafe URL path segment {s[:80]!r}")
+    return urllib.parse.quote(s, safe="")
+
+
+def _segs(path: str) -> str:
+    """A ``/``-separated path (a GitLab group with subgroups, a Jenkins folder), each segment :func:`_seg`."""
+    return "/".join(_seg(p) for p in str(path).split("/"))
+
+
+def _refused(exc: Exception) -> Response:
+    """The result of a call refused before it was sent (nothing reached the platform)."""
+    return Response(None, message=f"refused, not sent: {exc}"[:MAX_MESSAGE])
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters escaped (``&`` first): ``<!channel>``, ``<@U123>`` and
+    ``<https://evil|label>`` from a log line stay text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain(text: str, limit: int) -> str:
+    """Text for a JSON field read by a person: control characters but newline and tab dropped, bounded."""
+    return _CONTROL.sub("", text)[:limit]
+
+
 def _basic(user: str, token: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode("ascii")
 
@@ -329,21 +381,28 @@ class GitHubClient:
                 "X-GitHub-Api-Version": "2022-11-28"}
 
     def run_url(self, owner: str, repo: str, run_id: str) -> str:
-        return f"{self.web}/{owner}/{repo}/actions/runs/{run_id}"
+        return f"{self.web}/{_seg(owner)}/{_seg(repo)}/actions/runs/{_seg(run_id)}"
 
     def job_url(self, owner: str, repo: str, job_id: str) -> str:
-        return f"{self.web}/{owner}/{repo}/runs/{job_id}"  # a job's html_url (its check run)
+        return f"{self.web}/{_seg(owner)}/{_seg(repo)}/runs/{_seg(job_id)}"  # a job's html_url (its check run)
 
     def rerun_failed_jobs(self, owner: str, repo: str, run_id: str) -> Response:
-        return self.t.request("POST", f"{self.base}/repos/{_q(owner)}/{_q(repo)}/actions/runs/{_q(run_id)}"
-                                      "/rerun-failed-jobs", headers=self._headers(), json_body={},
-                              repeat_safe=True, already_done=github_already_running,
-                              check=self.run_url(owner, repo, run_id))
+        try:
+            url = f"{self.base}/repos/{_seg(owner)}/{_seg(repo)}/actions/runs/{_seg(run_id)}/rerun-failed-jobs"
+            check = self.run_url(owner, repo, run_id)
+        except UnsafeValue as exc:
+            return _refused(exc)
+        return self.t.request("POST", url, headers=self._headers(), json_body={}, repeat_safe=True,
+                              already_done=github_already_running, check=check)
 
     def rerun_job(self, owner: str, repo: str, job_id: str) -> Response:
-        return self.t.request("POST", f"{self.base}/repos/{_q(owner)}/{_q(repo)}/actions/jobs/{_q(job_id)}/rerun",
-                              headers=self._headers(), json_body={}, repeat_safe=True,
-                              already_done=github_already_running, check=self.job_url(owner, repo, job_id))
+        try:
+            url = f"{self.base}/repos/{_seg(owner)}/{_seg(repo)}/actions/jobs/{_seg(job_id)}/rerun"
+            check = self.job_url(owner, repo, job_id)
+        except UnsafeValue as exc:
+            return _refused(exc)
+        return self.t.request("POST", url, headers=self._headers(), json_body={}, repeat_safe=True,
+                              already_done=github_already_running, check=check)
 
 
 class GitLabClient:
@@ -356,25 +415,33 @@ class GitLabClient:
         transport.add_secret(token)
 
     def _project(self, owner: str, repo: str) -> str:
+        """The project path as one URL segment (``group%2Fsub%2Fproject``); each of its segments is checked."""
+        _segs(f"{owner}/{repo}")
         return _q(f"{owner}/{repo}")
 
     def job_url(self, owner: str, repo: str, job_id: str) -> str:
-        return f"{self.base}/{owner}/{repo}/-/jobs/{job_id}"
+        return f"{self.base}/{_segs(owner)}/{_seg(repo)}/-/jobs/{_seg(job_id)}"
 
     def pipeline_url(self, owner: str, repo: str, pipeline_id: str) -> str:
-        return f"{self.base}/{owner}/{repo}/-/pipelines/{pipeline_id}"
+        return f"{self.base}/{_segs(owner)}/{_seg(repo)}/-/pipelines/{_seg(pipeline_id)}"
 
     def retry_job(self, owner: str, repo: str, job_id: str) -> Response:
-        return self.t.request("POST", f"{self.base}/api/v4/projects/{self._project(owner, repo)}/jobs/{_q(job_id)}"
-                                      "/retry", headers={"PRIVATE-TOKEN": self._token},
-                              repeat_safe=True, already_done=gitlab_not_retryable,
-                              check=self.job_url(owner, repo, job_id))
+        try:
+            url = f"{self.base}/api/v4/projects/{self._project(owner, repo)}/jobs/{_seg(job_id)}/retry"
+            check = self.job_url(owner, repo, job_id)
+        except UnsafeValue as exc:
+            return _refused(exc)
+        return self.t.request("POST", url, headers={"PRIVATE-TOKEN": self._token}, repeat_safe=True,
+                              already_done=gitlab_not_retryable, check=check)
 
     def retry_pipeline(self, owner: str, repo: str, pipeline_id: str) -> Response:
+        try:
+            url = f"{self.base}/api/v4/projects/{self._project(owner, repo)}/pipelines/{_seg(pipeline_id)}/retry"
+            check = self.pipeline_url(owner, repo, pipeline_id)
+        except UnsafeValue as exc:
+            return _refused(exc)
         # not repeat-safe: GitLab documents no refusal of a second retry of the same pipeline
-        return self.t.request("POST", f"{self.base}/api/v4/projects/{self._project(owner, repo)}/pipelines/"
-                                      f"{_q(pipeline_id)}/retry", headers={"PRIVATE-TOKEN": self._token},
-                              check=self.pipeline_url(owner, repo, pipeline_id))
+        return self.t.request("POST", url, headers={"PRIVATE-TOKEN": self._token}, check=check)
 
 
 class JenkinsClient:
@@ -389,17 +456,26 @@ class JenkinsClient:
     @staticmethod
     def job_path(full_name: str) -> str:
         """``folder/sub/job`` -> ``/job/folder/job/sub/job/job``."""
-        return "".join(f"/job/{_q(p)}" for p in full_name.split("/") if p)
+        return "".join(f"/job/{_seg(p)}" for p in full_name.split("/") if p)
 
     def job_url(self, full_name: str, command_id: str = "") -> str:
         url = f"{self.base}{self.job_path(full_name)}/"
         return url + (f" (a build with GUARD_COMMAND_ID={command_id})" if command_id else "")
 
     def build_with_parameters(self, full_name: str, parameters: Mapping[str, Any]) -> Response:
-        body = urllib.parse.urlencode({k: _param(v) for k, v in parameters.items()}).encode()
-        check = self.job_url(full_name, str(parameters.get("GUARD_COMMAND_ID") or ""))
+        form = {k: _param(v) for k, v in parameters.items()}
+        try:
+            for k, v in form.items():
+                bad = SHELL_METACHARACTERS.search(k) or SHELL_METACHARACTERS.search(v)
+                if bad:
+                    raise UnsafeValue(f"build parameter {k[:60]!r} holds a shell metacharacter {bad.group()!r}")
+            path = self.job_path(full_name)
+            check = self.job_url(full_name, str(parameters.get("GUARD_COMMAND_ID") or ""))
+        except UnsafeValue as exc:
+            return _refused(exc)
+        body = urllib.parse.urlencode(form).encode()
         # not repeat-safe: every accepted request queues a build (once one started, a repeat queues another)
-        return self.t.request("POST", f"{self.base}{self.job_path(full_name)}/buildWithParameters",
+        return self.t.request("POST", f"{self.base}{path}/buildWithParameters",
                               headers={"Authorization": self._auth,
                                        "Content-Type": "application/x-www-form-urlencoded"}, data=body, check=check)
 
@@ -428,23 +504,29 @@ class CircleCIClient:
 
     def workflow_url(self, workflow_id: str) -> str:
         web = "https://app.circleci.com" if self.base == "https://circleci.com" else self.base
-        return f"{web}/pipelines/workflows/{workflow_id} (the pipeline's workflows)"
+        return f"{web}/pipelines/workflows/{_seg(workflow_id)} (the pipeline's workflows)"
 
     def rerun_workflow(self, workflow_id: str, *, from_failed: bool = True,
                        jobs: list[str] | None = None) -> Response:
         body: dict[str, Any] = {"jobs": jobs} if jobs else {"from_failed": from_failed}
+        try:
+            url = f"{self.base}/api/v2/workflow/{_seg(workflow_id)}/rerun"
+            check = self.workflow_url(workflow_id)
+        except UnsafeValue as exc:
+            return _refused(exc)
         # not repeat-safe: every accepted rerun starts a new workflow
-        return self.t.request("POST", f"{self.base}/api/v2/workflow/{_q(workflow_id)}/rerun",
-                              headers={"Circle-Token": self._token, "Accept": "application/json"}, json_body=body,
-                              check=self.workflow_url(workflow_id))
+        return self.t.request("POST", url, headers={"Circle-Token": self._token, "Accept": "application/json"},
+                              json_body=body, check=check)
 
 
 # --- notifications -------------------------------------------------------------------------------
 
 class SlackClient:
-    """Slack incoming webhook: ``POST`` ``{"text": ...}``, answers 200 ``ok``."""
+    """Slack incoming webhook: ``POST`` ``{"text": ...}``, answers 200 ``ok``. The text is sent escaped
+    (:func:`slack_escape`): nothing in it is a mention, a link or a channel-wide notification."""
 
     CHECK = "the channel the Slack webhook posts to"
+    MAX_TEXT = 3000  # characters before escaping
 
     def __init__(self, webhook_url: str, *, transport: Transport) -> None:
         self._url = webhook_url
@@ -453,11 +535,15 @@ class SlackClient:
 
     def post(self, text: str) -> Response:
         # not repeat-safe: every accepted post is a new message
-        return self.t.request("POST", self._url, json_body={"text": text}, check=self.CHECK)
+        return self.t.request("POST", self._url, json_body={"text": slack_escape(plain(text, self.MAX_TEXT))},
+                              check=self.CHECK)
 
 
 class JiraClient:
-    """Jira Cloud REST v3 (``POST /rest/api/3/issue``; description in Atlassian Document Format)."""
+    """Jira Cloud REST v3 (``POST /rest/api/3/issue``; description in Atlassian Document Format).
+
+    ADF text nodes are plain text (no wiki markup is interpreted: ``{code}``, ``[link|url]``, ``|`` stay
+    characters); log lines go into a ``codeBlock`` node; the summary is one line."""
 
     def __init__(self, base_url: str, user: str, token: str, project: str, *, issue_type: str = "Task",
                  transport: Transport) -> None:
@@ -472,11 +558,18 @@ class JiraClient:
         jql = f'project = "{self.project}" AND labels = "healing-guard" ORDER BY created DESC'
         return f"{self.base}/issues/?jql={urllib.parse.quote(jql)}"
 
-    def create_issue(self, summary: str, description: str, *, labels: list[str] | None = None) -> Response:
-        doc = {"type": "doc", "version": 1, "content": [
-            {"type": "paragraph", "content": [{"type": "text", "text": para}]}
-            for para in description.split("\n\n") if para.strip()]}
-        fields: dict[str, Any] = {"project": {"key": self.project}, "summary": summary[:250],
+    def create_issue(self, summary: str, description: str, *, labels: list[str] | None = None,
+                     code: Sequence[str] = ()) -> Response:
+        """``description``: paragraphs separated by blank lines; ``code``: lines (from a log) shown verbatim
+        in a code block."""
+        content: list[dict[str, Any]] = [
+            {"type": "paragraph", "content": [{"type": "text", "text": plain(para, 5000)}]}
+            for para in description.split("\n\n") if plain(para, 5000).strip()]
+        block = plain("\n".join(code), 10000)
+        if block.strip():
+            content.append({"type": "codeBlock", "attrs": {}, "content": [{"type": "text", "text": block}]})
+        doc = {"type": "doc", "version": 1, "content": content}
+        fields: dict[str, Any] = {"project": {"key": self.project}, "summary": " ".join(summary.split())[:250],
                                   "issuetype": {"name": self.issue_type}, "description": doc}
         if labels:
             fields["labels"] = [lb.replace(" ", "_") for lb in labels]
@@ -500,7 +593,7 @@ class PagerDutyClient:
                 custom_details: Mapping[str, Any] | None = None) -> Response:
         body: dict[str, Any] = {
             "routing_key": self._key, "event_action": "trigger", "dedup_key": dedup_key[:255],
-            "payload": {"summary": summary[:1024], "source": source, "severity": severity,
+            "payload": {"summary": plain(summary, 1024), "source": plain(source, 255), "severity": severity,
                         "component": "healing-guard"},
         }
         if custom_details:

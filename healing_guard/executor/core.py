@@ -1,6 +1,39 @@
 """The action executor: turns a :class:`Command` into platform / notification API calls and an :class:`Outcome`.
 
 * allow-list: an action outside ``allow`` is ``skipped`` with the reason;
+* well-formed commands only: before any API call (and in a dry run too) :meth:`Executor.check` runs the
+  checks below; a command that fails one is *refused*: a ``skipped`` outcome whose detail starts
+  ``refused: <field>: <reason>`` (the ``Outcome`` schema has no ``refused`` status), and nothing is
+  called or stored. The checks:
+
+  - identity: ``command_id`` (and ``incident_id``) 1-200 of ``[A-Za-z0-9_.:@+-]``; ``category`` a category
+    name; ``attempt`` 1..10000; ``owner`` / ``repo`` / ``job_id`` / ``run_id`` each a URL path segment that
+    is never empty, ``.`` or ``..`` and holds no control, shell or URL-special character (``/?#%``; a
+    GitLab / Jenkins ``owner`` is ``/``-separated segments, a GitHub one is one segment). GitHub, GitLab
+    and CircleCI owner and repository names are ``[A-Za-z0-9_.-]``; GitHub job and run ids and GitLab
+    job and pipeline ids are numbers; a CircleCI workflow id (``run_id``) is a UUID. The clients
+    URL-encode every path segment of every platform URL on top of that and refuse ``.``/``..``;
+  - repository: with an allow-list (``repos``: ``guard executor --repo owner/name``, repeatable, or
+    ``owner/*``; ``GUARD_EXECUTOR_REPOS``), ``owner/repo`` must be on it. Without one every repository
+    is acted on, as before, and a live executor logs a warning once (at its first command);
+  - parameters, per action (:func:`parameter_schema`; reruns share one table, notifications and test
+    actions another; ``null`` is absent; a name the table lacks is never sent anywhere):
+    ``backoff_seconds`` 1-10 numbers in 0..3600 (so no wait is longer than an hour); ``memory_factor`` a
+    number in (1, 8]; ``runner_size`` one of ``runner_sizes`` (``next`` and the priced sizes);
+    ``parallelism`` an integer 1..64; ``isolation`` one of :data:`ISOLATION_MODES`; ``scope`` ``job`` or
+    ``pipeline``; ``tests`` at most 500 test ids and ``test_id`` one, each 1-500 characters without shell
+    metacharacters -- and, when the command carries the failed tests the guard received
+    (``failed_tests``), among them; ``cleanup`` 1-10 steps without shell metacharacters or commas;
+    ``slack`` / ``ticket`` / ``page`` / ``no_cache`` / ... booleans (``"false"`` is not false);
+    ``repositories`` ``owner/name`` strings; ``template``, ``requested_by``, ``strategy`` and a budget
+    alert's ``scope`` bounded text;
+  - Jenkins reruns: ``jenkins_job`` must be the repository's job or one inside it, and no build parameter
+    (``GUARD_*``) may hold a shell metacharacter (``;|&$`\\<>``, quotes, newlines, control characters):
+    the refusal names the command field it came from. The Jenkins client refuses such a call too;
+* text from a log (evidence lines) and from the command stays data: Slack messages are escaped (``&``,
+  ``<``, ``>``; no ``<!channel>`` or ``<url|label>``), the Jira issue is Atlassian Document Format (plain
+  text nodes, no wiki markup) with the log lines in a code block, PagerDuty fields are JSON strings cut
+  to 1024 characters;
 * never twice, across restarts too: :class:`DoneStore` (append-only JSON lines under the data dir, fsynced
   per write) keeps the first outcome of every command whose API calls were attempted; a known id returns
   that outcome and calls nothing. Before its first API call a command's *intent* is written (``started``),
@@ -12,8 +45,9 @@
 * within one call, the transport's retry rules (:mod:`.clients`) repeat only what cannot run twice;
 * each stored outcome is published once: ``published`` marks it after the broker acknowledged it, and a
   redelivered or duplicate command is then dropped without a second outcome message (see ``cli``);
-* dry run: a ``dry_run`` outcome whose detail lists the calls that would be made; nothing is called and
-  nothing is stored (a later live run of the same command still acts);
+* dry run: a ``dry_run`` outcome whose detail lists the calls that would be made and names the target
+  (``target: provider/owner/repo job <job_id>``); nothing is called and nothing is stored (a later live
+  run of the same command still acts);
 * ``succeeded`` means the platform *accepted* the call (rerun queued, message posted), not that the job
   turned green: that is seen on ``ci.jobs``.
 
@@ -31,47 +65,63 @@ cleanup_retry, and       other platforms the rerun is plain and ``detail`` says 
 rerun_clean_dependen-    ``retry_backoff`` first waits ``backoff_seconds[attempt-1]``: ``guard executor``
 cies                     schedules it (:class:`ScheduleStore`, durable, other commands go on meanwhile);
                          a direct :meth:`Executor.execute` call sleeps (injected sleep).
-notify_author,           Slack message
-notify_budget
+notify_author            Slack message; Jira issue when ``parameters.ticket``, PagerDuty trigger when
+                         ``parameters.page`` (a person's heal request may ask for them)
+notify_budget            Slack message (a ``ticket`` / ``page`` request is said to be not done)
 notify_oncall            Slack message; PagerDuty trigger when ``parameters.page``
 escalate, open_incident  Jira issue (``ticket``), PagerDuty trigger with ``dedup_key`` = incident id /
                          command id (``page``), Slack message (``slack``); defaults: ticket and slack on,
                          page on for ``open_incident`` only
 quarantine_test          Jira issue (``ticket``) + Slack message
-release_test             Slack message
+release_test             Slack message (a ``ticket`` request is said to be not done)
 =======================  ===========================================================================
+
+Jenkins build parameters: ``GUARD_ACTION``, ``GUARD_COMMAND_ID`` and, when the command has them,
+``GUARD_MEMORY_FACTOR``, ``GUARD_RUNNER_SIZE``, ``GUARD_TESTS`` (space-separated), ``GUARD_CLEANUP``
+(comma-separated steps), ``GUARD_FAILED_TESTS_ONLY``, ``GUARD_ISOLATION``, ``GUARD_PARALLELISM``,
+``GUARD_NO_CACHE``, ``GUARD_CLEAR_CACHE``, ``GUARD_CLEAR_DEPENDENCY_CACHE``, ``GUARD_FROZEN_LOCKFILE``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
+import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..patterns.tokenize import redact
-from ..remediate.actions import EXECUTOR_ACTIONS, RERUN_ACTIONS
+from ..remediate.actions import EXECUTOR_ACTIONS, NOTIFY_ACTIONS, RERUN_ACTIONS, TEST_ACTIONS
 from ..schemas import Command, Outcome, SchemaError
-from .clients import Clients, JenkinsClient, Response, jenkins_full_name
+from ..settings import DEFAULT_PRICES
+from .clients import SHELL_METACHARACTERS, Clients, JenkinsClient, Response, jenkins_full_name, plain
+
+log = logging.getLogger("healing_guard.executor")
 
 #: the actions this executor carries out (the vocabulary is remediate/actions.py)
 ALLOWED_ACTIONS = EXECUTOR_ACTIONS
 
-#: what a plain rerun cannot do on each platform, per action (said in the outcome's detail)
-_PLAIN_NOTE = {
-    "retry_tests_isolated": "re-run cannot select tests; all failed jobs run again in full",
-    "rerun_sequential": "re-run cannot change test parallelism; plain re-run",
-    "rerun_more_memory": "re-run cannot change the memory limit; plain re-run",
-    "rerun_larger_runner": "re-run cannot change the runner class; plain re-run",
-    "clear_cache_retry": "re-run does not clear the cache; plain re-run",
-    "rebuild_no_layer_cache": "re-run cannot disable the layer cache; plain re-run",
-    "cleanup_retry": "re-run cannot run cleanup steps; plain re-run (fresh hosted runners start clean)",
-    "rerun_clean_dependencies": "re-run cannot clear the dependency cache or freeze the lockfile; plain re-run",
-}
+def _directive_note(cmd: Command, platform: str) -> str | None:
+    """What the next attempt of a re-run with a fix does on a platform whose re-run API takes no parameters
+    (said in the outcome's detail; docs/directives.md has the table)."""
+    from ..directives import from_command
+
+    if cmd.action == "rerun_larger_runner":
+        return f"{platform} cannot change the runner class of a re-run; plain re-run"
+    if cmd.action == "clear_cache_retry" and platform != "GitHub":
+        return (f"{platform} fixes cache keys before the job starts, so a directive cannot change them; "
+                "plain re-run")
+    d = from_command(cmd)
+    if d is None:
+        return None
+    return (f"the next attempt's first step (guard-directive apply) applies: {', '.join(d.changes)}; "
+            "a job without that step runs as before")
 
 
 def _json_line(rec: dict[str, Any]) -> bytes:
@@ -286,12 +336,225 @@ class ScheduleStore:
     def next_due(self) -> float | None:
         return min((d for d, _ in self._pending.values()), default=None)
 
+    def commands(self) -> list[Command]:
+        """Every pending command, due or not."""
+        return [c for _, c in self._pending.values()]
+
     def published(self, command_id: str) -> None:
         if self._pending.pop(command_id, None) is not None:
             self._append({"published": command_id})
 
     def __len__(self) -> int:
         return len(self._pending)
+
+
+# --- what the executor acts on: the command checks ---------------------------------------------------
+
+#: longest wait one ``backoff_seconds`` step may ask for, and the most steps the list may have
+MAX_BACKOFF_SECONDS = 3600.0
+MAX_BACKOFF_STEPS = 10
+#: ``memory_factor``: more than 1 (it is a rerun with *more* memory), at most 8
+MEMORY_FACTOR_MAX = 8.0
+MAX_PARALLELISM = 64
+#: ``tests``: at most this many test ids, each at most this long
+MAX_TESTS = 500  # as many as a directive carries (directives.MAX_TESTS)
+MAX_TEST_ID = 500
+MAX_CLEANUP_STEPS = 10
+ISOLATION_MODES = ("fresh_process", "fresh_container", "none")
+#: runner sizes a ``rerun_larger_runner`` may ask for: ``next`` (the next larger class) or a priced size
+#: (``guard executor`` passes ``cost_tracking.price_per_minute_usd``'s sizes)
+DEFAULT_RUNNER_SIZES: tuple[str, ...] = ("next", *DEFAULT_PRICES)
+
+_NUMERIC = re.compile(r"[0-9]{1,20}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+#: an owner / repository / project path segment on GitHub, GitLab and CircleCI
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+#: command ids, incident ids (hex hashes in practice)
+_ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,200}")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_SIZE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+#: characters that have a meaning in a URL path beyond their own, besides SHELL_METACHARACTERS
+_URL_SPECIAL = re.compile(r"[/?#%]")
+
+
+class Refusal(ValueError):
+    """Why the executor will not act on a command: ``field`` names the part at fault (dotted path)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+Check = Callable[[Any, str], None]
+
+
+def _show(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _boolean(v: Any, path: str) -> None:
+    if not isinstance(v, bool):
+        raise Refusal(path, f"must be true or false, got {_show(v)}")
+
+
+def _number(lo: float, hi: float, *, above: bool = False, integer: bool = False) -> Check:
+    """A number (``integer``: an integer) with ``lo <= v <= hi`` (``above``: ``lo < v``); never a boolean."""
+    def check(v: Any, path: str) -> None:
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+            raise Refusal(path, f"must be {'an integer' if integer else 'a number'}, got {_show(v)}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Refusal(path, f"must be a finite number, got {_show(v)}")
+        if v < lo or (above and v == lo) or v > hi:
+            raise Refusal(path, f"must be {'>' if above else '>='} {lo:g} and <= {hi:g}, got {_show(v)}")
+    return check
+
+
+def _one_of(*values: str) -> Check:
+    def check(v: Any, path: str) -> None:
+        if not isinstance(v, str) or v not in values:
+            raise Refusal(path, f"must be one of {', '.join(values)}; got {_show(v)}")
+    return check
+
+
+def _text(max_len: int) -> Check:
+    """A string of at most ``max_len`` characters (shown to people, never to a shell or in a URL)."""
+    def check(v: Any, path: str) -> None:
+        if not isinstance(v, str):
+            raise Refusal(path, f"must be a string, got {_show(v)}")
+        if len(v) > max_len:
+            raise Refusal(path, f"must be at most {max_len} characters, got {len(v)}")
+    return check
+
+
+def _word(max_len: int) -> Check:
+    """A non-empty string of at most ``max_len`` characters without shell metacharacters (``;|&$`\\<>``,
+    quotes, newlines or any control character): what may reach a build parameter."""
+    def check(v: Any, path: str) -> None:
+        _text(max_len)(v, path)
+        if not v.strip():
+            raise Refusal(path, "must not be empty")
+        bad = SHELL_METACHARACTERS.search(v)
+        if bad:
+            raise Refusal(path, f"must not contain shell metacharacters; found {bad.group()!r} in {_show(v)}")
+    return check
+
+
+def _list_of(item: Check, max_items: int, *, min_items: int = 0) -> Check:
+    def check(v: Any, path: str) -> None:
+        if not isinstance(v, list):
+            raise Refusal(path, f"must be a list, got {_show(v)}")
+        if not min_items <= len(v) <= max_items:
+            raise Refusal(path, f"must have {min_items} to {max_items} items, got {len(v)}")
+        for i, x in enumerate(v):
+            item(x, f"{path}[{i}]")
+    return check
+
+
+def _repo_name(v: Any, path: str) -> None:
+    """``owner/name`` (GitLab: ``group/sub/name``), every segment a plain name."""
+    _text(200)(v, path)
+    parts = v.split("/")
+    if len(parts) < 2 or any(not _NAME.fullmatch(x) or not x.strip(".") for x in parts):
+        raise Refusal(path, f"must be owner/name of letters, digits, '_', '.', '-'; got {_show(v)}")
+
+
+def _id_check(v: Any, path: str) -> None:
+    if not isinstance(v, str) or not _ID.fullmatch(v):
+        raise Refusal(path, f"must be 1-200 of letters, digits and _.:@+-; got {_show(v)}")
+
+
+def _TEST_ID(v: Any, path: str) -> None:
+    """A test id: a non-empty line without control characters. Java's nested classes (``Outer$Inner``)
+    and pytest's parametrised ids (quotes) are test ids too; no platform but Jenkins passes them on, and
+    there every ``GUARD_*`` value is checked for shell metacharacters (:func:`jenkins_parameters`); the
+    directive's client shell-quotes what it prints."""
+    _text(MAX_TEST_ID)(v, path)
+    if not v.strip():
+        raise Refusal(path, "must not be empty")
+    bad = re.search(r"[\x00-\x1f\x7f]", v)
+    if bad:
+        raise Refusal(path, f"must not contain control characters; found {bad.group()!r} in {_show(v)}")
+
+
+def _cleanup_step(v: Any, path: str) -> None:
+    _word(200)(v, path)
+    if "," in v:  # GUARD_CLEANUP joins the steps with commas
+        raise Refusal(path, f"must not contain ',', got {_show(v)}")
+_ANY_PARAMS: dict[str, Check] = {"requested_by": _text(200), "strategy": _text(100)}
+#: received test ids a command may carry: ``tests`` / ``test_id`` must then be among them
+_FAILED_TESTS = _list_of(_TEST_ID, 5000)
+
+
+def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict[str, dict[str, Check]]:
+    """Action -> parameter name -> check. A parameter the schema does not name is never sent anywhere (no
+    client reads it) and is let through; ``null`` is the same as absent."""
+    sizes = tuple(dict.fromkeys(runner_sizes))
+    rerun: dict[str, Check] = {
+        **_ANY_PARAMS,
+        "scope": _one_of("job", "pipeline"),
+        "jenkins_job": _text(400),  # and inside the command's repository: see Executor.check
+        "backoff_seconds": _list_of(_number(0, MAX_BACKOFF_SECONDS), MAX_BACKOFF_STEPS, min_items=1),
+        "honour_reset_headers": _boolean,
+        "memory_factor": _number(1, MEMORY_FACTOR_MAX, above=True),
+        "runner_size": _one_of(*sizes),
+        "tests": _list_of(_TEST_ID, MAX_TESTS),
+        "failed_tests": _FAILED_TESTS,
+        "failed_tests_only": _boolean,
+        "isolation": _one_of(*ISOLATION_MODES),
+        "parallelism": _number(1, MAX_PARALLELISM, integer=True),
+        "no_cache": _boolean,
+        "clear_cache": _boolean,
+        "cleanup": _list_of(_cleanup_step, MAX_CLEANUP_STEPS, min_items=1),
+        "clear_dependency_cache": _boolean,
+        "frozen_lockfile": _boolean,
+    }
+    notify: dict[str, Check] = {
+        **_ANY_PARAMS,
+        "slack": _boolean, "ticket": _boolean, "page": _boolean,
+        "incident_id": _id_check,
+        "jobs": _number(0, 10**9, integer=True),
+        "repositories": _list_of(_repo_name, 1000),
+        "template": _text(4000),
+        # notify_budget
+        "scope": _text(300), "level": _number(0, 1), "spent_usd": _number(0, 1e12), "budget_usd": _number(0, 1e12),
+        # quarantine_test / release_test
+        "test_id": _TEST_ID, "failed_tests": _FAILED_TESTS, "episode": _number(0, 10**9, integer=True),
+    }
+    return {**{a: rerun for a in RERUN_ACTIONS}, **{a: notify for a in NOTIFY_ACTIONS | TEST_ACTIONS}}
+
+
+def _segment(v: Any, path: str, *, numeric: bool = False, uuid: bool = False, name: bool = False) -> None:
+    """One URL path segment: never empty, ``.`` or ``..``; ``numeric`` / ``uuid`` / ``name`` narrow it."""
+    if not isinstance(v, str) or not v:
+        raise Refusal(path, "must not be empty")
+    if numeric and not _NUMERIC.fullmatch(v):
+        raise Refusal(path, f"must be a number (digits only), got {_show(v)}")
+    if uuid and not _UUID.fullmatch(v):
+        raise Refusal(path, f"must be a UUID (a CircleCI workflow id), got {_show(v)}")
+    if name and not _NAME.fullmatch(v):
+        raise Refusal(path, f"must be letters, digits, '_', '.', '-' (at most 100), got {_show(v)}")
+    if not v.strip("."):
+        raise Refusal(path, f"must not be {v!r} (a path traversal)")
+    if len(v) > 200 or SHELL_METACHARACTERS.search(v) or _URL_SPECIAL.search(v):
+        raise Refusal(path, f"must be at most 200 characters without control, shell or URL special characters "
+                            f"(/?#%); got {_show(v)}")
+
+
+def _jenkins_name(full: str, path: str) -> None:
+    parts = full.split("/")
+    for i, part in enumerate(parts):
+        _segment(part, f"{path} segment {i + 1}")
+
+
+def repo_entry(entry: str) -> str:
+    """An allow-list entry (``owner/name`` or ``owner/*``) as matched (lower case); ValueError if malformed."""
+    e = entry.strip().strip("/").lower()
+    owner, _, name = e.rpartition("/")
+    if not owner or not name or any(not x.strip(".") for x in e.split("/")):
+        raise ValueError(f"repository {entry!r}: expected owner/name (or owner/*)")
+    return e
 
 
 @dataclass
@@ -305,23 +568,113 @@ class Step:
 
 
 class Executor:
+    """``repos``: the repositories this executor acts on (``owner/name``, or ``owner/*`` for all of an
+    owner's; case-insensitive); none: any repository (a live executor logs a warning once).
+    ``runner_sizes``: what ``runner_size`` may ask for."""
+
     def __init__(self, clients: Clients, store: DoneStore, *, dry_run: bool = True,
                  allow: Iterable[str] = ALLOWED_ACTIONS, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, repos: Iterable[str] | None = None,
+                 runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> None:
         self.clients = clients
         self.store = store
         self.dry_run = dry_run
         self.allow = frozenset(allow)
         self.sleep = sleep
         self.clock = clock
+        self.repos = frozenset(repo_entry(r) for r in (repos or ()))
+        # a size that is not a plain word (letters, digits, _.-) is never asked for
+        self.schema = parameter_schema(sz for sz in runner_sizes if _SIZE.fullmatch(sz))
+        self._warned_any_repo = False
 
     # --- entry point -----------------------------------------------------------------------------
     def backoff_of(self, cmd: Command) -> float:
-        """Seconds a live run of ``cmd`` must wait before its calls (0 for anything not to be carried out)."""
+        """Seconds a live run of ``cmd`` must wait before its calls (0 for anything not to be carried out,
+        a refused command included: it gets its outcome at once)."""
         if (self.dry_run or cmd.action != "retry_backoff" or cmd.action not in self.allow
-                or self.store.get(cmd.command_id) is not None):
+                or self.store.get(cmd.command_id) is not None or self.refusal(cmd) is not None):
             return 0.0
         return self._backoff(cmd)
+
+    # --- the checks ------------------------------------------------------------------------------
+    def refusal(self, cmd: Command) -> str | None:
+        """Why the executor will not act on ``cmd`` (``field: reason``); None when it is well formed."""
+        try:
+            self.check(cmd)
+        except Refusal as exc:
+            return str(exc)
+        return None
+
+    def check(self, cmd: Command) -> None:
+        """Raise :class:`Refusal` unless ``cmd`` is well formed and for a repository this executor acts on
+        (see the module docstring)."""
+        self._check_identity(cmd)
+        self._check_repository(cmd)
+        self._check_parameters(cmd)
+        if cmd.provider == "jenkins" and cmd.action in RERUN_ACTIONS:
+            self._check_jenkins(cmd)
+
+    @staticmethod
+    def _check_identity(cmd: Command) -> None:
+        _id_check(cmd.command_id, "command_id")
+        if not isinstance(cmd.category, str) or not _CATEGORY.fullmatch(cmd.category):
+            raise Refusal("category", f"must be a category name (a-z, 0-9, _), got {_show(cmd.category)}")
+        if not 1 <= cmd.attempt <= 10_000:
+            raise Refusal("attempt", f"must be >= 1 and <= 10000, got {cmd.attempt}")
+        pv = cmd.provider
+        owner = cmd.owner.split("/")
+        if pv == "github" and len(owner) != 1:
+            raise Refusal("owner", f"a GitHub owner has no '/', got {_show(cmd.owner)}")
+        strict = pv != "jenkins"  # Jenkins job and folder names may hold spaces and more
+        for i, part in enumerate(owner):
+            _segment(part, "owner" if len(owner) == 1 else f"owner segment {i + 1}", name=strict)
+        _segment(cmd.repo, "repo", name=strict)
+        # GitHub job ids and GitLab job ids are numbers; Jenkins' are build numbers or names
+        _segment(cmd.job_id, "job_id", numeric=pv in ("github", "gitlab"))
+        if cmd.run_id:
+            # GitHub run ids and GitLab pipeline ids are numbers, CircleCI workflow ids UUIDs
+            _segment(cmd.run_id, "run_id", numeric=pv in ("github", "gitlab"), uuid=pv == "circleci")
+
+    def _check_repository(self, cmd: Command) -> None:
+        if not self.repos:
+            return
+        full = f"{cmd.owner}/{cmd.repo}".lower()
+        if full in self.repos or f"{cmd.owner.lower()}/*" in self.repos:
+            return
+        known = ", ".join(sorted(self.repos)[:5]) + (", ..." if len(self.repos) > 5 else "")
+        raise Refusal("repo", f"{cmd.owner}/{cmd.repo} is not a repository this executor acts on ({known}; "
+                              "guard executor --repo)")
+
+    def _check_parameters(self, cmd: Command) -> None:
+        p = cmd.parameters
+        for key, check in self.schema.get(cmd.action, {}).items():
+            if p.get(key) is not None:
+                check(p[key], f"parameters.{key}")
+        received = p.get("failed_tests")
+        if isinstance(received, list):  # the command says which failed tests the guard received
+            known = set(received)
+            for i, t in enumerate(p.get("tests") or []):
+                if t not in known:
+                    raise Refusal(f"parameters.tests[{i}]", f"{_show(t)} is not among the failed tests the guard "
+                                                            "received (parameters.failed_tests)")
+            if p.get("test_id") is not None and p["test_id"] not in known:
+                raise Refusal("parameters.test_id", f"{_show(p['test_id'])} is not among the failed tests the "
+                                                    "guard received (parameters.failed_tests)")
+
+    @staticmethod
+    def _check_jenkins(cmd: Command) -> None:
+        own = jenkins_full_name(cmd.owner, cmd.repo)
+        job = cmd.parameters.get("jenkins_job")
+        if job is not None:
+            _jenkins_name(job, "parameters.jenkins_job")
+            if job != own and not job.startswith(own + "/"):
+                raise Refusal("parameters.jenkins_job", f"must be the repository's job {own!r} or a job inside "
+                                                        f"it, got {_show(job)}")
+        for name, value in jenkins_parameters(cmd).items():
+            bad = SHELL_METACHARACTERS.search(value)
+            if bad:
+                raise Refusal(_JENKINS_SOURCE.get(name, name), f"holds a shell metacharacter {bad.group()!r}: "
+                                                               f"not passed to Jenkins ({name})")
 
     def execute(self, cmd: Command, *, waited: bool = False) -> Outcome:
         """Carry ``cmd`` out (or answer it from the store). ``waited``: its backoff has already passed
@@ -331,6 +684,13 @@ class Executor:
             return done
         if cmd.action not in self.allow:
             return self._outcome(cmd, "skipped", f"action {cmd.action!r} is not on the executor's allow-list")
+        if not self.repos and not self.dry_run and not self._warned_any_repo:  # a dry run acts on nothing
+            self._warned_any_repo = True
+            log.warning("no repository allow-list (guard executor --repo owner/name, GUARD_EXECUTOR_REPOS): "
+                        "acting on commands for any repository")
+        why = self.refusal(cmd)
+        if why is not None:  # before any API call, and in a dry run too
+            return self._outcome(cmd, "skipped", self._mask(f"refused: {why}"))
         try:
             steps, notes, wait = self._plan(cmd)
         except ValueError as exc:
@@ -340,7 +700,8 @@ class Executor:
         if self.dry_run:
             what = "; ".join(s.describe for s in steps)
             pre = f"would wait {wait:g} s, then " if wait else "would "
-            return self._outcome(cmd, "dry_run", self._mask("; ".join([pre + what, *notes])))
+            target = f" (target: {cmd.provider}/{cmd.owner}/{cmd.repo} job {cmd.job_id})"
+            return self._outcome(cmd, "dry_run", self._mask("; ".join([pre + what + target, *notes])))
         if wait > 0 and not waited:
             self.sleep(wait)
         # write-ahead: from here on a restart does not call anything for this command again
@@ -387,9 +748,11 @@ class Executor:
         if not isinstance(seq, list) or not seq:
             return 0.0
         try:
-            return max(0.0, float(seq[min(max(cmd.attempt, 1), len(seq)) - 1]))
-        except (TypeError, ValueError):
+            wait = float(seq[min(max(cmd.attempt, 1), len(seq)) - 1])
+        except (TypeError, ValueError, OverflowError):
             return 0.0
+        # the schema refuses longer waits; this cap holds for any caller
+        return min(MAX_BACKOFF_SECONDS, max(0.0, wait)) if math.isfinite(wait) else 0.0
 
     def _rerun(self, cmd: Command) -> tuple[list[Step], list[str]]:
         c = self.clients
@@ -407,8 +770,9 @@ class Executor:
                 step = Step("github", f"GitHub re-run job {cmd.job_id}",
                             lambda: gh.rerun_job(cmd.owner, cmd.repo, cmd.job_id),
                             gh.job_url(cmd.owner, cmd.repo, cmd.job_id))
-            if cmd.action in _PLAIN_NOTE:
-                notes.append("GitHub " + _PLAIN_NOTE[cmd.action])
+            note = _directive_note(cmd, "GitHub")
+            if note:
+                notes.append(note)
             return [step], notes
         if cmd.provider == "gitlab":
             if c.gitlab is None:
@@ -422,8 +786,9 @@ class Executor:
                 step = Step("gitlab", f"GitLab retry job {cmd.job_id}",
                             lambda: gl.retry_job(cmd.owner, cmd.repo, cmd.job_id),
                             gl.job_url(cmd.owner, cmd.repo, cmd.job_id))
-            if cmd.action in _PLAIN_NOTE:
-                notes.append("GitLab job " + _PLAIN_NOTE[cmd.action].replace("re-run", "retry"))
+            note = _directive_note(cmd, "GitLab")
+            if note:
+                notes.append(note)
             return [step], notes
         if cmd.provider == "jenkins":
             if c.jenkins is None:
@@ -447,8 +812,9 @@ class Executor:
             step = Step("circleci", f"CircleCI re-run workflow {cmd.run_id} from failed",
                         lambda: cc.rerun_workflow(cmd.run_id or "", from_failed=True),
                         cc.workflow_url(cmd.run_id))
-            if cmd.action in _PLAIN_NOTE:
-                notes.append("CircleCI " + _PLAIN_NOTE[cmd.action])
+            note = _directive_note(cmd, "CircleCI")
+            if note:
+                notes.append(note)
             return [step], notes
         raise ValueError(f"unknown provider {cmd.provider!r}")
 
@@ -460,12 +826,18 @@ class Executor:
         want_slack = bool(p.get("slack", True))
         want_ticket = bool(p.get("ticket", incident or a == "quarantine_test"))
         want_page = bool(p.get("page", a == "open_incident"))
-        if a in ("notify_author", "notify_budget", "release_test"):
+        steps: list[Step] = []
+        notes: list[str] = []
+        # notify_author: Slack by default, Jira / PagerDuty when the command asks (a person's heal request
+        # with notify: [jira, pagerduty]). notify_budget and release_test only post: a request for more is
+        # said, not dropped in silence
+        if a in _SLACK_ONLY:
+            for key, what, want in (("ticket", "Jira issue", want_ticket), ("page", "PagerDuty page", want_page)):
+                if want:
+                    notes.append(f"{what} requested ({key}) but not done: {_SLACK_ONLY[a]}")
             want_ticket, want_page = False, False
         if a == "release_test":
             want_slack = True
-        steps: list[Step] = []
-        notes: list[str] = []
         text = self._text(cmd)
         if want_ticket:
             if c.jira is None:
@@ -474,8 +846,11 @@ class Executor:
                 jira = c.jira
                 summary = self._summary(cmd)
                 labels = ["healing-guard", cmd.category, a]
+                body = self._text(cmd, with_log=False)
+                log_lines = self._log_lines(cmd)  # verbatim in a code block, never read as markup
                 steps.append(Step("jira", f"Jira issue in {jira.project}",
-                                  lambda: jira.create_issue(summary, text, labels=labels), jira.search_url()))
+                                  lambda: jira.create_issue(summary, body, labels=labels, code=log_lines),
+                                  jira.search_url()))
         if want_page:
             if c.pagerduty is None:
                 notes.append("no PagerDuty configured: nobody paged")
@@ -486,8 +861,9 @@ class Executor:
                 details = {"job_key": self._job_key(cmd), "category": cmd.category, "action": a,
                            "attempt": cmd.attempt}
                 for k in ("jobs", "repositories", "template"):
-                    if k in p:
-                        details[k] = p[k]
+                    if p.get(k) is not None:  # kept as JSON data, bounded
+                        v = p[k]
+                        details[k] = plain(v, 1024) if isinstance(v, str) else v[:100] if isinstance(v, list) else v
                 summary = self._summary(cmd)
                 steps.append(Step("pagerduty", f"PagerDuty trigger dedup_key={dedup}",
                                   lambda: pd.trigger(summary, dedup_key=dedup, source=f"{cmd.provider}/{cmd.owner}/"
@@ -515,14 +891,20 @@ class Executor:
             return f"[guard] CI incident: {cmd.category} across {len(p.get('repositories') or [])} repositories"
         return f"[guard] {cmd.action}: {cmd.category} in {cmd.owner}/{cmd.repo} job {cmd.job_id}"
 
-    def _text(self, cmd: Command) -> str:
+    def _text(self, cmd: Command, *, with_log: bool = True) -> str:
+        """The message about ``cmd`` (paragraphs); ``with_log``: with its evidence lines (Slack escapes the
+        whole text; Jira gets them apart, in a code block)."""
         lines = [self._summary(cmd),
                  f"job {cmd.job_key} attempt {cmd.attempt}" + (f", run {cmd.run_id}" if cmd.run_id else ""),
-                 f"why: {cmd.reason}",
+                 f"why: {cmd.reason[:1000]}",
                  f"category {cmd.category} (confidence {cmd.confidence:.2f}); command {cmd.command_id}"]
-        for e in cmd.evidence[:3]:
-            lines.append(f"line {e.line}: {e.text[:200]}")
+        if with_log:
+            lines.extend(self._log_lines(cmd))
         return "\n\n".join(lines)
+
+    @staticmethod
+    def _log_lines(cmd: Command) -> list[str]:
+        return [f"line {e.line}: {' '.join(e.text[:200].splitlines())}" for e in cmd.evidence[:3]]
 
     def _mask(self, text: str) -> str:
         return self.clients.transport.mask(text)[:2000]
@@ -533,22 +915,35 @@ class Executor:
                        detail=redact(detail), http_status=http_status, ts=self.clock(), category=cmd.category)
 
 
+#: command parameter -> Jenkins build parameter
+_JENKINS_PARAMETERS = {
+    "memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE", "tests": "GUARD_TESTS",
+    "failed_tests_only": "GUARD_FAILED_TESTS_ONLY", "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM",
+    "no_cache": "GUARD_NO_CACHE", "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
+    "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}
+#: Jenkins build parameter -> the command field it comes from (named in a refusal)
+_JENKINS_SOURCE: Mapping[str, str] = {"GUARD_ACTION": "action", "GUARD_COMMAND_ID": "command_id",
+                                      **{v: f"parameters.{k}" for k, v in _JENKINS_PARAMETERS.items()}}
+#: notification actions that only post to Slack, and why (said when a command asks for more)
+_SLACK_ONLY = {
+    "notify_budget": "a budget alert only posts to Slack",
+    "release_test": "a release only posts to Slack (the quarantine's Jira issue is not closed by the executor)",
+}
+
+
 def jenkins_parameters(cmd: Command) -> dict[str, str]:
-    """Build parameters for a Jenkins rerun: what the command asks for, as ``GUARD_*`` strings."""
+    """Build parameters for a Jenkins rerun: what the command asks for, as ``GUARD_*`` strings. Lists are
+    joined by a space (``tests``) or a comma (``cleanup``: its steps hold spaces); no value may hold a shell
+    metacharacter (:meth:`Executor.check` refuses the command, the client the call)."""
     p = cmd.parameters
     out = {"GUARD_ACTION": cmd.action, "GUARD_COMMAND_ID": cmd.command_id}
-    mapping = {"memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE",
-               "tests": "GUARD_TESTS", "failed_tests_only": "GUARD_FAILED_TESTS_ONLY",
-               "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM", "no_cache": "GUARD_NO_CACHE",
-               "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
-               "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}
-    for k, name in mapping.items():
+    for k, name in _JENKINS_PARAMETERS.items():
         if k in p and p[k] is not None:
             v = p[k]
             if isinstance(v, bool):
                 out[name] = "true" if v else "false"
             elif isinstance(v, list):
-                out[name] = ";".join(str(x) for x in v) if k == "cleanup" else " ".join(str(x) for x in v)
+                out[name] = ",".join(str(x) for x in v) if k == "cleanup" else " ".join(str(x) for x in v)
             elif isinstance(v, dict):
                 out[name] = json.dumps(v)
             else:

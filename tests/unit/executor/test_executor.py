@@ -31,6 +31,8 @@ SECRETS = {
 }
 SLACK_PATH = "/services/T000/B000/SECRETslackhook"
 NOW = 1_700_000_000.0
+#: CircleCI workflow ids are UUIDs
+WF = "5034460f-c7c4-4c43-9457-de07e2029e7b"
 
 
 class Sleeps:
@@ -97,7 +99,9 @@ def test_github_rerun_job_without_run_id_and_resource_change_is_said(api: FakeAp
     out = ex.execute(cmd("github", "rerun_more_memory", run_id=None, parameters={"memory_factor": 2}))
     assert out.status == "succeeded"
     assert [(r.method, r.path) for r in api.requests] == [("POST", "/repos/acme/shop/actions/jobs/4242/rerun")]
-    assert "memory" in out.detail and "plain re-run" in out.detail
+    assert "guard-directive apply) applies: 2x memory" in out.detail, out.detail
+    out = ex.execute(cmd("github", "rerun_larger_runner", command_id="larger", parameters={"runner_size": "next"}))
+    assert "cannot change the runner class" in out.detail and "plain re-run" in out.detail
 
 
 def test_gitlab_retry_job_and_pipeline(api: FakeApis, tmp_path: Path) -> None:
@@ -147,10 +151,10 @@ def test_jenkins_parameters_of_test_selection() -> None:
 
 def test_circleci_rerun_workflow_from_failed(api: FakeApis, tmp_path: Path) -> None:
     ex, _ = make_executor(api, tmp_path)
-    out = ex.execute(cmd("circleci", "retry", run_id="wf-1234"))
+    out = ex.execute(cmd("circleci", "retry", run_id=WF))
     assert out.status == "succeeded" and out.http_status == 202
     (r,) = api.requests
-    assert (r.method, r.path) == ("POST", "/api/v2/workflow/wf-1234/rerun")
+    assert (r.method, r.path) == ("POST", f"/api/v2/workflow/{WF}/rerun")
     assert r.headers["Circle-Token"] == SECRETS["GUARD_CIRCLECI_TOKEN"]
     assert r.json() == {"from_failed": True}
 
@@ -338,14 +342,14 @@ def test_plain_403_is_not_retried(api: FakeApis, tmp_path: Path) -> None:
 
 def test_5xx_is_retried_with_backoff_then_fails(api: FakeApis, tmp_path: Path) -> None:
     ex, sleeps = make_executor(api, tmp_path)
-    path = "/api/v2/workflow/wf-1/rerun"
+    path = f"/api/v2/workflow/{WF}/rerun"
     api.script(path, *[Answer(500, b"internal error")] * 4)  # a 500 was not carried out: safe to repeat
-    out = ex.execute(cmd("circleci", "retry", run_id="wf-1"))
+    out = ex.execute(cmd("circleci", "retry", run_id=WF))
     assert out.status == "failed" and out.http_status == 500
     assert sleeps.calls == [1.0, 2.0, 4.0] and len(api.requests) == 4
     assert "after 4 attempts" in out.detail
     # a failed outcome is remembered too: no second round of calls
-    assert ex.execute(cmd("circleci", "retry", run_id="wf-1")).status == "failed" and len(api.requests) == 4
+    assert ex.execute(cmd("circleci", "retry", run_id=WF)).status == "failed" and len(api.requests) == 4
 
 
 def test_5xx_then_success(api: FakeApis, tmp_path: Path) -> None:

@@ -16,13 +16,13 @@ from healing_guard.executor import Clients, DoneStore, Executor
 from healing_guard.schemas import Outcome
 
 from tests.support.fake_apis import Answer, FakeApis
-from .test_executor import NOW, SECRETS, SLACK_PATH, Sleeps, assert_no_secret, cmd, make_clients
+from .test_executor import NOW, SECRETS, SLACK_PATH, WF, Sleeps, assert_no_secret, cmd, make_clients
 
 GH_JOB = "/repos/acme/shop/actions/jobs/4242/rerun"
 GH_RUN = "/repos/acme/shop/actions/runs/777/rerun-failed-jobs"
 GL_JOB = "/api/v4/projects/acme%2Fshop/jobs/4242/retry"
 JENKINS = "/job/acme/job/shop/buildWithParameters"
-CIRCLE = "/api/v2/workflow/wf-1/rerun"
+CIRCLE = f"/api/v2/workflow/{WF}/rerun"
 JIRA = "/rest/api/3/issue"
 TIMEOUT = 0.3  # RetryPolicy.timeout_seconds in the read-timeout tests
 STALL = 2.0  # how long the server holds a stalled answer (> TIMEOUT)
@@ -81,7 +81,7 @@ def test_429_retry_after_http_date(api: FakeApis, tmp_path: Path) -> None:
     ex, sleeps = executor(api, tmp_path)
     api.script(CIRCLE, Answer(429, b'{"message":"Too many requests"}',
                               {"Retry-After": email.utils.formatdate(NOW + 5, usegmt=True)}))
-    assert ex.execute(cmd("circleci", "retry", run_id="wf-1")).status == "succeeded"
+    assert ex.execute(cmd("circleci", "retry", run_id=WF)).status == "succeeded"
     assert sleeps.calls == [5.0] and api.executed[CIRCLE] == 1
 
 
@@ -167,7 +167,7 @@ def test_not_retryable_without_an_earlier_timeout_is_a_failure(api: FakeApis, tm
 
 @pytest.mark.parametrize("provider,action,path,check", [
     ("jenkins", "retry", JENKINS, "/job/acme/job/shop/ (a build with GUARD_COMMAND_ID=c-jenkins-retry-1)"),
-    ("circleci", "retry", CIRCLE, "/pipelines/workflows/wf-1"),
+    ("circleci", "retry", CIRCLE, f"/pipelines/workflows/{WF}"),
     ("github", "notify_author", SLACK_PATH, "the channel the Slack webhook posts to"),
     ("github", "quarantine_test", JIRA, "/issues/?jql=project%20%3D%20%22CI%22"),
 ])
@@ -175,7 +175,7 @@ def test_read_timeout_of_a_call_not_safe_to_repeat_is_not_repeated(api: FakeApis
                                                                    action: str, path: str, check: str) -> None:
     ex, sleeps = executor(api, tmp_path, GUARD_EXECUTOR_TIMEOUT_SECONDS=str(TIMEOUT))
     api.script(path, Answer(201, delay=STALL))
-    out = ex.execute(cmd(provider, action, run_id="wf-1" if provider == "circleci" else "777"))
+    out = ex.execute(cmd(provider, action, run_id=WF if provider == "circleci" else "777"))
     assert out.status == "unknown" and out.http_status is None, out.detail
     assert f"timed out after {TIMEOUT:g} s" in out.detail
     assert "it may have gone through: not repeated, so it cannot run twice; check" in out.detail
@@ -185,7 +185,7 @@ def test_read_timeout_of_a_call_not_safe_to_repeat_is_not_repeated(api: FakeApis
     assert_no_secret(out.detail)
     # and it is done: a redelivery calls nothing
     n = len(api.requests)
-    assert ex.execute(cmd(provider, action, run_id="wf-1" if provider == "circleci" else "777")) == out
+    assert ex.execute(cmd(provider, action, run_id=WF if provider == "circleci" else "777")) == out
     assert len(api.requests) == n
 
 
@@ -194,7 +194,7 @@ def test_502_is_ambiguous(api: FakeApis, tmp_path: Path) -> None:
     GitHub, whose repeat is refused if the first went through."""
     ex, sleeps = executor(api, tmp_path)
     api.script(CIRCLE, Answer(502, b"<html>502 Bad Gateway</html>", executes=True))
-    out = ex.execute(cmd("circleci", "retry", run_id="wf-1"))
+    out = ex.execute(cmd("circleci", "retry", run_id=WF))
     assert out.status == "unknown" and out.http_status == 502 and "not repeated" in out.detail
     assert api.executed[CIRCLE] == 1 and len(api.requests) == 1 and not sleeps.calls
 

@@ -21,7 +21,7 @@ run: $(STAMP)
 ## make test: type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
 test: $(STAMP) kafka chromium
 	$(BIN)/mypy healing_guard
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test-all: $(STAMP) kafka chromium
 	$(BIN)/mypy healing_guard

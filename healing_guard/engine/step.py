@@ -24,7 +24,7 @@ from ..remediate import NOTIFY_ACTIONS
 from ..remediate.incidents import template_key
 from ..schemas import Command, DeadLetter, JobEvent, LogChunk, Outcome, SchemaError, TestResult, TestRisk, job_key
 from ..topics import Topics
-from ..warehouse.facts import fact_to_json
+from ..warehouse.facts import fact_to_json, outcome_fact
 from .core import Decision, Engine, dead_letter, schema_dead_letter
 from .state import (dump_incident, dump_partition, dump_test, dump_window, ledger_key, load_incident,
                     load_partition, load_test, load_window)
@@ -185,12 +185,15 @@ def ingest_step(engine: Engine, state: IngestState, key: bytes, event: IngestEve
     planner. ``logs_caught_up`` says whether this partition's ci.logs are read up to their end (asked only
     for a tick)."""
     if isinstance(event, Outcome):
-        # how an action turned out: this partition's planner learns from it (no window involved)
+        # how an action turned out: written to ClickHouse (the command's outcome in the API, the dashboard
+        # and the ROI views; one row per command id, so a replay counts once), and this partition's planner
+        # learns from it (no window involved)
+        fact = Send("facts", key, fact_to_json(outcome_fact(event)))
         lkey = ledger_key(partition)
         ledger, success = load_partition(state.ledgers.get(lkey))
         if not engine.learn_outcome(success, event):
-            return []
-        return [Store("ledgers", lkey, dump_partition(ledger, success)), Count("outcomes_learned")]
+            return [fact]
+        return [fact, Store("ledgers", lkey, dump_partition(ledger, success)), Count("outcomes_learned")]
     raw = state.windows.get(key)
     if raw is None and isinstance(event, Tick):
         return []

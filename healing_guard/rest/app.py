@@ -32,7 +32,7 @@ from ..patterns.tokenize import redact
 from ..schemas import Command
 from ..engine.requests import plan_heal
 from .keys import ApiKey, ApiKeys
-from .models import Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi
+from .models import DirectiveAnswer, Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi
 
 __all__ = ["ApiError", "CommandSink", "KafkaCommandSink", "Reader", "create_app", "DASHBOARD"]
 
@@ -54,6 +54,9 @@ class Reader(Protocol):
     def repo_health(self, owner: str, repo: str, days: int = 30, *, provider: str | None = None) -> dict[str, Any]: ...
     def failure(self, owner: str, repo: str, job_id: str, *, provider: str | None = None) -> dict[str, Any] | None: ...
     def repos(self) -> list[str]: ...
+    def directive_command(self, owner: str, repo: str, *, provider: str, job_name: str | None = None,
+                          run_id: str | None = None, commit: str | None = None,
+                          attempt: int | None = None) -> dict[str, Any] | None: ...
 
 
 class CommandSink(Protocol):
@@ -89,8 +92,11 @@ class KafkaCommandSink:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._producer is None:
+                from ..kafka_auth import client_options
+
                 p = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
-                                     enable_idempotence=True, request_timeout_ms=10_000)
+                                     enable_idempotence=True, request_timeout_ms=10_000,
+                                     **client_options(self.settings))
                 try:
                     await p.start()
                 except BaseException:
@@ -103,10 +109,16 @@ class KafkaCommandSink:
     async def send(self, cmd: Command) -> None:
         import asyncio
 
+        from ..signing import sign_headers
+
         producer = await self._started()
+        value = cmd.to_json()
+        # signed like the worker's commands (healing_guard/signing.py), when a command key is configured
+        headers = sign_headers(self.settings, value)
+        signed = {"headers": headers} if headers else {}
         # bounded: a missing topic or a broker that stopped answering must not hold the HTTP request
         await asyncio.wait_for(producer.send_and_wait(self.topic, key=cmd.job_key.encode("utf-8"),
-                                                      value=cmd.to_json()), timeout=SEND_TIMEOUT_SECONDS)
+                                                      value=value, **signed), timeout=SEND_TIMEOUT_SECONDS)
 
     async def close(self) -> None:
         if self._producer is not None:
@@ -326,6 +338,34 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
         return HealAccepted(command_id=plan.command.command_id, action=plan.command.action, status="queued",
                             strategy=plan.strategy, job_key=plan.command.job_key,
                             notify_command_id=plan.notify_command.command_id if plan.notify_command else None)
+
+    @app.get("/api/v1/repos/{owner:path}/{repo}/directive", response_model=DirectiveAnswer, tags=["failures"],
+             summary="What a job's next attempt changes", responses=_responses(401, 403, 404, 422, 503))
+    async def directive(owner: Owner, repo: Repo, _key: Key, provider: ProviderQ = "github",
+                        job_name: Annotated[str | None, Query(max_length=255, description="the job's name")] = None,
+                        run_id: Annotated[str | None, Query(max_length=255, pattern=r"^[\w.-]+$",
+                                                            description="run / pipeline id")] = None,
+                        commit: Annotated[str | None, Query(pattern=r"^[0-9a-fA-F]{7,64}$",
+                                                            description="commit SHA (CircleCI)")] = None,
+                        attempt: Annotated[int | None, Query(ge=2, le=1000,
+                                                             description="the attempt asking")] = None) -> Any:
+        """The fix the guard chose when it re-ran this job (only the failed tests, one at a time, more
+        memory, a fresh cache, ...), for the re-run's first step to apply: `guard directive apply`, the
+        Action's `prepare` mode and the CI templates call this. 404 when the attempt is a plain one."""
+        from ..directives import from_command
+
+        if not run_id and not commit:  # 404, not 400: the query is valid, it only names no attempt
+            raise ApiError(404, "no directive without an attempt to look for: give run_id (the run / pipeline "
+                                "id) or commit (the commit SHA) of the job", field="run_id")
+        found = await read(lambda r: r.directive_command(owner, repo, provider=provider, job_name=job_name,
+                                                         run_id=run_id, commit=commit, attempt=attempt))
+        d = from_command(found) if found is not None else None
+        if d is None:
+            raise ApiError(404, f"no directive for {job_name or 'this job'} in {owner}/{repo} "
+                                f"({'run ' + run_id if run_id else 'commit ' + str(commit)}): the guard did not re-run "
+                                "it with a fix in the last 24 hours, so this attempt runs as it is", field="job_name")
+        return DirectiveAnswer(command_id=d.command_id, action=d.action, applies_to_attempt=d.attempt + 1,
+                               changes=d.changes, directive=d.to_dict())
 
     @app.get("/api/v1/repos/{owner:path}/{repo}/roi", response_model=Roi, tags=["repositories"],
              summary="ROI report and daily series (the dashboard's data)",

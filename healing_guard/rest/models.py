@@ -6,7 +6,7 @@ does not fit is a server bug and fails loudly (500) instead of reaching clients 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -82,6 +82,16 @@ class Recommendation(BaseModel):
     confidence: float = Field(description="0..1")
     reason: str
     automatic: bool = Field(description="whether the guard may do it without a person")
+
+
+class DirectiveAnswer(BaseModel):
+    """What a job's next attempt changes (healing_guard/directives.py), for its first step to apply."""
+
+    command_id: str = Field(description="the re-run command the directive comes from")
+    action: str
+    applies_to_attempt: int = Field(description="the attempt that applies it (the command's attempt + 1)")
+    changes: list[str] = Field(description="what the directive changes, in words")
+    directive: dict[str, Any] = Field(description="the directive's fields; `guard directive apply` reads them")
 
 
 class FailureAnalysis(BaseModel):

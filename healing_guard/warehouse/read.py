@@ -270,6 +270,49 @@ class WarehouseReader:
         }
 
 
+    # --- a directive for a job's next attempt ---------------------------------------------------
+    def directive_command(self, owner: str, repo: str, *, provider: str, job_name: str | None = None,
+                          run_id: str | None = None, commit: str | None = None, attempt: int | None = None,
+                          max_age_hours: float = 24.0) -> dict[str, Any] | None:
+        """The latest re-run command (as a dict :func:`healing_guard.directives.from_command` takes) for the
+        job named ``job_name`` (or, for a matrix job, ``job_name (...)``) of run ``run_id`` or commit
+        ``commit``, decided in the last ``max_age_hours``; with ``attempt``, the one that reacted to
+        ``attempt - 1``. ``None`` when there is none."""
+        from ..remediate.actions import RERUN_ACTIONS
+
+        if not run_id and not commit:
+            raise ValueError("run_id or commit is needed to find a job's directive")
+        p = {"owner": owner, "repo": repo, "provider": provider, "name": job_name or "", "run": run_id or "",
+             "commit": commit or "", "attempt": int(attempt or 0), "actions": sorted(RERUN_ACTIONS),
+             "hours": float(max_age_hours)}
+        res = self.client.query(
+            f"""SELECT c.id, c.action, c.provider, c.owner, c.repo, c.job_id, c.attempt, c.run_id, c.parameters
+                FROM {self.db}.commands AS c FINAL
+                INNER JOIN (SELECT job_key, attempt, job_name, run_id, head_sha FROM {self.db}.job_runs FINAL
+                            WHERE owner = {{owner:String}} AND repo = {{repo:String}}
+                              AND provider = {{provider:String}}) AS j
+                    ON j.job_key = c.job_key AND j.attempt = c.attempt
+                WHERE c.owner = {{owner:String}} AND c.repo = {{repo:String}} AND c.provider = {{provider:String}}
+                  AND c.action IN {{actions:Array(String)}}
+                  AND c.ts >= now64(3) - toIntervalSecond(toInt64({{hours:Float64}} * 3600))
+                  AND ({{run:String}} = '' OR ifNull(c.run_id, ifNull(j.run_id, '')) = {{run:String}})
+                  AND ({{commit:String}} = '' OR ifNull(j.head_sha, '') = {{commit:String}})
+                  AND ({{name:String}} = '' OR j.job_name = {{name:String}}
+                       OR startsWith(j.job_name, concat({{name:String}}, ' (')))
+                  AND ({{attempt:UInt32}} = 0 OR c.attempt + 1 = {{attempt:UInt32}})
+                ORDER BY c.ts DESC, c.id
+                LIMIT 1""", parameters=p)
+        if not res.result_rows:
+            return None
+        cid, action, prov, own, rep, job_id, att, run, params = res.result_rows[0]
+        try:
+            parameters = orjson.loads(params or "{}")
+        except orjson.JSONDecodeError:
+            parameters = {}
+        return {"command_id": cid, "action": action, "provider": prov, "owner": own, "repo": rep, "job_id": job_id,
+                "attempt": int(att), "run_id": run, "parameters": parameters}
+
+
 def _evidence(text: str) -> list[dict[str, Any]]:
     try:
         items = orjson.loads(text or "[]")

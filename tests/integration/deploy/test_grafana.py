@@ -18,6 +18,9 @@ import pytest
 
 from tests.unit.deploy.test_grafana import SCHEMA, expand, load_dashboard, panel_queries
 
+# one worker runs the whole module under `pytest -n 2 --dist loadgroup` (module-scoped fixture)
+pytestmark = pytest.mark.xdist_group("test_grafana")
+
 
 @pytest.fixture(scope="module")
 def facts_db(ch_client: Any) -> Iterator[str]:

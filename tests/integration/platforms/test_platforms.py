@@ -42,7 +42,7 @@ async def test_webhook_receiver_publishes_job_events(kafka_bootstrap: str, tmp_p
     settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix)
     await ensure_topics(settings)
     port = free_port()
-    env = {**os.environ, "GUARD_WEBHOOK_SECRET_GITHUB": "s3cret"}
+    env = {**os.environ, "GUARD_WEBHOOK_SECRET_GITHUB": "s3cret", "GUARD_DATA_DIR": str(tmp_path)}  # its own delivery log
     log = tmp_path / "receiver.log"
     proc = subprocess.Popen([sys.executable, "-m", "healing_guard.cli", "webhook", "serve", "--port", str(port),
                              "--broker", f"kafka://{kafka_bootstrap}", "--topic-prefix", prefix],

@@ -32,10 +32,34 @@ from healing_guard.streams.topics import ensure_topics
 from tests.integration.helpers import collect
 from tests.support.paths import ROOT
 
-pytestmark = pytest.mark.integration
+# one worker runs the whole module under `pytest -n 2 --dist loadgroup` (its fixture starts a server)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_api_live")]
 pytest.importorskip("chdb", reason="chDB is the [embedded] extra")
 
 DB = "guard_live"
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def directive_facts() -> list[Any]:
+    """A matrix job of run 777 that the guard re-ran a moment ago with its flaky tests one at a time, and a
+    job of the same run re-run plainly (no directive)."""
+    from healing_guard.schemas import JobEvent
+    from healing_guard.warehouse import command_fact, job_run_fact
+
+    now = time.time()
+    out = []
+    for job_id, name, action, params in (
+            ("501", "test (3.11)", "rerun_sequential", {"parallelism": 1, "failed_tests_only": True,
+                                                         "tests": ["tests/test_db.py::test_pool"]}),
+            ("502", "lint", "retry", {})):
+        ev = JobEvent(provider="github", owner="acme", repo="web", job_id=job_id, job_name=name, status="completed",
+                      conclusion="failure", run_id="777", head_sha=SHA, started_at=now - 120, completed_at=now - 60)
+        out.append(job_run_fact(ev, cost_usd=0.01))
+        out.append(command_fact(Command(provider="github", owner="acme", repo="web", job_id=job_id,
+                                        command_id=f"dir-{job_id}", attempt=1, action=action, reason="r",
+                                        category="test_failure", confidence=0.9, parameters=params, run_id="777",
+                                        ts=now - 30)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +69,10 @@ def live_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         from healing_guard.warehouse import FactWriter, connect, migrate
         from tests.integration.warehouse.test_roi import FACTS, OUTCOME
+        from tests.integration.rest.test_api_live import directive_facts
         c = connect({dsn!r})
         migrate(c, {DB!r})
-        FactWriter(c, {DB!r}).write([*FACTS, OUTCOME])
+        FactWriter(c, {DB!r}).write([*FACTS, OUTCOME, *directive_facts()])
         c.close()
         """)], cwd=ROOT, check=True, timeout=120)
     prefix = f"live{uuid.uuid4().hex[:6]}."
@@ -86,6 +111,32 @@ def live_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _directive_step(live_api: dict[str, Any], tmp_path: Path, key: str, job: str,
+                    attempt: str = "2") -> subprocess.CompletedProcess[str]:
+    """`guard directive apply` as a re-run GitHub job's first step runs it."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "GITHUB_ACTIONS": "true",
+           "GITHUB_REPOSITORY": "acme/web", "GITHUB_RUN_ID": "777", "GITHUB_RUN_ATTEMPT": attempt,
+           "GITHUB_SHA": SHA, "GITHUB_JOB": job, "GITHUB_ENV": str(tmp_path / "github_env"),
+           "GUARD_API_URL": live_api["base"], "GUARD_API_KEY": key}
+    return subprocess.run([sys.executable, "-m", "healing_guard.cli", "directive", "apply", "--out-dir",
+                           str(tmp_path / ".guard")], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_rerun_job_obtains_its_directive_from_the_api(live_api: dict[str, Any], tmp_path: Path) -> None:
+    out = _directive_step(live_api, tmp_path, live_api["keys"]["web"], "test")  # matrix "test (3.11)"
+    assert out.returncode == 0, out.stderr
+    env = dict(ln.split("=", 1) for ln in (tmp_path / "github_env").read_text().splitlines())
+    assert env["GUARD_DIRECTIVE"] == "dir-501" and env["GUARD_SEQUENTIAL"] == "true"
+    assert Path(env["GUARD_TESTS_FILE"]).read_text() == "tests/test_db.py::test_pool\n"
+    # the plain re-run of the same run has none; nor has the attempt after the next one; nor a key of
+    # another repository
+    for job, attempt, key, said in (("lint", "2", "web", "no directive"), ("test", "3", "web", "no directive"),
+                                    ("test", "2", "api", "answered 403")):
+        (tmp_path / "github_env").unlink(missing_ok=True)
+        out = _directive_step(live_api, tmp_path, live_api["keys"][key], job, attempt)
+        assert out.returncode == 0 and said in out.stderr and not (tmp_path / "github_env").exists(), out.stderr
 
 
 def test_the_sdk_reads_health_and_analyses_from_the_real_warehouse(live_api: dict[str, Any]) -> None:

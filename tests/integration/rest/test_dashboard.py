@@ -27,6 +27,9 @@ from urllib.parse import urlsplit
 import pytest
 from tests.support.paths import ROOT
 
+# one worker runs the whole module under `pytest -n 2 --dist loadgroup` (module-scoped fixture)
+pytestmark = pytest.mark.xdist_group("test_dashboard")
+
 STATIC = ROOT / "healing_guard" / "rest" / "static"
 CHROMIUM = "/usr/bin/chromium"
 KEY = "test-key-0123456789"

@@ -15,6 +15,9 @@ from healing_guard.patterns.library import load_library
 from healing_guard.patterns.matcher import Matcher
 from tests.support.paths import ROOT
 
+# one worker runs the whole module under `pytest -n 2 --dist loadgroup` (module-scoped fixture)
+pytestmark = pytest.mark.xdist_group("test_mttg")
+
 _PATH = ROOT / "benchmarks" / "mttg.py"
 
 

@@ -128,9 +128,14 @@ def test_an_outcome_teaches_the_partitions_planner(engine: Engine) -> None:
     failed = Outcome(command_id="c1", job_key=KEY.decode(), action="cleanup_retry", status="failed",
                      category="disk_full")
     effects = step(engine, t, failed)
-    assert [type(e) for e in effects] == [Store, Count] and ledger_key(0) in t.ledgers
+    assert [type(e) for e in effects] == [Send, Store, Count] and ledger_key(0) in t.ledgers
+    # every outcome is a fact for ClickHouse (the command's outcome in the API), learned from or not
+    fact = orjson.loads(effects[0].value)  # type: ignore[union-attr]
+    assert effects[0].topic == "facts" and fact["table"] == "outcomes"  # type: ignore[union-attr]
+    assert (fact["row"]["id"], fact["row"]["status"]) == ("c1", "failed")
     dry = Outcome(command_id="c2", job_key=KEY.decode(), action="retry", status="dry_run", category="network")
-    assert step(engine, t, dry) == []
+    effects = step(engine, t, dry)
+    assert [type(e) for e in effects] == [Send] and orjson.loads(effects[0].value)["row"]["status"] == "dry_run"  # type: ignore[union-attr]
 
 
 def test_a_tick_waits_for_the_partitions_logs_within_reason(engine: Engine) -> None:

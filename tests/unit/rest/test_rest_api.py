@@ -126,6 +126,16 @@ class FakeReader:
         self._check()
         return ["acme/web"]
 
+    def directive_command(self, owner: str, repo: str, *, provider: str, job_name: str | None = None,
+                          run_id: str | None = None, commit: str | None = None,
+                          attempt: int | None = None) -> dict[str, Any] | None:
+        self._check()
+        self.calls.append(("directive", owner, repo, job_name or ""))
+        if run_id != "42" or provider != "github":
+            return None
+        return {"command_id": "c-1", "action": "rerun_more_memory", "provider": provider, "owner": owner,
+                "repo": repo, "job_id": "7", "attempt": 1, "run_id": run_id, "parameters": {"memory_factor": 2}}
+
 
 class ListSink:
     """A CommandSink that keeps what it was sent (or fails, like a broker that is down)."""
@@ -270,6 +280,22 @@ def test_healing_status(env: Env, client: Any) -> None:
     assert r.status_code == 422 and r.json()["field"] == "days"
     r = client.get(STATUS + "?days=abc", headers=bearer(env.web_key))
     assert r.status_code == 422 and r.json()["field"] == "days"
+
+
+def test_directive_for_a_rerun_job(env: Env, client: Any) -> None:
+    url = "/api/v1/repos/acme/web/directive"
+    r = client.get(url + "?run_id=42&job_name=build&attempt=2", headers=bearer(env.web_key))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["applies_to_attempt"] == 2 and body["changes"] == ["2x memory"]
+    assert body["directive"]["memory_factor"] == 2 and env.reader.calls[-1] == ("directive", "acme", "web", "build")
+    r = client.get(url + "?run_id=43", headers=bearer(env.web_key))
+    assert r.status_code == 404 and "runs as it is" in r.json()["detail"]
+    r = client.get(url + "?job_name=build", headers=bearer(env.web_key))
+    assert r.status_code == 404 and r.json()["field"] == "run_id" and "give run_id" in r.json()["detail"]
+    r = client.get(url + "?run_id=a%20b", headers=bearer(env.web_key))
+    assert r.status_code == 422 and r.json()["field"] == "run_id"
+    assert client.get(url + "?run_id=42").status_code == 401
 
 
 def test_gitlab_subgroup_owner_reaches_the_reader(env: Env, client: Any) -> None:
@@ -508,7 +534,8 @@ def test_openapi_document_describes_routes_auth_and_errors(client: Any) -> None:
     assert set(paths) == {
         "/health", "/metrics", "/dashboard", "/api/v1/repos/{owner}/{repo}/healing/status",
         "/api/v1/repos/{owner}/{repo}/failures/{job_id}/analysis",
-        "/api/v1/repos/{owner}/{repo}/failures/{job_id}/heal", "/api/v1/repos/{owner}/{repo}/roi"}
+        "/api/v1/repos/{owner}/{repo}/failures/{job_id}/heal", "/api/v1/repos/{owner}/{repo}/roi",
+        "/api/v1/repos/{owner}/{repo}/directive"}
     analysis = paths["/api/v1/repos/{owner}/{repo}/failures/{job_id}/analysis"]["get"]
     assert {"200", "401", "403", "404", "422", "503"} <= set(analysis["responses"])
     assert analysis["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")

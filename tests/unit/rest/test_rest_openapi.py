@@ -36,5 +36,15 @@ def test_api_conforms_to_its_openapi_document(case: Any) -> None:
 
 
 def test_the_run_reached_the_sink_and_the_reader() -> None:
-    """Guards against a vacuous run (e.g. every request refused before the routes)."""
-    assert READER.calls, "no generated request reached the warehouse reader"
+    """Guards against a vacuous run (e.g. every request refused before the routes): a case of the read
+    and the heal operation, made from the document as the generated ones are, reaches the reader and the
+    sink. (Self-contained: under `pytest -n 2` the generated cases may run in another process.)"""
+    base = "/api/v1/repos/{owner}/{repo}"
+    params = {"owner": "acme", "repo": "web", "job_id": "1"}
+    for path, method in ((base + "/healing/status", "GET"), (base + "/failures/{job_id}/heal", "POST")):
+        op = schema[path][method]
+        case = op.Case(path_parameters={k: v for k, v in params.items() if "{" + k + "}" in path},
+                       **({"body": {"strategy": "auto"}} if method == "POST" else {}))
+        case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"})
+    assert READER.calls, "no request reached the warehouse reader"
+    assert SINK.sent, "no heal request reached the command sink"

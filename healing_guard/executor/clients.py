@@ -405,6 +405,39 @@ class GitHubClient:
                               already_done=github_already_running, check=check)
 
 
+    def caches_url(self, owner: str, repo: str, ref: str) -> str:
+        return (f"{self.web}/{_seg(owner)}/{_seg(repo)}/actions/caches?query="
+                + urllib.parse.quote(f"branch:{ref.removeprefix('refs/heads/')}"))
+
+    def delete_caches(self, owner: str, repo: str, ref: str) -> Response:
+        """Delete the GitHub Actions caches of ``ref`` (``refs/heads/main``; a bare branch name gets the
+        prefix): ``GET .../actions/caches?ref=`` then ``DELETE .../actions/caches/{id}`` for each, so the
+        next attempt's ``actions/cache`` restores nothing and saves a fresh cache. Deleting is idempotent:
+        repeats are safe. The ``Response`` tells how many were deleted."""
+        if not ref.startswith("refs/"):
+            ref = "refs/heads/" + ref
+        try:
+            base = f"{self.base}/repos/{_seg(owner)}/{_seg(repo)}/actions/caches"
+            check = self.caches_url(owner, repo, ref)
+        except UnsafeValue as exc:
+            return _refused(exc)
+        ids: list[int] = []
+        for page in range(1, 11):  # at most 1,000 caches of one ref
+            listed = self.t.request("GET", f"{base}?{urllib.parse.urlencode({'ref': ref, 'per_page': 100, 'page': page})}",
+                                    headers=self._headers(), repeat_safe=True, check=check)
+            if not listed.ok:
+                return listed
+            caches = (listed.json() or {}).get("actions_caches") or []
+            ids += [int(c["id"]) for c in caches if isinstance(c, dict) and isinstance(c.get("id"), int)]
+            if len(caches) < 100:
+                break
+        for cid in ids:
+            gone = self.t.request("DELETE", f"{base}/{cid}", headers=self._headers(), repeat_safe=True, check=check)
+            if not gone.ok and gone.status != 404:  # 404: deleted meanwhile
+                return replace(gone, message=f"deleting cache {cid} of {ref}: {gone.message}")
+        return Response(200, message=f"deleted {len(ids)} cache(s) of {ref}")
+
+
 class GitLabClient:
     """GitLab REST v4. The project is addressed by its URL-encoded path ``group[/subgroup]/project``."""
 
@@ -433,6 +466,34 @@ class GitLabClient:
             return _refused(exc)
         return self.t.request("POST", url, headers={"PRIVATE-TOKEN": self._token}, repeat_safe=True,
                               already_done=gitlab_not_retryable, check=check)
+
+    def clear_runner_caches(self, owner: str, repo: str) -> Response:
+        """Clear the project's runner caches (the "Clear runner caches" button): GraphQL ``runnerCacheClear``,
+        which needs the project's numeric id (``GET /api/v4/projects/:path``). GitLab then gives every
+        cache key a new index, so the next attempt starts with an empty cache. Idempotent enough: a repeat
+        only advances the index again."""
+        try:
+            url = f"{self.base}/api/v4/projects/{self._project(owner, repo)}"
+            check = f"{self.base}/{_segs(owner)}/{_seg(repo)}/-/pipelines (Clear runner caches)"
+        except UnsafeValue as exc:
+            return _refused(exc)
+        got = self.t.request("GET", url, headers={"PRIVATE-TOKEN": self._token}, repeat_safe=True, check=check)
+        if not got.ok:
+            return got
+        pid = (got.json() or {}).get("id")
+        if not isinstance(pid, int):
+            return Response(None, message=f"GitLab did not say the id of project {owner}/{repo}")
+        query = "mutation($id: ProjectID!) { runnerCacheClear(input: {projectId: $id}) { errors } }"
+        done = self.t.request("POST", f"{self.base}/api/graphql",
+                              headers={"Authorization": f"Bearer {self._token}"}, repeat_safe=True, check=check,
+                              json_body={"query": query, "variables": {"id": f"gid://gitlab/Project/{pid}"}})
+        if not done.ok:
+            return done
+        body = done.json() or {}
+        errors = body.get("errors") or ((body.get("data") or {}).get("runnerCacheClear") or {}).get("errors")
+        if errors or not (body.get("data") or {}).get("runnerCacheClear"):
+            return replace(done, status=None, message=f"runnerCacheClear refused: {str(errors)[:300]}")
+        return done
 
     def retry_pipeline(self, owner: str, repo: str, pipeline_id: str) -> Response:
         try:

@@ -114,9 +114,14 @@ def _directive_note(cmd: Command, platform: str) -> str | None:
 
     if cmd.action == "rerun_larger_runner":
         return f"{platform} cannot change the runner class of a re-run; plain re-run"
-    if cmd.action == "clear_cache_retry" and platform != "GitHub":
-        return (f"{platform} fixes cache keys before the job starts, so a directive cannot change them; "
+    if cmd.action == "clear_cache_retry" and platform == "GitLab":
+        return "the runner caches are cleared before the retry"
+    if cmd.action == "clear_cache_retry" and platform == "CircleCI":
+        return ("CircleCI fixes cache keys before the job starts and has no API to delete caches; "
                 "plain re-run")
+    if cmd.action == "clear_cache_retry" and not isinstance(cmd.parameters.get("ref"), str):
+        return ("no branch known, so no Actions cache deleted; the next attempt's first step "
+                "(guard-directive apply) sets GUARD_CACHE_SUFFIX for cache keys")
     d = from_command(cmd)
     if d is None:
         return None
@@ -478,6 +483,14 @@ def _TEST_ID(v: Any, path: str) -> None:
         raise Refusal(path, f"must not contain control characters; found {bad.group()!r} in {_show(v)}")
 
 
+def _git_ref(v: Any, path: str) -> None:
+    """A branch or ref (``main``, ``refs/heads/feature/x``, ``refs/pull/7/merge``) as git allows them,
+    without ``..``."""
+    _text(255)(v, path)
+    if not re.fullmatch(r"[A-Za-z0-9._/+-]+", v) or ".." in v or v.startswith(("/", "-")):
+        raise Refusal(path, f"must be a git ref (letters, digits and ._/+-, no '..'), got {_show(v)}")
+
+
 def _cleanup_step(v: Any, path: str) -> None:
     _word(200)(v, path)
     if "," in v:  # GUARD_CLEANUP joins the steps with commas
@@ -506,6 +519,7 @@ def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict
         "parallelism": _number(1, MAX_PARALLELISM, integer=True),
         "no_cache": _boolean,
         "clear_cache": _boolean,
+        "ref": _git_ref,
         "cleanup": _list_of(_cleanup_step, MAX_CLEANUP_STEPS, min_items=1),
         "clear_dependency_cache": _boolean,
         "frozen_lockfile": _boolean,
@@ -565,6 +579,8 @@ class Step:
     describe: str
     call: Callable[[], Response]
     check: str = ""  # where a person sees whether the call was carried out
+    #: the steps after this one make no sense if it failed (a re-run on a cache that could not be cleared)
+    required: bool = False
 
 
 class Executor:
@@ -709,7 +725,12 @@ class Executor:
         results: list[str] = []
         failed: Response | None = None
         status: int | None = None
+        blocker: Step | None = None  # a required step that failed: the later steps are not called
         for n, s in enumerate(steps):
+            if blocker is not None:
+                results.append(f"{s.describe}: not done ({blocker.describe} failed)")
+                self.store.step(cmd.command_id, n, False, self._mask(results[-1]), None, False)
+                continue
             try:
                 r = s.call()
             except Exception as exc:  # a bug, not a platform answer: record it, never run the command again
@@ -720,10 +741,13 @@ class Executor:
                 if r.already_done:
                     results.append(f"{s.describe}: {r.message}{extra}")
                 else:
-                    results.append(f"{s.describe}: HTTP {r.status}{extra}")
+                    said = f" ({r.message})" if r.message else ""
+                    results.append(f"{s.describe}: HTTP {r.status}{said}{extra}")
             else:
                 failed = failed or r
                 results.append(f"{s.describe}: FAILED {r.message or r.status}")
+                if s.required:
+                    blocker = s
             self.store.step(cmd.command_id, n, r.ok, self._mask(results[-1]), r.status, r.ambiguous)
         if wait:
             results.insert(0, f"waited {wait:g} s (backoff)")
@@ -770,10 +794,17 @@ class Executor:
                 step = Step("github", f"GitHub re-run job {cmd.job_id}",
                             lambda: gh.rerun_job(cmd.owner, cmd.repo, cmd.job_id),
                             gh.job_url(cmd.owner, cmd.repo, cmd.job_id))
+            steps = [step]
+            if cmd.action == "clear_cache_retry" and isinstance(p.get("ref"), str):
+                ref = p["ref"]
+                # the platform's half of a fresh cache: the branch's caches go before the re-run starts
+                steps.insert(0, Step("github", f"GitHub delete the Actions caches of {ref}",
+                                     lambda: gh.delete_caches(cmd.owner, cmd.repo, ref),
+                                     gh.caches_url(cmd.owner, cmd.repo, ref), required=True))
             note = _directive_note(cmd, "GitHub")
             if note:
                 notes.append(note)
-            return [step], notes
+            return steps, notes
         if cmd.provider == "gitlab":
             if c.gitlab is None:
                 raise ValueError("GitLab is not configured (set GUARD_GITLAB_TOKEN)")
@@ -786,10 +817,17 @@ class Executor:
                 step = Step("gitlab", f"GitLab retry job {cmd.job_id}",
                             lambda: gl.retry_job(cmd.owner, cmd.repo, cmd.job_id),
                             gl.job_url(cmd.owner, cmd.repo, cmd.job_id))
+            steps = [step]
+            if cmd.action == "clear_cache_retry":
+                # GitLab fixes cache keys before a job starts: clearing the runner caches is the way
+                steps.insert(0, Step("gitlab", f"GitLab clear the runner caches of {cmd.owner}/{cmd.repo}",
+                                     lambda: gl.clear_runner_caches(cmd.owner, cmd.repo),
+                                     f"{gl.base}/{cmd.owner}/{cmd.repo}/-/pipelines (Clear runner caches)",
+                                     required=True))
             note = _directive_note(cmd, "GitLab")
             if note:
                 notes.append(note)
-            return [step], notes
+            return steps, notes
         if cmd.provider == "jenkins":
             if c.jenkins is None:
                 raise ValueError("Jenkins is not configured (set GUARD_JENKINS_URL, GUARD_JENKINS_USER, "

@@ -287,10 +287,13 @@ def plan_chosen(job: JobEvent, d: Diagnosis, st: Remedy, reason: str, ledger: Le
     # an escalation is about the job, not the attempt: every later attempt maps to the same id, so the
     # executor opens one ticket per failing job
     cid = command_id(job.job_key, 0 if st.action == ESCALATE.action else job.attempt, st.action)
+    parameters = dict(st.parameters)
+    if parameters.get("clear_cache") and job.branch:
+        parameters["ref"] = job.branch  # whose caches the executor deletes where the platform can
     cmd = Command(
         provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
         command_id=cid, attempt=job.attempt, action=st.action,
-        reason=reason, category=d.category, confidence=round(d.confidence, 4), parameters=dict(st.parameters),
+        reason=reason, category=d.category, confidence=round(d.confidence, 4), parameters=parameters,
         evidence=[Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence[:5]],
         budget=snapshot, estimated_cost_usd=spend, run_id=job.run_id, ts=now,
     )

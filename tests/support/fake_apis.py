@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import threading
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -45,6 +46,18 @@ def _json(status: int, obj: Any, **headers: str) -> Answer:
 
 def default_answer(method: str, path: str) -> Answer:
     """The documented success answer of each endpoint."""
+    if method == "GET" and re.fullmatch(r"/repos/[^/]+/[^/]+/actions/caches", path):
+        # GitHub's list of a ref's caches (two, and the page is not full)
+        return _json(200, {"total_count": 2, "actions_caches": [
+            {"id": 505, "ref": "refs/heads/main", "key": "npm-abc", "size_in_bytes": 1024},
+            {"id": 506, "ref": "refs/heads/main", "key": "pip-def", "size_in_bytes": 2048}]})
+    if method == "DELETE" and re.fullmatch(r"/repos/[^/]+/[^/]+/actions/caches/\d+", path):
+        return Answer(204)
+    m = re.fullmatch(r"/api/v4/projects/([^/]+)", path)
+    if method == "GET" and m:
+        return _json(200, {"id": 4321, "path_with_namespace": urllib.parse.unquote(m.group(1))})
+    if method == "POST" and path == "/api/graphql":
+        return _json(200, {"data": {"runnerCacheClear": {"errors": []}}})
     if method != "POST":
         return _json(405, {"message": "method not allowed"})
     if re.fullmatch(r"/repos/[^/]+/[^/]+/actions/runs/[^/]+/rerun-failed-jobs", path) or \
@@ -133,7 +146,7 @@ class FakeApis:
                 self.end_headers()
                 self.wfile.write(ans.body)
 
-            do_POST = do_GET = do_PUT = _handle
+            do_POST = do_GET = do_PUT = do_DELETE = _handle
 
             def log_message(self, *a: Any) -> None:
                 pass

@@ -111,11 +111,12 @@ def test_gitlab_retry_job_and_pipeline(api: FakeApis, tmp_path: Path) -> None:
     out2 = ex.execute(cmd("gitlab", "clear_cache_retry", owner="group", repo="proj", job_id="99", run_id="55",
                           parameters={"scope": "pipeline"}))
     assert out2.status == "succeeded"
-    r1, r2 = api.requests
+    r1, *clear, r2 = api.requests  # clear_cache_retry clears the runner caches first (two calls)
     assert r1.method == "POST" and r1.path == "/api/v4/projects/group%2Fsub%2Fproj/jobs/99/retry"
     assert r1.headers["PRIVATE-TOKEN"] == SECRETS["GUARD_GITLAB_TOKEN"]
+    assert [c.path for c in clear] == ["/api/v4/projects/group%2Fproj", "/api/graphql"]
     assert r2.path == "/api/v4/projects/group%2Fproj/pipelines/55/retry"
-    assert "cache" in out2.detail
+    assert "runner caches are cleared" in out2.detail
 
 
 def test_jenkins_build_with_parameters(api: FakeApis, tmp_path: Path) -> None:
@@ -409,3 +410,57 @@ def test_executor_command_registers_and_refuses_embedded_broker(tmp_path: Path) 
     assert res.exit_code == 0 and "--dry-run" in res.output and "--live" in res.output
     res = runner.invoke(app, ["executor", "--broker", "embedded", "--data-dir", str(tmp_path)])
     assert res.exit_code == 2
+
+
+# --- clearing a corrupt cache on the platform's side ------------------------------------------------
+
+def test_github_clear_cache_deletes_the_branchs_caches_before_the_rerun(api: FakeApis, tmp_path: Path) -> None:
+    ex, _ = make_executor(api, tmp_path)
+    out = ex.execute(cmd("github", "clear_cache_retry", parameters={"clear_cache": True, "ref": "main"}))
+    assert out.status == "succeeded", out.detail
+    calls = [(r.method, r.path) for r in api.requests]
+    assert calls == [("GET", "/repos/acme/shop/actions/caches"), ("DELETE", "/repos/acme/shop/actions/caches/505"),
+                     ("DELETE", "/repos/acme/shop/actions/caches/506"),
+                     ("POST", "/repos/acme/shop/actions/runs/777/rerun-failed-jobs")]
+    assert "GitHub delete the Actions caches of main: HTTP 200 (deleted 2 cache(s) of refs/heads/main)" in out.detail
+    # a failed deletion stops before the re-run (a re-run on the corrupt cache would fail the same way)
+    api.script("/repos/acme/shop/actions/caches/505", Answer(403, b'{"message": "Resource not accessible"}'))
+    api.requests.clear()
+    out = ex.execute(cmd("github", "clear_cache_retry", command_id="again", parameters={"clear_cache": True, "ref": "main"}))
+    assert out.status == "failed" and "rerun-failed-jobs" not in " ".join(r.path for r in api.requests), out.detail
+    assert "re-run failed jobs of run 777: not done (GitHub delete the Actions caches of main failed)" in out.detail
+
+
+def test_github_clear_cache_without_a_branch_says_what_the_directive_does(api: FakeApis, tmp_path: Path) -> None:
+    ex, _ = make_executor(api, tmp_path)
+    out = ex.execute(cmd("github", "clear_cache_retry", parameters={"clear_cache": True}))
+    assert [(r.method, r.path) for r in api.requests] == [("POST", "/repos/acme/shop/actions/runs/777/rerun-failed-jobs")]
+    assert "no branch known" in out.detail and "GUARD_CACHE_SUFFIX" in out.detail
+
+
+def test_gitlab_clear_cache_clears_the_runner_caches_before_the_retry(api: FakeApis, tmp_path: Path) -> None:
+    ex, _ = make_executor(api, tmp_path)
+    out = ex.execute(cmd("gitlab", "clear_cache_retry", owner="grp/sub", parameters={"clear_cache": True}))
+    assert out.status == "succeeded", out.detail
+    calls = [(r.method, r.path) for r in api.requests]
+    assert calls == [("GET", "/api/v4/projects/grp%2Fsub%2Fshop"), ("POST", "/api/graphql"),
+                     ("POST", "/api/v4/projects/grp%2Fsub%2Fshop/jobs/4242/retry")]
+    gql = json.loads(api.requests[1].body)
+    assert "runnerCacheClear" in gql["query"] and gql["variables"] == {"id": "gid://gitlab/Project/4321"}
+    # GraphQL answers 200 with errors when the token may not clear caches: that is a failure
+    api.script("/api/graphql", Answer(200, b'{"data": {"runnerCacheClear": {"errors": ["not allowed"]}}}'))
+    api.requests.clear()
+    out = ex.execute(cmd("gitlab", "clear_cache_retry", owner="grp/sub", command_id="g2", parameters={"clear_cache": True}))
+    assert out.status == "failed" and "not allowed" in out.detail and not any("retry" in r.path for r in api.requests)
+
+
+def test_the_planner_names_the_branch_whose_caches_go() -> None:
+    from healing_guard.classify import Diagnosis
+    from healing_guard.remediate import Ledger, PlanConfig, plan
+    from healing_guard.schemas import JobEvent
+
+    job = JobEvent(provider="github", owner="acme", repo="shop", job_id="1", job_name="build", status="completed",
+                   conclusion="failure", branch="feature/x", started_at=NOW - 600, completed_at=NOW)
+    d = Diagnosis(category="cache_corruption", confidence=0.95, evidence=())
+    _, command = plan(job, d, (), Ledger(), PlanConfig(), 0.008, now=NOW)
+    assert command.action == "clear_cache_retry" and command.parameters["ref"] == "feature/x"

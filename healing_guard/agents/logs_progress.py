@@ -29,8 +29,12 @@ class LogsProgress:
             read = getattr(app.consumer, "_read_offset", {}).get(tp)  # committed position after assignment
         except Exception:  # consumer not running (tests) or partition not assigned yet
             return True
+        if hw is None:
+            # not fetched yet (a partition just assigned, e.g. taken over from a worker that died): its
+            # backlog is unknown, so not caught up; the hold is bounded (engine.step.max_tick_hold)
+            return False
         if not hw:
-            return True
+            return True  # an empty partition
         done = self.position.get(partition)
         if done is None:
             done = read if read is not None else -1

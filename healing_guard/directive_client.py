@@ -194,7 +194,8 @@ def apply(file: Optional[Path], api: Optional[str], key: Optional[str], out_dir:
         if not target:
             raise ValueError("--format github: GITHUB_ENV is not set (not in a GitHub Actions step?)")
         with open(target, "a", encoding="utf-8") as fh:
-            fh.writelines(f"{k}={v}\n" for k, v in variables.items())
+            # one NAME=value line each: a value with a line break would set another variable
+            fh.writelines(f"{k}={v}\n" for k, v in variables.items() if "\n" not in v and "\r" not in v)
     elif fmt == "bash_env":
         with open(env["BASH_ENV"], "a", encoding="utf-8") as fh:
             fh.write(dv.shell_exports(variables))

@@ -160,6 +160,14 @@ def from_dict(d: Mapping[str, Any]) -> Directive:
     for k in ("command_id", "action", "provider", "owner", "repo", "job_id", "attempt"):
         if k not in raw:
             raise ValueError(f"directive: missing field {k!r}")
+    for k in ("command_id", "action", "provider", "owner", "repo", "job_id"):
+        # these reach variables (GUARD_DIRECTIVE, GUARD_ACTION) and $GITHUB_ENV lines: plain words only
+        if not isinstance(raw[k], str) or not re.fullmatch(r"[\w.:@+/-]{1,300}", raw[k]):
+            raise ValueError(f"directive: {k} must be a plain id, got {str(raw[k])[:80]!r}")
+    try:
+        raw["attempt"] = int(raw["attempt"])
+    except (TypeError, ValueError):
+        raise ValueError(f"directive: attempt must be a number, got {str(raw['attempt'])[:80]!r}") from None
     out = Directive(**raw)
     out.tests = _tests(out.tests)
     out.memory_factor = _factor(out.memory_factor, MAX_MEMORY_FACTOR)

@@ -147,3 +147,17 @@ def test_the_client_runs_on_the_standard_library_alone(tmp_path: Path) -> None:
                            str(tmp_path / ".guard" / "directive.json")], env={"PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=60)
     assert args.returncode == 0 and "-Dtest=t.py::a" not in args.stdout and "-DargLine=-Xmx" in args.stdout, args
+
+
+def test_a_directive_cannot_smuggle_variables_into_github_env(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="command_id"):
+        dv.from_dict({"command_id": "c\nLD_PRELOAD=/tmp/x.so", "action": "retry_tests_isolated", "provider": "github",
+                      "owner": "a", "repo": "b", "job_id": "1", "attempt": 1, "sequential": True})
+    d = tmp_path / "d.json"
+    d.write_text(json.dumps({"command_id": "c-3", "action": "rerun_more_memory", "provider": "github", "owner": "a",
+                             "repo": "b", "job_id": "1", "attempt": 1, "memory_factor": 2}))
+    github_env = tmp_path / "github_env"
+    out = _apply(tmp_path, {"GITHUB_ENV": str(github_env), "NODE_OPTIONS": "--x\nLD_PRELOAD=/tmp/x.so"}, "--file", str(d))
+    assert out.returncode == 0, out.stderr
+    text = github_env.read_text()
+    assert "LD_PRELOAD" not in text and "GUARD_MEMORY_FACTOR=2" in text

@@ -386,6 +386,8 @@ class Result:
     causes: dict[str, int] = field(default_factory=dict)
     warm_from: float = 0.0
     masked: int = 0  # regression failures a quarantine turned green at once (hidden, never red)
+    #: guard: per automatic action, [next attempts green, next attempts]
+    next_green: dict[str, list[int]] = field(default_factory=dict)
 
     def counted(self) -> list[Episode]:
         return [e for e in self.episodes if e.first_fail >= self.warm_from]
@@ -426,8 +428,11 @@ class _Chain:
 class Sim:
     """One policy over one stream."""
 
-    def __init__(self, st: Stream, policy: str, matcher: Matcher | None = None) -> None:
+    def __init__(self, st: Stream, policy: str, matcher: Matcher | None = None, *, plain_reruns: bool = False) -> None:
         self.st, self.cfg, self.policy = st, st.cfg, policy
+        #: the guard without directives: a fix is carried out as the platform's plain re-run (what GitHub,
+        #: GitLab and CircleCI did before docs/directives.md), so the next attempt changes nothing
+        self.plain_reruns = plain_reruns
         self.res = Result(policy, warm_from=st.cfg.warmup_days * 1440.0)
         self.q: list[tuple[float, int, str, _Chain]] = []
         self.n = 0
@@ -562,6 +567,9 @@ class Sim:
         if ch.acted is not None:
             action, category = ch.acted
             self.success.learn(category, f"fleet/{self.st.repos[ch.commit.repo].name}", action, not a.failed)
+            green = self.res.next_green.setdefault(action, [0, 0])
+            green[0] += int(not a.failed)
+            green[1] += 1
             ch.acted = None
         if ch.job != "test" or not a.tests_ran or a.cause in ("runner_lost", "network", "oom", "disk_full"):
             return
@@ -631,6 +639,8 @@ class Sim:
             tests = tuple(i for i, tid in enumerate(repo.tests) if tid in ids) or a.failed_tests
             seq_ = act == "rerun_sequential"
             mode = Mode(tests=tests, sequential=seq_, time_fraction=0.5 if seq_ else 0.35)
+        if self.plain_reruns:
+            mode = Mode()  # the whole job again, as it was
         self.res.auto_retries += 1
         ch.acted = (act, cmd.category)
         self.rerun(t, ch, mode)
@@ -642,6 +652,15 @@ class Sim:
 def simulate(cfg: Config, seed: int, matcher: Matcher | None = None) -> dict[str, Result]:
     st = build_stream(cfg, seed)
     return {p: Sim(st, p, matcher).run() for p in POLICIES}
+
+
+def simulate_plain(cfg: Config, seed: int, matcher: Matcher | None = None) -> Result:
+    """The guard on the same stream with every fix carried out as a plain re-run (no directives)."""
+    return Sim(build_stream(cfg, seed), "guard", matcher, plain_reruns=True).run()
+
+
+#: the automatic actions whose next attempt a directive changes
+FIX_ACTIONS = ("rerun_more_memory", "rerun_larger_runner", "retry_tests_isolated", "rerun_sequential")
 
 
 def summary(results: dict[str, Result]) -> dict[str, dict[str, float]]:
@@ -758,9 +777,10 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False, highlight=False, width=150)
     t0 = time.perf_counter()
     matcher = Matcher(load_library(()), markers=True)
-    runs, per_seed, heads = [], [], []
+    runs, per_seed, heads, plains = [], [], [], []
     for k in range(cfg.seeds):
         res = simulate(cfg, cfg.seed + k, matcher)
+        plains.append(simulate_plain(cfg, cfg.seed + k, matcher))
         runs.append(res)
         s = summary(res)
         per_seed.append(s)
@@ -799,6 +819,20 @@ def main(argv: list[str] | None = None) -> int:
         for a, n in r["guard"].actions.items():
             acts[a] = acts.get(a, 0) + n
     console.print("guard commands (all seeds): " + ", ".join(f"{a} {n}" for a, n in sorted(acts.items(), key=lambda x: -x[1])))
+    # directives: the same guard, the same stream, its fixes carried out as plain re-runs
+    fix = Table(title="the attempt after an automatic fix (all seeds): green / attempts")
+    for col in ("action", "with directives", "plain re-run", "ratio"):
+        fix.add_column(col, justify="right" if col != "action" else "left")
+    for act in FIX_ACTIONS:
+        w = [sum(r["guard"].next_green.get(act, [0, 0])[i] for r in runs) for i in (0, 1)]
+        p = [sum(r.next_green.get(act, [0, 0])[i] for r in plains) for i in (0, 1)]
+        if w[1] or p[1]:
+            rw, rp = (w[0] / w[1] if w[1] else 0.0), (p[0] / p[1] if p[1] else 0.0)
+            fix.add_row(act, f"{w[0]}/{w[1]} = {rw:.0%}", f"{p[0]}/{p[1]} = {rp:.0%}", f"{rw / rp:.2f}" if rp else "-")
+    console.print(fix)
+    plain_mttg = statistics.median(r.mttg for r in plains)
+    console.print(f"MTTG with directives {meds['guard']['mttg_min']:.1f} min, with plain re-runs {plain_mttg:.1f} min "
+                  f"(medians over {cfg.seeds} seeds)")
     ok = (head["mttg_reduction_vs_none"] >= GOAL_MTTG_REDUCTION, head["wasted_minutes_ratio_vs_retry_all"] <= GOAL_WASTED_RATIO,
           head["hidden_regressions"] == 0)
     console.print(f"MTTG reduction vs no healing {head['mttg_reduction_vs_none']:.1%} (goal >= {GOAL_MTTG_REDUCTION:.0%}: "

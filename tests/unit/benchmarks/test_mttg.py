@@ -102,3 +102,22 @@ def test_json_last_line_matches_the_table(tmp_path: Path, capsys: pytest.Capture
     for name in ("mttg_bars.png", "mttg_ttg_cdf.png"):
         p = tmp_path / name
         assert p.exists() and 1000 < p.stat().st_size < 200_000
+
+
+def test_directives_make_the_attempt_after_a_fix_green_more_often(matcher: Any) -> None:
+    """The same guard on the same stream (the benchmark's default fleet, one seed), its fixes carried out as
+    plain re-runs (what GitHub, GitLab and CircleCI did before directives): the attempt after a fix turns
+    green less often, and time to green is longer."""
+    cfg = replace(mttg.Config(), seeds=1, seed=0)
+    directed = mttg.Sim(mttg.build_stream(cfg, 0), "guard", matcher).run()
+    plain = mttg.simulate_plain(cfg, 0, matcher)
+
+    def rate(r: Any) -> tuple[float, int]:
+        ok = sum(r.next_green.get(a, [0, 0])[0] for a in mttg.FIX_ACTIONS)
+        n = sum(r.next_green.get(a, [0, 0])[1] for a in mttg.FIX_ACTIONS)
+        return ok / n, n
+
+    (with_d, n_d), (without, n_p) = rate(directed), rate(plain)
+    assert n_d >= 30 and n_p >= 30
+    assert with_d > without + 0.05, (with_d, without)
+    assert directed.mttg < plain.mttg

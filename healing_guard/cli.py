@@ -565,8 +565,10 @@ def forward(
         async def send() -> None:
             from aiokafka import AIOKafkaProducer
 
+            from .kafka_auth import client_options
+
             p = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=True,
-                                 max_request_size=16 << 20)
+                                 max_request_size=16 << 20, **client_options(s))
             await p.start()
             try:
                 for topic, key, value in records():  # one job key, one partition: chunks before completion

@@ -195,8 +195,11 @@ class GuardReporter:
 
         def run() -> None:  # own thread and loop: a running loop (pytest-asyncio) cannot interfere
             try:
+                from .kafka_auth import client_options
+
                 box["sent"] = asyncio.run(send_results(results, settings.bootstrap, topic,
-                                                       request_timeout_ms=int(SEND_TIMEOUT_S * 1000 / 3)))
+                                                       request_timeout_ms=int(SEND_TIMEOUT_S * 1000 / 3),
+                                                       client_options=client_options(settings)))
             except BaseException as exc:  # noqa: BLE001
                 box["error"] = exc
 

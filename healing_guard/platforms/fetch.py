@@ -312,10 +312,14 @@ async def run_fetcher(settings: Any, *, clients: Clients | None = None, once: bo
     t = settings.topics
     clients = clients or Clients.from_env(env)
     sched = FetchScheduler(grace_seconds=grace_seconds)
+    from ..kafka_auth import client_options
+
     consumer = AIOKafkaConsumer(t.jobs, t.logs, bootstrap_servers=settings.bootstrap,
                                 group_id=f"{settings.app_id}-fetcher", enable_auto_commit=True,
-                                auto_offset_reset="earliest", max_poll_interval_ms=3_600_000)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5)
+                                auto_offset_reset="earliest", max_poll_interval_ms=3_600_000,
+                                **client_options(settings))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=5,
+                                **client_options(settings))
     counts = {"fetched": 0, "chunks": 0, "failed": 0}
 
     async def send(topic: str, key: bytes, value: bytes) -> None:

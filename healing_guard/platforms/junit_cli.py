@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -51,7 +51,7 @@ def redacted(results: list[TestResult]) -> list[TestResult]:
 
 
 async def send_results(results: list[TestResult], bootstrap: str, topic: str, *,
-                       request_timeout_ms: int = 30000) -> int:
+                       request_timeout_ms: int = 30000, client_options: dict[str, Any] | None = None) -> int:
     """Send ``results`` (secrets redacted) on ``topic`` keyed by test id; returns how many were
     acknowledged."""
     from aiokafka import AIOKafkaProducer
@@ -59,7 +59,7 @@ async def send_results(results: list[TestResult], bootstrap: str, topic: str, *,
     results = redacted(results)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
-                                request_timeout_ms=request_timeout_ms)
+                                request_timeout_ms=request_timeout_ms, **(client_options or {}))
     try:
         await producer.start()
         futures = [await producer.send(topic, key=r.test_id.encode(), value=r.to_json()) for r in results]
@@ -119,7 +119,9 @@ def junit(
             raise typer.Exit(2) from None
         topic = settings.topics.tests
         try:
-            sent = asyncio.run(send_results(results, settings.bootstrap, topic))
+            from ..kafka_auth import client_options
+
+            sent = asyncio.run(send_results(results, settings.bootstrap, topic, client_options=client_options(settings)))
         except Exception as exc:  # noqa: BLE001 - any broker failure is reported, not a traceback
             typer.echo(f"error: could not send to {settings.broker_url} ({topic}): "
                        f"{type(exc).__name__}: {exc}", err=True)

@@ -139,8 +139,10 @@ async def serve(settings: Any, *, host: str, port: int, secrets: Mapping[str, st
 
     from aiokafka import AIOKafkaProducer
 
+    from ..kafka_auth import client_options
+
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
-                                max_request_size=PRODUCER_MAX_REQUEST)
+                                max_request_size=PRODUCER_MAX_REQUEST, **client_options(settings))
     await producer.start()
     try:
         async def send(topic: str, key: bytes, value: bytes) -> None:

@@ -5,11 +5,15 @@ can read it and cannot write it; another principal, a wrong password and a clien
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
@@ -151,14 +155,24 @@ async def test_the_real_worker_under_its_acls_signs_what_the_executor_carries_ou
                         env={**env, "GUARD_BROKER_SASL_MECHANISM": "PLAIN", "GUARD_BROKER_USERNAME": "worker",
                              "GUARD_BROKER_PASSWORD": USERS["worker"]})
     try:
-        forwarder = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                     **sasl_options("forwarder", USERS["forwarder"]))
-        await forwarder.start()
-        try:
-            for topic, key, value in oom_job(0, noise=50):
-                await forwarder.send_and_wait(prefix + topic, key=key, value=value)
-        finally:
-            await forwarder.stop()
+        # the job's log and completion through `guard forward`, as a CI step sends them: as principal
+        # `forwarder` (broker.sasl_* from its environment); then as `mallory`, who is refused
+        lines = [orjson.loads(v)["lines"] for tp, _, v in oom_job(0, noise=50) if tp == "ci.logs"]
+        logfile = tmp_path / "job.log"
+        logfile.write_text("\n".join(x for chunk in lines for x in chunk) + "\n")
+
+        def forward(user: str) -> subprocess.CompletedProcess[str]:
+            cmd = [sys.executable, "-m", "healing_guard.cli", "forward", "--provider", "github", "--repo", "acme/svc0",
+                   "--job-id", "90000", "--run-id", "5", "--conclusion", "failure", "--exit-code", "137",
+                   "--broker", f"kafka://{bootstrap}", "--topic-prefix", prefix, str(logfile)]
+            e = {**os.environ, "GUARD_BROKER_SASL_MECHANISM": "PLAIN", "GUARD_BROKER_USERNAME": user,
+                 "GUARD_BROKER_PASSWORD": USERS[user]}
+            return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=120)
+
+        sent = await asyncio.to_thread(forward, "forwarder")
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        refused = await asyncio.to_thread(forward, "mallory")
+        assert refused.returncode != 0 and "Authorization" in refused.stdout + refused.stderr, refused
         await asyncio.to_thread(wait_status, log.with_suffix(".status.json"), "commands", 1, 120, proc)
     finally:
         code = stop_worker(proc)

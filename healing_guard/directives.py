@@ -61,7 +61,7 @@ class Directive:
     attempt: int  # the attempt the command reacted to: the directive is for ``attempt + 1``
     run_id: str | None = None
     tests: list[str] = dataclasses.field(default_factory=list)  # run only these
-    sequential: bool = False  # one at a time (no xdist, --runInBand, -p 1, --test-threads=1)
+    sequential: bool = False  # one at a time (no xdist, jest --maxWorkers=1, -p 1, --test-threads=1)
     isolated: bool = False  # each test (class) in a fresh process where the tool can
     memory_factor: float | None = None  # times the default heap / memory limit
     timeout_factor: float | None = None  # times the test timeout
@@ -268,9 +268,11 @@ def arguments(d: Directive, tool: str, *, total_mb: int | None = None) -> list[s
     out: list[str] = []
     if tool == "pytest":  # the plugin does it all from the environment; for a pytest run without it:
         out += ["-p", "healing_guard.pytest_directive"]
-    elif tool == "jest":
-        if d.sequential or d.isolated:
-            out.append("--runInBand")
+    elif tool == "jest":  # (jest gives each test file its own module registry: nothing to do for isolated)
+        if d.sequential:
+            # one worker process, the tests one at a time; not --runInBand, which jest refuses beside a
+            # --maxWorkers of the job's own command line (a second --maxWorkers wins)
+            out.append("--maxWorkers=1")
         if d.tests:
             out += ["--testNamePattern", _alternation(_jest_name(t) for t in d.tests)]
     elif tool == "mocha":

@@ -151,3 +151,46 @@ def test_jvm_heap_limit_grows_by_the_memory_factor(tmp_path: Path) -> None:
     more = _job(tmp_path, _directive(tmp_path, action="rerun_more_memory", memory_factor=2), probe, tmp_path)
     heap = [int(re.search(r"MaxHeapSize\s+=\s+(\d+)", r.stdout).group(1)) for r in (plain, more)]  # type: ignore[union-attr]
     assert heap[1] > 1.8 * heap[0], heap
+
+
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>com.acme</groupId><artifactId>p</artifactId><version>1.0</version>
+  <properties><maven.compiler.source>17</maven.compiler.source><maven.compiler.target>17</maven.compiler.target>
+    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding></properties>
+  <dependencies><dependency><groupId>junit</groupId><artifactId>junit</artifactId><version>4.13.2</version>
+    <scope>test</scope></dependency></dependencies>
+  <build><plugins><plugin><groupId>org.apache.maven.plugins</groupId><artifactId>maven-surefire-plugin</artifactId>
+    <version>3.2.5</version></plugin></plugins></build>
+</project>
+"""
+
+
+@pytest.mark.skipif(shutil.which("mvn") is None or shutil.which("java") is None, reason="needs Maven and a JDK")
+def test_maven_surefire_runs_only_the_failed_test_with_twice_the_heap(tmp_path: Path) -> None:
+    proj = tmp_path / "mvn"
+    src = proj / "src" / "test" / "java" / "com" / "acme"
+    src.mkdir(parents=True)
+    (proj / "pom.xml").write_text(POM)
+    (src / "FooTest.java").write_text(
+        "package com.acme;\nimport org.junit.Test;\nimport java.nio.file.*;\npublic class FooTest {\n"
+        "  static void rec(String n) throws Exception { Files.writeString(Path.of(System.getenv(\"REC\")), n + \":\" +"
+        " Runtime.getRuntime().maxMemory() + \"\\n\", StandardOpenOption.CREATE, StandardOpenOption.APPEND); }\n"
+        "  @Test public void one() throws Exception { rec(\"one\"); }\n"
+        "  @Test public void two() throws Exception { rec(\"two\"); }\n}\n")
+    (src / "BarTest.java").write_text(
+        "package com.acme;\nimport org.junit.Test;\npublic class BarTest {\n"
+        "  @Test public void x() throws Exception { FooTest.rec(\"x\"); }\n}\n")
+    cmd = 'eval "mvn -q -B test $(guard directive args maven --file ../.guard/directive.json)"'
+    plain = _job(tmp_path, _directive(tmp_path, action="retry"), cmd, proj)
+    assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
+    before = [r.split(":") for r in _ran(tmp_path)]
+    assert sorted(n for n, _ in before) == ["one", "two", "x"]
+    (tmp_path / "rec.txt").unlink()
+    d = _directive(tmp_path, action="rerun_more_memory", tests=["com.acme.FooTest#two", "tests/test_a.py::test_b"],
+                   memory_factor=2)
+    out = _job(tmp_path, d, cmd, proj)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    after = [r.split(":") for r in _ran(tmp_path)]
+    assert [n for n, _ in after] == ["two"]  # only the failed Java test; the pytest id is not Maven's
+    assert int(after[0][1]) > 1.8 * int(before[0][1]), (before, after)  # the test JVM's heap limit

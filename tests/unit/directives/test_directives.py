@@ -63,7 +63,7 @@ def test_arguments_per_tool() -> None:
     js = dv.Directive(command_id="c", action="retry_tests_isolated", provider="github", owner="a", repo="b",
                       job_id="1", attempt=1, tests=["Cart › adds (1+1) items", "Cart › removes"], sequential=True)
     jest = dv.arguments(js, "jest")
-    assert jest[0] == "--runInBand" and jest[1] == "--testNamePattern"
+    assert jest[0] == "--maxWorkers=1" and jest[1] == "--testNamePattern"
     import re
 
     pattern = re.compile(jest[2])

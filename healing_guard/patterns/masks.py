@@ -32,6 +32,9 @@ MAX_MASKS = 64
 #: shorter values are not masked: a 3-character "secret" would redact every log's ordinary words (GitHub
 #: itself does not mask values of one or two characters)
 MIN_LEN = 4
+#: a credential taken from the environment by its variable's name is masked only from this length: a
+#: placeholder like NPM_TOKEN=test would otherwise blank out every "test" in the log (and its diagnosis)
+MIN_ENV_LEN = 8
 
 Mask = tuple[int, str]  # (the value's length, the first 32 hex digits of its SHA-256)
 
@@ -73,7 +76,7 @@ def from_environ(environ: Mapping[str, str]) -> list[Mask]:
     out: list[Mask] = []
     for name, value in environ.items():
         value = value.strip()
-        if (_SECRET_NAME.search(name) and len(value) >= MIN_LEN and "\n" not in value
+        if (_SECRET_NAME.search(name) and len(value) >= MIN_ENV_LEN and "\n" not in value
                 and not _NOT_SECRET.fullmatch(value)):
             mask = mask_of(value)
             if mask not in out and len(out) < MAX_MASKS:

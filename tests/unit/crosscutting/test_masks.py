@@ -52,7 +52,7 @@ def test_masks_hold_no_secret_and_survive_json() -> None:
 def test_credentials_in_the_environment_are_masks_other_variables_are_not() -> None:
     env = {"DEPLOY_TOKEN": SECRET, "DB_PASSWORD": "hunter2hunter", "GITHUB_TOKEN": "ghs_" + "a" * 36,
            "TOKENIZERS_PARALLELISM": "false", "SSH_AUTH_SOCK": "/tmp/ssh-agent.sock", "AUTH_RETRIES": "3",
-           "HOME": "/home/runner", "CI_JOB_NAME": "build", "MY_SECRET": "***"}
+           "HOME": "/home/runner", "CI_JOB_NAME": "build", "MY_SECRET": "***", "NPM_TOKEN": "test"}
     found = masks.from_environ(env)
     assert {masks.mask_of(v) for v in (SECRET, "hunter2hunter", "ghs_" + "a" * 36)} == set(found)
 

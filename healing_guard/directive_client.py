@@ -108,8 +108,10 @@ def _from_api(api: str, key: str, ctx: dict[str, Any], timeout: float) -> dv.Dir
              "set GUARD_PROVIDER, GUARD_REPO, GUARD_RUN_ID or GUARD_COMMIT): running as it is")
         return None
     owner, _, name = repo.rpartition("/")
+    # the run id when there is one (a job forwarded without its commit still matches); the commit otherwise
+    commit = None if ctx.get("run_id") else ctx.get("commit")
     q = {k: v for k, v in (("provider", ctx["provider"]), ("job_name", ctx.get("job_name")),
-                           ("run_id", ctx.get("run_id")), ("commit", ctx.get("commit")),
+                           ("run_id", ctx.get("run_id")), ("commit", commit),
                            ("attempt", ctx.get("attempt") if (ctx.get("attempt") or 0) >= 2 else None)) if v}
     url = (f"{api.rstrip('/')}/api/v1/repos/{urllib.parse.quote(owner, safe='/')}/{urllib.parse.quote(name, safe='')}"
            f"/directive?{urllib.parse.urlencode(q)}")

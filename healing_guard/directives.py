@@ -270,8 +270,9 @@ def arguments(d: Directive, tool: str, *, total_mb: int | None = None) -> list[s
         out += ["-p", "healing_guard.pytest_directive"]
     elif tool == "jest":  # (jest gives each test file its own module registry: nothing to do for isolated)
         if d.sequential:
-            # one worker process, the tests one at a time; not --runInBand, which jest refuses beside a
-            # --maxWorkers of the job's own command line (a second --maxWorkers wins)
+            # one worker, the tests one at a time. Not --runInBand: jest refuses it beside a --maxWorkers
+            # on the job's own command line (which fails the job); --maxWorkers=1 wins over the config
+            # file's maxWorkers, while a --maxWorkers earlier on the command line wins over it
             out.append("--maxWorkers=1")
         if d.tests:
             out += ["--testNamePattern", _alternation(_jest_name(t) for t in d.tests)]

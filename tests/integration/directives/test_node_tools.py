@@ -51,7 +51,12 @@ def test_jest_runs_only_the_failed_tests_in_one_worker(tmp_path: Path, node_modu
                           " test('removes', () => rec('removes')); test('empties', () => rec('empties')); });\n",
         "t/pay.test.js": "describe('Pay', () => { test('refunds', () => rec('refunds'));"
                          " test('charges', () => rec('charges')); });\n"})
-    cmd = 'eval "npx jest --maxWorkers=2 t $(guard directive args jest --file ../.guard/directive.json)"'
+    # the project's own parallelism is in its config (a --maxWorkers on the command line would win over the
+    # directive's); each run gets a fresh cache directory, or jest's "these tests are fast" timing
+    # heuristic would run them in band by itself
+    (proj / "jest.config.js").write_text("module.exports = { maxWorkers: 2 };\n")
+    cmd = ('eval "npx jest --cacheDirectory \"$(mktemp -d)\" t '
+           '$(guard directive args jest --file ../.guard/directive.json)"')
     plain = _job(tmp_path, _directive(tmp_path, action="retry"), cmd, proj)
     assert plain.returncode == 0, plain.stdout + plain.stderr
     ran = [r.split(":") for r in _ran(tmp_path)]

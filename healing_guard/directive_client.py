@@ -69,31 +69,33 @@ def job_context(env: dict[str, str]) -> dict[str, Any]:
             "run_id": env.get("GUARD_RUN_ID"), "commit": env.get("GUARD_COMMIT"), "attempt": None}
 
 
+#: Jenkins build parameters that are numbers, and their type
+_NUMBERS: dict[str, type] = {"memory_factor": float, "parallelism": int, "timeout_factor": float}
+
+
 def _from_jenkins(env: dict[str, str]) -> dv.Directive | None:
     """A Jenkins re-run's build parameters (executor/core.py ``jenkins_parameters``) as a directive."""
     if not (env.get("JENKINS_URL") and env.get("GUARD_COMMAND_ID") and env.get("GUARD_ACTION")):
         return None
     params: dict[str, Any] = {}
-    for name, key in (("GUARD_MEMORY_FACTOR", "memory_factor"), ("GUARD_PARALLELISM", "parallelism"),
-                      ("GUARD_TIMEOUT_FACTOR", "timeout_factor")):
-        try:
-            if env.get(name):
-                params[key] = float(env[name]) if key != "parallelism" else int(env[name])
-        except ValueError:
-            pass
-    for name, key in (("GUARD_FAILED_TESTS_ONLY", "failed_tests_only"), ("GUARD_NO_CACHE", "no_cache"),
-                      ("GUARD_CLEAR_CACHE", "clear_cache"), ("GUARD_CLEAR_DEPENDENCY_CACHE", "clear_dependency_cache"),
-                      ("GUARD_FROZEN_LOCKFILE", "frozen_lockfile")):
-        if env.get(name) == "true":
+    # the executor's table of build parameters, and GUARD_TIMEOUT_FACTOR, which a Jenkinsfile may set itself
+    for key, name in {**dv.JENKINS_PARAMETERS, "timeout_factor": "GUARD_TIMEOUT_FACTOR"}.items():
+        value = env.get(name)
+        if not value:
+            continue
+        if key in _NUMBERS:
+            try:
+                params[key] = _NUMBERS[key](value)
+            except ValueError:
+                pass
+        elif key == "tests":
+            params[key] = value.split()
+        elif key == "cleanup":
+            params[key] = value.split(",")  # its steps hold spaces
+        elif key in ("isolation", "runner_size"):
+            params[key] = value
+        elif value == "true":
             params[key] = True
-    if env.get("GUARD_TESTS"):
-        params["tests"] = env["GUARD_TESTS"].split()
-    if env.get("GUARD_ISOLATION"):
-        params["isolation"] = env["GUARD_ISOLATION"]
-    if env.get("GUARD_RUNNER_SIZE"):
-        params["runner_size"] = env["GUARD_RUNNER_SIZE"]
-    if env.get("GUARD_CLEANUP"):
-        params["cleanup"] = env["GUARD_CLEANUP"].split(",")
     job = env.get("JOB_NAME", "job")
     owner, _, repo = job.rpartition("/")
     return dv.from_command({"command_id": env["GUARD_COMMAND_ID"], "action": env["GUARD_ACTION"],

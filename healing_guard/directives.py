@@ -29,7 +29,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CLEANUPS", "Directive", "TOOLS", "arguments", "cleanups", "environment", "from_command", "from_dict"]
+__all__ = ["CLEANUPS", "Directive", "JENKINS_PARAMETERS", "TOOLS", "arguments", "cleanups", "environment", "from_command", "from_dict"]
 
 #: the tools :func:`arguments` knows
 TOOLS = ("pytest", "jest", "mocha", "maven", "gradle", "go", "cargo", "docker")
@@ -40,6 +40,15 @@ CLEANUPS: dict[str, list[str]] = {
     "rm -rf ~/.cache": ["rm", "-rf", os.path.expanduser("~/.cache")],
     "git clean -ffdx": ["git", "clean", "-ffdx"],
 }
+
+#: command parameter -> the Jenkins build parameter that carries it: the executor starts Jenkins re-runs
+#: with them (executor/core.py ``jenkins_parameters``), and a Jenkins job's first step reads them back
+#: (directive_client.py). Lists go space-separated (``tests``) or comma-separated (``cleanup``).
+JENKINS_PARAMETERS = {
+    "memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE", "tests": "GUARD_TESTS",
+    "failed_tests_only": "GUARD_FAILED_TESTS_ONLY", "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM",
+    "no_cache": "GUARD_NO_CACHE", "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
+    "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}
 
 #: a directive asks for at most this many tests (a bigger selection is a full re-run)
 MAX_TESTS = 500
@@ -139,16 +148,14 @@ def from_command(cmd: Any) -> Directive | None:
     d.timeout_factor = _factor(p.get("timeout_factor"), MAX_TIMEOUT_FACTOR)
     size = p.get("runner_size")
     d.runner_size = size if isinstance(size, str) and re.fullmatch(r"[\w.-]{1,64}", size) else None
-    if p.get("clear_cache") is True:
-        # the same suffix for every reader of this directive, a new one for each command
-        d.cache_suffix = "guard-" + hashlib.sha256(d.command_id.encode()).hexdigest()[:12]
     d.no_cache = p.get("no_cache") is True
     d.clear_dependency_cache = p.get("clear_dependency_cache") is True
     d.frozen_lockfile = p.get("frozen_lockfile") is True
+    if p.get("clear_cache") is True or d.clear_dependency_cache:
+        # a fresh cache: the same suffix for every reader of this directive, a new one for each command
+        d.cache_suffix = "guard-" + hashlib.sha256(d.command_id.encode()).hexdigest()[:12]
     cleanup = p.get("cleanup")
     d.cleanup = [x for x in cleanup if isinstance(x, str) and x in CLEANUPS] if isinstance(cleanup, list) else []
-    if d.clear_dependency_cache and d.cache_suffix is None:
-        d.cache_suffix = "guard-" + hashlib.sha256(d.command_id.encode()).hexdigest()[:12]
     return d if d.changes else None
 
 

@@ -96,6 +96,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..directives import JENKINS_PARAMETERS, from_command
 from ..patterns.tokenize import redact
 from ..remediate.actions import EXECUTOR_ACTIONS, NOTIFY_ACTIONS, RERUN_ACTIONS, TEST_ACTIONS
 from ..schemas import Command, Outcome, SchemaError
@@ -110,8 +111,6 @@ ALLOWED_ACTIONS = EXECUTOR_ACTIONS
 def _directive_note(cmd: Command, platform: str) -> str | None:
     """What the next attempt of a re-run with a fix does on a platform whose re-run API takes no parameters
     (said in the outcome's detail; docs/directives.md has the table)."""
-    from ..directives import from_command
-
     if cmd.action == "rerun_larger_runner":
         return f"{platform} cannot change the runner class of a re-run; plain re-run"
     if cmd.action == "clear_cache_retry" and platform == "GitLab":
@@ -953,12 +952,8 @@ class Executor:
                        detail=redact(detail), http_status=http_status, ts=self.clock(), category=cmd.category)
 
 
-#: command parameter -> Jenkins build parameter
-_JENKINS_PARAMETERS = {
-    "memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE", "tests": "GUARD_TESTS",
-    "failed_tests_only": "GUARD_FAILED_TESTS_ONLY", "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM",
-    "no_cache": "GUARD_NO_CACHE", "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
-    "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}
+#: command parameter -> Jenkins build parameter (one table with the directive's reader)
+_JENKINS_PARAMETERS = JENKINS_PARAMETERS
 #: Jenkins build parameter -> the command field it comes from (named in a refusal)
 _JENKINS_SOURCE: Mapping[str, str] = {"GUARD_ACTION": "action", "GUARD_COMMAND_ID": "command_id",
                                       **{v: f"parameters.{k}" for k, v in _JENKINS_PARAMETERS.items()}}

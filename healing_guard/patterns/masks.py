@@ -48,8 +48,12 @@ _SECRET_NAME = re.compile(r"(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|
 _NOT_SECRET = re.compile(r"(?:true|false|yes|no|none|null|\d{1,6}|/[\w./-]*|\*+|\[MASKED\])", re.I)
 
 
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def mask_of(value: str) -> Mask:
-    return len(value), hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return len(value), _digest(value)
 
 
 def learn(lines: Iterable[str], masks: list[Mask]) -> bool:
@@ -115,7 +119,7 @@ def _apply_line(line: str, by_len: dict[int, set[str]]) -> str:
             e = s + length
             if e > n or (e < n and line[e] not in _BOUNDARY):
                 continue
-            if hashlib.sha256(line[s:e].encode("utf-8", "surrogatepass")).hexdigest()[:32] in digests:
+            if _digest(line[s:e]) in digests:
                 found.append((s, e))
                 break
     if not found:

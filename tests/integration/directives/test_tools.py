@@ -135,21 +135,26 @@ def test_cargo_test_runs_only_the_failed_tests_on_one_thread(tmp_path: Path) -> 
     assert ran in (["a+", "a-", "c+", "c-"], ["c+", "c-", "a+", "a-"]), ran
 
 
+def _heap_before_and_after(tmp_path: Path, probe: str, pattern: str) -> list[int]:
+    """The heap limit ``probe`` prints (``pattern`` captures it) after a plain retry's first step, and after
+    a ``memory_factor: 2`` directive's."""
+    runs = [_job(tmp_path, _directive(tmp_path, action="retry"), probe, tmp_path),
+            _job(tmp_path, _directive(tmp_path, action="rerun_more_memory", memory_factor=2), probe, tmp_path)]
+    return [int(re.search(pattern, r.stdout).group(1)) for r in runs]  # type: ignore[union-attr]
+
+
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js")
 def test_node_heap_limit_grows_by_the_memory_factor(tmp_path: Path) -> None:
-    probe = 'node -e "console.log(\'HEAP=\' + require(\'v8\').getHeapStatistics().heap_size_limit)"'
-    plain = _job(tmp_path, _directive(tmp_path, action="retry"), probe, tmp_path)
-    more = _job(tmp_path, _directive(tmp_path, action="rerun_more_memory", memory_factor=2), probe, tmp_path)
-    heap = [int(re.search(r"HEAP=(\d+)", r.stdout).group(1)) for r in (plain, more)]  # type: ignore[union-attr]
+    heap = _heap_before_and_after(
+        tmp_path, 'node -e "console.log(\'HEAP=\' + require(\'v8\').getHeapStatistics().heap_size_limit)"',
+        r"HEAP=(\d+)")
     assert heap[1] > 1.5 * heap[0], heap
 
 
 @pytest.mark.skipif(shutil.which("java") is None, reason="needs a JDK")
 def test_jvm_heap_limit_grows_by_the_memory_factor(tmp_path: Path) -> None:
-    probe = "java -XX:+PrintFlagsFinal -version 2>/dev/null | grep -E ' MaxHeapSize '"
-    plain = _job(tmp_path, _directive(tmp_path, action="retry"), probe, tmp_path)
-    more = _job(tmp_path, _directive(tmp_path, action="rerun_more_memory", memory_factor=2), probe, tmp_path)
-    heap = [int(re.search(r"MaxHeapSize\s+=\s+(\d+)", r.stdout).group(1)) for r in (plain, more)]  # type: ignore[union-attr]
+    heap = _heap_before_and_after(tmp_path, "java -XX:+PrintFlagsFinal -version 2>/dev/null | grep -E ' MaxHeapSize '",
+                                  r"MaxHeapSize\s+=\s+(\d+)")
     assert heap[1] > 1.8 * heap[0], heap
 
 

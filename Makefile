@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all crash bench load corpus install kafka chromium clean
+.PHONY: run test test-all crash bench load corpus install kafka packages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,11 @@ run: $(STAMP)
 	$(BIN)/guard demo
 
 ## make test: type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
-test: $(STAMP) kafka chromium
+test: $(STAMP) kafka packages
 	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
-test-all: $(STAMP) kafka chromium
+test-all: $(STAMP) kafka packages
 	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -m ''
 
@@ -34,9 +34,11 @@ crash: $(STAMP) kafka
 kafka:
 	bash infra/kafka/kafka.sh fetch
 
-## make chromium: Debian's headless-capable Chromium for the dashboard's browser test (apt, as root)
-chromium:
-	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+## make packages: Debian packages the suite runs (apt, as root): chromium for the dashboard's browser test,
+## gradle for the directive test that runs Gradle on a small project
+packages:
+	@missing=""; test -x /usr/bin/chromium || missing="chromium"; command -v gradle >/dev/null || missing="$$missing gradle"; \
+	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
 
 ## make bench: every benchmark with its baselines, one results table (benchmarks/results/bench.md), ~5 min on 2 cores
 bench: $(STAMP) kafka

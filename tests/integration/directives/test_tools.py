@@ -199,3 +199,45 @@ def test_maven_surefire_runs_only_the_failed_test_with_twice_the_heap(tmp_path: 
     after = [r.split(":") for r in _ran(tmp_path)]
     assert [n for n, _ in after] == ["two"]  # only the failed Java test; the pytest id is not Maven's
     assert int(after[0][1]) > 1.8 * int(before[0][1]), (before, after)  # the test JVM's heap limit
+
+
+BUILD_GRADLE = """apply plugin: 'java'
+repositories { mavenCentral() }
+dependencies { testCompile 'junit:junit:4.13.2' }
+test { maxParallelForks = 4 }
+"""
+
+
+@pytest.mark.skipif(shutil.which("gradle") is None or shutil.which("java") is None,
+                    reason="needs Gradle and a JDK (make test installs Debian's gradle)")
+def test_gradle_runs_only_the_failed_tests_in_one_worker_with_twice_the_heap(tmp_path: Path) -> None:
+    proj = tmp_path / "gradle"
+    src = proj / "src" / "test" / "java" / "com" / "acme"
+    src.mkdir(parents=True)
+    (proj / "build.gradle").write_text(BUILD_GRADLE)
+    (proj / "gradle.properties").write_text("org.gradle.workers.max=4\n")  # the project's own parallelism
+    (src / "FooTest.java").write_text(
+        "package com.acme;\nimport org.junit.Test;\nimport java.nio.file.*;\npublic class FooTest {\n"
+        "  static void rec(String n) throws Exception { Files.writeString(Path.of(System.getenv(\"REC\")), n + \":\" +"
+        " Runtime.getRuntime().maxMemory() + \":\" + ProcessHandle.current().pid() + \"\\n\","
+        " StandardOpenOption.CREATE, StandardOpenOption.APPEND); }\n"
+        "  @Test public void one() throws Exception { rec(\"one\"); }\n"
+        "  @Test public void two() throws Exception { rec(\"two\"); }\n}\n")
+    (src / "BarTest.java").write_text(
+        "package com.acme;\nimport org.junit.Test;\npublic class BarTest {\n"
+        "  @Test public void x() throws Exception { FooTest.rec(\"x\"); }\n}\n")
+    cmd = 'eval "gradle -q --no-daemon cleanTest test $(guard directive args gradle --file ../.guard/directive.json)"'
+    plain = _job(tmp_path, _directive(tmp_path, action="retry"), cmd, proj)
+    assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
+    before = [r.split(":") for r in _ran(tmp_path)]
+    assert sorted(n for n, _, _ in before) == ["one", "two", "x"]
+    assert len({pid for _, _, pid in before}) == 2  # the two test classes in two test workers
+    (tmp_path / "rec.txt").unlink()
+    d = _directive(tmp_path, action="rerun_sequential", sequential=True, memory_factor=2,
+                   tests=["com.acme.FooTest#two", "com.acme.BarTest#x", "tests/test_a.py::test_b"])
+    out = _job(tmp_path, d, cmd, proj)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    after = [r.split(":") for r in _ran(tmp_path)]
+    assert sorted(n for n, _, _ in after) == ["two", "x"]  # only the failed Java tests
+    assert len({pid for _, _, pid in after}) == 1  # one test worker: one at a time
+    assert int(after[0][1]) > 1.8 * int(before[0][1]), (before, after)  # the test JVM's heap limit

@@ -17,7 +17,8 @@ Where the keys come from (:func:`keyring_of`), from the settings: ``signing.key`
 (with ``signing.key_id`` / ``GUARD_COMMAND_KEY_ID``, default ``k1``) and ``signing.key_file`` /
 ``GUARD_COMMAND_KEY_FILE``, a keyring file of ``KEY_ID SECRET`` lines. The signing key is
 ``GUARD_COMMAND_KEY`` when set, else the file's first line; every key of both is accepted. With no key
-configured nothing is signed and the executor accepts unsigned commands (it says so at start).
+configured nothing is signed, and ``guard executor --live`` refuses to start unless ``--allow-unsigned``
+(a dry-run executor accepts unsigned commands and says so at start).
 
 ``python -m healing_guard.signing new-key FILE [--key-id ID]`` writes a new random key (mode 0600),
 placed first in FILE when FILE exists (the old keys stay, accepted, until removed).

@@ -117,7 +117,7 @@ def plan_heal(failure: Mapping[str, Any], strategy: str, notify: bool | Sequence
     params: dict[str, Any] = dict(st.parameters)
     tests = [str(t) for t in failure.get("failed_tests") or []]
     if st.action in (table.FLAKY_RETRY.action, table.RACE_RETRY.action):
-        params["tests"] = tests
+        params["tests"] = params["failed_tests"] = tests  # the executor checks the first against the second
     channels = _channels(notify)
     if not st.automatic and channels:
         params.update(slack="slack" in channels, ticket="jira" in channels, page="pagerduty" in channels)

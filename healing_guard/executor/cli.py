@@ -29,6 +29,7 @@ from .. import metrics
 from ..brokers import consumer_drained
 from ..schemas import Command, SchemaError
 from ..settings import ConfigError, Settings, load_settings
+from ..signing import keyring_of
 from .clients import Clients
 from .core import DoneStore, Executor, ScheduleStore, repo_entry
 
@@ -158,6 +159,10 @@ def executor_command(
         help="a repository the executor acts on (owner/name, or owner/* for all of an owner's); repeatable; "
              "GUARD_EXECUTOR_REPOS: space-separated. Commands for any other repository are refused. "
              "None given: any repository (a warning is logged)"),
+    allow_unsigned: bool = typer.Option(
+        False, "--allow-unsigned", envvar="GUARD_EXECUTOR_ALLOW_UNSIGNED",
+        help="with --live and no command key: act on unsigned commands anyway (anyone who can write the "
+             "actions topic can then make the executor act; a test broker only)"),
 ) -> None:
     """Carry out the guard's commands: re-runs on GitHub/GitLab/Jenkins/CircleCI, Slack/Jira/PagerDuty.
 
@@ -179,6 +184,17 @@ def executor_command(
             raise typer.Exit(2) from None
     if s.broker_url == "embedded":
         typer.echo("the executor needs the guard's broker: pass --broker kafka://host:port", err=True)
+        raise typer.Exit(2)
+    try:
+        signed = bool(keyring_of(s))
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not dry_run and not signed and not allow_unsigned:
+        typer.echo("a live executor acts only on signed commands, and no command key is configured: make one with "
+                   "`python -m healing_guard.signing new-key guard-command.keys` and give the same file to the worker, "
+                   "the API and the executor (GUARD_COMMAND_KEY_FILE, or GUARD_COMMAND_KEY); "
+                   "--allow-unsigned acts on unsigned commands (a test broker only)", err=True)
         raise typer.Exit(2)
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     d = data_dir if data_dir is not None else Path(s.data_dir)

@@ -2,9 +2,8 @@
 
 * allow-list: an action outside ``allow`` is ``skipped`` with the reason;
 * well-formed commands only: before any API call (and in a dry run too) :meth:`Executor.check` runs the
-  checks below; a command that fails one is *refused*: a ``skipped`` outcome whose detail starts
-  ``refused: <field>: <reason>`` (the ``Outcome`` schema has no ``refused`` status), and nothing is
-  called or stored. The checks:
+  checks below; a command that fails one is *refused*: a ``refused`` outcome whose detail starts
+  ``refused: <field>: <reason>``, and nothing is called or stored. The checks:
 
   - identity: ``command_id`` (and ``incident_id``) 1-200 of ``[A-Za-z0-9_.:@+-]``; ``category`` a category
     name; ``attempt`` 1..10000; ``owner`` / ``repo`` / ``job_id`` / ``run_id`` each a URL path segment that
@@ -22,8 +21,9 @@
     number in (1, 8]; ``runner_size`` one of ``runner_sizes`` (``next`` and the priced sizes);
     ``parallelism`` an integer 1..64; ``isolation`` one of :data:`ISOLATION_MODES`; ``scope`` ``job`` or
     ``pipeline``; ``tests`` at most 500 test ids and ``test_id`` one, each 1-500 characters without shell
-    metacharacters -- and, when the command carries the failed tests the guard received
-    (``failed_tests``), among them; ``cleanup`` 1-10 steps without shell metacharacters or commas;
+    metacharacters; ``tests`` must be among the failed tests the guard received, which a command that
+    selects tests lists in ``failed_tests`` (the worker and the API put them there; a command with
+    ``tests`` and no ``failed_tests`` is refused), and so must ``test_id`` when ``failed_tests`` is given; ``cleanup`` 1-10 steps without shell metacharacters or commas;
     ``slack`` / ``ticket`` / ``page`` / ``no_cache`` / ... booleans (``"false"`` is not false);
     ``repositories`` ``owner/name`` strings; ``template``, ``requested_by``, ``strategy`` and a budget
     alert's ``scope`` bounded text;
@@ -666,6 +666,9 @@ class Executor:
             if p.get(key) is not None:
                 check(p[key], f"parameters.{key}")
         received = p.get("failed_tests")
+        if p.get("tests") and not isinstance(received, list):
+            raise Refusal("parameters.failed_tests", "a command that selects tests (parameters.tests) must list the "
+                                                     "failed tests the guard received")
         if isinstance(received, list):  # the command says which failed tests the guard received
             known = set(received)
             for i, t in enumerate(p.get("tests") or []):
@@ -705,7 +708,7 @@ class Executor:
                         "acting on commands for any repository")
         why = self.refusal(cmd)
         if why is not None:  # before any API call, and in a dry run too
-            return self._outcome(cmd, "skipped", self._mask(f"refused: {why}"))
+            return self._outcome(cmd, "refused", self._mask(f"refused: {why}"))
         try:
             steps, notes, wait = self._plan(cmd)
         except ValueError as exc:

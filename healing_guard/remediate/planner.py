@@ -140,8 +140,9 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
             names = ", ".join(r.test_id for r in weak[:3])
             return NOTIFY_AUTHOR, f"failed tests not known to be flaky ({names}): a retry would hide a regression"
         worst = min(r.p_retry_pass for r in risks)
+        ids = [r.test_id for r in risks]  # the failed tests received: the executor checks "tests" against them
         st = replace(FLAKY_RETRY, p_success=worst,
-                     parameters={**FLAKY_RETRY.parameters, "tests": [r.test_id for r in risks]})
+                     parameters={**FLAKY_RETRY.parameters, "tests": ids, "failed_tests": ids})
         return st, f"all {len(risks)} failed tests are flaky (P(retry passes) >= {worst:.2f})"
     st = STRATEGIES.get(d.category, STRATEGIES["unknown"])
     if d.learned and st.automatic:
@@ -165,7 +166,8 @@ def _candidates(d: Diagnosis, st: Remedy) -> list[Remedy]:
         # run one at a time, the flaky test passes as its history says
         out = [replace(st, p_success=st.p_success * 0.5),
                replace(RACE_RETRY, p_success=st.p_success,
-                       parameters={**RACE_RETRY.parameters, "tests": st.parameters.get("tests", [])})]
+                       parameters={**RACE_RETRY.parameters, "tests": st.parameters.get("tests", []),
+                                   "failed_tests": st.parameters.get("failed_tests", [])})]
     out.extend(ALTERNATIVES.get(d.category, ()))
     return out
 

@@ -60,7 +60,7 @@ class Evidence(BaseModel):
 
 
 class CommandOutcome(BaseModel):
-    status: str = Field(description="succeeded, failed, skipped, dry_run or unknown (sent, no answer, not repeated)")
+    status: str = Field(description="succeeded, failed, skipped, dry_run, refused (failed a check of the executor; nothing was called) or unknown (sent, no answer, not repeated)")
     detail: str
     ts: str | None
 

@@ -256,8 +256,9 @@ class Outcome(Record):
     command_id: str = field("the command this reports on")
     job_key: str = field("provider/owner/repo/job_id")
     action: str = field("the command's action")
-    status: Literal["succeeded", "failed", "skipped", "dry_run", "unknown"] = field(
-        "result of carrying it out; unknown: a call was sent and no answer came (a timeout, or the executor "
+    status: Literal["succeeded", "failed", "skipped", "dry_run", "unknown", "refused"] = field(
+        "result of carrying it out; refused: the command failed one of the executor's checks (signature, "
+        "repository allow-list, parameter schema; the detail names the field) and nothing was called; unknown: a call was sent and no answer came (a timeout, or the executor "
         "stopped mid-command), so it may have gone through and is not repeated")
     detail: str = field("what happened, in words", default="")
     http_status: int | None = field("HTTP status of the platform call", default=None)

@@ -1,7 +1,7 @@
 """The real ``guard executor --once --live --repo acme/shop`` on real Kafka with commands it must refuse: a
 backoff of 1e12 s (it used to be scheduled and ``--once`` never returned), one scheduled that way by an
 older executor, a command for another repository and a Jenkins test id with shell metacharacters. Each
-gets a ``skipped`` outcome saying ``refused: <field>``, nothing reaches an API, and the process exits."""
+gets a ``refused`` outcome saying ``refused: <field>``, nothing reaches an API, and the process exits."""
 
 from __future__ import annotations
 
@@ -63,6 +63,6 @@ async def test_refused_commands_get_outcomes_and_once_returns(kafka_bootstrap: s
     assert o[4].status == "succeeded"
     for n, field in ((1, "parameters.backoff_seconds[0]"), (2, "repo"), (3, "parameters.tests: holds a shell metacharacter"),
                      (5, "parameters.backoff_seconds[0]")):
-        assert o[n].status == "skipped" and o[n].detail.startswith(f"refused: {field}"), (n, o[n].detail)
+        assert o[n].status == "refused" and o[n].detail.startswith(f"refused: {field}"), (n, o[n].detail)
     assert len(ScheduleStore(data)) == 0
     assert "skipped=4 succeeded=1" in log.read_text()

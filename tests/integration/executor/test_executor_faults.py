@@ -41,7 +41,7 @@ def start_executor(bootstrap: str, prefix: str, api_url: str, data_dir: Path, lo
                 "GUARD_JENKINS_URL": api_url, "GUARD_JENKINS_USER": "bot", "GUARD_JENKINS_TOKEN": "jenkinstoken0",
                 "GUARD_EXECUTOR_TIMEOUT_SECONDS": str(TIMEOUT), "GUARD_EXECUTOR_MAX_ATTEMPTS": "4"})
     env.pop("GUARD_CONFIG", None)
-    return subprocess.Popen([sys.executable, "-m", "healing_guard.cli", "executor", "--live",
+    return subprocess.Popen([sys.executable, "-m", "healing_guard.cli", "executor", "--live", "--allow-unsigned",
                              "--broker", f"kafka://{bootstrap}", "--data-dir", str(data_dir), *extra],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
 

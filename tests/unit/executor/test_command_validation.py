@@ -41,7 +41,7 @@ def api() -> Iterator[FakeApis]:
 
 
 def refused(out: Any, field: str) -> bool:
-    return out.status == "skipped" and out.detail.startswith(f"refused: {field}")
+    return out.status == "refused" and out.detail.startswith(f"refused: {field}")
 
 
 # --- 1. the parameter schema ------------------------------------------------------------------------
@@ -120,6 +120,7 @@ def test_every_parameter_set_of_the_strategy_table_passes(api: FakeApis, tmp_pat
             params = {**r.parameters, "requested_by": "api-key:k1", "strategy": "auto"}
             if r.action in (table.FLAKY_RETRY.action, table.RACE_RETRY.action):
                 params["tests"] = ["tests/test_a.py::test_b[x-1]", "com.acme.FooTest#bar", "Cart › adds an item"]
+                params["failed_tests"] = params["tests"]
             c = cmd(provider, r.action, parameters=params, run_id=WF if provider == "circleci" else "777")
             assert ex.refusal(c) is None, (provider, r.action, ex.refusal(c))
             assert ex.execute(c).status == "dry_run", (provider, r.action)
@@ -140,6 +141,8 @@ def test_test_ids_are_checked_against_the_failed_tests_the_command_carries(api: 
     out = ex.execute(cmd("jenkins", "retry_tests_isolated", command_id="extra",
                          parameters={"tests": ["a::x", "c::z"], "failed_tests": received}))
     assert refused(out, "parameters.tests[1]") and "c::z" in out.detail and not api.requests
+    out = ex.execute(cmd("github", "retry_tests_isolated", command_id="unlisted", parameters={"tests": ["a::x"]}))
+    assert refused(out, "parameters.failed_tests") and not api.requests  # tests without what was received
     out = ex.execute(cmd("github", "quarantine_test", command_id="q",
                          parameters={"test_id": "c::z", "failed_tests": received}))
     assert refused(out, "parameters.test_id") and not api.requests
@@ -177,7 +180,7 @@ def test_no_shell_metacharacter_reaches_a_jenkins_build_parameter(api: FakeApis,
     ex, _ = make_executor(api, tmp_path)
     for n, params in enumerate([{"tests": [f"a::x{char}id"]}, {"cleanup": [f"rm -rf ~/.cache{char}id"]}]):
         out = ex.execute(cmd("jenkins", "retry_tests_isolated", command_id=f"c{n}", parameters=params))
-        assert out.status == "skipped" and out.detail.startswith("refused: parameters."), out.detail
+        assert out.status == "refused" and out.detail.startswith("refused: parameters."), out.detail
     out = ex.execute(cmd("jenkins", "retry", command_id=f"x{char}y"))
     assert refused(out, "command_id")
     assert not api.requests
@@ -479,7 +482,9 @@ def test_java_nested_classes_and_quoted_parameters_are_test_ids_off_jenkins(api:
     elsewhere `Outer$Inner#m` and `t.py::x["a b"]` are ordinary test ids."""
     ex, _ = make_executor(api, tmp_path)
     ids = ["com.acme.Outer$Inner#works", 't.py::test_x["a b"]']
-    out = ex.execute(cmd("github", "retry_tests_isolated", command_id="gh", parameters={"tests": ids}))
+    out = ex.execute(cmd("github", "retry_tests_isolated", command_id="gh",
+                         parameters={"tests": ids, "failed_tests": ids}))
     assert out.status == "succeeded", out.detail
-    out = ex.execute(cmd("jenkins", "retry_tests_isolated", command_id="jk", parameters={"tests": ids}))
-    assert out.status == "skipped" and out.detail.startswith("refused: parameters.tests"), out.detail
+    out = ex.execute(cmd("jenkins", "retry_tests_isolated", command_id="jk",
+                         parameters={"tests": ids, "failed_tests": ids}))
+    assert out.status == "refused" and out.detail.startswith("refused: parameters.tests"), out.detail

@@ -412,6 +412,28 @@ def test_executor_command_registers_and_refuses_embedded_broker(tmp_path: Path) 
     assert res.exit_code == 2
 
 
+def test_a_live_executor_without_a_command_key_refuses_to_start(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from healing_guard.executor.cli import executor_command
+
+    app = typer.Typer()
+    app.command("executor")(executor_command)
+    app.command("other")(lambda: None)
+    env = {"GUARD_COMMAND_KEY": None, "GUARD_COMMAND_KEY_FILE": None, "GUARD_EXECUTOR_ALLOW_UNSIGNED": None,
+           "GUARD_CONFIG": None}
+    # port 9 (discard) on loopback: the check comes before any connection
+    res = CliRunner().invoke(app, ["executor", "--live", "--broker", "kafka://127.0.0.1:9", "--data-dir",
+                                   str(tmp_path)], env=env)
+    assert res.exit_code == 2 and "acts only on signed commands" in res.output, res.output
+    assert "healing_guard.signing new-key" in res.output and "--allow-unsigned" in res.output
+    bad = tmp_path / "missing.keys"  # a key file that cannot be read is a configuration error, not "unsigned"
+    res = CliRunner().invoke(app, ["executor", "--live", "--broker", "kafka://127.0.0.1:9", "--data-dir",
+                                   str(tmp_path)], env={**env, "GUARD_COMMAND_KEY_FILE": str(bad)})
+    assert res.exit_code == 2 and "configuration error" in res.output and "missing.keys" in res.output, res.output
+
+
 # --- clearing a corrupt cache on the platform's side ------------------------------------------------
 
 def test_github_clear_cache_deletes_the_branchs_caches_before_the_rerun(api: FakeApis, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import gzip
 import heapq
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,17 +107,20 @@ def read_files(paths: Sequence[Path]) -> Recording:
     return out
 
 
-async def read_topics(bootstrap: str, prefix: str = "", *, max_events: int = 2_000_000) -> Recording:
-    """The guard's input topics from the beginning to their end now, merged in timestamp order."""
+async def read_topics(bootstrap: str, prefix: str = "", *, max_events: int = 2_000_000,
+                      security: Mapping[str, Any] | None = None) -> Recording:
+    """The guard's input topics from the beginning to their end now, merged in timestamp order.
+    ``security``: aiokafka's SASL / TLS keyword arguments (:func:`healing_guard.kafka_auth.client_options`)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     out = Recording()
     streams: list[list[tuple[int, int, str, bytes, bytes]]] = []
+    sec = dict(security or {})
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_bytes=32 << 20, max_partition_fetch_bytes=32 << 20)
+                                fetch_max_bytes=32 << 20, max_partition_fetch_bytes=32 << 20, **sec)
     names = [Topics.with_prefix(prefix).named(t) for t in INPUT_TOPICS]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **sec)
     await admin.start()
     try:
         described = await admin.describe_topics(names)
@@ -125,10 +128,14 @@ async def read_topics(bootstrap: str, prefix: str = "", *, max_events: int = 2_0
         await admin.close()
     tps = [TopicPartition(d.get("topic") or d.get("name"), int(p["partition"])) for d in described
            if int(d.get("error_code", 0)) == 0 for p in d.get("partitions") or ()]
+    if not tps:
+        denied = [str(d.get("topic") or d.get("name")) for d in described if int(d.get("error_code", 0)) == 29]
+        if denied:  # TOPIC_AUTHORIZATION_FAILED
+            raise ValueError(f"not authorized to read {', '.join(denied)} on {bootstrap} (the broker's ACLs; "
+                             "GUARD_BROKER_USERNAME names the principal)")
+        raise ValueError(f"no topics {', '.join(names)} on {bootstrap} (--topic-prefix?)")
     await consumer.start()
     try:
-        if not tps:
-            raise ValueError(f"no topics {', '.join(names)} on {bootstrap}")
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

@@ -156,8 +156,11 @@ def backtest(
         if not from_broker.startswith("kafka://"):
             err.print("[red]--from-broker:[/red] expected kafka://host:port")
             raise typer.Exit(2)
+        from .kafka_auth import client_options
+
+        security = client_options(_settings(config))  # the broker credentials (GUARD_BROKER_USERNAME, ...)
         try:
-            rec = asyncio.run(read_topics(from_broker[len("kafka://"):], topic_prefix))
+            rec = asyncio.run(read_topics(from_broker[len("kafka://"):], topic_prefix, security=security))
         except Exception as exc:
             err.print(f"[red]cannot read the topics from {escape(from_broker)}:[/red] {escape(str(exc))}")
             raise typer.Exit(1) from None

@@ -90,6 +90,8 @@ def replay(s: Settings, msgs: Sequence[Message], *, database: str, console: Cons
         s, broker_url=f"kafka://{bootstrap}", app_id=f"guard-{app_name}-{uuid.uuid4().hex[:6]}",
         clickhouse_database=database, topic_prefix="", partitions=2, fact_flush_seconds=0.5,
         test_grace_seconds=1.0, chunk_grace_seconds=5.0,
+        # the replay's own Tansu speaks plaintext: the configured broker's credentials are not for it
+        broker_sasl_mechanism="", broker_username="", broker_password="", broker_tls=False,
     )
     try:
         try:

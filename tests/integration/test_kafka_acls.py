@@ -184,3 +184,23 @@ async def test_the_real_worker_under_its_acls_signs_what_the_executor_carries_ou
         paths = [r.path for r in api.requests]
     assert counts == {"succeeded": 1}, (counts, paths)
     assert len(paths) == 1 and paths[0].startswith("/repos/acme/svc0/actions/")
+
+    # the same topics replayed by `guard backtest --from-broker` as principal `worker` (its credentials
+    # from the environment reach the reader; the replay's own embedded broker takes none of them)
+    e = {**os.environ, "GUARD_BROKER_SASL_MECHANISM": "PLAIN", "GUARD_BROKER_USERNAME": "worker",
+         "GUARD_BROKER_PASSWORD": USERS["worker"]}
+    e.pop("GUARD_CONFIG", None)
+    bt = await asyncio.to_thread(
+        subprocess.run, [str(Path(sys.executable).parent / "guard"), "backtest", "--from-broker", f"kafka://{bootstrap}",
+                         "--topic-prefix", prefix, "--json"],
+        cwd=tmp_path, env=e, capture_output=True, text=True, timeout=600)
+    assert bt.returncode == 0, bt.stderr[-3000:]
+    got = orjson.loads(bt.stdout.splitlines()[-1])
+    assert got["failed_jobs"] == 1 and got["diagnosed"] == 1 and list(got["by_category"]) == ["oom"], got
+    e["GUARD_BROKER_USERNAME"] = "mallory"  # a principal without read access to the ci.* topics gets nothing
+    e["GUARD_BROKER_PASSWORD"] = USERS["mallory"]
+    bt = await asyncio.to_thread(
+        subprocess.run, [str(Path(sys.executable).parent / "guard"), "backtest", "--from-broker", f"kafka://{bootstrap}",
+                         "--topic-prefix", prefix, "--json"],
+        cwd=tmp_path, env=e, capture_output=True, text=True, timeout=600)
+    assert bt.returncode == 1 and "not authorized to read" in bt.stderr and "Traceback" not in bt.stderr, bt.stderr[-3000:]

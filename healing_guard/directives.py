@@ -29,7 +29,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CLEANUPS", "Directive", "JENKINS_PARAMETERS", "TOOLS", "arguments", "cleanups", "environment", "from_command", "from_dict"]
+__all__ = ["CLEANUPS", "Directive", "JENKINS_PARAMETERS", "TOOLS", "arguments", "cache_suffix", "cleanups", "environment", "from_command", "from_dict"]
 
 #: the tools :func:`arguments` knows
 TOOLS = ("pytest", "jest", "mocha", "maven", "gradle", "go", "cargo", "docker")
@@ -125,6 +125,12 @@ def _tests(v: Any) -> list[str]:
     return [t for t in v if isinstance(t, str) and 0 < len(t) <= 1000 and "\n" not in t and "\0" not in t][:MAX_TESTS]
 
 
+def cache_suffix(command_id: str) -> str:
+    """A fresh cache key part for one command: the same for every reader of its directive (and the
+    executor's CircleCI project variable), a new one for each command."""
+    return "guard-" + hashlib.sha256(command_id.encode()).hexdigest()[:12]
+
+
 def from_command(cmd: Any) -> Directive | None:
     """The directive a re-run command implies (``None``: a plain retry changes nothing, or not a re-run).
 
@@ -152,8 +158,7 @@ def from_command(cmd: Any) -> Directive | None:
     d.clear_dependency_cache = p.get("clear_dependency_cache") is True
     d.frozen_lockfile = p.get("frozen_lockfile") is True
     if p.get("clear_cache") is True or d.clear_dependency_cache:
-        # a fresh cache: the same suffix for every reader of this directive, a new one for each command
-        d.cache_suffix = "guard-" + hashlib.sha256(d.command_id.encode()).hexdigest()[:12]
+        d.cache_suffix = cache_suffix(d.command_id)
     cleanup = p.get("cleanup")
     d.cleanup = [x for x in cleanup if isinstance(x, str) and x in CLEANUPS] if isinstance(cleanup, list) else []
     return d if d.changes else None

@@ -554,6 +554,11 @@ def _param(v: Any) -> str:
     return str(v)
 
 
+#: the CircleCI project variable a cache key holds (``{{ .Environment.GUARD_CACHE_EPOCH }}``) so that the
+#: executor can start a fresh cache (ci/healing-guard.circleci.yml)
+CIRCLECI_CACHE_VARIABLE = "GUARD_CACHE_EPOCH"
+
+
 class CircleCIClient:
     """CircleCI API v2 (``POST /api/v2/workflow/{id}/rerun`` answers 202 with ``{"workflow_id"}``)."""
 
@@ -566,6 +571,41 @@ class CircleCIClient:
     def workflow_url(self, workflow_id: str) -> str:
         web = "https://app.circleci.com" if self.base == "https://circleci.com" else self.base
         return f"{web}/pipelines/workflows/{_seg(workflow_id)} (the pipeline's workflows)"
+
+    def project_url(self, owner: str, repo: str) -> str:
+        web = "https://app.circleci.com" if self.base == "https://circleci.com" else self.base
+        return f"{web}/settings/project/.../{_seg(owner)}/{_seg(repo)}/environment-variables"
+
+    def set_cache_epoch(self, workflow_id: str, owner: str, repo: str, value: str) -> Response:
+        """Start a fresh cache for the project of ``workflow_id``: set its environment variable
+        :data:`CIRCLECI_CACHE_VARIABLE` to ``value`` (``POST /api/v2/project/{slug}/envvar``). CircleCI
+        fixes ``restore_cache`` keys when a job starts and has no API to delete caches, but a key that
+        holds ``{{ .Environment.GUARD_CACHE_EPOCH }}`` reads the project's variables: from the rerun on,
+        every job restores nothing and saves under the new key (the corrupt cache is never read again).
+        The project's slug comes from the workflow (``GET /api/v2/workflow/{id}``), and must name
+        ``owner/repo``: a command cannot reach another project's settings. Setting the same value again is
+        harmless (repeat-safe)."""
+        headers = {"Circle-Token": self._token, "Accept": "application/json"}
+        try:
+            url = f"{self.base}/api/v2/workflow/{_seg(workflow_id)}"
+            check = self.project_url(owner, repo)
+        except UnsafeValue as exc:
+            return _refused(exc)
+        got = self.t.request("GET", url, headers=headers, repeat_safe=True, check=check)
+        if not got.ok:
+            return got
+        slug = str((got.json() or {}).get("project_slug") or "")
+        parts = slug.split("/")
+        if len(parts) != 3 or [x.lower() for x in parts[1:]] != [owner.lower(), repo.lower()]:
+            return Response(None, message=f"workflow {workflow_id} belongs to project {slug[:200]!r}, not "
+                                          f"{owner}/{repo}: refused, not sent")
+        try:
+            envvar = f"{self.base}/api/v2/project/{_segs(slug)}/envvar"
+        except UnsafeValue as exc:
+            return _refused(exc)
+        done = self.t.request("POST", envvar, headers=headers, repeat_safe=True, check=check,
+                              json_body={"name": CIRCLECI_CACHE_VARIABLE, "value": value})
+        return replace(done, message=f"{CIRCLECI_CACHE_VARIABLE}={value} in {slug}") if done.ok else done
 
     def rerun_workflow(self, workflow_id: str, *, from_failed: bool = True,
                        jobs: list[str] | None = None) -> Response:

@@ -60,8 +60,11 @@ rerun_sequential,        (``parameters.scope == "pipeline"``: ``POST .../pipelin
 rerun_more_memory,       Jenkins: ``POST /job/{owner}/job/{repo}/buildWithParameters`` with ``GUARD_*``
 rerun_larger_runner,     build parameters (action, memory factor, runner size, tests, no-cache, ...);
 clear_cache_retry,       CircleCI: ``POST /api/v2/workflow/{run_id}/rerun`` ``{"from_failed": true}``.
-rebuild_no_layer_cache,  Only Jenkins can carry the resource / cache / test-selection parameters; on the
-cleanup_retry, and       other platforms the rerun is plain and ``detail`` says so.
+rebuild_no_layer_cache,  Only Jenkins re-runs take parameters; elsewhere the fix travels as a directive
+cleanup_retry, and       that the next attempt's first step applies (docs/directives.md), and ``detail``
+                         says so. ``clear_cache_retry`` first clears the platform's side: GitHub deletes
+                         the branch's caches, GitLab ``runnerCacheClear``, CircleCI sets the project
+                         variable ``GUARD_CACHE_EPOCH`` that cache keys hold.
 rerun_clean_dependen-    ``retry_backoff`` first waits ``backoff_seconds[attempt-1]``: ``guard executor``
 cies                     schedules it (:class:`ScheduleStore`, durable, other commands go on meanwhile);
                          a direct :meth:`Executor.execute` call sleeps (injected sleep).
@@ -96,12 +99,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..directives import JENKINS_PARAMETERS, from_command
+from ..directives import JENKINS_PARAMETERS, cache_suffix, from_command
 from ..patterns.tokenize import redact
 from ..remediate.actions import EXECUTOR_ACTIONS, NOTIFY_ACTIONS, RERUN_ACTIONS, TEST_ACTIONS
 from ..schemas import Command, Outcome, SchemaError
 from ..settings import DEFAULT_PRICES
-from .clients import SHELL_METACHARACTERS, Clients, JenkinsClient, Response, jenkins_full_name, plain
+from .clients import (CIRCLECI_CACHE_VARIABLE, SHELL_METACHARACTERS, Clients, JenkinsClient, Response,
+                      jenkins_full_name, plain)
 
 log = logging.getLogger("healing_guard.executor")
 
@@ -116,8 +120,8 @@ def _directive_note(cmd: Command, platform: str) -> str | None:
     if cmd.action == "clear_cache_retry" and platform == "GitLab":
         return "the runner caches are cleared before the retry"
     if cmd.action == "clear_cache_retry" and platform == "CircleCI":
-        return ("CircleCI fixes cache keys before the job starts and has no API to delete caches; "
-                "plain re-run")
+        return (f"the project variable {CIRCLECI_CACHE_VARIABLE} is set before the re-run: cache keys that "
+                f"hold {{{{ .Environment.{CIRCLECI_CACHE_VARIABLE} }}}} start a fresh cache")
     if cmd.action == "clear_cache_retry" and not isinstance(cmd.parameters.get("ref"), str):
         return ("no branch known, so no Actions cache deleted; the next attempt's first step "
                 "(guard-directive apply) sets GUARD_CACHE_SUFFIX for cache keys")
@@ -849,13 +853,19 @@ class Executor:
             if not cmd.run_id:
                 raise ValueError("CircleCI re-runs a workflow and the command has no run_id (workflow id)")
             cc = c.circleci
-            step = Step("circleci", f"CircleCI re-run workflow {cmd.run_id} from failed",
-                        lambda: cc.rerun_workflow(cmd.run_id or "", from_failed=True),
-                        cc.workflow_url(cmd.run_id))
+            steps = [Step("circleci", f"CircleCI re-run workflow {cmd.run_id} from failed",
+                          lambda: cc.rerun_workflow(cmd.run_id or "", from_failed=True),
+                          cc.workflow_url(cmd.run_id))]
+            if cmd.action == "clear_cache_retry":
+                epoch = cache_suffix(cmd.command_id)
+                steps.insert(0, Step("circleci", f"CircleCI set {CIRCLECI_CACHE_VARIABLE}={epoch} in project "
+                                                 f"{cmd.owner}/{cmd.repo}",
+                                     lambda: cc.set_cache_epoch(cmd.run_id or "", cmd.owner, cmd.repo, epoch),
+                                     cc.project_url(cmd.owner, cmd.repo), required=True))
             note = _directive_note(cmd, "CircleCI")
             if note:
                 notes.append(note)
-            return [step], notes
+            return steps, notes
         raise ValueError(f"unknown provider {cmd.provider!r}")
 
     def _notify(self, cmd: Command) -> tuple[list[Step], list[str]]:

@@ -56,6 +56,12 @@ def default_answer(method: str, path: str) -> Answer:
     m = re.fullmatch(r"/api/v4/projects/([^/]+)", path)
     if method == "GET" and m:
         return _json(200, {"id": 4321, "path_with_namespace": urllib.parse.unquote(m.group(1))})
+    m = re.fullmatch(r"/api/v2/workflow/([^/]+)", path)
+    if method == "GET" and m:  # CircleCI's workflow (the fields the executor reads, and a few more)
+        return _json(200, {"id": m.group(1), "name": "build", "status": "failed", "project_slug": "gh/acme/shop",
+                           "pipeline_id": "a8b8c8d8-0000-4000-8000-000000000001", "pipeline_number": 77})
+    if method == "POST" and re.fullmatch(r"/api/v2/project/[^/]+/[^/]+/[^/]+/envvar", path):
+        return _json(201, {"name": "GUARD_CACHE_EPOCH", "value": "xxxx" + "abcd"})  # CircleCI masks the value
     if method == "POST" and path == "/api/graphql":
         return _json(200, {"data": {"runnerCacheClear": {"errors": []}}})
     if method != "POST":

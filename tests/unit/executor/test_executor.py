@@ -476,6 +476,34 @@ def test_gitlab_clear_cache_clears_the_runner_caches_before_the_retry(api: FakeA
     assert out.status == "failed" and "not allowed" in out.detail and not any("retry" in r.path for r in api.requests)
 
 
+def test_circleci_clear_cache_sets_the_projects_cache_epoch_before_the_rerun(api: FakeApis, tmp_path: Path) -> None:
+    from healing_guard.directives import cache_suffix
+
+    ex, _ = make_executor(api, tmp_path)
+    out = ex.execute(cmd("circleci", "clear_cache_retry", run_id=WF, parameters={"clear_cache": True}))
+    assert out.status == "succeeded", out.detail
+    calls = [(r.method, r.path) for r in api.requests]
+    assert calls == [("GET", f"/api/v2/workflow/{WF}"), ("POST", "/api/v2/project/gh/acme/shop/envvar"),
+                     ("POST", f"/api/v2/workflow/{WF}/rerun")]
+    epoch = cache_suffix("c-circleci-clear_cache_retry-1")
+    assert api.requests[1].json() == {"name": "GUARD_CACHE_EPOCH", "value": epoch}
+    assert api.requests[1].headers["Circle-Token"] == SECRETS["GUARD_CIRCLECI_TOKEN"]
+    assert "GUARD_CACHE_EPOCH" in out.detail and "fresh cache" in out.detail
+    # a workflow of another project: its settings are not touched, and the re-run is not started
+    api.script(f"/api/v2/workflow/{WF}", Answer(200, b'{"id": "w", "project_slug": "gh/other/repo"}'))
+    api.requests.clear()
+    out = ex.execute(cmd("circleci", "clear_cache_retry", run_id=WF, command_id="cc2", parameters={"clear_cache": True}))
+    assert out.status == "failed" and "gh/other/repo" in out.detail, out.detail
+    assert [(r.method, r.path) for r in api.requests] == [("GET", f"/api/v2/workflow/{WF}")]
+    # a token that may not set project variables: no re-run on the corrupt cache either
+    api.script("/api/v2/project/gh/acme/shop/envvar", Answer(403, b'{"message": "Permission denied"}'))
+    api.requests.clear()
+    out = ex.execute(cmd("circleci", "clear_cache_retry", run_id=WF, command_id="cc3", parameters={"clear_cache": True}))
+    assert out.status == "failed" and "Permission denied" in out.detail, out.detail
+    assert [(r.method, r.path) for r in api.requests] == [("GET", f"/api/v2/workflow/{WF}"),
+                                                          ("POST", "/api/v2/project/gh/acme/shop/envvar")]
+
+
 def test_the_planner_names_the_branch_whose_caches_go() -> None:
     from healing_guard.classify import Diagnosis
     from healing_guard.remediate import Ledger, PlanConfig, plan

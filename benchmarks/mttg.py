@@ -47,6 +47,11 @@ commits (each push is its own change); a regression lives in its commit until a 
   failure starts an outage of Exp(mean 3 min) for that job: an attempt that starts inside it fails the
   same way. Half of the OOMs come from the commit (its job needs more memory: every attempt with the
   normal limit fails; ``rerun_more_memory`` / ``rerun_larger_runner`` pass); the others are transient.
+- *Corrupt caches*: a green job run saves a corrupt dependency cache with probability ``--cache-share``
+  (0.1) x the per-run infrastructure failure rate (its own draw: the other draws do not change). From then
+  on every run of that repository's job fails restoring it (npm ``EINTEGRITY``), whatever the commit,
+  until the cache is cleared: by a person's fix (the fix push), or by the guard's ``clear_cache_retry``
+  (the executor clears the platform's cache before the rerun; a plain re-run restores the same cache).
 - *Durations and price*: build 6 min, test 14 min, x LogNormal(0, 0.2) per attempt; failing attempts
   stop early (code failures at half, infra at a uniform share). Price ``--price`` USD per runner minute
   (default 0.016, the guard's ``medium`` runner, twice GitHub's 2-core Linux rate of 0.008); a larger
@@ -144,6 +149,7 @@ class Config:
     intermittent: float = 0.25
     outage_minutes: float = 3.0
     oom_persistent: float = 0.5
+    cache_share: float = 0.1  # corrupt-cache saves per green run, as a share of the infra failure rate
     build_minutes: float = 6.0
     test_minutes: float = 14.0
     price: float = 0.016
@@ -189,6 +195,11 @@ class Stream:
     commits: list[Commit]
     p_infra: float
     flaky_job_rate: float
+
+    @property
+    def p_cache(self) -> float:
+        """P(a green job run saves a corrupt cache)."""
+        return self.p_infra * self.cfg.cache_share
 
 
 def _beta_b(mean: float, a: float = 0.6) -> float:
@@ -255,7 +266,7 @@ class Mode:
 @dataclass
 class Attempt:
     failed: bool
-    cause: str | None  # flaky | regression | code | runner_lost | network | oom | disk_full | None
+    cause: str | None  # flaky | regression | code | runner_lost | network | oom | disk_full | cache | None
     minutes: float
     failed_tests: tuple[int, ...] = ()
     regression_failed: bool = False  # the commit's regression made this attempt fail
@@ -263,10 +274,16 @@ class Attempt:
     outage: float = 0.0
 
 
+def saves_corrupt_cache(st: Stream, commit: Commit, chain: int, job: str, attempt: int) -> bool:
+    """Whether this attempt, if green, saves a corrupt cache (its own RNG: the attempt's draws stay)."""
+    return Random(f"{st.seed}|{commit.repo}|{commit.key}~{chain}|{job}|{attempt}|cache").random() < st.p_cache
+
+
 def run_attempt(st: Stream, commit: Commit, chain: int, job: str, attempt: int, mode: Mode, start: float,
-                outage_until: float, quarantined: set[int] | None = None) -> Attempt:
+                outage_until: float, quarantined: set[int] | None = None, cache_corrupt: bool = False) -> Attempt:
     """What attempt ``attempt`` of ``job`` on ``commit`` (fix push number ``chain``, 0: the commit
-    itself) does. Every draw comes from its own seeded RNG, in a fixed order, whatever the policy."""
+    itself) does. Every draw comes from its own seeded RNG, in a fixed order, whatever the policy.
+    ``cache_corrupt``: the job's cache is corrupt (it fails restoring it)."""
     cfg = st.cfg
     repo = st.repos[commit.repo]
     rng = Random(f"{st.seed}|{commit.repo}|{commit.key}~{chain}|{job}|{attempt}")
@@ -277,6 +294,8 @@ def run_attempt(st: Stream, commit: Commit, chain: int, job: str, attempt: int, 
     broken = chain == 0  # a fix push removes the commit's code failure, regression and memory need
     if start < outage_until:
         return Attempt(True, "network", base * 0.3)
+    if cache_corrupt:
+        return Attempt(True, "cache", base * 0.1)
     if broken and commit.mem_heavy[job] and not mode.more_memory:
         return Attempt(True, "oom", base * frac)
     if u_infra < st.p_infra:
@@ -345,6 +364,11 @@ def log_lines(st: Stream, commit: Commit, job: str, a: Attempt) -> tuple[list[st
     if a.cause == "oom":
         return head + ["Running tests", "java.lang.OutOfMemoryError: Java heap space",
                        "Error: Process completed with exit code 137."], 137
+    if a.cause == "cache":
+        return head + ["Restoring cache", "npm ci", "npm ERR! code EINTEGRITY",
+                       "npm ERR! sha512-Kq5sNDHbBdx2bvmOg4TCfeDuu7c08a2t8mfYQbW8jJ0r7UEAbN4XtP+N1q4ZO7l0LtA== "
+                       "integrity checksum failed when using sha512: wanted sha512-Kq5sNDHbBdx2 but got "
+                       "sha512-3fNVp9R2 (48213 bytes)"], 1
     if a.cause == "disk_full":
         return head + ["Writing build cache", "OSError: [Errno 28] No space left on device: '/home/runner/.cache/pip'",
                        "Error: Process completed with exit code 1."], 1
@@ -436,6 +460,8 @@ class Sim:
         self.res = Result(policy, warm_from=st.cfg.warmup_days * 1440.0)
         self.q: list[tuple[float, int, str, _Chain]] = []
         self.n = 0
+        #: (repository, job) whose cache is corrupt now
+        self.corrupt: set[tuple[int, str]] = set()
         if policy == "guard":
             settings = Settings(test_grace_seconds=0.0, chunk_grace_seconds=0.0, partitions=1,
                                 human_response_minutes=self.cfg.human_delay,
@@ -463,6 +489,7 @@ class Sim:
             elif kind == "human":
                 self.human(at, ch)
             elif kind == "fix":
+                self.corrupt.discard((ch.commit.repo, ch.job))  # the person cleared the cache too
                 ch.chain += 1
                 ch.attempt, ch.human_reran, ch.fixing, ch.mode = 0, False, False, Mode()
                 ch.outage_until, ch.acted = -1.0, None
@@ -473,7 +500,11 @@ class Sim:
     def start(self, at: float, ch: _Chain) -> None:
         ch.attempt += 1
         q = self.quarantined.get(ch.commit.repo) if self.policy == "guard" else None
-        a = run_attempt(self.st, ch.commit, ch.chain, ch.job, ch.attempt, ch.mode, at, ch.outage_until, q)
+        cache = (ch.commit.repo, ch.job)
+        a = run_attempt(self.st, ch.commit, ch.chain, ch.job, ch.attempt, ch.mode, at, ch.outage_until, q,
+                        cache_corrupt=cache in self.corrupt)
+        if not a.failed and saves_corrupt_cache(self.st, ch.commit, ch.chain, ch.job, ch.attempt):
+            self.corrupt.add(cache)
         end = at + a.minutes
         if a.outage:
             ch.outage_until = end + a.outage
@@ -571,7 +602,7 @@ class Sim:
             green[0] += int(not a.failed)
             green[1] += 1
             ch.acted = None
-        if ch.job != "test" or not a.tests_ran or a.cause in ("runner_lost", "network", "oom", "disk_full"):
+        if ch.job != "test" or not a.tests_ran or a.cause in ("runner_lost", "network", "oom", "disk_full", "cache"):
             return
         repo = self.st.repos[ch.commit.repo]
         n_failed = len(a.failed_tests)
@@ -639,6 +670,10 @@ class Sim:
             tests = tuple(i for i, tid in enumerate(repo.tests) if tid in ids) or a.failed_tests
             seq_ = act == "rerun_sequential"
             mode = Mode(tests=tests, sequential=seq_, time_fraction=0.5 if seq_ else 0.35)
+        elif act == "clear_cache_retry" and not self.plain_reruns:
+            # the executor clears the platform's cache first (GitHub caches API, GitLab runnerCacheClear,
+            # CircleCI's GUARD_CACHE_EPOCH): the rerun restores nothing and saves a fresh cache
+            self.corrupt.discard((ch.commit.repo, ch.job))
         if self.plain_reruns:
             mode = Mode()  # the whole job again, as it was
         self.res.auto_retries += 1
@@ -660,7 +695,8 @@ def simulate_plain(cfg: Config, seed: int, matcher: Matcher | None = None) -> Re
 
 
 #: the automatic actions whose next attempt a directive changes
-FIX_ACTIONS = ("rerun_more_memory", "rerun_larger_runner", "retry_tests_isolated", "rerun_sequential")
+FIX_ACTIONS = ("rerun_more_memory", "rerun_larger_runner", "retry_tests_isolated", "rerun_sequential",
+               "clear_cache_retry")
 
 
 def summary(results: dict[str, Result]) -> dict[str, dict[str, float]]:

@@ -121,3 +121,18 @@ def test_directives_make_the_attempt_after_a_fix_green_more_often(matcher: Any) 
     assert n_d >= 30 and n_p >= 30
     assert with_d > without + 0.05, (with_d, without)
     assert directed.mttg < plain.mttg
+
+
+def test_a_corrupt_cache_stays_until_it_is_cleared(matcher: Any) -> None:
+    """Every run of a job whose cache is corrupt fails (whatever the commit) until the cache is cleared:
+    the guard's clear_cache_retry clears it (the attempt after it is green), a plain re-run does not."""
+    cfg = replace(mttg.Config(), seeds=1, seed=0, cache_share=1.0)  # the default fleet, more corrupt caches
+    directed = mttg.Sim(mttg.build_stream(cfg, cfg.seed), "guard", matcher).run()
+    plain = mttg.simulate_plain(cfg, cfg.seed, matcher)
+    ok_d, n_d = directed.next_green.get("clear_cache_retry", [0, 0])
+    ok_p, n_p = plain.next_green.get("clear_cache_retry", [0, 0])
+    assert n_d >= 10 and n_p >= 10, (n_d, n_p)
+    assert ok_d / n_d > 0.8 and ok_p / n_p < 0.3, (ok_d, n_d, ok_p, n_p)
+    assert directed.causes.get("cache", 0) >= 3  # first failures of the corrupt cache's own
+    none = mttg.Sim(mttg.build_stream(cfg, cfg.seed), "none", matcher).run()
+    assert none.causes.get("cache", 0) >= directed.causes.get("cache", 0)  # people clear it later

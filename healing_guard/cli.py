@@ -32,6 +32,8 @@ app.add_typer(flakiness_app, name="flakiness")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(directive_app, name="directive")
+config_app = typer.Typer(no_args_is_help=True, help="The guard's config files: check what it understands of them.")
+app.add_typer(config_app, name="config")
 app.command("executor", help="Carry out guard.actions through the platforms' APIs (dry run unless --live).")(
     executor_command)
 console = Console()
@@ -653,6 +655,33 @@ def topics_create(config: Optional[Path] = ConfigOpt, broker: Optional[str] = Br
     asyncio.run(ensure_topics(s))
     for name, (parts, _) in topic_specs(s).items():
         console.print(f"{name}  partitions={parts}")
+
+
+@config_app.command("check")
+def config_check(
+    files: list[Path] = typer.Argument(..., help="healing-config.yml, healing-strategies.yml or a pattern file; "
+                                                 "any number"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per file"),
+) -> None:
+    """Validate config files as the guard reads them and print what each key set, with notes on what the
+    guard does instead of options a platform cannot carry out. Exit 2 on the first file refused."""
+    from .config_check import check
+    from .patterns.library import PatternError
+
+    for f in files:
+        try:
+            r = check(f)
+        except (ConfigError, PatternError) as exc:
+            err.print(f"[red]refused:[/red] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        if json_out:
+            sys.stdout.write(orjson.dumps(r.to_dict()).decode() + "\n")
+            continue
+        console.print(f"[green]ok[/green] {escape(r.path)} ({r.kind})", highlight=False)
+        for line in r.understood:
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+        for note in r.notes:
+            console.print(f"  [yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

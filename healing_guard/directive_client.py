@@ -70,7 +70,8 @@ def job_context(env: dict[str, str]) -> dict[str, Any]:
 
 
 #: Jenkins build parameters that are numbers, and their type
-_NUMBERS: dict[str, type] = {"memory_factor": float, "parallelism": int, "timeout_factor": float}
+_NUMBERS: dict[str, type] = {"memory_factor": float, "memory_add_mb": int, "parallelism": int,
+                             "timeout_factor": float}
 
 
 def _from_jenkins(env: dict[str, str]) -> dv.Directive | None:

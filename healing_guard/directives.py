@@ -45,7 +45,7 @@ CLEANUPS: dict[str, list[str]] = {
 #: with them (executor/core.py ``jenkins_parameters``), and a Jenkins job's first step reads them back
 #: (directive_client.py). Lists go space-separated (``tests``) or comma-separated (``cleanup``).
 JENKINS_PARAMETERS = {
-    "memory_factor": "GUARD_MEMORY_FACTOR", "runner_size": "GUARD_RUNNER_SIZE", "tests": "GUARD_TESTS",
+    "memory_factor": "GUARD_MEMORY_FACTOR", "memory_add_mb": "GUARD_MEMORY_ADD_MB", "runner_size": "GUARD_RUNNER_SIZE", "tests": "GUARD_TESTS",
     "failed_tests_only": "GUARD_FAILED_TESTS_ONLY", "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM",
     "no_cache": "GUARD_NO_CACHE", "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
     "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}
@@ -54,6 +54,7 @@ JENKINS_PARAMETERS = {
 MAX_TESTS = 500
 #: memory factors are capped (a directive is data from the network)
 MAX_MEMORY_FACTOR = 8.0
+MAX_MEMORY_ADD_MB = 65536
 MAX_TIMEOUT_FACTOR = 10.0
 
 
@@ -73,6 +74,7 @@ class Directive:
     sequential: bool = False  # one at a time (no xdist, jest --maxWorkers=1, -p 1, --test-threads=1)
     isolated: bool = False  # each test (class) in a fresh process where the tool can
     memory_factor: float | None = None  # times the default heap / memory limit
+    memory_add_mb: int | None = None  # MB more than the default heap ("+2GB"); replaces memory_factor
     timeout_factor: float | None = None  # times the test timeout
     runner_size: str | None = None  # "next" or a runner class name (where the platform allows choosing)
     cache_suffix: str | None = None  # appended to cache keys: a fresh cache
@@ -85,6 +87,10 @@ class Directive:
         return dataclasses.asdict(self)
 
     @property
+    def grows_memory(self) -> bool:
+        return bool(self.memory_factor or self.memory_add_mb)
+
+    @property
     def changes(self) -> list[str]:
         """What this directive changes, in words (for logs and the API)."""
         out = []
@@ -94,7 +100,9 @@ class Directive:
             out.append("tests one at a time")
         if self.isolated:
             out.append("each test in a fresh process")
-        if self.memory_factor:
+        if self.memory_add_mb:
+            out.append(f"+{self.memory_add_mb} MB memory")
+        elif self.memory_factor:
             out.append(f"{self.memory_factor:g}x memory")
         if self.timeout_factor:
             out.append(f"{self.timeout_factor:g}x test timeout")
@@ -151,6 +159,8 @@ def from_command(cmd: Any) -> Directive | None:
     d.sequential = p.get("parallelism") == 1 or c["action"] == "rerun_sequential"
     d.isolated = p.get("isolation") == "fresh_process"
     d.memory_factor = _factor(p.get("memory_factor"), MAX_MEMORY_FACTOR)
+    if c["action"] in ("rerun_more_memory", "rerun_larger_runner"):
+        d.memory_add_mb = _add_mb(p.get("memory_add_mb"))
     d.timeout_factor = _factor(p.get("timeout_factor"), MAX_TIMEOUT_FACTOR)
     size = p.get("runner_size")
     d.runner_size = size if isinstance(size, str) and re.fullmatch(r"[\w.-]{1,64}", size) else None
@@ -183,6 +193,7 @@ def from_dict(d: Mapping[str, Any]) -> Directive:
     out = Directive(**raw)
     out.tests = _tests(out.tests)
     out.memory_factor = _factor(out.memory_factor, MAX_MEMORY_FACTOR)
+    out.memory_add_mb = _add_mb(out.memory_add_mb)
     out.timeout_factor = _factor(out.timeout_factor, MAX_TIMEOUT_FACTOR)
     out.cleanup = [x for x in out.cleanup if isinstance(x, str) and x in CLEANUPS] if isinstance(out.cleanup, list) else []
     for k in ("sequential", "isolated", "no_cache", "clear_dependency_cache", "frozen_lockfile"):
@@ -205,14 +216,25 @@ def _total_memory_mb() -> int:
 
 #: Node's default old-space limit is about a quarter of memory, at most 4 GiB (V8 on 64-bit since Node 12;
 #: 2 GiB on older versions)
-def _node_heap_mb(factor: float, total_mb: int) -> int:
-    default = min(total_mb // 4, 4096)
-    return int(min(default * factor, total_mb * 0.9))
+def _add_mb(v: Any) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= MAX_MEMORY_ADD_MB:
+        return None
+    return int(v)
 
 
-def _jvm_heap_mb(factor: float, total_mb: int) -> int:
+def _grown(default: float, d: Directive, total_mb: int) -> int:
+    """A heap limit of ``default`` MB grown as ``d`` asks (an absolute increase replaces the factor)."""
+    grown = default + d.memory_add_mb if d.memory_add_mb else default * (d.memory_factor or 1.0)
+    return int(min(grown, total_mb * 0.9))
+
+
+def _node_heap_mb(d: Directive, total_mb: int) -> int:
+    return _grown(min(total_mb // 4, 4096), d, total_mb)
+
+
+def _jvm_heap_mb(d: Directive, total_mb: int) -> int:
     """The JVM's default maximum heap is a quarter of memory (MaxRAMPercentage=25)."""
-    return int(min(total_mb * 0.25 * factor, total_mb * 0.9))
+    return _grown(total_mb * 0.25, d, total_mb)
 
 
 # --- test selection per tool ---------------------------------------------------------------------
@@ -301,16 +323,16 @@ def arguments(d: Directive, tool: str, *, total_mb: int | None = None) -> list[s
             out += ["-DforkCount=1", "-Dparallel=none", "-DthreadCount=1"]
         if d.isolated:
             out += ["-DforkCount=1", "-DreuseForks=false"]
-        if d.memory_factor:
-            out.append(f"-DargLine=-Xmx{_jvm_heap_mb(d.memory_factor, mem)}m")
+        if d.grows_memory:
+            out.append(f"-DargLine=-Xmx{_jvm_heap_mb(d, mem)}m")
     elif tool == "gradle":
         for t in d.tests:
             cls, _, method = t.partition("#")
             out += ["--tests", f"{cls}.{method}" if method else cls]
         if d.sequential:
             out += ["--max-workers=1", "-Dorg.gradle.parallel=false"]
-        if d.memory_factor:
-            out.append(f"-Dorg.gradle.jvmargs=-Xmx{_jvm_heap_mb(d.memory_factor, mem)}m")
+        if d.grows_memory:
+            out.append(f"-Dorg.gradle.jvmargs=-Xmx{_jvm_heap_mb(d, mem)}m")
     elif tool == "go":
         if d.tests:
             out.append("-run=" + _alternation(_leaf(t) for t in d.tests))
@@ -359,14 +381,17 @@ def environment(d: Directive, *, tests_file: str | None = None, base: Mapping[st
         out["GUARD_ISOLATION"] = "fresh_process"
     if d.timeout_factor:
         out["GUARD_TIMEOUT_FACTOR"] = f"{d.timeout_factor:g}"
-    if d.memory_factor:
-        out["GUARD_MEMORY_FACTOR"] = f"{d.memory_factor:g}"
-        add("NODE_OPTIONS", f"--max-old-space-size={_node_heap_mb(d.memory_factor, mem)}")
-        jvm = _jvm_heap_mb(d.memory_factor, mem)
+    if d.grows_memory:
+        if d.memory_add_mb:
+            out["GUARD_MEMORY_ADD_MB"] = str(d.memory_add_mb)
+        else:
+            out["GUARD_MEMORY_FACTOR"] = f"{d.memory_factor:g}"
+        add("NODE_OPTIONS", f"--max-old-space-size={_node_heap_mb(d, mem)}")
+        jvm = _jvm_heap_mb(d, mem)
         add("MAVEN_OPTS", f"-Xmx{jvm}m")
         add("GRADLE_OPTS", f"-Dorg.gradle.jvmargs=-Xmx{jvm}m")
         # every other JVM the job starts (Surefire's forks, Gradle's test workers) unless it sets -Xmx itself
-        add("JAVA_TOOL_OPTIONS", f"-XX:MaxRAMPercentage={min(25 * d.memory_factor, 90):g}")
+        add("JAVA_TOOL_OPTIONS", f"-XX:MaxRAMPercentage={min(round(100 * jvm / mem, 1), 90):g}")
     if d.tests or d.sequential or d.timeout_factor:
         if plugin_dir:
             add("PYTEST_ADDOPTS", "-p guard_pytest_directive")

@@ -1,8 +1,11 @@
 """The one frozen settings object, built at the entry point from defaults, a config file, env and flags.
 
-Precedence, lowest first: built-in defaults < ``healing-config.yml`` (``--config`` or ``GUARD_CONFIG``)
-< environment variables (``GUARD_*``) < CLI flags. Nothing else in the package reads ``os.environ``.
-A bad value is refused at start with the file, key (and line) and the reason.
+Precedence, lowest first: built-in defaults < ``healing-config.yml`` (``--config`` or ``GUARD_CONFIG``;
+with neither, ``.github/healing-config.yml`` when it exists, as the product document puts it) <
+environment variables (``GUARD_*``) < CLI flags. Nothing else in the package reads ``os.environ``.
+The file may use the guard's sections (``cost_tracking:``, ``pipeline:``, ...) or the product document's
+(``healing:``, ``cost_control:``; translated by ``config_doc.py``), or both: one schema. A bad value is
+refused at start with the file, key (and line) and the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .config_doc import DOC_SECTIONS, apply_convert, known_keys, translate
 from .topics import Topics  # the topic names and specs live in topics.py; here only the user's prefix
 
 
@@ -57,6 +61,8 @@ class Settings:
     confidence_threshold: float = 0.5
     flaky_retry_threshold: float = 0.6
     flaky_min_runs: int = 5
+    #: failures followed by a pass a test needs before the guard retries it as flaky
+    flaky_min_recoveries: int = 1
     quarantine_enabled: bool = True
     quarantine_threshold: float = 0.3  # P(next run fails) at which a flaky test is quarantined
     quarantine_release_runs: int = 50  # consecutive passes before a quarantined test is released
@@ -77,12 +83,33 @@ class Settings:
     #: model is asked only when the rules are unsure (under a millisecond a job; docs/benchmarks.md)
     text_model: str = "packaged"
     # cost
+    #: false: no daily or per-repository budget stops an automatic action (cost_control.enabled: false)
+    budgets_enabled: bool = True
     daily_budget_usd: float = 200.0
     repo_daily_budget_usd: float = 50.0
     max_retries_per_job: int = 2
     human_response_minutes: float = 30.0
     default_runner_size: str = "medium"
     price_per_minute_usd: Mapping[str, float] = dataclasses.field(default_factory=lambda: dict(DEFAULT_PRICES))
+    #: the day's healing spend (USD) that sends an alert; 0: none (healing.cost_tracking.alert_threshold)
+    cost_alert_usd: float = 0.0
+    #: budget alert levels, fractions of daily_budget_usd (cost_control.alerts.threshold_percentages)
+    budget_alert_levels: tuple[float, ...] = (0.5, 0.8, 0.95)
+    budget_alert_channel: str = ""
+    # notifications and escalation (the product document's healing.notifications / healing.escalation)
+    notify_slack_channel: str = ""
+    notify_on_failure: bool = True
+    notify_on_recovery: bool = False
+    escalation_ticket: bool = True
+    escalation_assignee: str = ""
+    # optimisation and reporting (cost_control.optimization / .reporting)
+    prefer_spot_instances: bool = False
+    downgrade_after_failures: int = 0
+    cache_aggressive: bool = False
+    export_to: str = ""
+    export_granularity: str = "hourly"
+    #: the healing-config.yml these settings were read from ("" for none)
+    config_file: str = ""
     # REST API (`guard api`) and metrics
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -286,6 +313,31 @@ def _prices(v: Any) -> dict[str, float]:
     return {str(k): _nonneg_float(p) for k, p in v.items()}
 
 
+def _nonneg_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError(f"expected an integer >= 0, got {v!r}")
+    n = int(v)
+    if n < 0:
+        raise ValueError(f"must be >= 0, got {n}")
+    return n
+
+
+def _levels(v: Any) -> tuple[float, ...]:
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ValueError("expected a list of fractions of the budget, e.g. [0.5, 0.8, 0.95]")
+    out = sorted({_prob(x) for x in v})
+    if out[0] == 0:
+        raise ValueError("a budget alert level must be > 0")
+    return tuple(out)
+
+
+def _granularity(v: Any) -> str:
+    s = _str(v).strip().lower()
+    if s not in ("hourly", "daily"):
+        raise ValueError(f"expected hourly or daily, got {v!r}")
+    return s
+
+
 # (file section, file key) -> (settings field, converter, env var)
 _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("broker", "url"): ("broker_url", _broker, "GUARD_BROKER_URL"),
@@ -309,6 +361,7 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "confidence_threshold"): ("confidence_threshold", _prob, "GUARD_CONFIDENCE_THRESHOLD"),
     ("pipeline", "flaky_retry_threshold"): ("flaky_retry_threshold", _prob, "GUARD_FLAKY_RETRY_THRESHOLD"),
     ("pipeline", "flaky_min_runs"): ("flaky_min_runs", _pos_int, "GUARD_FLAKY_MIN_RUNS"),
+    ("pipeline", "flaky_min_recoveries"): ("flaky_min_recoveries", _pos_int, "GUARD_FLAKY_MIN_RECOVERIES"),
     ("pipeline", "quarantine_enabled"): ("quarantine_enabled", _bool, "GUARD_QUARANTINE_ENABLED"),
     ("pipeline", "quarantine_threshold"): ("quarantine_threshold", _prob, "GUARD_QUARANTINE_THRESHOLD"),
     ("pipeline", "quarantine_release_runs"): ("quarantine_release_runs", _pos_int, "GUARD_QUARANTINE_RELEASE_RUNS"),
@@ -330,6 +383,20 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
         "human_response_minutes", _nonneg_float, "GUARD_HUMAN_RESPONSE_MINUTES"),
     ("cost_tracking", "default_runner_size"): ("default_runner_size", _str, "GUARD_DEFAULT_RUNNER_SIZE"),
     ("cost_tracking", "price_per_minute_usd"): ("price_per_minute_usd", _prices, ""),
+    ("cost_tracking", "budgets_enabled"): ("budgets_enabled", _bool, "GUARD_BUDGETS_ENABLED"),
+    ("cost_tracking", "alert_usd"): ("cost_alert_usd", _nonneg_float, "GUARD_COST_ALERT_USD"),
+    ("cost_tracking", "alert_levels"): ("budget_alert_levels", _levels, ""),
+    ("cost_tracking", "alert_channel"): ("budget_alert_channel", _str, ""),
+    ("notifications", "slack_channel"): ("notify_slack_channel", _str, "GUARD_SLACK_CHANNEL"),
+    ("notifications", "on_failure"): ("notify_on_failure", _bool, ""),
+    ("notifications", "on_recovery"): ("notify_on_recovery", _bool, ""),
+    ("escalation", "create_ticket"): ("escalation_ticket", _bool, ""),
+    ("escalation", "assign_to"): ("escalation_assignee", _str, ""),
+    ("optimization", "prefer_spot_instances"): ("prefer_spot_instances", _bool, ""),
+    ("optimization", "downgrade_after_failures"): ("downgrade_after_failures", _nonneg_int, ""),
+    ("optimization", "cache_aggressive"): ("cache_aggressive", _bool, ""),
+    ("reporting", "export_to"): ("export_to", _str, "GUARD_EXPORT_TO"),
+    ("reporting", "granularity"): ("export_granularity", _granularity, ""),
     ("broker", "sasl_mechanism"): ("broker_sasl_mechanism", _mechanism, "GUARD_BROKER_SASL_MECHANISM"),
     ("broker", "username"): ("broker_username", _str, "GUARD_BROKER_USERNAME"),
     ("broker", "password"): ("broker_password", _str, "GUARD_BROKER_PASSWORD"),
@@ -365,6 +432,12 @@ def _line_index(text: str) -> dict[tuple[str, ...], int]:
                 key = (*path, str(k.value))
                 lines[key] = k.start_mark.line + 1
                 walk(v, key)
+        elif isinstance(node, yaml.SequenceNode) and id(node) not in seen:  # items as "[i]"
+            seen.add(id(node))
+            for i, v in enumerate(node.value):
+                key = (*path, f"[{i}]")
+                lines[key] = v.start_mark.line + 1
+                walk(v, key)
 
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     if root is not None:
@@ -393,9 +466,16 @@ def _from_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(src, "-", "the top level must be a mapping of sections")
-    out: dict[str, Any] = {}
+    if "strategies" in data or "actions" in data:
+        raise ConfigError(src, "strategies" if "strategies" in data else "actions",
+                          "this is a healing-strategies.yml: pass it as the strategies file "
+                          "(GUARD_STRATEGIES, pipeline.strategies_file, or .github/healing-strategies.yml)",
+                          lines.get(("strategies",)) or lines.get(("actions",)))
+    out = _from_document_format(src, data, lines)
     sections = sorted({s for s, _ in _SPEC})
     for section, body in data.items():
+        if section in DOC_SECTIONS:
+            continue
         if not isinstance(body, dict):
             raise ConfigError(src, str(section), f"expected a mapping; known sections: {', '.join(sections)}",
                               lines.get((str(section),)))
@@ -406,11 +486,37 @@ def _from_file(path: Path) -> dict[str, Any]:
                 known = sorted(k for s, k in _SPEC if s == section) if section in sections else sections
                 raise ConfigError(src, f"{section}.{key}", f"unknown key; known: {', '.join(known)}", line)
             name, conv, _ = spec
+            if name in out:
+                raise ConfigError(src, f"{section}.{key}", "set twice (also in the healing: / cost_control: "
+                                                           "sections)", line)
             try:
                 out[name] = conv(value)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(src, f"{section}.{key}", str(exc), line) from None
     return out
+
+
+def _from_document_format(src: str, data: Mapping[str, Any], lines: Mapping[tuple[str, ...], int]) -> dict[str, Any]:
+    """The ``healing:`` and ``cost_control:`` sections (the product document's format), as settings."""
+    translated, unknown = translate(data, lines)
+    if unknown:
+        key, line = unknown[0]
+        parent = key.rsplit(".", 1)[0] if "." in key else key
+        known = known_keys(parent) or known_keys(key.split(".", 1)[0])
+        raise ConfigError(src, key, f"unknown key; known: {', '.join(known)}", line)
+    out: dict[str, Any] = {}
+    for t in translated:
+        name, conv, _ = _SPEC[(t.section, t.key)]
+        try:
+            out[name] = conv(apply_convert(t))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(src, t.doc_key, str(exc), t.line) from None
+    return out
+
+
+#: where the product document puts the two files; read when no other file is named
+DEFAULT_CONFIG = Path(".github") / "healing-config.yml"
+DEFAULT_STRATEGIES = Path(".github") / "healing-strategies.yml"
 
 
 def load_settings(config: str | Path | None = None, env: Mapping[str, str] | None = None,
@@ -419,8 +525,13 @@ def load_settings(config: str | Path | None = None, env: Mapping[str, str] | Non
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     cfg = config if config is not None else env.get("GUARD_CONFIG")
+    if cfg is None and DEFAULT_CONFIG.is_file():  # GUARD_CONFIG="" reads none
+        cfg = str(DEFAULT_CONFIG)
     if cfg:
         values.update(_from_file(Path(cfg)))
+        values["config_file"] = str(cfg)
+    if "strategies_file" not in values and "GUARD_STRATEGIES" not in env and DEFAULT_STRATEGIES.is_file():
+        values["strategies_file"] = str(DEFAULT_STRATEGIES)
     for name, ((section, key), conv) in _BY_FIELD.items():
         var = _SPEC[(section, key)][2]
         if var and var in env:

@@ -13,6 +13,7 @@ line, the dotted key and the reason::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -39,6 +40,7 @@ __all__ = [
     "Thresholds",
     "check_parameters",
     "load_strategies",
+    "load_strategy_sources",
     "parse_strategies",
     "parse_strategy_name",
     "policy_of",
@@ -86,6 +88,9 @@ class Thresholds:
     quarantine: float | None = None  # P(fail) at which a test becomes a quarantine candidate
     confidence: float | None = None  # diagnoses below it are "unknown" and go to a person
     min_runs: int | None = None  # runs of history a test needs before it can count as flaky
+    #: failures followed by a pass a test needs before it can count as flaky (the document's
+    #: ``thresholds.historical_failures``)
+    min_recoveries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ class ActionConfig:
     confidence_threshold: float | None = None
     max_retries: int | None = None
     parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the action this strategy takes instead of the planner's choice ("notify": a person decides)
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,9 +113,15 @@ class StrategiesConfig:
     thresholds: Thresholds = field(default_factory=Thresholds)
     patterns: tuple[str, ...] = ()  # resolved against the file's directory
     actions: Mapping[Strategy, ActionConfig] = field(default_factory=lambda: MappingProxyType({}))
+    #: log messages a strategy names (the document's ``patterns:`` list), checked by ``guard config check``
+    literal_patterns: Mapping[Strategy, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: what the guard does instead of options it cannot carry out as written
+    notes: tuple[str, ...] = ()
 
 
-_TOP = ("version", "ml_model", "features", "thresholds", "patterns", "actions")
+#: "strategies" (healing-strategies.yml) and "healing" (healing-config.yml's strategies) are the product
+#: document's formats (strategies_doc.py); in a healing-config.yml only healing.strategies is read here
+_TOP = ("version", "ml_model", "features", "thresholds", "patterns", "actions", "strategies", "healing")
 _MODEL_KEYS = ("type", "prior_strength")
 _THRESHOLD_KEYS = ("flaky", "quarantine", "confidence", "min_runs")
 _ACTION_KEYS = ("enabled", "confidence_threshold", "max_retries", "parameters")
@@ -296,7 +309,12 @@ def parse_strategies(text: str, source: str = "<string>", base_dir: str | Path |
     thresholds = Thresholds()
     patterns: list[str] = []
     actions: dict[Strategy, ActionConfig] = {}
+    tops = {str(k.value) for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
+    if "healing" in tops:  # a healing-config.yml: its other sections are settings (settings.py)
+        return _with_document_format(StrategiesConfig(source=source), text, source)
     for top, _knode, vnode in doc.items(root, "", _TOP):
+        if top == "strategies":
+            continue
         if top == "version":
             conv(vnode, "version", _version)
         elif top == "ml_model":
@@ -357,8 +375,73 @@ def parse_strategies(text: str, source: str = "<string>", base_dir: str | Path |
                     else:
                         akw[k] = MappingProxyType(conv(vn, akey, check_parameters))
                 actions[strategy] = ActionConfig(**akw)
-    return StrategiesConfig(source=source, ml_model=model, features=features, thresholds=thresholds,
-                            patterns=tuple(patterns), actions=MappingProxyType(actions))
+    own = StrategiesConfig(source=source, ml_model=model, features=features, thresholds=thresholds,
+                           patterns=tuple(patterns), actions=MappingProxyType(actions))
+    return _with_document_format(own, text, source) if "strategies" in tops else own
+
+
+def _with_document_format(own: StrategiesConfig, text: str, source: str) -> StrategiesConfig:
+    """``own`` with the product document's strategies of the same file (``strategies:`` or
+    ``healing.strategies``) added; a value set in both forms is refused."""
+    from .settings import _line_index
+    from .strategies_doc import DocStrategies, _Where, parse_healing_strategies, parse_strategies_mapping
+
+    data = yaml.safe_load(text) or {}
+    w = _Where(source, _line_index(text))
+    d = DocStrategies()
+    if "strategies" in data:
+        parse_strategies_mapping(data["strategies"], w, d)
+    healing = data.get("healing")
+    if isinstance(healing, Mapping) and "strategies" in healing:
+        parse_healing_strategies(healing["strategies"], w, d)
+    actions = dict(own.actions)
+    for s in {*d.enabled, *d.confidence, *d.action, *d.parameters, *d.max_retries}:
+        old = actions.get(s, ActionConfig())
+        if any(v is not None for v in (old.enabled, old.confidence_threshold, old.max_retries, old.action)):
+            raise ConfigError(source, f"actions.{s.value}", "set twice: in actions: and in the strategies of the "
+                                                            "product document's format")
+        actions[s] = ActionConfig(enabled=d.enabled.get(s), confidence_threshold=d.confidence.get(s),
+                                  max_retries=d.max_retries.get(s), action=d.action.get(s),
+                                  parameters=MappingProxyType({**old.parameters, **d.parameters.get(s, {})}))
+    t = own.thresholds
+    if d.flaky_threshold is not None or d.min_recoveries is not None:
+        if (d.flaky_threshold is not None and t.flaky is not None) or (
+                d.min_recoveries is not None and t.min_recoveries is not None):
+            raise ConfigError(source, "thresholds", "set twice: in thresholds: and in the strategies")
+        t = Thresholds(flaky=t.flaky if d.flaky_threshold is None else d.flaky_threshold, quarantine=t.quarantine,
+                       confidence=t.confidence, min_runs=t.min_runs,
+                       min_recoveries=t.min_recoveries if d.min_recoveries is None else d.min_recoveries)
+    return StrategiesConfig(source=source, ml_model=own.ml_model, features=own.features, thresholds=t,
+                            patterns=own.patterns, actions=MappingProxyType(actions),
+                            literal_patterns=MappingProxyType(dict(d.literal_patterns)),
+                            notes=(*own.notes, *d.notes))
+
+
+def load_strategy_sources(settings: Any) -> StrategiesConfig:
+    """The strategies the settings name: ``healing.strategies`` of the healing-config.yml they were read
+    from (the product document's format), then the strategies file. A strategy set in both is refused."""
+    parts = []
+    if settings.config_file:
+        p = Path(settings.config_file)
+        text = p.read_text(encoding="utf-8")  # read once already by load_settings: it is valid YAML
+        data = yaml.safe_load(text)
+        if isinstance(data, dict) and isinstance(data.get("healing"), dict) and "strategies" in data["healing"]:
+            parts.append(parse_strategies(text, str(p), p.parent))
+    if settings.strategies_file:
+        parts.append(load_strategies(settings.strategies_file))
+    if not parts:
+        return StrategiesConfig()
+    if len(parts) == 1:
+        return parts[0]
+    a, b = parts
+    both = set(a.actions) & set(b.actions)
+    if both:
+        raise ConfigError(b.source, f"actions.{sorted(x.value for x in both)[0]}",
+                          f"also set in {a.source} (healing.strategies): set each strategy in one file")
+    return dataclasses.replace(
+        b, actions=MappingProxyType({**a.actions, **b.actions}), notes=(*a.notes, *b.notes),
+        thresholds=Thresholds(**{f.name: getattr(b.thresholds, f.name) if getattr(b.thresholds, f.name) is not None
+                                 else getattr(a.thresholds, f.name) for f in dataclasses.fields(Thresholds)}))
 
 
 def _version(v: Any) -> int:
@@ -414,7 +497,7 @@ def policy_of(cfg: StrategiesConfig) -> Any:
     policy = Policy()
     for s, a in cfg.actions.items():
         policy = policy.updated(s, enabled=a.enabled, threshold=a.confidence_threshold, max_retries=a.max_retries,
-                                parameters=a.parameters)
+                                parameters=a.parameters, action=a.action)
     return policy
 
 
@@ -437,6 +520,8 @@ def apply_to_settings(s: Any, cfg: StrategiesConfig, *, gates: bool = True) -> A
         changes["flaky_min_runs"] = t.min_runs
     if t.quarantine is not None:
         changes["quarantine_threshold"] = t.quarantine
+    if t.min_recoveries is not None:
+        changes["flaky_min_recoveries"] = t.min_recoveries
     if cfg.patterns:
         changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
     if not gates:  # the Python API applies the actions itself (add_strategy)

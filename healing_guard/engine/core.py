@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Iterable
@@ -343,10 +344,13 @@ MIN_EVIDENCE = 3
 def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
     """The planner's config from the settings (before a strategy policy's gates, which ``choose`` adds);
     ``partitions``: how many slices the daily budget is cut into (one per partition; 1 in one process)."""
+    on = settings.budgets_enabled  # cost_control.enabled: false: no budget stops an automatic action
     return PlanConfig(
-        daily_budget_usd=settings.daily_budget_usd, repo_daily_budget_usd=settings.repo_daily_budget_usd,
+        daily_budget_usd=settings.daily_budget_usd if on else math.inf,
+        repo_daily_budget_usd=settings.repo_daily_budget_usd if on else math.inf,
         max_retries_per_job=settings.max_retries_per_job, human_response_minutes=settings.human_response_minutes,
         flaky_retry_threshold=settings.flaky_retry_threshold, flaky_min_runs=settings.flaky_min_runs,
+        flaky_min_recoveries=settings.flaky_min_recoveries,
         confidence_threshold=settings.confidence_threshold, partitions=partitions,
         auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
     )
@@ -414,12 +418,13 @@ def _text_model(settings: Settings) -> TextModel | None:
 
 
 def _policy_of(settings: Settings) -> Policy:
-    """The strategy policy of ``settings.strategies_file`` (the catalogue's defaults without one)."""
-    if not settings.strategies_file:
+    """The strategy policy of the settings' strategies (``healing.strategies`` of the config file and the
+    strategies file; the catalogue's defaults without either)."""
+    if not settings.strategies_file and not settings.config_file:
         return Policy()
-    from ..strategies_config import load_strategies, policy_of
+    from ..strategies_config import load_strategy_sources, policy_of
 
-    return policy_of(load_strategies(settings.strategies_file))
+    return policy_of(load_strategy_sources(settings))
 
 
 def offline_job(job_id: str, *, exit_code: int | None = None, conclusion: str | None = None,

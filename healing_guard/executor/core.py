@@ -99,7 +99,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..directives import JENKINS_PARAMETERS, cache_suffix, from_command
+from ..directives import JENKINS_PARAMETERS, MAX_MEMORY_ADD_MB, cache_suffix, from_command
 from ..patterns.tokenize import redact
 from ..remediate.actions import EXECUTOR_ACTIONS, NOTIFY_ACTIONS, RERUN_ACTIONS, TEST_ACTIONS
 from ..schemas import Command, Outcome, SchemaError
@@ -514,6 +514,7 @@ def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict
         "backoff_seconds": _list_of(_number(0, MAX_BACKOFF_SECONDS), MAX_BACKOFF_STEPS, min_items=1),
         "honour_reset_headers": _boolean,
         "memory_factor": _number(1, MEMORY_FACTOR_MAX, above=True),
+        "memory_add_mb": _number(1, MAX_MEMORY_ADD_MB, integer=True),
         "runner_size": _one_of(*sizes),
         "tests": _list_of(_TEST_ID, MAX_TESTS),
         "failed_tests": _FAILED_TESTS,

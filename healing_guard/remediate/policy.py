@@ -8,7 +8,10 @@ what a team set for each strategy (``healing-strategies.yml``, ``PipelineGuard.a
 3. RACE_CONDITION turns a flaky retry that looks like a race (the race rule, ``strategies.looks_like_race``,
    on the evidence and the log's last lines) into a sequential rerun;
 4. DEPENDENCY_HELL (opt-in) reruns dependency failures once with a clean dependency cache;
-5. every automatic action then passes the planner's checks (per-job retry limit, budgets, expected
+5. a strategy's configured ``action`` (the product document's ``action: "increase-resources"``,
+   ``actions.primary``) replaces the planner's choice for the categories it fits (:func:`chosen_remedy`),
+   once the planner wanted an automatic action at all: a code failure still goes to its author;
+6. every automatic action then passes the planner's checks (per-job retry limit, budgets, expected
    value) and the strategy's own ``max_retries`` for the job; its ``parameters`` join the command.
 
 The worker's engine and ``PipelineGuard`` both decide through :func:`choose`, so a strategies file means
@@ -32,9 +35,9 @@ from .gate import DEFAULT_THRESHOLD
 from .outcomes import SuccessStats
 from .planner import Ledger, PlanConfig, command_id, plan, plan_chosen
 from .strategies import (ALTERNATIVES, CLEAN_DEPENDENCIES, FLAKY_RETRY, NOTIFY_AUTHOR, NOTIFY_ONCALL, RACE_RETRY,
-                         STRATEGIES, Remedy, looks_like_race)
+                         STRATEGIES, Remedy, looks_like_race, remedies_for, remedy_for)
 
-__all__ = ["Choice", "Policy", "StrategyState", "choose", "p_success", "take_custom"]
+__all__ = ["Choice", "Policy", "StrategyState", "choose", "chosen_remedy", "p_success", "take_custom"]
 
 TEST_CATEGORIES = ("test_failure", "test_timeout")
 #: the owner of each category's automatic action (SKIP_AND_NOTIFY for the rest)
@@ -52,6 +55,9 @@ class StrategyState:
     confidence_threshold: float | None = None
     max_retries: int | None = None
     parameters: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: the action the strategy takes instead of the planner's choice, where it fits the cause
+    #: (:func:`chosen_remedy`); "notify": a person decides
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ class Policy:
         return self.states[s]
 
     def updated(self, s: Strategy, *, enabled: bool | None = None, threshold: float | None = None,
-                max_retries: int | None = None, parameters: Mapping[str, Any] | None = None) -> Policy:
+                max_retries: int | None = None, parameters: Mapping[str, Any] | None = None,
+                action: str | None = None) -> Policy:
         """This policy with one strategy changed (``None``: keep the current value; parameters merge)."""
         old = self.states[s]
         new = StrategyState(
@@ -73,6 +80,7 @@ class Policy:
             confidence_threshold=old.confidence_threshold if threshold is None else threshold,
             max_retries=old.max_retries if max_retries is None else max_retries,
             parameters=old.parameters if parameters is None else MappingProxyType({**old.parameters, **parameters}),
+            action=old.action if action is None else action,
         )
         return Policy(MappingProxyType({**self.states, s: new}))
 
@@ -179,6 +187,9 @@ def choose(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Led
                 and d.confidence >= cfg.confidence_threshold):
             thr = DEFAULT_THRESHOLD if dep.confidence_threshold is None else dep.confidence_threshold
             if d.confidence >= thr:
+                mine = chosen_remedy(Strategy.DEPENDENCY_HELL, dep, d.category)
+                if mine is not None and mine.action != CLEAN_DEPENDENCIES.action:
+                    return _configured(ctx, ledger, Strategy.DEPENDENCY_HELL, dep, mine)
                 return take(ctx, ledger, Strategy.DEPENDENCY_HELL.value, dep.max_retries, CLEAN_DEPENDENCIES,
                             CLEAN_DEPENDENCIES.why)
             return take(ctx, ledger, Strategy.DEPENDENCY_HELL.value, None, NOTIFY_AUTHOR,
@@ -192,6 +203,9 @@ def choose(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Led
         state = policy.state(owner)
         if not state.enabled:
             return take(ctx, ledger, owner.value, None, NOTIFY_ONCALL, disabled_reason(owner, d.category))
+        mine = chosen_remedy(owner, state, d.category)
+        if mine is not None and mine.action != probe.action:
+            return _configured(ctx, ledger, owner, state, mine)
         return _planned(ctx, ledger, owner, state.max_retries)
 
     # a test failure the planner would retry: every failed test is known to be flaky
@@ -207,6 +221,9 @@ def choose(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Led
                     f"{d.category} at confidence {d.confidence:.2f} is below the {gate:.2f} "
                     f"{owner.value} needs: the author decides")
     want = RACE_RETRY if owner is Strategy.RACE_CONDITION else FLAKY_RETRY
+    mine = chosen_remedy(owner, state, d.category)
+    if mine is not None and mine.action != want.action:
+        return _configured(ctx, ledger, owner, state, mine)
     if probe.action == want.action:
         return _planned(ctx, ledger, owner, state.max_retries)
     worst = min(r.p_retry_pass for r in risks)
@@ -214,6 +231,30 @@ def choose(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Led
         **want.parameters, "tests": list(probe.parameters.get("tests", [r.test_id for r in risks])),
         "failed_tests": [r.test_id for r in risks]})
     return take(ctx, ledger, owner.value, state.max_retries, st, st.why)
+
+
+def chosen_remedy(owner: Strategy, state: StrategyState, category: str) -> Remedy | None:
+    """The remedy a strategy's configured ``action`` means for a failure of ``category``, or None when it
+    has none or the action does not fit this category: an action that some category of the strategy
+    answers by itself (oom_recovery's ``rerun_more_memory``) applies to that category only, so a full
+    disk keeps its cleanup; any other applies to all of them (flaky tests rerun with a backoff)."""
+    if not state.action:
+        return None
+    if state.action == "notify":
+        return NOTIFY_AUTHOR if category in TEST_CATEGORIES else NOTIFY_ONCALL
+    native = {c for c in CATALOGUE[owner].categories if any(r.action == state.action for r in remedies_for(c))}
+    if native and category not in native:
+        return None
+    return remedy_for(category, state.action)
+
+
+def _configured(ctx: _Job, ledger: Ledger, owner: Strategy, state: StrategyState, st: Remedy) -> Choice:
+    why = f"{owner.value} is configured to {st.action} ({st.why or 'its configured action'})"
+    if st.action in (FLAKY_RETRY.action, RACE_RETRY.action):
+        ids = [r.test_id for r in ctx.risks]
+        st = dataclasses.replace(st, p_success=min((r.p_retry_pass for r in ctx.risks), default=st.p_success),
+                                 parameters={**st.parameters, "tests": ids, "failed_tests": ids})
+    return take(ctx, ledger, owner.value, state.max_retries if st.automatic else None, st, why)
 
 
 def _over_limit(ctx: _Job, owner: str, max_retries: int | None) -> str | None:

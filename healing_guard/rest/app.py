@@ -31,6 +31,7 @@ from .. import __version__
 from ..patterns.tokenize import redact
 from ..schemas import Command
 from ..engine.requests import plan_heal
+from ..settings import Settings
 from .keys import ApiKey, ApiKeys
 from .models import DirectiveAnswer, Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi
 
@@ -317,8 +318,9 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
               responses=_responses(400, 401, 403, 404, 422, 503))
     async def heal(owner: Owner, repo: Repo, job_id: JobId, key: Key,
                    request: HealRequest | None = None, provider: ProviderQ = "github") -> Any:
-        """Queue the strategy's action for the executor. The command id is derived from job, attempt
-        and action, so repeating the request (or asking for what the guard already did) acts once."""
+        """Queue the strategy's action for the executor; a preset lets the guard decide again under the
+        preset's settings. The command id is derived from job, attempt and action, so repeating the request
+        (or asking for what the guard already did) acts once."""
         req = request or HealRequest(strategy="auto", notify=False)
         if actions is None:
             raise ApiError(503, "heal requests need a broker: this API has no command sink (started with the "
@@ -326,7 +328,8 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
         found = await read(lambda r: r.failure(owner, repo, job_id, provider=provider))
         if found is None:
             raise _no_failure(owner, repo, job_id)
-        plan = plan_heal(found, req.strategy, req.notify, requested_by=f"api-key:{key.id}")
+        plan = plan_heal(found, req.strategy, req.notify, requested_by=f"api-key:{key.id}",
+                         settings=settings if isinstance(settings, Settings) else None)
         try:
             await actions.send(plan.command)
             if plan.notify_command is not None:

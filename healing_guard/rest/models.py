@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from ..engine.requests import CHANNELS, STRATEGY_NAMES, normalize_strategy
+from ..engine.requests import CHANNELS, HEAL_STRATEGY_NAMES, normalize_heal_strategy
 
 __all__ = [
     "Daily", "Error", "Evidence", "FailureAnalysis", "FailureCommand", "HealAccepted", "HealRequest", "Health",
@@ -191,7 +191,7 @@ class Roi(BaseModel):
     daily: list[Daily]
 
 
-StrategyName = Literal[STRATEGY_NAMES]  # type: ignore[valid-type]
+StrategyName = Literal[HEAL_STRATEGY_NAMES]  # type: ignore[valid-type]
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
 
@@ -201,9 +201,11 @@ class HealRequest(BaseModel):
     # strict: JSON 0 is not false, "1" is not a list; a typo must be refused, not guessed
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    strategy: Annotated[StrategyName, BeforeValidator(normalize_strategy)] = Field(
-        "auto", description="'auto' (the guard's own recommendation) or a row of the remediation table; "
-                            "'flaky-test-retry' and 'FLAKY_TEST_RETRY' are accepted too")
+    strategy: Annotated[StrategyName, BeforeValidator(normalize_heal_strategy)] = Field(
+        "auto", description="a preset ('auto-detect', 'progressive', 'aggressive', 'conservative': the guard "
+                            "decides again under the preset's settings), 'auto' (the guard's own recommendation) "
+                            "or a row of the remediation table; 'flaky-test-retry', 'FLAKY_TEST_RETRY' and "
+                            "'Auto_Detect' are accepted too")
     notify: bool | list[Channel] = Field(
         False, description="true (Slack), false, or channels among slack, jira, pagerduty")
 
@@ -214,7 +216,7 @@ class HealAccepted(BaseModel):
     command_id: str = Field(description="deterministic: the same request gives the same id")
     action: str
     status: Literal["queued"]
-    strategy: str
+    strategy: str = Field(description="the preset or strategy, normalized (the command's parameters.strategy)")
     job_key: str
     notify_command_id: str | None = Field(
         None, description="the notification about a rerun, when notify asked for one")

@@ -412,14 +412,51 @@ def test_heal_notify(env: Env, client: Any) -> None:
     assert (cmd.parameters["slack"], cmd.parameters["ticket"]) == (False, True)
 
 
+def test_heal_accepts_a_preset_as_strategy(env: Env, client: Any) -> None:
+    """The product document's request: the preset decides the action, ``notify: true`` keeps its meaning."""
+    r = client.post(HEAL, headers=bearer(env.web_key), json={"strategy": "aggressive", "notify": True})
+    assert r.status_code == 202, r.text
+    body = r.json()
+    rerun, note = env.sink.sent
+    assert body == {"command_id": command_id("github/acme/web/123", 2, "retry_backoff"), "action": "retry_backoff",
+                    "status": "queued", "strategy": "aggressive", "job_key": "github/acme/web/123",
+                    "notify_command_id": note.command_id}
+    assert rerun.parameters["strategy"] == "aggressive" and rerun.parameters["requested_by"] == f"api-key:{env.web_id}"
+    assert note.action == "notify_oncall" and note.parameters["slack"] is True
+    env.sink.sent.clear()
+    # NETWORK_FAILURE is diagnosed at 0.82: under conservative's 0.9 a person is told, whatever is asked twice
+    for name in ("Conservative", "conservative"):
+        r = client.post(HEAL, headers=bearer(env.web_key), json={"strategy": name})
+        assert r.status_code == 202 and r.json()["strategy"] == "conservative"
+        assert r.json()["action"] == "notify_oncall" and r.json()["notify_command_id"] is None
+    assert env.sink.sent[0].command_id == env.sink.sent[1].command_id
+    assert "below the 0.90 threshold" in env.sink.sent[0].reason
+    r = client.post("/api/v1/repos/acme/web/failures/777/heal", headers=bearer(env.web_key),
+                    json={"strategy": "Auto_Detect"})
+    assert r.status_code == 202 and r.json()["action"] == "notify_author" and r.json()["strategy"] == "auto-detect"
+
+
+def test_heal_presets_start_from_the_apis_settings(env: Env) -> None:
+    from healing_guard.settings import load_settings
+
+    one_retry = load_settings(None, env={}, max_retries_per_job=1)
+    app: Any = create_app(lambda: env.reader, keys=env.keys, actions=env.sink, settings=one_retry)
+    with get_client(app) as c:  # NETWORK_FAILURE is attempt 2: over this install's limit of 1
+        assert c.post(HEAL, headers=bearer(env.web_key), json={"strategy": "auto-detect"}).json()["action"] == "escalate"
+        assert c.post(HEAL, headers=bearer(env.web_key), json={"strategy": "progressive"}).json()["action"] == "retry_backoff"
+
+
 def test_heal_unknown_strategy_is_422_naming_the_field_and_the_choices(env: Env, client: Any) -> None:
     r = client.post(HEAL, headers=bearer(env.web_key), json={"strategy": "reboot_the_world"})
     assert r.status_code == 422
     body = r.json()
     assert body["field"] == "strategy"
     assert "unknown strategy 'reboot_the_world'" in body["detail"]
-    for name in ("auto", "flaky_test_retry", "oom_recovery", "network_backoff", "skip_and_notify"):
+    for name in ("auto-detect", "progressive", "aggressive", "conservative",
+                 "auto", "flaky_test_retry", "oom_recovery", "network_backoff", "skip_and_notify"):
         assert name in body["detail"]
+    r = client.post(HEAL, headers=bearer(env.web_key), json={"strategy": 3})
+    assert r.status_code == 422 and r.json()["field"] == "strategy" and "aggressive" in r.json()["detail"]
     r = client.post(HEAL, headers=bearer(env.web_key), json={"strategy": "auto", "notify": ["carrier-pigeon"]})
     assert r.status_code == 422 and r.json()["field"] == "notify"
     r = client.post(HEAL, headers={**bearer(env.web_key), "Content-Type": "application/json"}, data="{not json")

@@ -18,12 +18,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/guard demo
 
-## make test: type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
+## make test: lint (ruff) and type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
 test: $(STAMP) kafka packages
+	$(BIN)/ruff check .
 	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test-all: $(STAMP) kafka packages
+	$(BIN)/ruff check .
 	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -m ''
 

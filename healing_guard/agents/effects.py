@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from .. import metrics
 from ..signing import sign_headers
-from ..engine.step import Count, Decided, Effect, Flaky, Hold, NextAttempt, Resent, Send, Store, Wake
+from ..engine.step import Count, Decided, Effect, Hold, NextAttempt, Resent, Send, Store, Wake
 from .context import AgentContext
 
 #: sends that are counted: a finding, and a command (every message on guard.actions)

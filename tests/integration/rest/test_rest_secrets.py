@@ -15,7 +15,7 @@ from tests.unit.crosscutting.test_secrets import NOW, _decide_job, engine  # noq
 
 
 def test_rest_analysis_over_a_real_warehouse_has_no_secret(ch_client: Any, migrated: str, tmp_path: Path,
-                                                           engine: Engine) -> None:
+                                                           engine: Engine) -> None:  # noqa: F811  (the fixture)
     from schemathesis.python.asgi import get_client
 
     from healing_guard.rest import ApiKeys, create_app

@@ -11,7 +11,6 @@ import json
 import re
 from typing import Any
 
-import pytest
 import yaml
 
 from healing_guard.warehouse.migrate import DEFAULT_DDL_DIR

@@ -12,7 +12,7 @@ import pytest
 
 from healing_guard.engine.core import Engine
 from healing_guard.engine.state import dump_window, ledger_key, load_partition, load_test
-from healing_guard.engine.step import (AttemptRisk, Count, Decided, Effect, Hold, IngestState, Resent, Send, Store, Tick,
+from healing_guard.engine.step import (Count, Decided, Effect, Hold, IngestState, Resent, Send, Store, Tick,
                                        Wake, decode_ingest, decode_test_result, incident_step, ingest_step,
                                        max_tick_hold, results_step)
 from healing_guard.engine.window import JobWindow

@@ -2,8 +2,8 @@
 
     from healing_guard import PipelineGuard, Strategy
 
-    guard = PipelineGuard()
-    failure = guard.analyze_failure(job_id="123", logs=log_text, repo="acme/web", exit_code=1)
+    guard = PipelineGuard(ci_provider="github", repo="acme/web")
+    failure = guard.analyze_failure(job_id="123", logs=log_text, exit_code=1)
     result = guard.heal(failure)
 
 ``PipelineGuard`` is the worker's engine without the streams: the same log reading and diagnosis
@@ -35,22 +35,23 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO, Literal
 
+from . import monorepo
 from .engine.core import plan_config
 from .log_files import Analyzer, FileResult
 from .classify import Diagnosis
 from .flaky import TestModel
 from .patterns.library import STEP_MARKERS, load_library
 from .patterns.matcher import Matcher
-from .patterns.tokenize import redact, redact_job
+from .patterns.tokenize import clean, redact, redact_job, redact_lines, strip_ansi
 from .remediate import strategies as table
-from .remediate.actions import is_automatic
+from .remediate.actions import EXECUTOR_ACTIONS, is_automatic
 from .remediate.policy import Choice, Policy, StrategyState, choose, take_custom
 from .remediate.outcomes import SuccessStats
 from .remediate.planner import Ledger, PlanConfig, budget_alerts
@@ -80,6 +81,10 @@ Status = Literal["planned", "dry_run", "notified", "skipped", "succeeded", "fail
 Logs = str | bytes | bytearray | memoryview | os.PathLike[str] | BinaryIO | io.TextIOBase | Iterable[str]
 
 _MEMORY = 10_000  # job keys / command ids remembered for retry limits and idempotency
+#: the log lines a Failure keeps for custom strategies (the last ones: a long log's failures are summed
+#: up at its end); a longer line is cut, its start (where paths are) kept
+LOG_LINES = 20_000
+_LINE_MAX = 4096
 
 
 # --- public records ----------------------------------------------------------------------------
@@ -98,6 +103,11 @@ class Failure:
     signature: str | None = None  # templated line that stands for the failure (clusters unknowns)
     tail: tuple[str, ...] = ()  # the log's last lines, cleaned and redacted (for custom strategies)
     log_lines: int = 0
+    #: the log's lines, cleaned and redacted (its last LOG_LINES), for custom strategies
+    logs: tuple[str, ...] = field(default=(), repr=False)
+    #: the change the job ran for, as ``git diff`` takes it (``analyze_failure(commit_range=...)``, else the
+    #: CI environment's, else the last commit)
+    commit_range: str = monorepo.DEFAULT_COMMIT_RANGE
 
     @property
     def job_id(self) -> str:
@@ -124,17 +134,36 @@ class Failure:
         return self.job.exit_code
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RemediationAction:
-    """What a custom strategy proposes. ``cost_usd=None``: a full rerun of the job at its runner's price."""
+    """What a custom strategy proposes. ``cost_usd=None``: a full rerun of the job at its runner's price.
+
+    ``type`` and ``params`` are the product document's names of ``action`` and ``parameters``
+    (``RemediationAction(type="selective-rebuild", params={...})``); give one name of each, not both.
+    """
 
     action: str
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    reason: str = ""
-    p_success: float = 0.5
-    cost_usd: float | None = None
+    parameters: Mapping[str, Any]
+    reason: str
+    p_success: float
+    cost_usd: float | None
 
-    def __post_init__(self) -> None:
+    def __init__(self, action: str | None = None, parameters: Mapping[str, Any] | None = None, reason: str = "",
+                 p_success: float = 0.5, cost_usd: float | None = None, *,
+                 type: str | None = None, params: Mapping[str, Any] | None = None) -> None:  # noqa: A002
+        for name, alias, a, b in (("action", "type", action, type), ("parameters", "params", parameters, params)):
+            if a is not None and b is not None:
+                raise TypeError(f"{alias}: {alias}= is another name of {name}=; give one of them, not both")
+        object.__setattr__(self, "action", action if action is not None else type)
+        object.__setattr__(self, "parameters", parameters if parameters is not None else params)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "p_success", p_success)
+        object.__setattr__(self, "cost_usd", cost_usd)
+        self._check()
+
+    def _check(self) -> None:
+        if self.action is None:
+            raise TypeError("action: required, the action's name (or type=, e.g. type=\"selective-rebuild\")")
         if not isinstance(self.action, str) or not self.action.strip():
             raise ValueError(f"action: expected a non-empty action name, got {self.action!r}")
         try:
@@ -152,6 +181,16 @@ class RemediationAction:
             object.__setattr__(self, "cost_usd", c)
 
     @property
+    def type(self) -> str:
+        """``action`` under the product document's name."""
+        return self.action
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """``parameters`` under the product document's name."""
+        return self.parameters
+
+    @property
     def automatic(self) -> bool:
         return is_automatic(self.action)
 
@@ -164,6 +203,9 @@ class HealResult:
     same in dry-run mode), ``succeeded`` / ``failed`` (the executor carried it out), ``notified`` (the
     failure goes to a person: the author or on-call, ``command`` says which), ``skipped`` (an automatic
     action was wanted but a budget, a retry limit or its expected value refused it; a person is told).
+    A custom strategy's own action (one the guard's executor does not know) with no ``executor`` on the
+    guard stays ``planned`` / ``dry_run``, saves nothing (``time_saved_minutes`` 0) and its ``reason``
+    says that only ``PipelineGuard(executor=...)`` carries it out.
     """
 
     status: Status
@@ -187,17 +229,36 @@ class CustomStrategy:
     Subclasses define ``detect(failure) -> bool | float`` (how sure it is that it applies, 0..1) and
     ``remediate(failure) -> RemediationAction``; optionally ``name`` (default: the class name),
     ``confidence_threshold`` (the score ``detect`` must reach, default 0.5) and ``max_retries`` (per job).
+
+    Monorepo helpers (``healing_guard/monorepo.py``) read the git checkout at ``workdir`` (default: the
+    current directory), where the job's paths mean something.
     """
 
     name: str = ""
     confidence_threshold: float = 0.5
     max_retries: int | None = None
+    workdir: str | os.PathLike[str] | None = None
 
     def detect(self, failure: Failure) -> bool | float:
         raise NotImplementedError
 
     def remediate(self, failure: Failure) -> RemediationAction:
         raise NotImplementedError
+
+    # --- monorepo helpers ----------------------------------------------------------------------------
+    def get_changed_packages(self, commit_range: str) -> set[str]:
+        """The packages ``git diff --name-only <commit_range>`` touches; an empty set (and a
+        ``MonorepoWarning``) when git or the range is not available."""
+        return monorepo.changed_packages(commit_range, self.workdir)
+
+    def extract_failed_packages(self, logs: str | Iterable[str]) -> set[str]:
+        """The packages the failing lines of a log name (``failure.logs``, or the log text)."""
+        return monorepo.failed_packages(logs, self.workdir)
+
+    def get_affected_packages(self, failure: Failure) -> list[str]:
+        """The failed packages the change touched, else every failed package; sorted."""
+        return monorepo.affected_packages(self.extract_failed_packages(failure.logs),
+                                          self.get_changed_packages(failure.commit_range))
 
 
 @dataclass(frozen=True)
@@ -275,12 +336,16 @@ def _read_file(fp: Any, read_bytes: int) -> Iterator[bytes]:
 class PipelineGuard:
     """Diagnoses failed CI jobs and chooses their remediation within budgets. Thread-safe.
 
+    ``ci_provider`` (github, gitlab, jenkins, circleci; default github) and ``repo`` (``owner/name``; GitLab
+    groups and Jenkins folders may nest: ``group/sub/name``) are what ``analyze_failure`` assumes when it
+    is not told;
     ``config``: a ``healing-config.yml`` (budgets, prices, thresholds; default: ``GUARD_CONFIG`` or none);
     ``strategies``: a ``healing-strategies.yml``; ``executor(command) -> bool`` carries out automatic
     actions (when given, ``dry_run`` defaults to False); ``settings``: a ready ``Settings`` instead of
     ``config``/``env``; ``matcher``: another guard's compiled pattern matcher, to skip compiling the
     library again (it must come from the same pattern files); ``**overrides``: any ``Settings`` field,
-    e.g. ``daily_budget_usd=20, dry_run=False``.
+    e.g. ``daily_budget_usd=20, dry_run=False``. ``env`` (default: the process environment) also gives
+    the CI job's commit range (see ``analyze_failure``).
     """
 
     def __init__(
@@ -288,12 +353,18 @@ class PipelineGuard:
         config: str | os.PathLike[str] | None = None,
         strategies: str | os.PathLike[str] | StrategiesConfig | None = None,
         *,
+        ci_provider: str = "github",
+        repo: str | None = None,
         executor: Callable[[Command], bool] | None = None,
         settings: Settings | None = None,
         env: Mapping[str, str] | None = None,
         matcher: Matcher | None = None,
         **overrides: Any,
     ) -> None:
+        if ci_provider not in PROVIDERS:
+            raise ValueError(f"ci_provider: unknown CI provider {ci_provider!r}; one of: {', '.join(PROVIDERS)}")
+        if repo is not None:
+            _split_repo(repo, ci_provider, "repo")
         if executor is not None and not callable(executor):
             raise TypeError(f"executor: expected a callable(command) -> bool, got {type(executor).__name__}")
         if settings is not None and (config is not None or overrides):
@@ -324,6 +395,11 @@ class PipelineGuard:
                                  "step markers; pass another guard's .matcher")
         self.settings: Settings = settings
         self.strategies_config: StrategiesConfig = scfg
+        #: what analyze_failure assumes when it is not told
+        self.ci_provider: str = ci_provider
+        self.repo: str = repo.strip().strip("/") if repo is not None else "local/local"
+        self.commit_range: str = (monorepo.ci_commit_range(os.environ if env is None else env)
+                                  or monorepo.DEFAULT_COMMIT_RANGE)
         self._analyzer = Analyzer(settings, matcher=matcher)
         self._executor = executor
         # the strategies file's policy, which add_strategy() changes from here on (the engine reads the same)
@@ -473,8 +549,9 @@ class PipelineGuard:
         job_id: str | int,
         logs: Logs,
         *,
-        provider: str = "github",
-        repo: str = "local/local",
+        provider: str | None = None,
+        repo: str | None = None,
+        commit_range: str | None = None,
         exit_code: int | None = None,
         attempt: int = 1,
         duration_minutes: float | None = None,
@@ -490,22 +567,32 @@ class PipelineGuard:
         text, never a path), an open file (binary or text) or a list of lines. The log is read in blocks,
         so its size does not matter. ``duration_minutes`` (how long the job ran) prices retries and the
         time a fix saves; ``failed_tests`` are the ids of the tests that failed (for the flaky-test rule).
+        ``provider`` and ``repo`` default to the guard's ``ci_provider`` and ``repo``. ``commit_range``
+        (what ``git diff`` takes, e.g. ``"abc123..def456"``) is the change the job ran for, handed to
+        custom strategies as ``failure.commit_range``; default: the CI job's own (GitHub's push or pull
+        request event, GitLab's ``CI_COMMIT_BEFORE_SHA..CI_COMMIT_SHA``), else ``HEAD~1..HEAD``.
         """
+        if commit_range is None:
+            commit_range = self.commit_range
+        elif not monorepo.is_commit_range(commit_range):
+            raise ValueError("commit_range: expected a git revision range such as 'HEAD~1..HEAD' or "
+                             f"'abc123...def456', got {commit_range!r}")
         # the failure is handed to custom strategies, notifiers and logs: no secrets in it (the log's
         # evidence and tail are redacted by the analyzer, the job's free text and test ids here)
-        job = redact_job(self._job(job_id, provider, repo, exit_code, attempt, duration_minutes, runner_size,
-                                   job_name, run_id, conclusion))
+        job = redact_job(self._job(job_id, self.ci_provider if provider is None else provider,
+                                   self.repo if repo is None else repo, exit_code, attempt, duration_minutes,
+                                   runner_size, job_name, run_id, conclusion))
         tests = tuple(redact(t) for t in _test_ids(failed_tests))
-        chunks = _log_source(logs)
+        kept = _KeptLines(_log_source(logs), LOG_LINES)
         with self._analyze_lock:  # the engine reads the log as the worker's window holds it
-            ready, a = self._analyzer.read(_Reader(chunks), job)  # type: ignore[arg-type]  # reads blocks
+            ready, a = self._analyzer.read(_Reader(kept), job)  # type: ignore[arg-type]  # reads blocks
         d = a.diagnosis
         report = self._analyzer.report(FileResult(job.job_key, a, ready=ready))
         return Failure(
             job=job, category=d.category, confidence=round(d.confidence, 4),
             evidence=tuple(Evidence(line=e.line, text=e.text, pattern=e.pattern) for e in d.evidence),
             remediation=str(report["remediation"]), diagnosis=d, failed_tests=tests, signature=a.signature,
-            tail=a.tail, log_lines=a.total_lines,
+            tail=a.tail, log_lines=a.total_lines, logs=kept.lines(), commit_range=commit_range,
         )
 
     def _job(self, job_id: Any, provider: str, repo: str, exit_code: Any, attempt: Any, duration: Any,
@@ -514,9 +601,7 @@ class PipelineGuard:
             raise ValueError(f"job_id: expected the platform's job id (a non-empty string), got {job_id!r}")
         if provider not in PROVIDERS:
             raise ValueError(f"provider: unknown provider {provider!r}; one of: {', '.join(PROVIDERS)}")
-        if not isinstance(repo, str) or "/" not in repo.strip("/"):
-            raise ValueError(f"repo: expected 'owner/name' (e.g. 'acme/web'), got {repo!r}")
-        owner, _, name = repo.strip("/").rpartition("/")
+        owner, name = _split_repo(repo, provider, "repo")
         if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
             raise TypeError(f"exit_code: expected an int or None, got {type(exit_code).__name__}")
         if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
@@ -602,7 +687,15 @@ class PipelineGuard:
             status = "skipped" if dec.refused else "notified"
         minutes = max(f.job.duration_minutes, 1.0)
         saved = round(dec.p_success * (self.settings.human_response_minutes + minutes), 2) if automatic else 0.0
-        return HealResult(status=status, action=cmd.action, reason=cmd.reason, strategy=dec.owner,
+        reason = cmd.reason
+        if automatic and cmd.action not in EXECUTOR_ACTIONS and self._executor is None:
+            # a custom strategy's own action: `guard executor` refuses what it does not know, so without an
+            # executor here nothing will carry it out, and nothing is saved
+            saved = 0.0
+            reason = (f"{reason}; not carried out: the guard's executor does not carry out the custom action "
+                      f"{cmd.action!r} - pass PipelineGuard(executor=...) a function that does, or run "
+                      "result.command yourself")
+        return HealResult(status=status, action=cmd.action, reason=reason, strategy=dec.owner,
                           time_saved_minutes=saved, cost_usd=cmd.estimated_cost_usd, command=cmd,
                           p_success=round(dec.p_success, 4) if automatic else 0.0, alerts=tuple(alerts))
 
@@ -676,6 +769,47 @@ class _Reader:
             if block:
                 return block
         return b""
+
+
+class _KeptLines:
+    """The log's blocks passed through unchanged, keeping its last lines for ``Failure.logs``."""
+
+    def __init__(self, chunks: Iterable[bytes], limit: int) -> None:
+        self._chunks = chunks
+        self._lines: deque[bytes] = deque(maxlen=limit)
+        self._rest = b""  # the unfinished last line of the blocks so far (its start, at most _LINE_MAX)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for block in self._chunks:
+            if block:
+                parts = block.split(b"\n")
+                if len(parts) == 1:
+                    if len(self._rest) < _LINE_MAX:
+                        self._rest = (self._rest + block[:_LINE_MAX])[:_LINE_MAX]
+                else:
+                    self._lines.append((self._rest + parts[0][:_LINE_MAX])[:_LINE_MAX])
+                    self._lines.extend(parts[1:-1])
+                    self._rest = parts[-1][:_LINE_MAX]
+            yield block
+
+    def lines(self) -> tuple[str, ...]:
+        """The kept lines as the tail is shown: decorations cleaned off, secrets redacted."""
+        if self._rest:
+            self._lines.append(self._rest)
+            self._rest = b""
+        text = (clean(strip_ansi(raw[:_LINE_MAX]).decode("utf-8", "replace")) for raw in self._lines)
+        return tuple(redact_lines(text))
+
+
+def _split_repo(repo: Any, provider: str, arg: str) -> tuple[str, str]:
+    """``owner/name`` -> (owner, name). Only GitLab (subgroups) and Jenkins (folders) nest owners."""
+    nests = provider in ("gitlab", "jenkins")
+    example = "'acme/web'" + (" or 'group/sub/web'" if nests else "")
+    parts = repo.strip().strip("/").split("/") if isinstance(repo, str) else []
+    if (len(parts) < 2 or (len(parts) > 2 and not nests)
+            or any(not p or any(c.isspace() for c in p) for p in parts)):
+        raise ValueError(f"{arg}: expected 'owner/name' (e.g. {example}) on {provider}, got {repo!r}")
+    return "/".join(parts[:-1]), parts[-1]
 
 
 def _test_ids(tests: Any) -> tuple[str, ...]:

@@ -289,11 +289,95 @@ def test_custom_strategy_wins_when_it_detects(new: Any) -> None:
     assert g.custom_strategies == ("deploy_quota",)
     r = g.heal(g.analyze_failure(job_id="9", logs=QUOTA_LOG, repo="acme/web"))
     assert (r.strategy, r.action, r.status) == ("deploy_quota", "wait_for_quota", "dry_run")
-    assert r.command.parameters == {"delay_seconds": 3600} and r.reason == "quota resets hourly"
-    assert r.p_success == 0.9 and r.time_saved_minutes == pytest.approx(0.9 * 31)
+    assert r.command.parameters == {"delay_seconds": 3600} and r.command.reason == "quota resets hourly"
+    # an action of its own that `guard executor` does not know: nothing here carries it out, nothing is saved
+    assert r.reason.startswith("quota resets hourly; not carried out: the guard's executor does not carry out "
+                               "the custom action 'wait_for_quota' - pass PipelineGuard(executor=...)")
+    assert r.p_success == 0.9 and r.time_saved_minutes == 0.0
     # asked first, but silent on other failures: the table decides
     r = g.heal(failure(g, "oom", job_id="10"))
     assert r.strategy == "oom_recovery" and len(q.seen) == 2
+
+
+def test_a_custom_action_is_carried_out_by_the_executor_given_to_the_guard(new: Any) -> None:
+    calls: list[Command] = []
+
+    def carry_out(cmd: Command) -> bool:
+        calls.append(cmd)
+        return True
+
+    g = new(executor=carry_out)
+    g.register_strategy(Quota())
+    r = g.heal(g.analyze_failure(job_id="9", logs=QUOTA_LOG, repo="acme/web"))
+    assert (r.status, r.action, r.reason) == ("succeeded", "wait_for_quota", "quota resets hourly")
+    assert r.time_saved_minutes == 31.0 and [c.action for c in calls] == ["wait_for_quota"]
+    g = new(executor=lambda cmd: True, dry_run=True)  # a dry run of an executor that knows it: the expected saving
+    g.register_strategy(Quota())
+    r = g.heal(g.analyze_failure(job_id="9", logs=QUOTA_LOG, repo="acme/web"))
+    assert (r.status, r.reason, r.time_saved_minutes) == ("dry_run", "quota resets hourly", pytest.approx(0.9 * 31))
+    g = new(dry_run=False)  # no executor: planned for the caller to run, and said so
+    g.register_strategy(Quota(action="retry"))  # an action the guard's executor knows keeps its saving
+    r = g.heal(g.analyze_failure(job_id="9", logs=QUOTA_LOG, repo="acme/web"))
+    assert (r.status, r.reason, r.time_saved_minutes) == ("planned", "quota resets hourly", pytest.approx(0.9 * 31))
+
+
+def test_the_product_documents_names_of_remediation_actions() -> None:
+    a = RemediationAction(type="selective-rebuild", params={"packages": ["packages/api"], "parallel": True})
+    assert (a.action, dict(a.parameters), a.type, a.params) == (
+        "selective-rebuild", {"packages": ["packages/api"], "parallel": True}, "selective-rebuild", a.parameters)
+    assert a == RemediationAction("selective-rebuild", {"packages": ["packages/api"], "parallel": True})
+    assert RemediationAction(type="x", parameters={"a": 1}).parameters == {"a": 1}
+    with pytest.raises(TypeError, match="^type: type= is another name of action=; give one of them, not both"):
+        RemediationAction("x", type="y")
+    with pytest.raises(TypeError, match="^params: params= is another name of parameters="):
+        RemediationAction(type="x", parameters={}, params={})
+    with pytest.raises(TypeError, match="^action: required"):
+        RemediationAction(params={"a": 1})
+    with pytest.raises(ValueError, match="^parameters: "):
+        RemediationAction(type="x", params={"bad key": 1})
+
+
+def test_ci_provider_and_repo_are_the_defaults_of_analyze_failure(new: Any) -> None:
+    g = new(ci_provider="gitlab", repo="group/sub/web")
+    f = g.analyze_failure(job_id="12345", logs=LOGS["oom"])
+    assert (f.provider, f.repo, f.job.owner, f.job.repo, f.job_key) == (
+        "gitlab", "group/sub/web", "group/sub", "web", "gitlab/group/sub/web/12345")
+    f = g.analyze_failure(job_id="1", logs=LOGS["oom"], provider="github", repo="acme/api")  # told: as told
+    assert (f.provider, f.repo) == ("github", "acme/api")
+    f = new().analyze_failure(job_id="1", logs=LOGS["oom"])
+    assert (f.provider, f.repo) == ("github", "local/local")
+    assert new(ci_provider="jenkins", repo="folder/team/deploy").repo == "folder/team/deploy"
+    for kw, pattern in (({"ci_provider": "travis"}, "^ci_provider: unknown CI provider 'travis'; one of: github, "
+                                                    "gitlab, jenkins, circleci"),
+                        ({"repo": "web"}, "^repo: expected 'owner/name' \\(e.g. 'acme/web'\\) on github, got 'web'"),
+                        ({"repo": "a/b/c"}, "^repo: expected 'owner/name'"),  # GitHub has no subgroups
+                        ({"repo": "acme/ web"}, "^repo: "), ({"repo": 42}, "^repo: "),
+                        ({"ci_provider": "gitlab", "repo": "group//web"}, "^repo: .*'group/sub/web'")):
+        with pytest.raises(ValueError, match=pattern):
+            new(**kw)
+
+
+def test_a_failure_carries_its_log_lines_and_commit_range(new: Any, tmp_path: Path) -> None:
+    g = new()
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    text = ("\x1b[31mFAIL\x1b[0m packages/api/src/index.test.js\r\n"
+            f"2024-05-14T09:12:03.1234567Z export GITHUB_TOKEN={token}\n" + "x" * 10_000 + "\nlast line")
+    f = g.analyze_failure(job_id="1", logs=text, commit_range="abc1234...def5678")
+    assert f.logs[0] == "FAIL packages/api/src/index.test.js" and token not in "".join(f.logs)
+    assert "[REDACTED]" in f.logs[1] and len(f.logs[2]) == 4096 and f.logs[3] == "last line" and len(f.logs) == 4
+    assert f.commit_range == "abc1234...def5678" and "logs=" not in repr(f)
+    many = [f"line {i}" for i in range(25_000)]
+    f = g.analyze_failure(job_id="2", logs=many)
+    assert len(f.logs) == 20_000 and f.logs[-1] == "line 24999" and f.log_lines == 25_000
+    assert f.commit_range == "HEAD~1..HEAD"  # no CI environment (env={}), no range given: the last commit
+    for bad in ("--output=/tmp/x", "HEAD~1 HEAD", ""):
+        with pytest.raises(ValueError, match="^commit_range: expected a git revision range"):
+            g.analyze_failure(job_id="3", logs="x", commit_range=bad)
+    event = tmp_path / "event.json"
+    event.write_text('{"before": "1111111111111111111111111111111111111111", '
+                     '"after": "2222222222222222222222222222222222222222"}')
+    g = new(env={"GITHUB_EVENT_PATH": str(event)})
+    assert g.analyze_failure(job_id="4", logs="x").commit_range == "1" * 40 + ".." + "2" * 40
 
 
 def test_custom_strategy_below_threshold_and_checks(new: Any) -> None:

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import uvicorn
 from healing_guard import GuardClient
 from healing_guard.remediate.planner import command_id
 from healing_guard.rest import ApiKeys, create_app
-from healing_guard.sdk import FailureAnalysis, GuardAPIError, RepoHealth
+from healing_guard.sdk import DEFAULT_BASE_URL, FailureAnalysis, GuardAPIError, Recommendation, RepoHealth
 
 from tests.unit.rest.test_rest_api import REPO_HEALTH, FakeReader, ListSink
 
@@ -87,23 +86,35 @@ def test_get_repo_health(served: Served) -> None:
     c = GuardClient(api_key=served.key, base_url=served.url)
     h = c.get_repo_health("acme/web")
     assert isinstance(h, RepoHealth)
-    assert h.flaky_test_rate == 0.0417 and h.healing_success_rate == 0.8125
+    # the product document's names, in percent; the API's fractions under their own names
+    assert (h.flaky_rate, h.healing_success_rate) == (4.17, 81.25)
+    assert (h.flaky_test_rate, h.healing_success_fraction, h.failure_rate) == (0.0417, 0.8125, 0.15)
     assert (h.repo, h.days, h.jobs, h.failed_jobs, h.last_failure_at) == ("acme/web", 30, 120, 18,
                                                                          "2026-11-25T10:00:00Z")
     assert c.get_repo_health("acme/web", days=7).days == 7
     assert served.reader.calls[-1] == ("repo_health", "acme", "web", 7)
-    assert set(REPO_HEALTH) == set(RepoHealth.__dataclass_fields__)
+    # every field the API sends arrives, plus the percentages made of them
+    assert set(RepoHealth.__dataclass_fields__) == set(REPO_HEALTH) | {"flaky_rate", "healing_success_fraction"}
+
+
+def test_rates_unknown_to_the_api_stay_unknown() -> None:
+    h = RepoHealth.from_api({**REPO_HEALTH, "healing_success_rate": None, "flaky_test_rate": None})
+    assert (h.flaky_rate, h.healing_success_rate, h.healing_success_fraction) == (None, None, None)
+    h = RepoHealth.from_api({**REPO_HEALTH, "healing_success_rate": 1, "flaky_test_rate": 1 / 3})
+    assert (h.healing_success_rate, h.flaky_rate) == (100.0, 33.33)
+    assert Recommendation.from_api({"action": "retry", "confidence": 0.8734, "reason": "r", "new": 1}) == \
+        Recommendation("retry", 87.34, "r", confidence_fraction=0.8734)
 
 
 def test_analyze_failure(served: Served) -> None:
     c = GuardClient(api_key=served.key, base_url=served.url + "/")  # a trailing slash is fine
     a = c.analyze_failure(repo="acme/web", job_id=123)
     assert isinstance(a, FailureAnalysis)
-    assert (a.category, a.confidence, a.attempt, a.run_id) == ("network", 0.82, 2, "9001")
+    assert (a.category, a.confidence, a.confidence_fraction, a.attempt, a.run_id) == ("network", 82.0, 0.82, 2, "9001")
     assert a.evidence[0].line == 3 and a.evidence[0].pattern == "npm-network"
     assert "npm ERR! network request" in a.evidence[0].text
     rec = a.recommendations[0]
-    assert (rec.action, rec.confidence, rec.automatic) == ("retry_backoff", 0.82, True)
+    assert (rec.action, rec.confidence, rec.confidence_fraction, rec.automatic) == ("retry_backoff", 82.0, 0.82, True)
     assert rec.reason.startswith("transient network error")
     assert a.commands[0]["outcome"]["status"] == "succeeded"
 
@@ -157,5 +168,25 @@ def test_unreachable_api_and_bad_arguments() -> None:
     with pytest.raises(ValueError, match="owner/repo"):
         c.get_repo_health("acme")
     with pytest.raises(ValueError, match="api_key"):
-        GuardClient(api_key="")
+        GuardClient(api_key="", env={})
+    with pytest.raises(ValueError, match="^base_url: expected an http"):
+        GuardClient(api_key="hg_x", base_url="127.0.0.1:8000", env={})
     assert "hg_x" not in repr(c)
+
+
+def test_base_url_and_key_from_the_environment(served: Served) -> None:
+    """As the product document's example runs in a CI job: the URL and the key come from its environment."""
+    env = {"GUARD_API_URL": served.url, "GUARD_API_KEY": served.key}
+    c = GuardClient(api_key="your-key", env=env)  # the document's placeholder: no guard key looks like it
+    assert (c.base_url, c.api_key) == (served.url, served.key)
+    assert c.get_repo_health("acme/web").flaky_rate == 4.17
+    assert GuardClient(env=env).api_key == served.key
+    # a real key given in the code wins over the environment's; so does a base_url
+    assert GuardClient(api_key=served.other_key, env=env).api_key == served.other_key
+    assert GuardClient(api_key="hg_k", base_url="http://10.0.0.1:9000/", env=env).base_url == "http://10.0.0.1:9000"
+    # nothing in the environment: the placeholder is sent (and refused), the URL is guard api's default
+    bare = GuardClient(api_key="your-key", env={})
+    assert (bare.api_key, bare.base_url) == ("your-key", DEFAULT_BASE_URL) == ("your-key", "http://127.0.0.1:8000")
+    with pytest.raises(GuardAPIError) as e:
+        GuardClient(api_key="your-key", base_url=served.url, env={}).get_repo_health("acme/web")
+    assert e.value.status == 401

@@ -142,11 +142,11 @@ def test_a_rerun_job_obtains_its_directive_from_the_api(live_api: dict[str, Any]
 def test_the_sdk_reads_health_and_analyses_from_the_real_warehouse(live_api: dict[str, Any]) -> None:
     client = GuardClient(api_key=live_api["keys"]["web"], base_url=live_api["base"])
     health = client.get_repo_health("acme/web")
-    assert health.healing_success_rate == 1.0
-    assert health.flaky_test_rate == pytest.approx(1 / 3, abs=1e-3)
+    assert health.healing_success_rate == 100.0 and health.healing_success_fraction == 1.0
+    assert health.flaky_test_rate == pytest.approx(1 / 3, abs=1e-3) and health.flaky_rate == 33.33
     assert health.time_saved_minutes == pytest.approx(28.0)
     analysis = client.analyze_failure(repo="acme/web", job_id="100")
-    assert analysis.category == "infra_runner_lost" and analysis.confidence == pytest.approx(0.9)
+    assert analysis.category == "infra_runner_lost" and analysis.confidence == pytest.approx(90.0)
     assert analysis.recommendations[0].action == "retry" and analysis.recommendations[0].confidence > 0
     with pytest.raises(GuardAPIError) as e:
         client.analyze_failure(repo="acme/api", job_id="900")  # a key for acme/web only

@@ -216,6 +216,11 @@ class Engine:
         params = self.policy.parameters(choice.owner) if is_automatic(cmd.action) else {}
         if params:  # what the team set for this strategy (healing-strategies.yml actions.<name>.parameters)
             cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, **params})
+        if cmd.action == "escalate":  # healing.escalation: whether a ticket is opened, and for whom
+            esc: dict[str, Any] = {"ticket": self.settings.escalation_ticket}
+            if self.settings.escalation_assignee:
+                esc["assign_to"] = self.settings.escalation_assignee
+            cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, **esc})
         ledger, alerts = budget_alerts(ledger, job, self.plan_config, slice_id=str(partition), now=now)
         facts = [job_run_fact(job, cost_usd=self.job_cost(job)), diagnosis_fact(finding), command_fact(cmd)]
         facts += [command_fact(a) for a in alerts]

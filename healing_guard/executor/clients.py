@@ -58,6 +58,9 @@ unset is not configured, and actions that need it are skipped with a reason):
 ``GUARD_JIRA_URL``                    Jira Cloud site, with ``GUARD_JIRA_USER`` (e-mail), ``GUARD_JIRA_TOKEN``,
                                       ``GUARD_JIRA_PROJECT`` (project key) and optional ``GUARD_JIRA_ISSUE_TYPE``
                                       (default ``Task``)
+``GUARD_SERVICENOW_URL``              ServiceNow instance, with ``GUARD_SERVICENOW_USER`` /
+                                      ``GUARD_SERVICENOW_PASSWORD`` and optional
+                                      ``GUARD_SERVICENOW_ASSIGNMENT_GROUP``: tickets as incidents
 ``GUARD_PAGERDUTY_ROUTING_KEY``       PagerDuty Events API v2 integration key; ``GUARD_PAGERDUTY_URL``
                                       (default ``https://events.pagerduty.com``)
 ``GUARD_EXECUTOR_MAX_WAIT_SECONDS``   longest rate-limit wait before giving up (default 300)
@@ -680,6 +683,41 @@ class JiraClient:
                               check=self.search_url())
 
 
+class ServiceNowClient:
+    """ServiceNow Table API (``POST /api/now/table/incident``, basic auth; answers 201 with ``{"result":
+    {"sys_id", "number", ...}}``). ``description`` is plain text (log lines appended verbatim);
+    ``correlation_id`` carries the guard's command (or incident) id, so a person finds every incident the
+    guard opened for one failure."""
+
+    def __init__(self, base_url: str, user: str, password: str, *, assignment_group: str = "",
+                 transport: Transport) -> None:
+        self.base = base_url.rstrip("/")
+        self.assignment_group = assignment_group
+        self.t = transport
+        self._auth = _basic(user, password)
+        transport.add_secret(password, self._auth.split(" ", 1)[1])
+
+    def list_url(self, correlation_id: str) -> str:
+        query = urllib.parse.quote(f"correlation_id={correlation_id}", safe="=")
+        return f"{self.base}/incident_list.do?sysparm_query={query}"
+
+    def create_incident(self, short_description: str, description: str, *, correlation_id: str,
+                        urgency: int = 2, code: Sequence[str] = ()) -> Response:
+        text = plain(description, 8000)
+        block = plain("\n".join(code), 8000)
+        if block.strip():
+            text += "\n\nLog:\n" + block
+        body: dict[str, Any] = {"short_description": " ".join(short_description.split())[:160],
+                                "description": text, "urgency": str(urgency), "impact": str(urgency),
+                                "correlation_id": correlation_id[:100], "correlation_display": "healing-guard"}
+        if self.assignment_group:
+            body["assignment_group"] = self.assignment_group
+        # not repeat-safe: every accepted request creates an incident
+        return self.t.request("POST", f"{self.base}/api/now/table/incident?sysparm_input_display_value=true",
+                              json_body=body, headers={"Authorization": self._auth, "Accept": "application/json"},
+                              check=self.list_url(correlation_id))
+
+
 class PagerDutyClient:
     """PagerDuty Events API v2 (``POST /v2/enqueue``, answers 202 ``{"status": "success", "dedup_key"}``)."""
 
@@ -718,9 +756,10 @@ class Clients:
     slack: SlackClient | None = None
     jira: JiraClient | None = None
     pagerduty: PagerDutyClient | None = None
+    servicenow: ServiceNowClient | None = None
 
     def configured(self) -> list[str]:
-        return [n for n in ("github", "gitlab", "jenkins", "circleci", "slack", "jira", "pagerduty")
+        return [n for n in ("github", "gitlab", "jenkins", "circleci", "slack", "jira", "servicenow", "pagerduty")
                 if getattr(self, n) is not None]
 
     @classmethod
@@ -750,6 +789,10 @@ class Clients:
         if all(g(k) for k in ("GUARD_JIRA_URL", "GUARD_JIRA_USER", "GUARD_JIRA_TOKEN", "GUARD_JIRA_PROJECT")):
             c.jira = JiraClient(g("GUARD_JIRA_URL"), g("GUARD_JIRA_USER"), g("GUARD_JIRA_TOKEN"),
                                 g("GUARD_JIRA_PROJECT"), issue_type=g("GUARD_JIRA_ISSUE_TYPE", "Task"), transport=t)
+        if all(g(k) for k in ("GUARD_SERVICENOW_URL", "GUARD_SERVICENOW_USER", "GUARD_SERVICENOW_PASSWORD")):
+            c.servicenow = ServiceNowClient(g("GUARD_SERVICENOW_URL"), g("GUARD_SERVICENOW_USER"),
+                                            g("GUARD_SERVICENOW_PASSWORD"),
+                                            assignment_group=g("GUARD_SERVICENOW_ASSIGNMENT_GROUP"), transport=t)
         if g("GUARD_PAGERDUTY_ROUTING_KEY"):
             c.pagerduty = PagerDutyClient(g("GUARD_PAGERDUTY_ROUTING_KEY"),
                                           g("GUARD_PAGERDUTY_URL", "https://events.pagerduty.com"), transport=t)

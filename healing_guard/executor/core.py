@@ -532,6 +532,7 @@ def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict
         **_ANY_PARAMS,
         "slack": _boolean, "ticket": _boolean, "page": _boolean,
         "incident_id": _id_check,
+        "assign_to": _text(200),
         "jobs": _number(0, 10**9, integer=True),
         "repositories": _list_of(_repo_name, 1000),
         "template": _text(4000),
@@ -891,17 +892,27 @@ class Executor:
             want_slack = True
         text = self._text(cmd)
         if want_ticket:
-            if c.jira is None:
-                notes.append("no Jira configured: no ticket")
-            else:
+            summary = self._summary(cmd)
+            body = self._text(cmd, with_log=False)
+            if p.get("assign_to"):  # healing.escalation.assign_to: a handle, said in the ticket
+                body += f"\n\nAssign to: {plain(str(p['assign_to']), 200)}"
+            log_lines = self._log_lines(cmd)  # verbatim in a code block, never read as markup
+            if c.jira is None and c.servicenow is None:
+                notes.append("no Jira or ServiceNow configured: no ticket")
+            if c.jira is not None:
                 jira = c.jira
-                summary = self._summary(cmd)
                 labels = ["healing-guard", cmd.category, a]
-                body = self._text(cmd, with_log=False)
-                log_lines = self._log_lines(cmd)  # verbatim in a code block, never read as markup
                 steps.append(Step("jira", f"Jira issue in {jira.project}",
                                   lambda: jira.create_issue(summary, body, labels=labels, code=log_lines),
                                   jira.search_url()))
+            if c.servicenow is not None:
+                sn = c.servicenow
+                correlation = str(p.get("incident_id") or cmd.command_id)
+                urgency = 1 if a == "open_incident" else 2
+                steps.append(Step("servicenow", "ServiceNow incident",
+                                  lambda: sn.create_incident(summary, body, correlation_id=correlation,
+                                                             urgency=urgency, code=log_lines),
+                                  sn.list_url(correlation)))
         if want_page:
             if c.pagerduty is None:
                 notes.append("no PagerDuty configured: nobody paged")

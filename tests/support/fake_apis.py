@@ -84,6 +84,9 @@ def default_answer(method: str, path: str) -> Answer:
         return Answer(200, b"ok", {"Content-Type": "text/html"})
     if path == "/rest/api/3/issue":
         return _json(201, {"id": "10000", "key": "CI-24", "self": "http://jira.local/rest/api/3/issue/10000"})
+    if path.startswith("/api/now/table/incident"):  # ServiceNow's Table API (the query string kept)
+        return _json(201, {"result": {"sys_id": "9d385017c611228701d22104cc95c371", "number": "INC0010042",
+                                      "state": "1"}})
     if path == "/v2/enqueue":
         return _json(202, {"status": "success", "message": "Event processed", "dedup_key": "x"})
     return _json(404, {"message": "Not Found"})

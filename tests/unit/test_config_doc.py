@@ -91,3 +91,20 @@ def test_config_check_reports_the_settings_a_file_sets(tmp_path: Path) -> None:
     f.write_text("cost_tracking:\n  daily_budget_usd: 20\n  max_retries_per_job: 2\n")
     r = check(f)
     assert r.kind == "config" and r.understood == ["daily_budget_usd = 20", "max_retries_per_job = 2 (the default)"]
+
+
+def test_the_escalation_of_the_config_reaches_the_command(tmp_path: Path) -> None:
+    import io
+
+    from healing_guard.engine import Engine, offline_job
+    from healing_guard.remediate import Ledger
+
+    s = _settings(tmp_path, "healing:\n  escalation:\n    after_failures: 2\n    create_ticket: false\n"
+                            "    assign_to: \"@oncall\"\n")
+    engine = Engine(s)
+    log = "java.lang.OutOfMemoryError: Java heap space\n##[error]Process completed with exit code 137.\n"
+    job = offline_job("1", exit_code=137, duration_minutes=10.0, attempt=2)  # the second failure
+    ready, analysis = engine.read_log(io.BytesIO(log.encode()), job)
+    _, decision = engine.decide(ready, Ledger(), diagnosis=analysis.diagnosis)
+    cmd = decision.command
+    assert cmd.action == "escalate" and cmd.parameters["ticket"] is False and cmd.parameters["assign_to"] == "@oncall"

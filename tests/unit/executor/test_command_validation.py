@@ -447,7 +447,7 @@ def test_notify_author_says_why_jira_or_pagerduty_was_not_done(api: FakeApis, tm
     ex, _ = make_executor(api, tmp_path, GUARD_JIRA_URL="", GUARD_PAGERDUTY_ROUTING_KEY="")
     out = ex.execute(cmd("github", "notify_author", parameters={"ticket": True, "page": True}))
     assert out.status == "succeeded"
-    assert "no Jira configured: no ticket" in out.detail and "no PagerDuty configured: nobody paged" in out.detail
+    assert "no Jira or ServiceNow configured: no ticket" in out.detail and "no PagerDuty configured: nobody paged" in out.detail
     assert [r.path for r in api.requests] == [SLACK_PATH]
 
 

@@ -205,6 +205,40 @@ def test_escalate_defaults_ticket_and_slack_without_page(api: FakeApis, tmp_path
     assert [r.path for r in api.requests] == ["/rest/api/3/issue", SLACK_PATH]
 
 
+SERVICENOW = {"GUARD_SERVICENOW_USER": "guard.bot", "GUARD_SERVICENOW_PASSWORD": "SN-SECRET-pass-0123"}
+
+
+def test_escalation_opens_a_servicenow_incident_beside_jira_for_its_assignee(api: FakeApis, tmp_path: Path) -> None:
+    ex, _ = make_executor(api, tmp_path, GUARD_SERVICENOW_URL=api.url, GUARD_SERVICENOW_ASSIGNMENT_GROUP="CI Platform",
+                          **SERVICENOW)
+    out = ex.execute(cmd("github", "escalate", command_id="esc-1",
+                         parameters={"ticket": True, "slack": False, "assign_to": "@oncall"}))
+    assert out.status == "succeeded", out.detail
+    assert [r.path for r in api.requests] == ["/rest/api/3/issue", "/api/now/table/incident"]
+    jira, sn = api.requests
+    assert "Assign to: @oncall" in json.dumps(jira.json()["fields"]["description"])
+    body = sn.json()
+    assert body["correlation_id"] == "esc-1" and body["assignment_group"] == "CI Platform"
+    assert body["urgency"] == "2" and body["short_description"].startswith("[guard] escalate")
+    assert "Assign to: @oncall" in body["description"]
+    user, _, password = base64.b64decode(sn.headers["Authorization"].split(" ", 1)[1]).decode().partition(":")
+    assert (user, password) == ("guard.bot", SERVICENOW["GUARD_SERVICENOW_PASSWORD"])
+    assert SERVICENOW["GUARD_SERVICENOW_PASSWORD"] not in out.detail
+
+
+def test_a_ticket_without_jira_or_servicenow_is_said(api: FakeApis, tmp_path: Path) -> None:
+    ex, _ = make_executor(api, tmp_path, GUARD_JIRA_URL="")
+    out = ex.execute(cmd("github", "escalate", parameters={"ticket": True, "slack": True}))
+    assert out.status == "succeeded" and "no Jira or ServiceNow configured: no ticket" in out.detail
+    assert [r.path for r in api.requests] == [SLACK_PATH]
+    api.requests.clear()
+    ex2, _ = make_executor(api, tmp_path / "sn", GUARD_JIRA_URL="", GUARD_SERVICENOW_URL=api.url, **SERVICENOW)
+    out = ex2.execute(cmd("github", "open_incident", command_id="inc-9",
+                          parameters={"incident_id": "inc-9", "ticket": True, "slack": False, "page": False}))
+    assert out.status == "succeeded" and [r.path for r in api.requests] == ["/api/now/table/incident"]
+    assert api.requests[0].json()["urgency"] == "1"  # an incident across repositories is more urgent
+
+
 def test_notification_without_configured_service_is_skipped(api: FakeApis, tmp_path: Path) -> None:
     ex, _ = make_executor(api, tmp_path, GUARD_SLACK_WEBHOOK_URL="")
     out = ex.execute(cmd("github", "notify_author"))

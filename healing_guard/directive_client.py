@@ -79,8 +79,8 @@ def _from_jenkins(env: dict[str, str]) -> dv.Directive | None:
     if not (env.get("JENKINS_URL") and env.get("GUARD_COMMAND_ID") and env.get("GUARD_ACTION")):
         return None
     params: dict[str, Any] = {}
-    # the executor's table of build parameters, and GUARD_TIMEOUT_FACTOR, which a Jenkinsfile may set itself
-    for key, name in {**dv.JENKINS_PARAMETERS, "timeout_factor": "GUARD_TIMEOUT_FACTOR"}.items():
+    # the executor's table of build parameters (a Jenkinsfile may also set GUARD_TIMEOUT_FACTOR itself)
+    for key, name in dv.JENKINS_PARAMETERS.items():
         value = env.get(name)
         if not value:
             continue

@@ -45,7 +45,8 @@ CLEANUPS: dict[str, list[str]] = {
 #: with them (executor/core.py ``jenkins_parameters``), and a Jenkins job's first step reads them back
 #: (directive_client.py). Lists go space-separated (``tests``) or comma-separated (``cleanup``).
 JENKINS_PARAMETERS = {
-    "memory_factor": "GUARD_MEMORY_FACTOR", "memory_add_mb": "GUARD_MEMORY_ADD_MB", "runner_size": "GUARD_RUNNER_SIZE", "tests": "GUARD_TESTS",
+    "memory_factor": "GUARD_MEMORY_FACTOR", "memory_add_mb": "GUARD_MEMORY_ADD_MB", "runner_size": "GUARD_RUNNER_SIZE",
+    "timeout_factor": "GUARD_TIMEOUT_FACTOR", "tests": "GUARD_TESTS",
     "failed_tests_only": "GUARD_FAILED_TESTS_ONLY", "isolation": "GUARD_ISOLATION", "parallelism": "GUARD_PARALLELISM",
     "no_cache": "GUARD_NO_CACHE", "clear_cache": "GUARD_CLEAR_CACHE", "cleanup": "GUARD_CLEANUP",
     "clear_dependency_cache": "GUARD_CLEAR_DEPENDENCY_CACHE", "frozen_lockfile": "GUARD_FROZEN_LOCKFILE"}

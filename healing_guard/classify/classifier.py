@@ -47,10 +47,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from healing_guard.patterns.library import MARKER_CATEGORIES, STEP_CATEGORY
 from healing_guard.patterns.matcher import Hit
+from healing_guard.patterns.named import NAMESPACE
 from healing_guard.patterns.tokenize import tokenize
 
 __all__ = [
@@ -285,6 +286,11 @@ def _combine(strengths: list[float]) -> float:
     return top + (1.0 - top) * _REPEAT_SHARE * (1.0 - math.exp(-rest / _REPEAT_SCALE))
 
 
+
+def _named(e: EvidenceLine) -> bool:
+    """Evidence of a team's named pattern (the product document's pattern format)."""
+    return e.pattern.startswith(NAMESPACE)
+
 def classify(
     evidence: Sequence[EvidenceLine],
     *,
@@ -308,7 +314,12 @@ def classify(
         key = (e.category, e.line)
         cur = per_line.get(key)
         if cur is None or s > cur[0] or (s == cur[0] and e.pattern < cur[2].pattern):
-            per_line[key] = (s, w, e)
+            keep = cur[2] if cur is not None and _named(cur[2]) and not _named(e) else e
+            per_line[key] = (s, w, e if keep is e else replace(keep, weight=w))
+        elif _named(e) and not _named(cur[2]):
+            # a team's named pattern (patterns/named.py) speaks for a line it reads: the planner carries
+            # its remediation; the line keeps the strongest reading's strength and weight
+            per_line[key] = (cur[0], cur[1], replace(e, weight=cur[1]))
         if e.category in _CODE_STEPS:
             code_step[e.line] = max(code_step.get(e.line, 0.0), w)
     # One line, one cause: a category whose reading of a line is weaker than another's drops out.

@@ -99,7 +99,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..directives import JENKINS_PARAMETERS, MAX_MEMORY_ADD_MB, cache_suffix, from_command
+from ..directives import JENKINS_PARAMETERS, MAX_MEMORY_ADD_MB, MAX_TIMEOUT_FACTOR, cache_suffix, from_command
 from ..patterns.tokenize import redact
 from ..remediate.actions import EXECUTOR_ACTIONS, NOTIFY_ACTIONS, RERUN_ACTIONS, TEST_ACTIONS
 from ..schemas import Command, Outcome, SchemaError
@@ -515,6 +515,7 @@ def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict
         "honour_reset_headers": _boolean,
         "memory_factor": _number(1, MEMORY_FACTOR_MAX, above=True),
         "memory_add_mb": _number(1, MAX_MEMORY_ADD_MB, integer=True),
+        "timeout_factor": _number(1, MAX_TIMEOUT_FACTOR, above=True),
         "runner_size": _one_of(*sizes),
         "tests": _list_of(_TEST_ID, MAX_TESTS),
         "failed_tests": _FAILED_TESTS,
@@ -533,6 +534,7 @@ def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict
         "slack": _boolean, "ticket": _boolean, "page": _boolean,
         "incident_id": _id_check,
         "assign_to": _text(200),
+        "healed_by": _text(100),  # notify_recovery: the action after which the job turned green
         "jobs": _number(0, 10**9, integer=True),
         "repositories": _list_of(_repo_name, 1000),
         "template": _text(4000),
@@ -985,6 +987,7 @@ _JENKINS_SOURCE: Mapping[str, str] = {"GUARD_ACTION": "action", "GUARD_COMMAND_I
 #: notification actions that only post to Slack, and why (said when a command asks for more)
 _SLACK_ONLY = {
     "notify_budget": "a budget alert only posts to Slack",
+    "notify_recovery": "a recovery only posts to Slack (notifications.on_recovery)",
     "release_test": "a release only posts to Slack (the quarantine's Jira issue is not closed by the executor)",
 }
 

@@ -1,6 +1,8 @@
 """The pattern library: which log lines point at which failure category.
 
-Patterns come from the packaged ``builtin.yml`` plus users' files (the product's pattern library YAML).
+Patterns come from the packaged ``builtin.yml`` plus users' files (the product's pattern library YAML),
+in either of two formats: a list of ``{id, category, regex, ...}`` entries (the built-in library's), or
+the product document's mapping of named patterns ``NAME: {regex, indicators, remediation}`` (``named.py``).
 User files are untrusted input that ends up inside one shared Hyperscan database on every worker, so
 loading is strict: every pattern is checked on its own, with the same flags the matcher uses, and a
 refusal names the file, the line and the key so the author can fix it without guessing.
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hyperscan
 import yaml
@@ -23,8 +25,12 @@ from .hs_cache import compile_database
 
 from healing_guard.schemas.records import CATEGORIES
 
+if TYPE_CHECKING:
+    from .named import Remediation
+
 __all__ = [
     "BUILTIN_FILE",
+    "check_regex",
     "STEP_CATEGORY",
     "STEP_MARKERS",
     "EXIT_CATEGORY",
@@ -85,6 +91,9 @@ class Pattern:
     remediation: str | None = None
     description: str = ""
     caseless: bool = False
+    #: what the planner does when this pattern decides a diagnosis (the named format's ``remediation``
+    #: entries, see named.py); ``remediation`` above is the same in words. None: the category's own answer
+    remedy: Remediation | None = None
 
 
 #: Pseudo-category of the step markers: lines where a CI step (GitHub Actions `##[group]Run`, a GitLab
@@ -305,6 +314,27 @@ def _check_regexes(ctx: _Ctx, pending: _Pending) -> None:
             raise ctx.err(node, key, refusal)
 
 
+def check_regex(ctx: _Ctx, node: yaml.Node, key: str, regex: str, *, caseless: bool, trusted: bool = False) -> None:
+    """Every check a user's regex passes before it joins the shared database, except Hyperscan's own
+    (:func:`_check_regexes`, all of a file's regexes at once): length, constructs that backtrack,
+    Python's ``re`` and the repeat guard. Both file formats call it for each regex they hold."""
+    if len(regex) > _MAX_REGEX_LEN:
+        raise ctx.err(node, key, f"longer than {_MAX_REGEX_LEN} characters")
+    if trusted:  # the packaged library passes these checks in its tests; users' files every time
+        return
+    unescaped = _ESCAPED.sub("_", regex)
+    for rx, reason in _UNBOUNDED:
+        if rx.search(regex if rx is _UNBOUNDED[0][0] else unescaped):
+            raise ctx.err(node, key, reason)
+    try:
+        re.compile(regex, re.IGNORECASE if caseless else 0)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ctx.err(node, key, f"not a valid regular expression: {exc}") from None
+    repeat = _repeat_problem(regex, re.IGNORECASE if caseless else 0)
+    if repeat is not None:
+        raise ctx.err(node, key, repeat)
+
+
 def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str, pending: _Pending, *, trusted: bool = False) -> Pattern:
     if not isinstance(node, yaml.MappingNode):
         raise ctx.err(node, where, "each pattern must be a mapping with id, category, regex, ...")
@@ -339,7 +369,7 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str, pending: _Pending, *,
     confidence = _DEFAULT_CONFIDENCE
     if "confidence" in fields:
         cnode, c = fields["confidence"]
-        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 <= float(c) <= 1.0:
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0.0 <= c <= 1.0:  # no float(): a huge int
             raise ctx.err(cnode, f"{where}.confidence", "must be a number between 0 and 1")
         confidence = float(c)
 
@@ -381,20 +411,7 @@ def _parse_pattern(ctx: _Ctx, node: yaml.Node, where: str, pending: _Pending, *,
 
     rx_node, regex = need_str("regex")
     rkey = f"{where}.regex"
-    if len(regex) > _MAX_REGEX_LEN:
-        raise ctx.err(rx_node, rkey, f"longer than {_MAX_REGEX_LEN} characters")
-    if not trusted:  # the packaged library passes these checks in its tests; users' files every time
-        unescaped = _ESCAPED.sub("_", regex)
-        for rx, reason in _UNBOUNDED:
-            if rx.search(regex if rx is _UNBOUNDED[0][0] else unescaped):
-                raise ctx.err(rx_node, rkey, reason)
-        try:
-            re.compile(regex, re.IGNORECASE if caseless else 0)
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise ctx.err(rx_node, rkey, f"not a valid regular expression: {exc}") from None
-        repeat = _repeat_problem(regex, re.IGNORECASE if caseless else 0)
-        if repeat is not None:
-            raise ctx.err(rx_node, rkey, repeat)
+    check_regex(ctx, rx_node, rkey, regex, caseless=caseless, trusted=trusted)
     pattern = Pattern(
         id=pid,
         category=category,
@@ -429,7 +446,7 @@ def parse_library(text: str, file: str = "<string>", *, trusted: bool = False) -
     if root is None:
         return []
     if not isinstance(root, yaml.MappingNode):
-        raise ctx.err(root, None, "the file must be a mapping with a top-level 'patterns:' list")
+        raise ctx.err(root, None, "the file must be a mapping with a top-level 'patterns:' list or mapping")
     plist: yaml.Node | None = None
     for key, knode, vnode in _mapping_items(ctx, root, ""):
         if key not in _TOP_KEYS:
@@ -440,11 +457,18 @@ def parse_library(text: str, file: str = "<string>", *, trusted: bool = False) -
         raise ctx.err(root, "patterns", "required top-level key is missing")
     if isinstance(plist, yaml.ScalarNode) and plist.tag.endswith(":null"):
         return []
+    pending: _Pending = []
+    if isinstance(plist, yaml.MappingNode):  # the product document's named patterns
+        from .named import parse_named  # named.py builds on this module's checks
+
+        named = parse_named(ctx, plist, pending)
+        _check_regexes(ctx, pending)
+        return named
     if not isinstance(plist, yaml.SequenceNode):
-        raise ctx.err(plist, "patterns", "must be a list of patterns")
+        raise ctx.err(plist, "patterns", "must be a list of patterns ({id, category, regex, ...} entries) or a "
+                                         "mapping of named patterns (NAME: {regex, indicators, remediation})")
     out: list[Pattern] = []
     ids: dict[str, int] = {}
-    pending: _Pending = []
     for i, pnode in enumerate(plist.value):
         p = _parse_pattern(ctx, pnode, f"patterns[{i}]", pending, trusted=trusted)
         if p.id in ids:
@@ -480,6 +504,13 @@ def load_library(extra_files: Sequence[str | Path] = (), *, include_builtin: boo
             raise PatternError(str(path), None, None, f"cannot read pattern file: {exc.strerror or exc}") from None
         except UnicodeDecodeError as exc:
             raise PatternError(str(path), None, None, f"not UTF-8 text: {exc}") from None
-        for p in parse_library(text, str(path)):
+        for p in _parse_user_file(text, str(path)):
             merged[p.id] = p
     return list(merged.values())
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_user_file(text: str, file: str) -> tuple[Pattern, ...]:
+    """A user's file as parsed before, when its text has not changed: the engine, the planner's config
+    and the Python API each load the same files (patterns are immutable, so sharing them is safe)."""
+    return tuple(parse_library(text, file))

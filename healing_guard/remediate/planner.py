@@ -2,6 +2,10 @@
 
 Pure: ``plan(...)`` takes the diagnosis, the failed tests' risks and the budget ledger, and returns the
 command (or the notification) plus the new ledger.
+
+A user's named pattern (patterns/named.py) may say what to do about the failures it finds. When its line
+is the one that decided the diagnosis, the command carries that remediation instead of the table's
+answer, through the same gates, budgets and retry limits (:func:`pattern_remedy`, :func:`honour`).
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from datetime import datetime, timezone
 
 from ..classify import Diagnosis
 from ..ids import stable_id
+from ..patterns.named import Remediation
 from ..schemas import BudgetSnapshot, Command, Evidence, JobEvent, TestRisk
 from .gate import packaged_thresholds
 from .outcomes import SuccessStats
 from .catalogue import CATALOGUE, Strategy
-from .strategies import ALTERNATIVES, ESCALATE, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Remedy, looks_like_race
+from .strategies import (ALTERNATIVES, ESCALATE, FLAKY_RETRY, NOTIFY_AUTHOR, RACE_RETRY, STRATEGIES, Remedy,
+                         looks_like_race, remedy_for)
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,9 @@ class PlanConfig:
     partitions: int = 1  # the daily budget is split into per-partition slices, see Ledger
     #: per-category confidence an automatic action needs (the auto-remediation gate, see gate.py)
     auto_thresholds: dict[str, float] = field(default_factory=lambda: dict(packaged_thresholds()))
+    #: pattern id -> the remediation its named pattern asks for (``patterns.named.pattern_remedies`` of the
+    #: loaded library): honoured when that pattern's line decides a diagnosis
+    pattern_remedies: Mapping[str, Remediation] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,41 @@ def _choose(d: Diagnosis, risks: tuple[TestRisk, ...], cfg: PlanConfig) -> tuple
     return st, st.why
 
 
+def pattern_remedy(d: Diagnosis, cfg: PlanConfig) -> Remediation | None:
+    """The remediation of the user pattern that decided ``d``, if one did.
+
+    The deciding line is the strongest evidence line of the diagnosis's own category (the first such in
+    ``d.evidence``; located lines, ``_locate.*``, never decide). A category the text model named, or one
+    below the confidence threshold, was not decided by a pattern."""
+    if not cfg.pattern_remedies or d.category == "unknown" or d.learned or d.confidence < cfg.confidence_threshold:
+        return None
+    top = next((e for e in d.evidence if e.category == d.category and not e.pattern.startswith("_")), None)
+    return None if top is None else cfg.pattern_remedies.get(top.pattern)
+
+
+def honour(d: Diagnosis, st: Remedy, reason: str, r: Remediation) -> tuple[Remedy, str]:
+    """``st`` (the table's choice after every gate) as the pattern's remediation ``r`` asks.
+
+    - advice only: the author is told, with the advice (a code change; no retry, whatever the table says);
+    - when the table's choice is automatic (every gate passed), the pattern's action replaces it, with the
+      table's prior and cost shape for that action, and its parameters join (``timeout_factor`` joins the
+      table's own rerun, the failed tests' selection included); the advice rides in the reason;
+    - otherwise nothing runs: the reason says what the pattern asked and that it was not done.
+    ``plan_chosen`` then applies the retry limit, the budgets and the expected value to the result."""
+    said = f"pattern {r.pattern}: {r.describe()}"
+    if r.advice_only:
+        instead = f" (a code change: the guard does not {st.action})" if st.automatic else ""
+        return replace(NOTIFY_AUTHOR, why=said), said + instead
+    if not st.automatic:
+        return st, f"{reason} ({said}: not done)"
+    base = st
+    if r.action is not None and r.action != st.action:
+        table = remedy_for(d.category, r.action)
+        base = table if table is not None else replace(st, action=r.action, parameters={})
+    chosen = replace(base, parameters={**base.parameters, **r.params()}, why=said)
+    return chosen, said
+
+
 def _candidates(d: Diagnosis, st: Remedy) -> list[Remedy]:
     """The automatic actions that could answer this diagnosis (the table's choice first)."""
     out = [st]
@@ -175,11 +219,14 @@ def _candidates(d: Diagnosis, st: Remedy) -> list[Remedy]:
 def pipeline_refuses(job: JobEvent, category: str) -> str | None:
     """Why the pipeline's own ``healing_strategy`` forbids an automatic action here (None: allowed).
 
-    ``auto`` (or nothing) allows every strategy, ``off`` none, otherwise only the named
-    healing-strategies.yml strategies, by the categories they answer.
+    ``auto`` (or nothing) and the presets (``auto-detect``, ``progressive``, ... : they change the
+    settings the job is decided under, see ``presets.py``) allow every strategy, ``off`` none, otherwise
+    only the named healing-strategies.yml strategies, by the categories they answer.
     """
+    from ..presets import is_preset  # here: presets imports the remediate package
+
     want = (job.healing_strategy or "auto").strip().lower()
-    if want in ("", "auto"):
+    if want in ("", "auto") or is_preset(want):
         return None
     if want == "off":
         return "the pipeline turned automatic healing off (strategy: off): notifying instead"
@@ -235,6 +282,9 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
         if best is not st:
             reason = f"{best.why} (expected value {ev:.2f} USD beats {st.action})"
         st = best
+    wanted = pattern_remedy(d, cfg)
+    if wanted is not None:
+        st, reason = honour(d, st, reason, wanted)
     ledger, cmd, _, _ = plan_chosen(job, d, st, reason, ledger, cfg, price_per_minute, now, success=success)
     return ledger, cmd
 

@@ -228,7 +228,8 @@ def choose(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Led
         return _planned(ctx, ledger, owner, state.max_retries)
     worst = min(r.p_retry_pass for r in risks)
     st = dataclasses.replace(want, p_success=worst, parameters={
-        **want.parameters, "tests": list(probe.parameters.get("tests", [r.test_id for r in risks])),
+        **want.parameters, **{k: v for k, v in probe.parameters.items() if k == "timeout_factor"},
+        "tests": list(probe.parameters.get("tests", [r.test_id for r in risks])),
         "failed_tests": [r.test_id for r in risks]})
     return take(ctx, ledger, owner.value, state.max_retries, st, st.why)
 

@@ -142,8 +142,6 @@ def notes(values: Mapping[str, Any]) -> list[str]:
     if values.get("downgrade_after_failures"):
         out.append("optimization.downgrade_after_failures: not acted on yet (the guard reruns on the job's own "
                    "runner class; a larger one only for out-of-memory failures on Jenkins)")
-    if values.get("notify_on_recovery"):
-        out.append("notifications.on_recovery: not acted on yet (a message when a healed job turns green)")
     levels = values.get("budget_alert_levels")
     if levels is not None and tuple(levels) != (0.5, 0.8, 0.95):
         out.append("cost_tracking.alert_levels: not acted on yet (budget alerts are sent at 50, 80 and 95 %)")
@@ -154,7 +152,8 @@ def notes(values: Mapping[str, Any]) -> list[str]:
         out.append("reporting.export_to: not acted on yet (the ROI figures are in ClickHouse, on /metrics and "
                    "in `guard report`)")
     if values.get("escalation_assignee"):
-        out.append("escalation.assign_to: not acted on yet (tickets are created unassigned)")
+        out.append("escalation.assign_to: written in the ticket (Jira and ServiceNow assign by account id, not "
+                   "by handle)")
     if values.get("budget_alert_channel") or values.get("notify_slack_channel"):
         out.append("slack channels: a Slack incoming webhook posts to the channel it was made for; the channel "
                    "names here are not acted on yet")

@@ -27,6 +27,7 @@ from ..flaky.quarantine import QuarantinePolicy, QuarantineState
 from ..flaky.quarantine import step as quarantine_step
 from ..ids import stable_id
 from ..patterns.library import load_library
+from ..patterns.named import pattern_remedies
 from ..patterns.matcher import Matcher
 from ..remediate.gate import packaged_thresholds
 from ..remediate import Ledger, PlanConfig
@@ -34,7 +35,8 @@ from ..remediate.policy import Policy, choose
 from ..remediate.incidents import IncidentPolicy, IncidentState
 from ..remediate.incidents import observe as observe_incident
 from ..remediate.outcomes import SuccessStats
-from ..remediate.planner import budget_alerts
+from ..presets import is_preset, normalize_preset, preset_settings
+from ..remediate.planner import budget_alerts, command_id
 from ..remediate.actions import NOTIFY_ACTIONS, is_automatic
 from ..schemas import Command, DeadLetter, Evidence, Finding, JobEvent, Outcome, SchemaError, TestResult, TestRisk, job_key
 from ..settings import ConfigError, Settings
@@ -109,6 +111,7 @@ class Engine:
             test_grace_seconds=settings.test_grace_seconds, window_ttl_seconds=settings.window_ttl_seconds,
         )
         self.plan_config = plan_config(settings, partitions=settings.partitions)
+        self._preset_configs: dict[tuple[str, int | None], PlanConfig] = {}
         self.text_model = _text_model(settings)
         self.learner: LabelLearner | None = None
         if settings.label_model:  # River (and SciPy) are imported only when a label model is used
@@ -209,13 +212,19 @@ class Engine:
             log_complete=ready.log_complete, ts=now,
             signature=self.signature(d, ready) if d.category == "unknown" else None,
         )
-        choice = choose(job, d, ready.risks, ledger, self.plan_config, self.settings.price(job.runner_size), now,
+        cfg = self.plan_config
+        if job.healing_strategy and is_preset(job.healing_strategy):  # the pipeline's preset (Action, GitLab)
+            cfg = self._preset_config(job.healing_strategy, job.max_retries)
+        choice = choose(job, d, ready.risks, ledger, cfg, self.settings.price(job.runner_size), now,
                         policy=self.policy, success=success, tail=ready.tail,
                         retries=lambda _owner: job.attempt - 1)  # the attempts before this one were retries
         ledger, cmd = choice.ledger, choice.command
         params = self.policy.parameters(choice.owner) if is_automatic(cmd.action) else {}
         if params:  # what the team set for this strategy (healing-strategies.yml actions.<name>.parameters)
             cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, **params})
+        if cmd.action in ("notify_author", "notify_oncall") and not self.settings.notify_on_failure:
+            # notifications.on_failure: false: no Slack message about a failure (tickets and pages stay)
+            cmd = dataclasses.replace(cmd, parameters={**cmd.parameters, "slack": False})
         if cmd.action == "escalate":  # healing.escalation: whether a ticket is opened, and for whom
             esc: dict[str, Any] = {"ticket": self.settings.escalation_ticket}
             if self.settings.escalation_assignee:
@@ -236,6 +245,30 @@ class Engine:
         repo = "/".join(parts[1:3]) if len(parts) >= 4 else "*"
         success.learn(outcome.category, repo, outcome.action, False)
         return True
+
+    def _preset_config(self, name: str, max_retries: int | None) -> PlanConfig:
+        """The planner's config under a pipeline's preset (one per preset and retry limit, kept)."""
+        key = (normalize_preset(name), max_retries)
+        cfg = self._preset_configs.get(key)
+        if cfg is None:
+            cfg = plan_config(preset_settings(self.settings, key[0], max_retries=max_retries),
+                              partitions=self.settings.partitions)
+            self._preset_configs[key] = cfg
+        return cfg
+
+    def recovery_command(self, out: Ready | Closed, now: float) -> Command | None:
+        """``notify_recovery`` when the attempt after an automatic action succeeded and the team asked to
+        hear about recoveries (``notifications.on_recovery``); its id is the job attempt's, so a replayed
+        completion sends the same command (the executor drops the repeat)."""
+        if not self.settings.notify_on_recovery or out.retried is None or out.job.conclusion != "success":
+            return None
+        action, category = out.retried
+        job = out.job
+        return Command(provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
+                       command_id=command_id(job.job_key, job.attempt, "notify_recovery"), attempt=job.attempt,
+                       action="notify_recovery", category=category, confidence=1.0, run_id=job.run_id, ts=now,
+                       reason=f"{job.job_key} is green again on attempt {job.attempt}, after {action} ({category})",
+                       parameters={"slack": True, "healed_by": action})
 
     def learn_retry(self, success: SuccessStats, out: Ready | Closed) -> bool:
         """The attempt after an automatic action has finished: the action worked iff it succeeded."""
@@ -358,6 +391,8 @@ def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
         flaky_min_recoveries=settings.flaky_min_recoveries,
         confidence_threshold=settings.confidence_threshold, partitions=partitions,
         auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
+        # the remediation of the team's named patterns (patterns/named.py), which the planner honours
+        pattern_remedies=pattern_remedies(load_library(settings.pattern_files, include_builtin=False)),
     )
 
 

@@ -265,6 +265,9 @@ def _outputs(engine: Engine, ledgers: Mapping[bytes, bytes | None], key: bytes, 
             if out.retried is not None and engine.learn_retry(success, out):
                 learned = True
                 effects += [Count("outcomes_learned"), NextAttempt(out.retried, out.job)]
+                recovered = engine.recovery_command(out, now)
+                if recovered is not None:
+                    effects.append(Send("actions", key, recovered.to_json()))
         if isinstance(out, Closed):
             effects.append(Count("jobs_closed"))
             facts = engine.closed_facts(out)

@@ -26,7 +26,8 @@ RERUN_ACTIONS = frozenset({
     "retry", "retry_backoff", "retry_tests_isolated", "rerun_sequential", "rerun_more_memory",
     "rerun_larger_runner", "clear_cache_retry", "rebuild_no_layer_cache", "cleanup_retry", "rerun_clean_dependencies",
 })
-NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget", "open_incident", "escalate"})
+NOTIFY_ACTIONS = frozenset({"notify_author", "notify_oncall", "notify_budget", "notify_recovery", "open_incident",
+                            "escalate"})
 TEST_ACTIONS = frozenset({"quarantine_test", "release_test"})
 #: what the executor carries out (anything else on guard.actions is refused)
 EXECUTOR_ACTIONS = RERUN_ACTIONS | NOTIFY_ACTIONS | TEST_ACTIONS

@@ -108,3 +108,19 @@ def test_the_escalation_of_the_config_reaches_the_command(tmp_path: Path) -> Non
     _, decision = engine.decide(ready, Ledger(), diagnosis=analysis.diagnosis)
     cmd = decision.command
     assert cmd.action == "escalate" and cmd.parameters["ticket"] is False and cmd.parameters["assign_to"] == "@oncall"
+
+
+def test_on_failure_false_keeps_failures_off_slack(tmp_path: Path) -> None:
+    import io
+
+    from healing_guard.engine import Engine, offline_job
+    from healing_guard.remediate import Ledger
+
+    log = "src/app/main.c:12:5: error: 'foo' undeclared (first use in this function)\nmake: *** [all] Error 1\n"
+    for text, slack in (("healing:\n  notifications:\n    slack:\n      on_failure: false\n", False), ("", None)):
+        engine = Engine(_settings(tmp_path, text))
+        job = offline_job("1", exit_code=1, duration_minutes=5.0)
+        ready, analysis = engine.read_log(io.BytesIO(log.encode()), job)
+        _, decision = engine.decide(ready, Ledger(), diagnosis=analysis.diagnosis)
+        assert decision.command.action == "notify_author"
+        assert decision.command.parameters.get("slack") is slack

@@ -236,3 +236,35 @@ def test_docs_carry_every_change_word_for_word() -> None:
         assert f"\n### {p.name}\n" in text, p.name
         for line in p.changes:
             assert f"\n- {line}\n" in text, line
+
+
+def test_a_pipelines_preset_decides_its_jobs_in_the_worker_engine() -> None:
+    """The Action's `strategy: auto-detect` and GitLab's HEALING_STRATEGY reach the worker as the job's
+    healing_strategy: a preset is no unknown strategy, and its settings decide that job only."""
+    import dataclasses
+    import io
+
+    from healing_guard.engine import Engine, offline_job
+    from healing_guard.remediate import Ledger
+
+    engine = Engine(Settings())
+    log = ("npm ERR! code ECONNRESET\n"
+           "npm ERR! network request to https://registry.npmjs.org/x failed, reason: read ECONNRESET\n")
+
+    def action(strategy: str | None, attempt: int = 1, max_retries: int | None = None) -> tuple[str, str]:
+        job = dataclasses.replace(offline_job("1", exit_code=1, duration_minutes=10.0, attempt=attempt),
+                                  healing_strategy=strategy, max_retries=max_retries)
+        ready, analysis = engine.read_log(io.BytesIO(log.encode()), job)
+        _, decision = engine.decide(ready, Ledger(), diagnosis=analysis.diagnosis)
+        return decision.command.action, decision.command.reason
+
+    auto = action(None)
+    assert auto[0] == "retry_backoff"
+    for name in ("auto-detect", "Auto_Detect", "progressive", "aggressive"):
+        assert action(name)[0] == "retry_backoff", name
+    conservative = action("conservative")
+    assert conservative[0] != "retry_backoff" and "unknown strategy" not in conservative[1], conservative
+    # the pipeline's max-retries: conservative allows one rerun, so the second failure escalates
+    assert action("aggressive", attempt=2)[0] == "retry_backoff"
+    assert action("conservative", attempt=2)[0] != "retry_backoff"
+    assert action("aggressive", attempt=2, max_retries=1)[0] == "escalate"

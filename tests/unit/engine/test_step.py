@@ -198,3 +198,31 @@ def test_a_decided_jobs_commands_are_sent_again_when_its_messages_are_read_again
     fresh = Tables()
     fresh.windows = dict(t.windows)
     assert not sends(step(engine, fresh, chunk(["x"], attempt=2)), "actions")
+
+
+def test_a_recovery_is_announced_when_the_team_asks_for_it() -> None:
+    """notifications.on_recovery: the attempt after an automatic action went green: one notify_recovery
+    naming the action; nothing for a failed next attempt, and nothing when the team did not ask."""
+    for on in (True, False):
+        engine = Engine(Settings(broker_url="kafka://127.0.0.1:1", test_grace_seconds=0.0, partitions=1,
+                                 notify_on_recovery=on))
+        t = Tables()
+        step(engine, t, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
+        [first] = sends(step(engine, t, done()), "actions")
+        step(engine, t, chunk(["ok"], attempt=2))
+        got = sends(step(engine, t, done("success", attempt=2)), "actions")
+        if not on:
+            assert got == []
+            continue
+        [rec] = got
+        assert rec["action"] == "notify_recovery" and rec["attempt"] == 2 and rec["category"] == "disk_full"
+        assert rec["parameters"] == {"slack": True, "healed_by": first["action"]}
+        assert "green again on attempt 2, after cleanup_retry" in rec["reason"]
+    # a next attempt that failed again is no recovery
+    engine = Engine(Settings(broker_url="kafka://127.0.0.1:1", test_grace_seconds=0.0, partitions=1,
+                             notify_on_recovery=True))
+    t = Tables()
+    step(engine, t, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
+    step(engine, t, done())
+    step(engine, t, chunk(["$ pip install -r requirements.txt", DISK_FULL], attempt=2))
+    assert all(c["action"] != "notify_recovery" for c in sends(step(engine, t, done(attempt=2)), "actions"))

@@ -548,3 +548,11 @@ def test_the_planner_names_the_branch_whose_caches_go() -> None:
     d = Diagnosis(category="cache_corruption", confidence=0.95, evidence=())
     _, command = plan(job, d, (), Ledger(), PlanConfig(), 0.008, now=NOW)
     assert command.action == "clear_cache_retry" and command.parameters["ref"] == "feature/x"
+
+
+def test_a_recovery_only_posts_to_slack(api: FakeApis, tmp_path: Path) -> None:
+    ex, _ = make_executor(api, tmp_path)
+    out = ex.execute(cmd("github", "notify_recovery", attempt=2,
+                         parameters={"slack": True, "healed_by": "cleanup_retry", "ticket": True}))
+    assert out.status == "succeeded" and [r.path for r in api.requests] == [SLACK_PATH], out.detail
+    assert "a recovery only posts to Slack" in out.detail  # the ticket asked for is said, not dropped

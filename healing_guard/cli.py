@@ -384,6 +384,53 @@ def report(
     print_report(console, r, series, s.human_response_minutes)
 
 
+@app.command("export")
+def export_roi(
+    once: bool = typer.Option(False, "--once", help="export once and exit (for cron); default: every "
+                                                    "reporting.granularity (hourly or daily)"),
+    database: Optional[str] = typer.Option(None, "--database", help="ClickHouse database (default: clickhouse.database)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Send the ROI figures of the last day to reporting.export_to as OpenTelemetry metrics (OTLP/HTTP):
+    healing_guard_recovery_rate, _time_saved_minutes, _cost_saved_usd, ... (docs/roi.md)."""
+    import os
+    import time as _time
+
+    from .export import ExportError, endpoint_of, export_report
+    from .warehouse.client import WarehouseConnectionError, connect
+    from .warehouse.migrate import MigrationError, migrate
+    from .warehouse.read import WarehouseReader
+
+    s = _settings(config, **({"clickhouse_database": database} if database else {}))
+    try:
+        endpoint = endpoint_of(s, os.environ)
+    except ExportError as exc:
+        err.print(f"[red]export:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    every = 3600.0 if s.export_granularity == "hourly" else 86400.0
+    try:
+        client = connect(s.clickhouse_dsn)
+        migrate(client, s.clickhouse_database)
+        reader = WarehouseReader.from_settings(client, s)
+    except (WarehouseConnectionError, MigrationError) as exc:
+        err.print(f"[red]warehouse:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    while True:
+        try:
+            n = export_report(reader.report(days=1), endpoint)
+            console.print(f"exported {n} ROI data points to {escape(endpoint)}", highlight=False)
+        except ExportError as exc:
+            err.print(f"[red]export:[/red] {escape(str(exc))}")
+            if once:
+                raise typer.Exit(1) from None
+        if once:
+            return
+        try:
+            _time.sleep(every)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+
 def _register_api() -> None:
     from .rest.cli import api_command, keys_app
 

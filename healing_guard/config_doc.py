@@ -71,6 +71,7 @@ TRANSLATION: Mapping[str, Rule] = {
     "cost_control.alerts.threshold_percentages": Rule("cost_tracking", "alert_levels", _percent_levels),
     "cost_control.reporting.export_to": Rule("reporting", "export_to"),
     "cost_control.reporting.granularity": Rule("reporting", "granularity"),
+    "cost_control.reporting.endpoints": Rule("reporting", "endpoints"),
 }
 
 #: document keys that are read elsewhere (the strategies in healing.strategies: strategies_config.py)
@@ -148,9 +149,11 @@ def notes(values: Mapping[str, Any]) -> list[str]:
     if values.get("cost_alert_usd"):
         out.append("cost_tracking.alert_usd: not acted on yet (budget alerts at 50, 80 and 95 % of "
                    "daily_budget_usd are)")
-    if values.get("export_to"):
-        out.append("reporting.export_to: not acted on yet (the ROI figures are in ClickHouse, on /metrics and "
-                   "in `guard report`)")
+    target = values.get("export_to")
+    if target and not str(target).startswith(("http://", "https://")) and target not in (
+            values.get("export_endpoints") or {}):
+        out.append(f"reporting.export_to: {target!r} names no endpoint yet: `guard export` needs its OTLP/HTTP "
+                   f"URL in reporting.endpoints ({{{target}: http://collector:4318}}) or GUARD_EXPORT_ENDPOINT")
     if values.get("escalation_assignee"):
         out.append("escalation.assign_to: written in the ticket (Jira and ServiceNow assign by account id, not "
                    "by handle)")

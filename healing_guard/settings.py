@@ -107,6 +107,8 @@ class Settings:
     downgrade_after_failures: int = 0
     cache_aggressive: bool = False
     export_to: str = ""
+    #: OTLP/HTTP endpoints by name (reporting.endpoints): export_to may name one
+    export_endpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
     export_granularity: str = "hourly"
     #: the healing-config.yml these settings were read from ("" for none)
     config_file: str = ""
@@ -331,6 +333,18 @@ def _levels(v: Any) -> tuple[float, ...]:
     return tuple(out)
 
 
+def _endpoints(v: Any) -> dict[str, str]:
+    if not isinstance(v, Mapping) or not v:
+        raise ValueError("expected a mapping of a name to an OTLP/HTTP URL, e.g. {lang-observatory: http://collector:4318}")
+    out = {}
+    for k, url in v.items():
+        u = _str(url).strip()
+        if not re.match(r"^https?://[^\s/]+", u):
+            raise ValueError(f"{k}: expected an http(s) URL, got {u!r}")
+        out[str(k)] = u
+    return out
+
+
 def _granularity(v: Any) -> str:
     s = _str(v).strip().lower()
     if s not in ("hourly", "daily"):
@@ -397,6 +411,7 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("optimization", "cache_aggressive"): ("cache_aggressive", _bool, ""),
     ("reporting", "export_to"): ("export_to", _str, "GUARD_EXPORT_TO"),
     ("reporting", "granularity"): ("export_granularity", _granularity, ""),
+    ("reporting", "endpoints"): ("export_endpoints", _endpoints, ""),
     ("broker", "sasl_mechanism"): ("broker_sasl_mechanism", _mechanism, "GUARD_BROKER_SASL_MECHANISM"),
     ("broker", "username"): ("broker_username", _str, "GUARD_BROKER_USERNAME"),
     ("broker", "password"): ("broker_password", _str, "GUARD_BROKER_PASSWORD"),

@@ -234,12 +234,15 @@ def _resend(w: JobWindow, key: bytes, event: IngestEvent) -> list[Effect]:
     them: the worker died after the decided marker reached its changelog and before the commands reached
     guard.actions, so the message is read again (its offset was never committed) and finds the marker.
     Same command ids: the executor drops the copy when the first one did arrive. At-least-once, once per
-    process and job."""
-    if not w.resend:
+    process and job. The decision's facts go again too (a marker on the changelog does not mean its facts
+    reached guard.facts); the warehouse keeps each once."""
+    if not (w.resend or w.resend_facts):
         return []
     if getattr(event, "attempt", w.attempt) != w.attempt:  # a tick has none: it is the window's
         return []
-    return [*(Send("actions", key, text.encode()) for text in w.resend), Resent(key), Count("commands_resent")]
+    return [*(Send("actions", key, text.encode()) for text in w.resend or ()),
+            *(Send("facts", key, text.encode()) for text in w.resend_facts or ()), Resent(key),
+            Count("commands_resent")]
 
 
 def _outputs(engine: Engine, ledgers: Mapping[bytes, bytes | None], key: bytes, partition: int,
@@ -287,8 +290,10 @@ def _outputs(engine: Engine, ledgers: Mapping[bytes, bytes | None], key: bytes, 
             resend = [e.value.decode() for e in sends if isinstance(e, Send) and e.topic == "actions"]
             effects += sends
             effects += [Decided(decision, out.job, analysis_seconds, engine.job_cost(out.job)), Resent(key)]
-        marker = decided(out.job.job_key, out.job.attempt, partition, now, acted, resend)
-        effects += [Send("facts", key, fact_to_json(f)) for f in facts]
+        fact_sends = [Send("facts", key, fact_to_json(f)) for f in facts]
+        marker = decided(out.job.job_key, out.job.attempt, partition, now, acted, resend,
+                         [e.value.decode() for e in fact_sends] if decision is not None else None)
+        effects += fact_sends
     effects.append(Wake(key, None))
     if marker is None:
         effects.append(Store("windows", key, None))

@@ -51,6 +51,8 @@ class JobWindow:
     #: a decided marker's commands as sent (JSON text): sent again, same ids, when a message of this attempt
     #: is read again after a crash, since the marker may have reached its changelog while they did not
     resend: list[str] | None = None
+    #: the same for the decision's facts (guard.facts): the warehouse drops a repeat (ReplacingMergeTree)
+    resend_facts: list[str] | None = None
     #: values the job's log registered with ``::add-mask::``, as (length, digest): masked in its later lines
     #: (patterns/masks.py; never the value itself, the window is stored)
     masks: list[Any] = field(default_factory=list)
@@ -167,12 +169,15 @@ def _consume_lines(w: JobWindow, chunk: dict[str, Any], matcher: Matcher, limits
 
 
 def decided(job_key: str, attempt: int, partition: int, now: float,
-            acted: tuple[str, str] | None = None, resend: list[str] | None = None) -> JobWindow:
+            acted: tuple[str, str] | None = None, resend: list[str] | None = None,
+            resend_facts: list[str] | None = None) -> JobWindow:
     """What stays of a window once its attempt is decided: a marker, dropped after the TTL. ``acted``:
-    the automatic (action, category) taken on this attempt, carried to the next attempt; ``resend``: the
-    commands sent for it (JSON text), to send again when this attempt's messages are read again."""
+    the automatic (action, category) taken on this attempt, carried to the next attempt; ``resend`` /
+    ``resend_facts``: the commands and facts sent for it (JSON text), to send again when this attempt's
+    messages are read again."""
     return JobWindow(job_key=job_key, attempt=attempt, decided=True, touched=now, partition=partition,
-                     retried=list(acted) if acted else None, resend=resend or None)
+                     retried=list(acted) if acted else None, resend=resend or None,
+                     resend_facts=resend_facts or None)
 
 
 def on_chunk(w: JobWindow, chunk: LogChunk, matcher: Matcher, limits: Limits, now: float) -> tuple[JobWindow, list[Output]]:

@@ -182,8 +182,9 @@ def test_a_decided_jobs_commands_are_sent_again_when_its_messages_are_read_again
     and finds the marker. It sends the stored commands again, same ids (the executor drops a copy), once."""
     t = Tables()
     step(engine, t, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
-    first = sends(step(engine, t, done()), "actions")
-    assert len(first) == 1
+    decided = step(engine, t, done())
+    first, first_facts = sends(decided, "actions"), sends(decided, "facts")
+    assert len(first) == 1 and {f["table"] for f in first_facts} == {"job_runs", "diagnoses", "commands"}
     # the deciding process sends nothing twice
     assert not sends(step(engine, t, done()), "actions")
     restarted = Tables()
@@ -191,6 +192,7 @@ def test_a_decided_jobs_commands_are_sent_again_when_its_messages_are_read_again
     restarted.ledgers = dict(t.ledgers)
     again = step(engine, restarted, chunk(["$ pip install -r requirements.txt", DISK_FULL]))
     assert sends(again, "actions") == first
+    assert sends(again, "facts") == first_facts  # the marker may have reached its changelog, the facts not
     assert Count("commands_resent") in again
     assert not sends(step(engine, restarted, done()), "actions")  # once per process
     assert not sends(step(engine, restarted, Tick()), "actions")

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from .action_run import action_app
 from .bench.cli import bench_app
 from .directive_cli import directive_app
 from .executor.cli import executor_command
@@ -32,6 +33,7 @@ app.add_typer(flakiness_app, name="flakiness")
 app.add_typer(webhook_app, name="webhook")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(directive_app, name="directive")
+app.add_typer(action_app, name="action")
 config_app = typer.Typer(no_args_is_help=True, help="The guard's config files: check what it understands of them.")
 app.add_typer(config_app, name="config")
 app.command("executor", help="Carry out guard.actions through the platforms' APIs (dry run unless --live).")(

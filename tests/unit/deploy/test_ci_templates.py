@@ -36,6 +36,10 @@ def test_action_shape() -> None:
     assert inputs["strategy"]["default"] == "auto" and inputs["max-retries"]["default"] == "2"
     for name in ("slack-webhook-url", "jira-url", "jira-project", "pagerduty-routing-key"):
         assert inputs[name]["required"] is False
+    # the product document's names (the old ones above stay as aliases), and the companion workflow's mode
+    for name in ("slack-webhook", "jira-token", "pagerduty-token", "max-wait-seconds"):
+        assert inputs[name]["required"] is False
+    assert "rerun" in inputs["mode"]["description"] and "progressive" in inputs["strategy"]["description"]
     assert a["runs"]["using"] == "composite"
 
 
@@ -67,11 +71,39 @@ def test_action_script_sends_each_failed_job(tmp_path: Path) -> None:
     assert (tmp_path / "output").read_text().strip() == "failed-jobs=2"
 
 
+def test_action_script_sends_a_preset_to_the_guard_service_as_auto(tmp_path: Path) -> None:
+    """A preset is this Action's setting; the guard service's job event takes auto, off or strategy names."""
+    a = yaml.safe_load((ROOT / "action.yml").read_text())
+    step = next(s for s in a["runs"]["steps"] if s.get("id") == "send")
+    assert step["if"] == "inputs.mode == 'report' && inputs.guard-broker != ''"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = tmp_path / "sent.jsonl"
+    _guard_stub(bin_dir, out)
+    _exe(bin_dir / "gh", '#!/bin/sh\ncase "$*" in\n'
+         '  *"/attempts/"*) printf "101\\tfailure\\tunit tests\\n" ;;\n'
+         '  *"/jobs/101/logs"*) printf "Killed\\n" ;;\n'
+         'esac\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "GH_TOKEN": "t", "GUARD_BROKER": "kafka://127.0.0.1:1",
+           "GUARD_TOPIC_PREFIX": "", "HEALING_STRATEGY": "Progressive", "HEALING_MAX_RETRIES": "3",
+           "GITHUB_REPOSITORY": "acme/web", "GITHUB_RUN_ID": "9001", "GITHUB_RUN_ATTEMPT": "1",
+           "GITHUB_OUTPUT": str(tmp_path / "output"), "PYTHONPATH": str(ROOT), "RUNNER_TEMP": str(tmp_path)}
+    r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "sent to the guard service as auto" in r.stdout
+    job = next(orjson.loads(x)["record"] for x in out.read_text().splitlines() if '"ci.jobs"' in x)
+    assert (job["healing_strategy"], job["max_retries"]) == ("auto", 3)
+
+
 def test_gitlab_template_shape() -> None:
     t = yaml.safe_load((ROOT / "ci" / "healing-guard.gitlab-ci.yml").read_text())
     assert t["variables"]["HEALING_STRATEGY"] == "auto" and t["variables"]["HEALING_MAX_RETRIES"] == "2"
     job = t["healing-guard"]
     assert job["stage"] == ".post" and job["when"] == "on_failure"
+    # the report and the decision record are kept, whatever the job's status
+    assert job["artifacts"]["when"] == "always"
+    assert set(job["artifacts"]["paths"]) == {"healing-guard-report.md", "healing-guard-decision.json"}
+    assert "guard action gitlab" in job["script"][-1]
 
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="the template's script needs jq (the job image installs it)")

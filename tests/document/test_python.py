@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from healing_guard.brokers import free_port
 from healing_guard.schemas import Command
 from tests.document.examples import DOCUMENT, Block, block
 from tests.support.paths import ROOT
+from tests.support.servers import stop, wait_healthy
 from tests.unit.test_monorepo import git_repo
 
 REPO = "your-org/your-repo"  # the document's repository
@@ -233,27 +233,11 @@ def guard_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         proc = subprocess.Popen([*guard, "api", "--port", str(port), "--broker", "embedded", "--clickhouse-dsn", dsn,
                                  "--database", DB], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with direct.open(base + "/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert proc.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, "guard api did not answer /health within 60 s"
-                time.sleep(0.3)
+            wait_healthy(base + "/health", proc, log_path)
             yield {"base": base, "key": key}
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop(proc)
 
 
 @pytest.mark.integration

@@ -158,6 +158,20 @@ def test_jvm_heap_limit_grows_by_the_memory_factor(tmp_path: Path) -> None:
     assert heap[1] > 1.8 * heap[0], heap
 
 
+def _java_tests(src: Path) -> None:
+    """JUnit 4 tests FooTest.one, FooTest.two and BarTest.x, each recording "name:max heap:pid"."""
+    (src / "FooTest.java").write_text(
+        "package com.acme;\nimport org.junit.Test;\nimport java.nio.file.*;\npublic class FooTest {\n"
+        "  static void rec(String n) throws Exception { Files.writeString(Path.of(System.getenv(\"REC\")), n + \":\" +"
+        " Runtime.getRuntime().maxMemory() + \":\" + ProcessHandle.current().pid() + \"\\n\","
+        " StandardOpenOption.CREATE, StandardOpenOption.APPEND); }\n"
+        "  @Test public void one() throws Exception { rec(\"one\"); }\n"
+        "  @Test public void two() throws Exception { rec(\"two\"); }\n}\n")
+    (src / "BarTest.java").write_text(
+        "package com.acme;\nimport org.junit.Test;\npublic class BarTest {\n"
+        "  @Test public void x() throws Exception { FooTest.rec(\"x\"); }\n}\n")
+
+
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>com.acme</groupId><artifactId>p</artifactId><version>1.0</version>
@@ -177,27 +191,19 @@ def test_maven_surefire_runs_only_the_failed_test_with_twice_the_heap(tmp_path: 
     src = proj / "src" / "test" / "java" / "com" / "acme"
     src.mkdir(parents=True)
     (proj / "pom.xml").write_text(POM)
-    (src / "FooTest.java").write_text(
-        "package com.acme;\nimport org.junit.Test;\nimport java.nio.file.*;\npublic class FooTest {\n"
-        "  static void rec(String n) throws Exception { Files.writeString(Path.of(System.getenv(\"REC\")), n + \":\" +"
-        " Runtime.getRuntime().maxMemory() + \"\\n\", StandardOpenOption.CREATE, StandardOpenOption.APPEND); }\n"
-        "  @Test public void one() throws Exception { rec(\"one\"); }\n"
-        "  @Test public void two() throws Exception { rec(\"two\"); }\n}\n")
-    (src / "BarTest.java").write_text(
-        "package com.acme;\nimport org.junit.Test;\npublic class BarTest {\n"
-        "  @Test public void x() throws Exception { FooTest.rec(\"x\"); }\n}\n")
+    _java_tests(src)
     cmd = 'eval "mvn -q -B test $(guard directive args maven --file ../.guard/directive.json)"'
     plain = _job(tmp_path, _directive(tmp_path, action="retry"), cmd, proj)
     assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]
     before = [r.split(":") for r in _ran(tmp_path)]
-    assert sorted(n for n, _ in before) == ["one", "two", "x"]
+    assert sorted(n for n, _, _ in before) == ["one", "two", "x"]
     (tmp_path / "rec.txt").unlink()
     d = _directive(tmp_path, action="rerun_more_memory", tests=["com.acme.FooTest#two", "tests/test_a.py::test_b"],
                    memory_factor=2)
     out = _job(tmp_path, d, cmd, proj)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     after = [r.split(":") for r in _ran(tmp_path)]
-    assert [n for n, _ in after] == ["two"]  # only the failed Java test; the pytest id is not Maven's
+    assert [n for n, _, _ in after] == ["two"]  # only the failed Java test; the pytest id is not Maven's
     assert int(after[0][1]) > 1.8 * int(before[0][1]), (before, after)  # the test JVM's heap limit
 
 
@@ -216,16 +222,7 @@ def test_gradle_runs_only_the_failed_tests_in_one_worker_with_twice_the_heap(tmp
     src.mkdir(parents=True)
     (proj / "build.gradle").write_text(BUILD_GRADLE)
     (proj / "gradle.properties").write_text("org.gradle.workers.max=4\n")  # the project's own parallelism
-    (src / "FooTest.java").write_text(
-        "package com.acme;\nimport org.junit.Test;\nimport java.nio.file.*;\npublic class FooTest {\n"
-        "  static void rec(String n) throws Exception { Files.writeString(Path.of(System.getenv(\"REC\")), n + \":\" +"
-        " Runtime.getRuntime().maxMemory() + \":\" + ProcessHandle.current().pid() + \"\\n\","
-        " StandardOpenOption.CREATE, StandardOpenOption.APPEND); }\n"
-        "  @Test public void one() throws Exception { rec(\"one\"); }\n"
-        "  @Test public void two() throws Exception { rec(\"two\"); }\n}\n")
-    (src / "BarTest.java").write_text(
-        "package com.acme;\nimport org.junit.Test;\npublic class BarTest {\n"
-        "  @Test public void x() throws Exception { FooTest.rec(\"x\"); }\n}\n")
+    _java_tests(src)
     cmd = 'eval "gradle -q --no-daemon cleanTest test $(guard directive args gradle --file ../.guard/directive.json)"'
     plain = _job(tmp_path, _directive(tmp_path, action="retry"), cmd, proj)
     assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-2000:]

@@ -23,6 +23,7 @@ from healing_guard.streams.topics import ensure_topics
 
 from tests.integration.helpers import collect
 from tests.support.paths import FIXTURES
+from tests.support.servers import wait_healthy
 
 pytestmark = pytest.mark.integration
 FIX = FIXTURES
@@ -49,14 +50,7 @@ async def test_webhook_receiver_publishes_job_events(kafka_bootstrap: str, tmp_p
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                await asyncio.sleep(0.2)
+        await asyncio.to_thread(wait_healthy, url + "/healthz", proc, log, 30)
         body = (FIX / "webhooks" / "github_workflow_job_completed_failure.json").read_bytes()
         sig = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
         headers = {"X-Hub-Signature-256": sig, "X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "abc"}

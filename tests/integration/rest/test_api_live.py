@@ -31,6 +31,7 @@ from healing_guard.streams.topics import ensure_topics
 
 from tests.integration.helpers import collect
 from tests.support.paths import ROOT
+from tests.support.servers import stop, wait_healthy
 
 # one worker runs the whole module under `pytest -n 2 --dist loadgroup` (its fixture starts a server)
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_api_live")]
@@ -92,24 +93,10 @@ def live_api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
                             stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp / "api.log").read_text()
-            assert time.monotonic() < deadline, "guard api did not answer /health within 60 s"
-            time.sleep(0.3)
+        wait_healthy(base + "/health", proc, tmp / "api.log")
         yield {"base": base, "keys": keys, "prefix": prefix, "bootstrap": kafka_bootstrap, "log": tmp / "api.log"}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

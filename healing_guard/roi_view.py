@@ -33,6 +33,17 @@ def print_report(console: Console, r: dict[str, Any], series: list[dict[str, Any
         ("recovery rate", num(r["recovery_rate"], "{:.0%}"), "re-runs whose next attempt passed"),
         ("flaky-test rate", num(r["flaky_test_rate"], "{:.1%}"), f"{r['flaky_tests']:,} of {r['tests_seen']:,} tests"),
     ]
+    rel = r.get("reliability")
+    if rel:
+        cur, prev, ch = rel["current"], rel["previous"], rel["change"]
+        n = rel["window_days"]
+        rows.append(("success rate", num(r.get("success_rate"), "{:.1%}"), "job attempts that succeeded"))
+        rows.append((f"MTTR, last {n} days", f"{num(cur['mttr_minutes'], '{:,.1f}')} min",
+                     f"{n} days before: {num(prev['mttr_minutes'], '{:,.1f}')} min; change "
+                     f"{num(ch['mttr_minutes'], '{:+,.1f}')} min"))
+        rows.append((f"success rate, last {n} days", num(cur["success_rate"], "{:.1%}"),
+                     f"{n} days before: {num(prev['success_rate'], '{:.1%}')}; change "
+                     f"{num(ch['success_rate_points'], '{:+.1f}')} points"))
     for row in rows:
         t.add_row(*row)
     console.print(t)
@@ -51,8 +62,9 @@ def print_report(console: Console, r: dict[str, Any], series: list[dict[str, Any
         console.print(f"  budget {b['day']}: ${b['spent_usd']:,.2f} of "
                       f"{num(b['budget_usd'], '${:,.2f}')} ({num(b['burn'], '{:.0%}')})", highlight=False)
     if series:
-        console.print("[bold]per day[/bold]: day, jobs, failed, minutes saved, $ saved, $ re-runs, MTTG")
+        console.print("[bold]per day[/bold]: day, jobs, failed, success, minutes saved, $ saved, $ re-runs, MTTR, MTTG")
         for d in series:
-            console.print(f"  {d['day']}  {d['jobs']:>5} {d['failed_jobs']:>5} {d['time_saved_minutes']:>8.1f} "
-                          f"{d['cost_saved_usd']:>8.2f} {d['rerun_cost_usd']:>8.2f} {num(d['mttg_minutes'], '{:>7.1f}')}",
+            console.print(f"  {d['day']}  {d['jobs']:>5} {d['failed_jobs']:>5} {num(d.get('success_rate'), '{:>6.0%}')} "
+                          f"{d['time_saved_minutes']:>8.1f} {d['cost_saved_usd']:>8.2f} {d['rerun_cost_usd']:>8.2f} "
+                          f"{num(d.get('mttr_minutes'), '{:>7.1f}')} {num(d['mttg_minutes'], '{:>7.1f}')}",
                           highlight=False)

@@ -145,6 +145,33 @@ class BudgetDay(BaseModel):
     burn: float | None = Field(description="spent / budget")
 
 
+class ReliabilityWindow(BaseModel):
+    since: str = Field(description="YYYY-MM-DD, the window's first day")
+    until: str | None = Field(description="YYYY-MM-DD, the day after the window (null: up to now)")
+    jobs: int
+    failed_jobs: int
+    success_rate: float | None = Field(description="completed job attempts that succeeded / completed attempts")
+    failure_episodes: int
+    healed_share: float | None = Field(description="failure episodes the guard re-ran to green / episodes")
+    mttr_minutes: float | None
+    mttg_minutes: float | None
+
+
+class ReliabilityChange(BaseModel):
+    success_rate_points: float | None = Field(description="percentage points, now minus before (up is better)")
+    mttr_minutes: float | None = Field(description="now minus before (down is better)")
+    mttg_minutes: float | None = Field(description="now minus before (down is better)")
+
+
+class Reliability(BaseModel):
+    """MTTR and success rate over the last window_days against the window_days before them."""
+
+    window_days: int
+    current: ReliabilityWindow
+    previous: ReliabilityWindow
+    change: ReliabilityChange
+
+
 class Report(BaseModel):
     """The ROI report: what the guard did and what it saved."""
 
@@ -163,6 +190,8 @@ class Report(BaseModel):
     mttr_minutes: float | None = Field(description="failure -> green, episodes the guard acted on")
     mttg_minutes: float | None = Field(description="failure -> next green of the same job, all episodes")
     open_failures: int
+    success_rate: float | None = Field(description="completed job attempts that succeeded / completed attempts")
+    reliability: Reliability
     recovery_rate: float | None
     recovery_by_strategy: list[StrategyRecovery]
     tests_seen: int
@@ -181,6 +210,8 @@ class Daily(BaseModel):
     time_saved_minutes: float
     cost_saved_usd: float
     rerun_cost_usd: float
+    success_rate: float | None
+    mttr_minutes: float | None
     mttg_minutes: float | None
 
 

@@ -17,6 +17,9 @@ Definitions (docs/roi.md):
   policy would have spent again for nothing.
 * **MTTG**: mean time from a job's first failure to its next success (failure episodes that ended).
 * **MTTR**: the same over the episodes the guard re-ran.
+* **success rate**: completed job attempts that succeeded / completed job attempts.
+* **reliability change**: MTTR, MTTG and success rate over the last N days (the report's window, 30 for
+  all time) against the N days before, and the difference (now minus before).
 * **recovery rate** of an action: re-runs whose next attempt succeeded / re-runs whose next attempt ran.
 * **flaky-test rate**: tests that both failed and passed on one commit / tests seen.
 * **budget burn**: the guard's retry spend (its commands' estimated cost, what its budget ledger counts)
@@ -37,6 +40,8 @@ from .migrate import check_database_name
 
 QUERY_DIR = Path(__file__).resolve().parent / "queries"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+FAR_FUTURE = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)  # the open end of a window (DateTime64 ends in 2299)
+RELIABILITY_WINDOW_DAYS = 30  # the all-time report compares the last 30 days with the 30 before
 
 
 @cache
@@ -85,7 +90,7 @@ class WarehouseReader:
                 provider: str | None = None) -> dict[str, Any]:
         since = EPOCH if days is None else self._clock() - dt.timedelta(days=int(days))
         return {"provider": provider or "", "owner": owner or "", "repo": repo or "",
-                "since": since.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+                "since": _sql_time(since), "until": _sql_time(FAR_FUTURE),
                 "human_response_minutes": self.human_response_minutes,
                 "daily_budget_usd": float(self.daily_budget_usd or 0.0),
                 "repo_budget_usd": float(self.repo_daily_budget_usd or 0.0)}
@@ -152,6 +157,9 @@ class WarehouseReader:
             "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted_greens)),
             "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
             "open_failures": sum(int(r["open_episodes"]) for r in eps),
+            "success_rate": _round(_ratio(sum(int(r["jobs"]) - int(r["failed_jobs"]) for r in jobs),
+                                          sum(int(r["jobs"]) for r in jobs))),
+            "reliability": self.reliability(owner, repo, days or RELIABILITY_WINDOW_DAYS, provider=provider),
             "recovery_rate": _round(_ratio(recovered, decided)),
             "recovery_by_strategy": [
                 {"action": a["action"], "commands": a["commands"], "recovered": a["recovered"],
@@ -170,6 +178,44 @@ class WarehouseReader:
                        for b in budget],
         }, jobs
 
+    def reliability(self, owner: str | None, repo: str | None, window_days: int, *,
+                    provider: str | None = None) -> dict[str, Any]:
+        """MTTR and success rate over the last ``window_days`` against the ``window_days`` before them, and
+        the change (now minus before: a negative MTTR change and a positive success-rate change are better).
+
+        * success rate: completed job attempts that succeeded / completed job attempts in the window;
+        * healed share: failure episodes the guard re-ran that ended green / failure episodes that began;
+        * MTTR, MTTG: as in the report, over the episodes that began in the window."""
+        now = self._clock()
+        n = max(1, int(window_days))
+        bounds = {"current": (now - dt.timedelta(days=n), FAR_FUTURE),
+                  "previous": (now - dt.timedelta(days=2 * n), now - dt.timedelta(days=n))}
+        out: dict[str, Any] = {"window_days": n}
+        for name, (lo, hi) in bounds.items():
+            p = {**self._params(owner, repo, None, provider), "since": _sql_time(lo), "until": _sql_time(hi)}
+            jobs = self._rows("roi_jobs", p)
+            eps = self._rows("roi_episodes", p)
+            attempts = sum(int(r["jobs"]) for r in jobs)
+            failed = sum(int(r["failed_jobs"]) for r in jobs)
+            greens = sum(int(r["greens"]) for r in eps)
+            acted = sum(int(r["acted_greens"]) for r in eps)
+            episodes = sum(int(r["episodes"]) for r in eps)
+            out[name] = {
+                "since": lo.date().isoformat(), "until": (None if hi is FAR_FUTURE else hi.date().isoformat()),
+                "jobs": attempts, "failed_jobs": failed, "success_rate": _round(_ratio(attempts - failed, attempts)),
+                "failure_episodes": episodes, "healed_share": _round(_ratio(acted, episodes)),
+                "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted)),
+                "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
+            }
+        cur, prev = out["current"], out["previous"]
+        out["change"] = {
+            "success_rate_points": None if cur["success_rate"] is None or prev["success_rate"] is None
+            else round(100 * (cur["success_rate"] - prev["success_rate"]), 2),
+            "mttr_minutes": _change(cur["mttr_minutes"], prev["mttr_minutes"]),
+            "mttg_minutes": _change(cur["mttg_minutes"], prev["mttg_minutes"]),
+        }
+        return out
+
     def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
               provider: str | None = None) -> list[dict[str, Any]]:
         """One row per day with activity, oldest first (the dashboard's time series)."""
@@ -179,8 +225,9 @@ class WarehouseReader:
         def day(d: Any) -> dict[str, Any]:
             k = str(d)
             return out.setdefault(k, {"day": k, "jobs": 0, "failed_jobs": 0, "time_saved_minutes": 0.0,
-                                      "cost_saved_usd": 0.0, "rerun_cost_usd": 0.0, "mttg_minutes": None,
-                                      "_ttg": 0.0, "_greens": 0})
+                                      "cost_saved_usd": 0.0, "rerun_cost_usd": 0.0, "success_rate": None,
+                                      "mttr_minutes": None, "mttg_minutes": None,
+                                      "_ttg": 0.0, "_greens": 0, "_attg": 0.0, "_agreens": 0})
 
         for r in self._rows("roi_jobs", p):
             d = day(r["day"])
@@ -196,10 +243,14 @@ class WarehouseReader:
             d = day(r["day"])
             d["_ttg"] += float(r["ttg_minutes"])
             d["_greens"] += int(r["greens"])
+            d["_attg"] += float(r["acted_ttg_minutes"])
+            d["_agreens"] += int(r["acted_greens"])
         rows = []
         for k in sorted(out):
             d = out[k]
             d["mttg_minutes"] = _round(_ratio(d.pop("_ttg"), d.pop("_greens")))
+            d["mttr_minutes"] = _round(_ratio(d.pop("_attg"), d.pop("_agreens")))
+            d["success_rate"] = _round(_ratio(d["jobs"] - d["failed_jobs"], d["jobs"]))
             for f in ("time_saved_minutes", "cost_saved_usd", "rerun_cost_usd"):
                 d[f] = round(d[f], 4)
             rows.append(d)
@@ -320,6 +371,14 @@ def _evidence(text: str) -> list[dict[str, Any]]:
         return []
     return [{"line": int(e.get("line", 0)), "text": str(e.get("text", "")), "pattern": str(e.get("pattern", ""))}
             for e in items if isinstance(e, dict)]
+
+
+def _sql_time(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _change(now: float | None, before: float | None) -> float | None:
+    return None if now is None or before is None else round(now - before, 4)
 
 
 def _round(v: float | None) -> float | None:

@@ -3,7 +3,7 @@
 -- Time to green = green_at - first failure. "acted": the guard re-ran some attempt of the episode.
 -- mean time to green (MTTG) = ttg_minutes / greens over all episodes;
 -- mean time to recovery (MTTR) = acted_ttg_minutes / acted_greens over the episodes the guard acted on.
--- Parameters: provider, owner, repo ('' = all), since.
+-- Parameters: provider, owner, repo ('' = all), since, until (the window [since, until)).
 WITH
     fails AS (
         SELECT a.job_identity AS job_identity, a.greens_before AS episode, any(a.provider) AS provider, any(a.owner) AS owner, any(a.repo) AS repo,
@@ -31,7 +31,7 @@ SELECT toDate(f.first_failure_at) AS day,
 FROM fails AS f
 LEFT JOIN greens AS g ON g.job_identity = f.job_identity AND g.episode = f.episode
 WHERE (({owner:String} = '' OR owner = {owner:String}) AND ({repo:String} = '' OR repo = {repo:String}) AND ({provider:String} = '' OR provider = {provider:String}))
-  AND f.first_failure_at >= {since:DateTime64(3, 'UTC')}
+  AND f.first_failure_at >= {since:DateTime64(3, 'UTC')} AND f.first_failure_at < {until:DateTime64(3, 'UTC')}
 GROUP BY day
 ORDER BY day
 SETTINGS join_use_nulls = 1

@@ -1,5 +1,5 @@
 -- Completed job attempts per day: how many, how many failed, CI minutes and their cost.
--- Parameters: provider, owner, repo ('' = all), since (DateTime64(3, 'UTC')).
+-- Parameters: provider, owner, repo ('' = all), since, until (the window [since, until)) (DateTime64(3, 'UTC')).
 SELECT toDate(done_at) AS day,
        toUInt64(count()) AS jobs,
        toUInt64(countIf(failed)) AS failed_jobs,
@@ -8,6 +8,6 @@ SELECT toDate(done_at) AS day,
        max(if(failed, toNullable(done_at), NULL)) AS last_failure_at
 FROM {db}.job_attempts
 WHERE (({owner:String} = '' OR owner = {owner:String}) AND ({repo:String} = '' OR repo = {repo:String}) AND ({provider:String} = '' OR provider = {provider:String}))
-  AND done_at >= {since:DateTime64(3, 'UTC')}
+  AND done_at >= {since:DateTime64(3, 'UTC')} AND done_at < {until:DateTime64(3, 'UTC')}
 GROUP BY day
 ORDER BY day

@@ -55,6 +55,7 @@ def roi_payload() -> dict[str, Any]:
     daily = [
         {"day": d, "jobs": 40 + i, "failed_jobs": 5 + i % 3, "time_saved_minutes": 30.0 + 7 * i,
          "cost_saved_usd": 2.5 + 0.75 * i, "rerun_cost_usd": 0.4 + 0.05 * i,
+         "success_rate": 1 - (5 + i % 3) / (40 + i), "mttr_minutes": None if i in (4, 5, 9) else 9.0 + i % 4,
          "mttg_minutes": None if i in (4, 5, 9) else 12.0 + (i % 5) * 3.5}
         for i, d in enumerate(days)
     ]
@@ -62,7 +63,17 @@ def roi_payload() -> dict[str, Any]:
         "repo": "acme/web", "days": 14, "jobs": 658, "failed_jobs": 91, "ci_minutes": 5123.4, "ci_cost_usd": 40.99,
         "auto_commands": 57, "manual_commands": 21,
         "time_saved_minutes": 1234.5, "rerun_cost_usd": 6.78, "cost_avoided_usd": 987.65, "cost_saved_usd": 987.65,
-        "mttr_minutes": 11.2, "mttg_minutes": 17.3, "open_failures": 2, "recovery_rate": 0.842,
+        "mttr_minutes": 11.2, "mttg_minutes": 17.3, "open_failures": 2, "success_rate": 0.8617,
+        "reliability": {
+            "window_days": 14,
+            "current": {"since": "2026-11-10", "until": None, "jobs": 658, "failed_jobs": 91, "success_rate": 0.8617,
+                        "failure_episodes": 80, "healed_share": 0.4375, "mttr_minutes": 11.2, "mttg_minutes": 17.3},
+            "previous": {"since": "2026-10-27", "until": "2026-11-10", "jobs": 600, "failed_jobs": 120,
+                         "success_rate": 0.8, "failure_episodes": 100, "healed_share": 0.1, "mttr_minutes": 25.7,
+                         "mttg_minutes": 16.1},
+            "change": {"success_rate_points": 6.17, "mttr_minutes": -14.5, "mttg_minutes": 1.2},
+        },
+        "recovery_rate": 0.842,
         "recovery_by_strategy": [{"action": "rerun_failed_tests", "commands": 40, "recovered": 35, "decided": 40, "rate": 0.875}],
         "tests_seen": 1200, "flaky_tests": 18, "flaky_test_rate": 0.015,
         "flakiest_tests": [
@@ -86,7 +97,12 @@ def empty_payload() -> dict[str, Any]:
         "repo": "acme/empty", "days": 30, "jobs": 0, "failed_jobs": 0, "ci_minutes": 0.0, "ci_cost_usd": 0.0,
         "auto_commands": 0, "manual_commands": 0, "time_saved_minutes": 0.0, "rerun_cost_usd": 0.0,
         "cost_avoided_usd": 0.0, "cost_saved_usd": 0.0, "mttr_minutes": None, "mttg_minutes": None,
-        "open_failures": 0, "recovery_rate": None, "recovery_by_strategy": [], "tests_seen": 0, "flaky_tests": 0,
+        "open_failures": 0, "success_rate": None,
+        "reliability": {"window_days": 30, "change": {"success_rate_points": None, "mttr_minutes": None,
+                                                      "mttg_minutes": None},
+                        **{w: {"since": "2026-10-01", "until": None, "jobs": 0, "failed_jobs": 0, "success_rate": None,
+                               "failure_episodes": 0, "healed_share": None, "mttr_minutes": None,
+                               "mttg_minutes": None} for w in ("current", "previous")}}, "recovery_rate": None, "recovery_by_strategy": [], "tests_seen": 0, "flaky_tests": 0,
         "flaky_test_rate": None, "flakiest_tests": [], "failures_by_category": {}, "top_templates": [], "budget": [],
     }
     return {"report": report, "daily": []}
@@ -194,6 +210,20 @@ def assert_dashboard_ready(dom: str, payload: dict[str, Any]) -> None:
     assert f"${r['rerun_cost_usd']:,.2f}" in dom
     assert f"{r['recovery_rate'] * 100:.1f} %" in dom
     assert f"{r['mttg_minutes']:.1f} min" in dom
+    # the reliability panel: MTTR and success rate now, before, and the change read the right way round
+    rel = r["reliability"]
+    mttr_row = re.search(r'<tr data-row="mttr">(.*?)</tr>', dom)
+    assert mttr_row, "no MTTR row in the reliability panel"
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", mttr_row.group(1))
+    assert cells[1:] == [f"{rel['current']['mttr_minutes']:.1f} min", f"{rel['previous']['mttr_minutes']:.1f} min",
+                         f"−{abs(rel['change']['mttr_minutes']):.1f} min"], cells
+    assert 'data-verdict="better"' in mttr_row.group(1)
+    success = re.search(r'<tr data-row="success-rate">(.*?)</tr>', dom)
+    assert success and f"+{rel['change']['success_rate_points']:.1f} points" in success.group(1)
+    assert 'data-verdict="better"' in success.group(1)
+    mttg = re.search(r'<tr data-row="mttg">(.*?)</tr>', dom)
+    assert mttg and 'data-verdict="worse"' in mttg.group(1)  # MTTG rose by 1.2 min: worse
+    assert f"{r['success_rate'] * 100:.1f} %" in dom
     # every chart drew (no "no data" placeholder) and every category / test is on the page
     assert 'class="empty"' not in dom
     assert dom.count("<svg") >= 4
@@ -263,7 +293,7 @@ def test_dashboard_shows_refusals_in_words(base_url: str, tmp_path: Path, fragme
 def test_dashboard_with_no_data_still_draws(base_url: str, tmp_path: Path) -> None:
     dom = chromium(f"{base_url}/dashboard#key={KEY}&repo=acme/empty", tmp_path)
     assert body_attr(dom, "data-error") is None and body_attr(dom, "data-ready") == "1", dom[-2000:]
-    assert dom.count('class="empty"') == 5 and "0.0 min" in dom and "$0.00" in dom
+    assert dom.count('class="empty"') == 6 and "0.0 min" in dom and "$0.00" in dom
 
 
 def test_dashboard_without_key_asks_for_it(base_url: str, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ commands, time saved 28 min, re-run cost $1.90, cost avoided $0.50, MTTR 15 min,
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from typing import Any
@@ -230,3 +231,35 @@ def test_a_repository_is_one_platforms(reader: WarehouseReader) -> None:
     assert reader.repo_health("acme", "web", 30, provider="gitlab")["jobs"] == 0
     assert reader.failure("acme", "web", "100", provider="github") is not None
     assert reader.failure("acme", "web", "100", provider="gitlab") is None
+
+
+def test_reliability_compares_mttr_and_success_rate_with_the_window_before(reader: WarehouseReader, ch_client: Any,
+                                                                          migrated: str) -> None:
+    """acme/web over 30 days: 7 attempts, 4 failed (success 3/7); 4 episodes began, 1 re-run to green by the
+    guard (healed 1/4); MTTR 15 min, MTTG 38.3 min. The 30 days before: only ``old``, failed 40 days ago
+    (success 0/1, an episode that never ended: no MTTR, no MTTG)."""
+    rel = reader.report("acme", "web", days=30)["reliability"]
+    assert rel["window_days"] == 30
+    cur, prev = rel["current"], rel["previous"]
+    assert (cur["jobs"], cur["failed_jobs"], cur["failure_episodes"]) == (7, 4, 4)
+    assert cur["success_rate"] == pytest.approx(3 / 7, abs=1e-4) and cur["healed_share"] == 0.25
+    assert cur["mttr_minutes"] == pytest.approx(15.0) and cur["mttg_minutes"] == pytest.approx(115 / 3, abs=1e-3)
+    assert (prev["jobs"], prev["failed_jobs"], prev["success_rate"], prev["healed_share"]) == (1, 1, 0.0, 0.0)
+    assert prev["mttr_minutes"] is None and prev["mttg_minutes"] is None and cur["until"] is None
+    assert rel["change"] == {"success_rate_points": pytest.approx(100 * 3 / 7, abs=0.01), "mttr_minutes": None,
+                             "mttg_minutes": None}
+    assert reader.report("acme", "web", days=30)["success_rate"] == cur["success_rate"]
+    # three days after the story, with 2-day windows: it is all in the window before, nothing is in the last
+    later = WarehouseReader(ch_client, migrated, clock=lambda: dt.datetime.fromtimestamp(T + 3 * 86400, dt.timezone.utc))
+    rel = later.reliability("acme", "web", 2)
+    assert rel["current"]["jobs"] == 0 and rel["current"]["success_rate"] is None
+    assert rel["previous"]["jobs"] == 7 and rel["previous"]["mttr_minutes"] == pytest.approx(15.0)
+    assert rel["previous"]["until"] == dt.datetime.fromtimestamp(T + 86400, dt.timezone.utc).date().isoformat()
+    assert rel["change"]["mttr_minutes"] is None
+
+
+def test_daily_success_rate_and_mttr(reader: WarehouseReader) -> None:
+    days = reader.daily("acme", "web", days=30)
+    for d in days:
+        assert d["success_rate"] == (round((d["jobs"] - d["failed_jobs"]) / d["jobs"], 4) if d["jobs"] else None)
+    assert [d["mttr_minutes"] for d in days if d["mttr_minutes"] is not None] == [pytest.approx(15.0)]

@@ -59,7 +59,16 @@ REPORT: dict[str, Any] = {
     "repo": "acme/web", "days": 30, "jobs": 120, "failed_jobs": 18, "ci_minutes": 1500.0, "ci_cost_usd": 24.0,
     "auto_commands": 16, "manual_commands": 2, "time_saved_minutes": 512.5, "rerun_cost_usd": 1.2,
     "cost_avoided_usd": 7.36, "cost_saved_usd": 7.36, "mttr_minutes": 14.5, "mttg_minutes": 35.0,
-    "open_failures": 1, "recovery_rate": 0.8125,
+    "open_failures": 1, "success_rate": 0.85,
+    "reliability": {
+        "window_days": 30,
+        "current": {"since": "2026-10-27", "until": None, "jobs": 120, "failed_jobs": 18, "success_rate": 0.85,
+                    "failure_episodes": 16, "healed_share": 0.5625, "mttr_minutes": 14.5, "mttg_minutes": 35.0},
+        "previous": {"since": "2026-09-27", "until": "2026-10-27", "jobs": 100, "failed_jobs": 20, "success_rate": 0.8,
+                     "failure_episodes": 20, "healed_share": None, "mttr_minutes": None, "mttg_minutes": 52.0},
+        "change": {"success_rate_points": 5.0, "mttr_minutes": None, "mttg_minutes": -17.0},
+    },
+    "recovery_rate": 0.8125,
     "recovery_by_strategy": [{"action": "retry_backoff", "commands": 10, "recovered": 9, "decided": 10, "rate": 0.9}],
     "tests_seen": 48, "flaky_tests": 2, "flaky_test_rate": 0.0417,
     "flakiest_tests": [{"test_id": "tests/test_api.py::test_login", "runs": 40, "failures": 6, "flaky_jobs": 5}],
@@ -70,9 +79,9 @@ REPORT: dict[str, Any] = {
 
 DAILY: list[dict[str, Any]] = [
     {"day": "2026-11-24", "jobs": 60, "failed_jobs": 8, "time_saved_minutes": 200.0, "cost_saved_usd": 3.0,
-     "rerun_cost_usd": 0.5, "mttg_minutes": None},
+     "rerun_cost_usd": 0.5, "success_rate": 0.8667, "mttr_minutes": None, "mttg_minutes": None},
     {"day": "2026-11-25", "jobs": 60, "failed_jobs": 10, "time_saved_minutes": 312.5, "cost_saved_usd": 4.36,
-     "rerun_cost_usd": 0.7, "mttg_minutes": 35.0},
+     "rerun_cost_usd": 0.7, "success_rate": 0.8333, "mttr_minutes": 14.5, "mttg_minutes": 35.0},
 ]
 
 

@@ -143,12 +143,6 @@ def notes(values: Mapping[str, Any]) -> list[str]:
     if values.get("downgrade_after_failures"):
         out.append("optimization.downgrade_after_failures: not acted on yet (the guard reruns on the job's own "
                    "runner class; a larger one only for out-of-memory failures on Jenkins)")
-    levels = values.get("budget_alert_levels")
-    if levels is not None and tuple(levels) != (0.5, 0.8, 0.95):
-        out.append("cost_tracking.alert_levels: not acted on yet (budget alerts are sent at 50, 80 and 95 %)")
-    if values.get("cost_alert_usd"):
-        out.append("cost_tracking.alert_usd: not acted on yet (budget alerts at 50, 80 and 95 % of "
-                   "daily_budget_usd are)")
     target = values.get("export_to")
     if target and not str(target).startswith(("http://", "https://")) and target not in (
             values.get("export_endpoints") or {}):
@@ -158,6 +152,7 @@ def notes(values: Mapping[str, Any]) -> list[str]:
         out.append("escalation.assign_to: written in the ticket (Jira and ServiceNow assign by account id, not "
                    "by handle)")
     if values.get("budget_alert_channel") or values.get("notify_slack_channel"):
-        out.append("slack channels: a Slack incoming webhook posts to the channel it was made for; the channel "
-                   "names here are not acted on yet")
+        out.append("slack channels: posted there through Slack's chat.postMessage when the executor has a bot "
+                   "token (GUARD_SLACK_BOT_TOKEN, scope chat:write); with only an incoming webhook, messages go "
+                   "to the webhook's own channel and each outcome says so")
     return out

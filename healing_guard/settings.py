@@ -324,6 +324,17 @@ def _nonneg_int(v: Any) -> int:
     return n
 
 
+def _channel(v: Any) -> str:
+    """A Slack channel: ``#name`` or a channel id (what ``chat.postMessage`` takes); '' for none."""
+    from .executor.core import SLACK_CHANNEL
+
+    s = _str(v).strip()
+    if s and not SLACK_CHANNEL.fullmatch(s):
+        raise ValueError(f"expected a Slack channel, #name (lower-case letters, digits, -, _) or an id like "
+                         f"C0123ABCD; got {s!r}")
+    return s
+
+
 def _levels(v: Any) -> tuple[float, ...]:
     if not isinstance(v, (list, tuple)) or not v:
         raise ValueError("expected a list of fractions of the budget, e.g. [0.5, 0.8, 0.95]")
@@ -400,8 +411,8 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("cost_tracking", "budgets_enabled"): ("budgets_enabled", _bool, "GUARD_BUDGETS_ENABLED"),
     ("cost_tracking", "alert_usd"): ("cost_alert_usd", _nonneg_float, "GUARD_COST_ALERT_USD"),
     ("cost_tracking", "alert_levels"): ("budget_alert_levels", _levels, ""),
-    ("cost_tracking", "alert_channel"): ("budget_alert_channel", _str, ""),
-    ("notifications", "slack_channel"): ("notify_slack_channel", _str, "GUARD_SLACK_CHANNEL"),
+    ("cost_tracking", "alert_channel"): ("budget_alert_channel", _channel, ""),
+    ("notifications", "slack_channel"): ("notify_slack_channel", _channel, "GUARD_SLACK_CHANNEL"),
     ("notifications", "on_failure"): ("notify_on_failure", _bool, ""),
     ("notifications", "on_recovery"): ("notify_on_recovery", _bool, ""),
     ("escalation", "create_ticket"): ("escalation_ticket", _bool, ""),

@@ -393,6 +393,7 @@ def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
         auto_thresholds={**packaged_thresholds(), **settings.auto_thresholds},
         # the remediation of the team's named patterns (patterns/named.py), which the planner honours
         pattern_remedies=pattern_remedies(load_library(settings.pattern_files, include_builtin=False)),
+        alert_levels=settings.budget_alert_levels, cost_alert_usd=settings.cost_alert_usd if on else 0.0,
     )
 
 

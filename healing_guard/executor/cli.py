@@ -60,7 +60,8 @@ async def run_executor(settings: Settings, *, dry_run: bool, data_dir: str | Pat
     clients = clients or Clients.from_env(env)
     store = DoneStore(data_dir)
     executor = Executor(clients, store, dry_run=dry_run, repos=repos,
-                        runner_sizes=("next", *settings.price_per_minute_usd))
+                        runner_sizes=("next", *settings.price_per_minute_usd),
+                        slack_channel=settings.notify_slack_channel, budget_slack_channel=settings.budget_alert_channel)
     schedule = ScheduleStore(data_dir)
     gate = CommandGate.from_settings(settings)  # signed commands only, when a command key is configured
     consumer = AIOKafkaConsumer(

@@ -55,6 +55,9 @@ unset is not configured, and actions that need it are skipped with a reason):
                                       (API token: no CSRF crumb needed)
 ``GUARD_CIRCLECI_TOKEN``              CircleCI personal API token; ``GUARD_CIRCLECI_URL`` (default ``https://circleci.com``)
 ``GUARD_SLACK_WEBHOOK_URL``           Slack incoming webhook (the URL is the secret)
+``GUARD_SLACK_BOT_TOKEN``             Slack bot token (``chat:write``): messages for a named channel go
+                                      through ``chat.postMessage``; ``GUARD_SLACK_API_URL`` (default
+                                      ``https://slack.com/api``)
 ``GUARD_JIRA_URL``                    Jira Cloud site, with ``GUARD_JIRA_USER`` (e-mail), ``GUARD_JIRA_TOKEN``,
                                       ``GUARD_JIRA_PROJECT`` (project key) and optional ``GUARD_JIRA_ISSUE_TYPE``
                                       (default ``Task``)
@@ -627,20 +630,55 @@ class CircleCIClient:
 
 class SlackClient:
     """Slack incoming webhook: ``POST`` ``{"text": ...}``, answers 200 ``ok``. The text is sent escaped
-    (:func:`slack_escape`): nothing in it is a mention, a link or a channel-wide notification."""
+    (:func:`slack_escape`): nothing in it is a mention, a link or a channel-wide notification.
+
+    A message for a named channel (``notifications.slack.channel``, ``cost_control.alerts.slack``) goes
+    through the Web API's ``chat.postMessage`` when a bot token is configured (``GUARD_SLACK_BOT_TOKEN``,
+    scope ``chat:write``; the bot must be in the channel): an incoming webhook posts only to the channel it
+    was made for, and Slack ignores a channel named in its body. Without a bot token the message goes to
+    the webhook's channel, and :meth:`channel_note` says so."""
 
     CHECK = "the channel the Slack webhook posts to"
     MAX_TEXT = 3000  # characters before escaping
 
-    def __init__(self, webhook_url: str, *, transport: Transport) -> None:
+    def __init__(self, webhook_url: str = "", *, transport: Transport, bot_token: str = "",
+                 api_url: str = "https://slack.com/api") -> None:
         self._url = webhook_url
+        self._bot = bot_token
+        self._api = api_url.rstrip("/")
         self.t = transport
-        transport.add_secret(webhook_url, urllib.parse.urlsplit(webhook_url).path)
+        if webhook_url:
+            transport.add_secret(webhook_url, urllib.parse.urlsplit(webhook_url).path)
+        if bot_token:
+            transport.add_secret(bot_token)
 
-    def post(self, text: str) -> Response:
-        # not repeat-safe: every accepted post is a new message
-        return self.t.request("POST", self._url, json_body={"text": slack_escape(plain(text, self.MAX_TEXT))},
-                              check=self.CHECK)
+    def channel_note(self, channel: str) -> str:
+        """What happens to a message meant for ``channel`` ('' when it goes there)."""
+        if not channel or self._bot:
+            return ""
+        return (f"Slack channel {channel} asked for: posted to the webhook's own channel (a webhook cannot "
+                "choose one; set GUARD_SLACK_BOT_TOKEN to post to named channels)")
+
+    def check(self, channel: str = "") -> str:
+        return f"Slack channel {channel}" if channel and self._bot else self.CHECK
+
+    def post(self, text: str, channel: str = "") -> Response:
+        body = slack_escape(plain(text, self.MAX_TEXT))
+        if channel and self._bot:
+            # not repeat-safe: every accepted post is a new message. Slack answers 200 with
+            # {"ok": false, "error": ...} for a refusal (channel_not_found, not_in_channel, invalid_auth)
+            r = self.t.request("POST", f"{self._api}/chat.postMessage",
+                               headers={"Authorization": f"Bearer {self._bot}"},
+                               json_body={"channel": channel, "text": body}, check=self.check(channel))
+            answer = r.json() if r.ok else None
+            if r.ok and not (isinstance(answer, dict) and answer.get("ok") is True):
+                why = answer.get("error") if isinstance(answer, dict) else "not a Slack Web API answer"
+                return replace(r, status=400, message=f"Slack refused the message to {channel}: {why}")
+            return r
+        if not self._url:
+            return Response(None, message="no Slack webhook configured (GUARD_SLACK_WEBHOOK_URL) for a message "
+                                          "without a channel")
+        return self.t.request("POST", self._url, json_body={"text": body}, check=self.CHECK)
 
 
 class JiraClient:
@@ -784,8 +822,9 @@ class Clients:
         if g("GUARD_CIRCLECI_TOKEN"):
             c.circleci = CircleCIClient(g("GUARD_CIRCLECI_TOKEN"), g("GUARD_CIRCLECI_URL", "https://circleci.com"),
                                         transport=t)
-        if g("GUARD_SLACK_WEBHOOK_URL"):
-            c.slack = SlackClient(g("GUARD_SLACK_WEBHOOK_URL"), transport=t)
+        if g("GUARD_SLACK_WEBHOOK_URL") or g("GUARD_SLACK_BOT_TOKEN"):
+            c.slack = SlackClient(g("GUARD_SLACK_WEBHOOK_URL"), transport=t, bot_token=g("GUARD_SLACK_BOT_TOKEN"),
+                                  api_url=g("GUARD_SLACK_API_URL", "https://slack.com/api"))
         if all(g(k) for k in ("GUARD_JIRA_URL", "GUARD_JIRA_USER", "GUARD_JIRA_TOKEN", "GUARD_JIRA_PROJECT")):
             c.jira = JiraClient(g("GUARD_JIRA_URL"), g("GUARD_JIRA_USER"), g("GUARD_JIRA_TOKEN"),
                                 g("GUARD_JIRA_PROJECT"), issue_type=g("GUARD_JIRA_ISSUE_TYPE", "Task"), transport=t)

@@ -494,6 +494,16 @@ def _git_ref(v: Any, path: str) -> None:
         raise Refusal(path, f"must be a git ref (letters, digits and ._/+-, no '..'), got {_show(v)}")
 
 
+#: a Slack channel: ``#name`` (lower-case letters, digits, ``-``, ``_``; at most 80) or a channel id
+SLACK_CHANNEL = re.compile(r"#[a-z0-9_-][a-z0-9_.-]{0,79}|[CDG][A-Z0-9]{6,20}")
+
+
+def _slack_channel(v: Any, path: str) -> None:
+    if not isinstance(v, str) or not SLACK_CHANNEL.fullmatch(v):
+        raise Refusal(path, f"must be a Slack channel, #name (lower-case letters, digits, -, _) or an id like "
+                            f"C0123ABCD; got {_show(v)}")
+
+
 def _cleanup_step(v: Any, path: str) -> None:
     _word(200)(v, path)
     if "," in v:  # GUARD_CLEANUP joins the steps with commas
@@ -532,6 +542,7 @@ def parameter_schema(runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> dict
     notify: dict[str, Check] = {
         **_ANY_PARAMS,
         "slack": _boolean, "ticket": _boolean, "page": _boolean,
+        "channel": _slack_channel,  # notifications.slack.channel / cost_control.alerts.slack
         "incident_id": _id_check,
         "assign_to": _text(200),
         "healed_by": _text(100),  # notify_recovery: the action after which the job turned green
@@ -598,8 +609,12 @@ class Executor:
     def __init__(self, clients: Clients, store: DoneStore, *, dry_run: bool = True,
                  allow: Iterable[str] = ALLOWED_ACTIONS, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.time, repos: Iterable[str] | None = None,
-                 runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES) -> None:
+                 runner_sizes: Iterable[str] = DEFAULT_RUNNER_SIZES, slack_channel: str = "",
+                 budget_slack_channel: str = "") -> None:
         self.clients = clients
+        # notifications.slack.channel and cost_control.alerts.slack (budget alerts; else the first)
+        self.slack_channel = slack_channel
+        self.budget_slack_channel = budget_slack_channel or slack_channel
         self.store = store
         self.dry_run = dry_run
         self.allow = frozenset(allow)
@@ -938,7 +953,12 @@ class Executor:
                 notes.append("no Slack webhook configured: no message")
             else:
                 sl = c.slack
-                steps.append(Step("slack", "Slack message", lambda: sl.post(text), sl.CHECK))
+                channel = str(p.get("channel") or (self.budget_slack_channel if a == "notify_budget"
+                                                    else self.slack_channel))
+                if sl.channel_note(channel):
+                    notes.append(sl.channel_note(channel))
+                steps.append(Step("slack", f"Slack message{' to ' + channel if channel else ''}",
+                                  lambda: sl.post(text, channel), sl.check(channel)))
         return steps, notes
 
     # --- helpers -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ answer, through the same gates, budgets and retry limits (:func:`pattern_remedy`
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,12 @@ class PlanConfig:
     #: pattern id -> the remediation its named pattern asks for (``patterns.named.pattern_remedies`` of the
     #: loaded library): honoured when that pattern's line decides a diagnosis
     pattern_remedies: Mapping[str, Remediation] = field(default_factory=dict)
+    #: shares of a budget at which owners are warned (cost_tracking.alert_levels; the document's
+    #: cost_control.alerts.threshold_percentages)
+    alert_levels: tuple[float, ...] = (0.5, 0.8, 0.95)
+    #: warn once a day when the guard's retry spend passes this many dollars (cost_tracking.alert_usd; the
+    #: document's healing.cost_tracking.alert_threshold); 0: off
+    cost_alert_usd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,16 +88,19 @@ class Ledger:
                    alerted=tuple(str(a) for a in d.get("alerted", ())))
 
 
-#: Shares of a budget at which a notify command warns the owners, once per day each.
+#: Shares of a budget at which a notify command warns the owners, once per day each (the default of
+#: PlanConfig.alert_levels).
 ALERT_LEVELS = (0.5, 0.8, 0.95)
 
 
 def budget_alerts(ledger: Ledger, job: JobEvent, cfg: PlanConfig, *, slice_id: str = "0",
                   now: float | None = None) -> tuple[Ledger, list[Command]]:
-    """``notify_budget`` commands for the budget levels (50/80/95 %) the ledger has newly crossed.
+    """``notify_budget`` commands for the budget levels (``cfg.alert_levels``, 50/80/95 % by default) the
+    ledger has newly crossed, and for the day's retry spend passing ``cfg.cost_alert_usd`` dollars.
 
     Once per level, scope (the daily budget, or one repository's) and day: the ledger remembers what it
-    announced, and the command id is a hash of day, slice and level, so a replay sends nothing new.
+    announced, and the command id is a hash of day, slice and level, so a replay sends nothing new. Like
+    the budgets, the dollar threshold is sliced per partition (each worker sees its partitions' spend).
     """
     now = time.time() if now is None else now
     repo = f"{job.owner}/{job.repo}"
@@ -98,28 +108,37 @@ def budget_alerts(ledger: Ledger, job: JobEvent, cfg: PlanConfig, *, slice_id: s
     repo_slice = cfg.repo_daily_budget_usd / max(cfg.partitions, 1)
     alerted = list(ledger.alerted)
     out: list[Command] = []
+    snapshot = BudgetSnapshot(day=ledger.day, spent_usd=round(ledger.spent_usd, 4), daily_budget_usd=daily_slice,
+                              repo_spent_usd=round(ledger.repo(repo), 4), repo_budget_usd=repo_slice,
+                              job_retries=job.attempt - 1, max_retries_per_job=cfg.max_retries_per_job)
+
+    def alert(tag: str, level: float, spent: float, budget: float, reason: str) -> None:
+        alerted.append(tag)
+        out.append(Command(
+            provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
+            command_id=stable_id(ledger.day, slice_id, tag),
+            attempt=job.attempt, action="notify_budget", category="budget", reason=reason,
+            confidence=1.0, parameters={"scope": tag.rsplit(":", 1)[0], "level": level, "spent_usd": round(spent, 4),
+                                        "budget_usd": round(budget, 4)},
+            budget=snapshot, estimated_cost_usd=0.0, run_id=job.run_id, ts=now,
+        ))
+
     for scope, spent, budget, what in (("daily", ledger.spent_usd, daily_slice, "daily retry budget"),
                                        (f"repo:{repo}", ledger.repo(repo), repo_slice, f"{repo} retry budget")):
-        if budget <= 0:
+        if budget <= 0 or math.isinf(budget):
             continue
-        for level in ALERT_LEVELS:
-            tag = f"{scope}:{int(level * 100)}"
+        for level in cfg.alert_levels or ALERT_LEVELS:
+            tag = f"{scope}:{int(round(level * 100))}"
             if spent < level * budget or tag in alerted:
                 continue
-            alerted.append(tag)
-            snapshot = BudgetSnapshot(day=ledger.day, spent_usd=round(ledger.spent_usd, 4), daily_budget_usd=daily_slice,
-                                      repo_spent_usd=round(ledger.repo(repo), 4), repo_budget_usd=repo_slice,
-                                      job_retries=job.attempt - 1, max_retries_per_job=cfg.max_retries_per_job)
-            out.append(Command(
-                provider=job.provider, owner=job.owner, repo=job.repo, job_id=job.job_id,
-                command_id=stable_id(ledger.day, slice_id, tag),
-                attempt=job.attempt, action="notify_budget", category="budget",
-                reason=f"{int(level * 100)} % of the {what} is spent ({spent:.2f} of {budget:.2f} USD, "
-                       f"slice {slice_id}); automatic actions stop at 100 %",
-                confidence=1.0, parameters={"scope": scope, "level": level, "spent_usd": round(spent, 4),
-                                            "budget_usd": round(budget, 4)},
-                budget=snapshot, estimated_cost_usd=0.0, run_id=job.run_id, ts=now,
-            ))
+            alert(tag, level, spent, budget,
+                  f"{int(round(level * 100))} % of the {what} is spent ({spent:.2f} of {budget:.2f} USD, "
+                  f"slice {slice_id}); automatic actions stop at 100 %")
+    usd_slice = cfg.cost_alert_usd / max(cfg.partitions, 1)
+    if usd_slice > 0 and ledger.spent_usd > usd_slice and "cost:usd" not in alerted:
+        alert("cost:usd", 1.0, ledger.spent_usd, usd_slice,
+              f"the guard's retry spend today passed the alert threshold: {ledger.spent_usd:.2f} USD > "
+              f"{usd_slice:.2f} USD (cost_tracking.alert_usd {cfg.cost_alert_usd:g}, slice {slice_id})")
     if not out:
         return ledger, []
     return replace(ledger, alerted=tuple(alerted)), out

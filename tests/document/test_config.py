@@ -85,8 +85,9 @@ def test_the_healing_config_is_understood_as_written(tmp_path: Path) -> None:
         assert strategy is not None and f"strategy {strategy.value} " in got, (s, got)
     flaky = next(s for s in doc["strategies"] if "flaky" in s["name"])
     assert f"flaky_retry_threshold = {1 - flaky['threshold']:g}" in got
-    # what the guard cannot act on yet is said, not dropped
-    assert any(n.startswith("cost_tracking.alert_usd: not acted on yet") for n in r["notes"])
+    # how a named Slack channel is reached is said (a webhook posts only to its own channel)
+    assert any(n.startswith("slack channels: posted there through Slack's chat.postMessage") for n in r["notes"])
+    assert not any("not acted on" in n for n in r["notes"]), r["notes"]
     assert "ok " in check_text(f, tmp_path)
 
 

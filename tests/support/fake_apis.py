@@ -92,6 +92,29 @@ def default_answer(method: str, path: str) -> Answer:
     return _json(404, {"message": "Not Found"})
 
 
+#: channels the Slack stand-in's bot is in (chat.postMessage answers channel_not_found for the rest)
+SLACK_CHANNELS = {"#ci-alerts": "C0CIALERTS", "#cost-alerts": "C0COSTALRT"}
+
+
+def _slack_post_message(authorization: str, body: bytes) -> Answer:
+    """Slack's Web API ``chat.postMessage``: HTTP 200 with ``{"ok": true, "channel", "ts", "message"}``,
+    or 200 with ``{"ok": false, "error": ...}`` (not_authed, channel_not_found, no_text)."""
+    if not authorization.startswith("Bearer xoxb-"):
+        return _json(200, {"ok": False, "error": "not_authed"})
+    try:
+        req = json.loads(body or b"null")
+    except ValueError:
+        return _json(200, {"ok": False, "error": "invalid_json"})
+    channel = req.get("channel") if isinstance(req, dict) else None
+    if not isinstance(req, dict) or not req.get("text"):
+        return _json(200, {"ok": False, "error": "no_text"})
+    if channel not in SLACK_CHANNELS and channel not in SLACK_CHANNELS.values():
+        return _json(200, {"ok": False, "error": "channel_not_found"})
+    cid = SLACK_CHANNELS.get(channel, channel)
+    return _json(200, {"ok": True, "channel": cid, "ts": "1503435956.000247",
+                       "message": {"type": "message", "text": req["text"], "bot_id": "B0BOT"}})
+
+
 _GITHUB_RERUN = re.compile(r"/repos/[^/]+/[^/]+/actions/(runs/[^/]+/rerun-failed-jobs|jobs/[^/]+/rerun)")
 _GITLAB_RETRY = re.compile(r"/api/v4/projects/[^/]+/jobs/\d+/retry")
 
@@ -140,6 +163,8 @@ class FakeApis:
                         ans = refusal_of_repeat(path)
                     if ans is None:
                         ans = default_answer(self.command, path)
+                        if path == "/api/chat.postMessage":
+                            ans = _slack_post_message(self.headers.get("Authorization") or "", body)
                         if path == "/v2/enqueue" and body:
                             ans = _json(202, {"status": "success", "message": "Event processed",
                                               "dedup_key": json.loads(body).get("dedup_key")})

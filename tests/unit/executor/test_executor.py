@@ -177,6 +177,41 @@ def test_notify_author_posts_to_slack(api: FakeApis, tmp_path: Path) -> None:
     assert_no_secret(out.detail)
 
 
+def test_a_named_slack_channel_goes_through_chat_post_message_with_a_bot_token(api: FakeApis, tmp_path: Path) -> None:
+    """notifications.slack.channel / cost_control.alerts.slack: with a bot token the message is posted to that
+    channel (Slack's Web API), the budget alert to its own channel; Slack's 200 {"ok": false} is a failure."""
+    sleeps = Sleeps()
+    clients = make_clients(api, sleeps, GUARD_SLACK_BOT_TOKEN="xoxb-0000-SECRETbot", GUARD_SLACK_API_URL=api.url + "/api")
+    ex = Executor(clients, DoneStore(tmp_path), dry_run=False, sleep=sleeps, clock=lambda: NOW,
+                  slack_channel="#ci-alerts", budget_slack_channel="#cost-alerts")
+    out = ex.execute(cmd("github", "notify_author"))
+    assert out.status == "succeeded", out.detail
+    budget = ex.execute(cmd("github", "notify_budget", command_id="b-1",
+                            parameters={"scope": "daily", "level": 0.8, "spent_usd": 8.0, "budget_usd": 10.0}))
+    assert budget.status == "succeeded", budget.detail
+    posts = [r for r in api.requests if r.path == "/api/chat.postMessage"]
+    assert [r.json()["channel"] for r in posts] == ["#ci-alerts", "#cost-alerts"]
+    assert all(r.headers["Authorization"] == "Bearer xoxb-0000-SECRETbot" for r in posts)
+    assert "github/acme/shop/4242" in posts[0].json()["text"] and not any(r.path == SLACK_PATH for r in api.requests)
+    # a channel the bot is not in: Slack answers 200 {"ok": false, "error": "channel_not_found"}
+    out = ex.execute(cmd("github", "notify_author", command_id="n-2", parameters={"channel": "#nowhere"}))
+    assert out.status == "failed" and "channel_not_found" in out.detail and "#nowhere" in out.detail
+    assert "xoxb-0000-SECRETbot" not in out.detail
+
+
+def test_a_named_slack_channel_without_a_bot_token_is_said(api: FakeApis, tmp_path: Path) -> None:
+    sleeps = Sleeps()
+    ex = Executor(make_clients(api, sleeps), DoneStore(tmp_path), dry_run=False, sleep=sleeps, clock=lambda: NOW,
+                  slack_channel="#ci-alerts")
+    out = ex.execute(cmd("github", "notify_author"))
+    assert out.status == "succeeded"
+    (r,) = api.requests
+    assert r.path == SLACK_PATH  # the webhook's own channel
+    assert "#ci-alerts" in out.detail and "GUARD_SLACK_BOT_TOKEN" in out.detail
+    bad = ex.execute(cmd("github", "notify_author", command_id="n-3", parameters={"channel": "<!channel>"}))
+    assert bad.status == "refused" and "parameters.channel" in bad.detail
+
+
 def test_open_incident_files_jira_pages_with_dedup_and_posts_slack(api: FakeApis, tmp_path: Path) -> None:
     ex, _ = make_executor(api, tmp_path)
     c = cmd("github", "open_incident", command_id="inc-1",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from healing_guard.classify import Diagnosis, EvidenceLine
-from healing_guard.engine.core import Engine
+from healing_guard.engine.core import Engine, plan_config
 from healing_guard.remediate import Ledger, PlanConfig, plan
 from healing_guard.remediate.outcomes import SuccessStats
 from healing_guard.remediate.planner import budget_alerts, expected_value
@@ -95,6 +97,32 @@ def test_budget_alerts_at_50_80_95_once_each() -> None:
     _, a1 = budget_alerts(Ledger(day="d").add("d", "acme/web", 9.9), job(), CFG, slice_id="1", now=NOW)
     _, a2 = budget_alerts(Ledger(day="d").add("d", "acme/web", 9.9), job(), CFG, slice_id="1", now=NOW)
     assert [a.command_id for a in a1] == [a.command_id for a in a2] and len(set(a.command_id for a in a1)) == 6
+
+
+def test_budget_alerts_at_the_configured_levels_and_a_dollar_threshold() -> None:
+    cfg = dataclasses.replace(CFG, alert_levels=(0.25, 0.6), cost_alert_usd=3.0)
+    led = Ledger(day="2026-01-01").add("2026-01-01", "acme/web", 1.3)  # 26 % of the repo budget (5.0), 13 % daily
+    led, alerts = budget_alerts(led, job(), cfg, slice_id="0", now=NOW)
+    assert [(a.parameters["scope"], a.parameters["level"]) for a in alerts] == [("repo:acme/web", 0.25)]
+    assert "25 %" in alerts[0].reason
+    led = led.add("2026-01-01", "acme/web", 1.9)  # 3.2 USD: 64 % of the repo budget, past the 3 USD threshold
+    led, alerts = budget_alerts(led, job(), cfg, slice_id="0", now=NOW)
+    assert sorted((a.parameters["scope"], a.parameters["level"]) for a in alerts) == [
+        ("cost", 1.0), ("daily", 0.25), ("repo:acme/web", 0.6)]
+    usd = next(a for a in alerts if a.parameters["scope"] == "cost")
+    assert "3.20 USD > 3.00 USD" in usd.reason and usd.action == "notify_budget"
+    assert budget_alerts(led.add("2026-01-01", "acme/web", 0.5), job(), cfg, slice_id="0", now=NOW)[1] == []  # once a day
+    # the threshold is per day and sliced like the budgets: two partitions see 1.5 USD each
+    two = dataclasses.replace(cfg, partitions=2, alert_levels=(0.99,))
+    _, alerts = budget_alerts(Ledger(day="d").add("d", "acme/web", 1.6), job(), two, slice_id="1", now=NOW)
+    assert [a.parameters["scope"] for a in alerts] == ["cost"]
+
+
+def test_the_alert_settings_reach_the_planner() -> None:
+    s = Settings(budget_alert_levels=(0.3, 0.9), cost_alert_usd=100.0)
+    cfg = plan_config(s, partitions=4)
+    assert cfg.alert_levels == (0.3, 0.9) and cfg.cost_alert_usd == 100.0
+    assert plan_config(Settings(cost_alert_usd=100.0, budgets_enabled=False), partitions=1).cost_alert_usd == 0.0
 
 
 def test_engine_learns_only_from_real_outcomes_of_actions() -> None:

@@ -130,6 +130,11 @@ def _describe_strategies(cfg: Any) -> list[str]:
                    "as flaky)")
     if t.quarantine is not None:
         out.append(f"quarantine_threshold = {t.quarantine:g}")
+    if cfg.context_model is not None:
+        out.append(f"context_model = {cfg.context_model} (P(a failed test passes on retry) from the failure's "
+                   "context, learned across tests)")
+    if cfg.context_features is not None:
+        out.append(f"context_features = {', '.join(cfg.context_features)}")
     for f in cfg.patterns:
         out.append(f"pattern file {f}")
     return out

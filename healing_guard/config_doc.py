@@ -141,8 +141,9 @@ def notes(values: Mapping[str, Any]) -> list[str]:
         out.append("optimization.cache_aggressive: caches are kept warm; the guard clears one only when the "
                    "diagnosis is a corrupt cache (clear_cache_retry)")
     if values.get("downgrade_after_failures"):
-        out.append("optimization.downgrade_after_failures: not acted on yet (the guard reruns on the job's own "
-                   "runner class; a larger one only for out-of-memory failures on Jenkins)")
+        out.append(f"optimization.downgrade_after_failures: from failure {values['downgrade_after_failures']} of "
+                   "a job on, no fix on a larger runner class (an out-of-memory rerun gets more memory on the "
+                   "job's own runner instead); the guard never moves a job to a smaller runner than its own")
     target = values.get("export_to")
     if target and not str(target).startswith(("http://", "https://")) and target not in (
             values.get("export_endpoints") or {}):

@@ -63,6 +63,10 @@ class Settings:
     flaky_min_runs: int = 5
     #: failures followed by a pass a test needs before the guard retries it as flaky
     flaky_min_recoveries: int = 1
+    #: the model of a failure's context (flaky/context.py): logistic or gradient_trees, and the features
+    #: it reads (empty: all); healing-strategies.yml's ml_model and features
+    context_model: str = "logistic"
+    context_features: tuple[str, ...] = ()
     quarantine_enabled: bool = True
     quarantine_threshold: float = 0.3  # P(next run fails) at which a flaky test is quarantined
     quarantine_release_runs: int = 50  # consecutive passes before a quarantined test is released
@@ -324,6 +328,27 @@ def _nonneg_int(v: Any) -> int:
     return n
 
 
+def _context_model(v: Any) -> str:
+    from .flaky.context import CONTEXT_MODELS
+
+    s = _str(v)
+    if s not in CONTEXT_MODELS:
+        raise ValueError(f"expected one of {', '.join(CONTEXT_MODELS)}, got {s!r}")
+    return s
+
+
+def _context_features(v: Any) -> tuple[str, ...]:
+    from .flaky.context import CONTEXT_FEATURES
+
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"expected a list of feature names ({', '.join(CONTEXT_FEATURES)})")
+    out = tuple(_str(x) for x in v)
+    bad = [x for x in out if x not in CONTEXT_FEATURES]
+    if bad:
+        raise ValueError(f"unknown feature {bad[0]!r}; known: {', '.join(CONTEXT_FEATURES)}")
+    return tuple(dict.fromkeys(out))
+
+
 def _channel(v: Any) -> str:
     """A Slack channel: ``#name`` or a channel id (what ``chat.postMessage`` takes); '' for none."""
     from .executor.core import SLACK_CHANNEL
@@ -387,6 +412,8 @@ _SPEC: dict[tuple[str, str], tuple[str, _Conv, str]] = {
     ("pipeline", "flaky_retry_threshold"): ("flaky_retry_threshold", _prob, "GUARD_FLAKY_RETRY_THRESHOLD"),
     ("pipeline", "flaky_min_runs"): ("flaky_min_runs", _pos_int, "GUARD_FLAKY_MIN_RUNS"),
     ("pipeline", "flaky_min_recoveries"): ("flaky_min_recoveries", _pos_int, "GUARD_FLAKY_MIN_RECOVERIES"),
+    ("pipeline", "context_model"): ("context_model", _context_model, "GUARD_CONTEXT_MODEL"),
+    ("pipeline", "context_features"): ("context_features", _context_features, ""),
     ("pipeline", "quarantine_enabled"): ("quarantine_enabled", _bool, "GUARD_QUARANTINE_ENABLED"),
     ("pipeline", "quarantine_threshold"): ("quarantine_threshold", _prob, "GUARD_QUARANTINE_THRESHOLD"),
     ("pipeline", "quarantine_release_runs"): ("quarantine_release_runs", _pos_int, "GUARD_QUARANTINE_RELEASE_RUNS"),

@@ -117,6 +117,10 @@ class StrategiesConfig:
     literal_patterns: Mapping[Strategy, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     #: what the guard does instead of options it cannot carry out as written
     notes: tuple[str, ...] = ()
+    #: the failure-context model and its features (the document's ``ml_model`` / ``features`` of a
+    #: strategy; flaky/context.py); None: the settings' own
+    context_model: str | None = None
+    context_features: tuple[str, ...] | None = None
 
 
 #: "strategies" (healing-strategies.yml) and "healing" (healing-config.yml's strategies) are the product
@@ -414,7 +418,8 @@ def _with_document_format(own: StrategiesConfig, text: str, source: str) -> Stra
     return StrategiesConfig(source=source, ml_model=own.ml_model, features=own.features, thresholds=t,
                             patterns=own.patterns, actions=MappingProxyType(actions),
                             literal_patterns=MappingProxyType(dict(d.literal_patterns)),
-                            notes=(*own.notes, *d.notes))
+                            notes=(*own.notes, *d.notes), context_model=d.model_type,
+                            context_features=d.features)
 
 
 def load_strategy_sources(settings: Any) -> StrategiesConfig:
@@ -440,6 +445,8 @@ def load_strategy_sources(settings: Any) -> StrategiesConfig:
                           f"also set in {a.source} (healing.strategies): set each strategy in one file")
     return dataclasses.replace(
         b, actions=MappingProxyType({**a.actions, **b.actions}), notes=(*a.notes, *b.notes),
+        context_model=b.context_model or a.context_model,
+        context_features=b.context_features if b.context_features is not None else a.context_features,
         thresholds=Thresholds(**{f.name: getattr(b.thresholds, f.name) if getattr(b.thresholds, f.name) is not None
                                  else getattr(a.thresholds, f.name) for f in dataclasses.fields(Thresholds)}))
 
@@ -522,6 +529,10 @@ def apply_to_settings(s: Any, cfg: StrategiesConfig, *, gates: bool = True) -> A
         changes["quarantine_threshold"] = t.quarantine
     if t.min_recoveries is not None:
         changes["flaky_min_recoveries"] = t.min_recoveries
+    if cfg.context_model is not None:
+        changes["context_model"] = cfg.context_model
+    if cfg.context_features is not None:
+        changes["context_features"] = cfg.context_features
     if cfg.patterns:
         changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
     if not gates:  # the Python API applies the actions itself (add_strategy)

@@ -69,12 +69,22 @@ _ACTION_ITEMS: Mapping[str, str] = MappingProxyType({
     "scale_horizontally": "",  # accepted, not possible per job: see notes
 })
 
-#: ``features:`` of the document -> the per-test model's features that carry the same signal
+#: ``features:`` of the document -> the failure-context model's features that carry the signal
+#: (flaky/context.py); ``test_name`` is the per-test model itself (every test learns its own history), so
+#: it adds none. The context model's own names are accepted as they are.
 FEATURE_NAMES: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "test_name": (), "failure_rate": ("fail_rate", "fail_ewm"), "time_of_day": (), "recent_commits": (),
+    "test_name": (), "failure_rate": ("logit_p",), "time_of_day": ("hour_sin", "hour_cos"),
+    "recent_commits": ("touches_change",), "message_changed": ("template_changed",), "co_failures": ("co_failed",),
+    "duration": ("duration_z",),
+    **{f: (f,) for f in ("logit_p", "touches_change", "template_changed", "co_failed", "duration_z", "hour_sin",
+                         "hour_cos")},
 })
 
-_ML_MODELS = ("gradient_boost", "neural_net", "flake_filter")
+#: ``ml_model:`` of the document -> the failure-context model (``None``: the default, with a note)
+_ML_MODELS: Mapping[str, str | None] = MappingProxyType({
+    "gradient_boost": "gradient_trees", "gradient_trees": "gradient_trees", "logistic": "logistic",
+    "neural_net": None, "flake_filter": None,
+})
 
 
 def _norm(name: Any) -> str:
@@ -213,11 +223,16 @@ def parse_strategies_mapping(body: Any, w: _Where, out: DocStrategies) -> None:
             m = _norm(spec["ml_model"])
             if m not in _ML_MODELS:
                 raise w.err((*path, "ml_model"), f"unknown model {spec['ml_model']!r}; known: {', '.join(_ML_MODELS)}")
-            out.model_type = m
-            if m != "flake_filter":
-                out.notes.append(f"{_dotted((*path, 'ml_model'))}: {m} is not one of the guard's models; the guard "
-                                 "learns each test's flakiness with its Bayesian filter and per-test River "
-                                 "model (flake_filter), measured in docs/benchmarks.md")
+            out.model_type = _ML_MODELS[m] or "logistic"
+            where = _dotted((*path, "ml_model"))
+            if m == "neural_net":
+                out.notes.append(f"{where}: River, the guard's online-learning library, has no neural network "
+                                 "classifier (and PyTorch is not a dependency): the failure-context model stays "
+                                 "a logistic regression")
+            elif out.model_type == "gradient_trees":
+                out.notes.append(f"{where}: the failure-context model is River's stochastic gradient tree "
+                                 "(tree.SGTClassifier, grown by the gradient of the log-loss), beside each "
+                                 "test's own Bayesian filter")
         if "features" in spec:
             feats = spec["features"]
             if not isinstance(feats, list) or not feats:
@@ -230,9 +245,12 @@ def parse_strategies_mapping(body: Any, w: _Where, out: DocStrategies) -> None:
                                 f"unknown feature {f!r}; known: {', '.join(FEATURE_NAMES)}")
                 mapped += [x for x in FEATURE_NAMES[key] if x not in mapped]
             out.features = tuple(mapped) or None
-            out.notes.append(f"{_dotted((*path, 'features'))}: the per-test model reads every test's own history, "
-                             "the time of day and the commit's changed files already; the list is not acted on "
-                             "yet")
+            left = [f for f in ("logit_p", "touches_change", "template_changed", "co_failed", "duration_z",
+                                "hour_sin", "hour_cos") if f not in mapped]
+            out.notes.append(f"{_dotted((*path, 'features'))}: the failure-context model reads "
+                             f"{', '.join(mapped) or 'all its features (test_name is each test own model)'}"
+                             + (f" and leaves out {', '.join(left)} (list them, or drop features: to read all)"
+                                if left and mapped else ""))
         if "thresholds" in spec:
             th = spec["thresholds"]
             if not isinstance(th, Mapping):

@@ -135,7 +135,8 @@ class Engine:
         """P(retry passes | failure context), built when the first test result arrives: its River model
         imports SciPy (most of a second), which a process that never learns a test should not pay for."""
         if self._retry_context is None:
-            self._retry_context = RetryContext()
+            self._retry_context = RetryContext(kind=self.settings.context_model,
+                                               features=self.settings.context_features)
         return self._retry_context
 
     # --- per-job window steps ------------------------------------------------------------------
@@ -394,6 +395,7 @@ def plan_config(settings: Settings, *, partitions: int) -> PlanConfig:
         # the remediation of the team's named patterns (patterns/named.py), which the planner honours
         pattern_remedies=pattern_remedies(load_library(settings.pattern_files, include_builtin=False)),
         alert_levels=settings.budget_alert_levels, cost_alert_usd=settings.cost_alert_usd if on else 0.0,
+        downgrade_after_failures=settings.downgrade_after_failures,
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -29,7 +29,7 @@ from ..patterns.tokenize import template
 from ..schemas import TestResult
 from .model import TestModel
 
-__all__ = ["RetryContext", "context_features", "message_hash", "touches_change"]
+__all__ = ["CONTEXT_FEATURES", "CONTEXT_MODELS", "RetryContext", "context_features", "message_hash", "touches_change"]
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _TEST_AFFIX = re.compile(r"^(?:test_?)|(?:_?tests?|_spec|Tests?|IT|Spec)$")
@@ -93,11 +93,27 @@ def context_features(model: TestModel, result: TestResult, p_retry_pass: float) 
     return x
 
 
-def _regression() -> Any:
+#: every feature :func:`context_features` computes
+CONTEXT_FEATURES = ("logit_p", "touches_change", "template_changed", "co_failed", "duration_z", "hour_sin", "hour_cos")
+
+#: the context model's kinds (``healing-strategies.yml``'s ``ml_model``): ``logistic`` (the default, a
+#: River logistic regression on standardised features) and ``gradient_trees`` (River's stochastic
+#: gradient tree, ``tree.SGTClassifier``: a tree grown by the gradient and hessian of the log-loss, the
+#: document's ``gradient_boost``)
+CONTEXT_MODELS = ("logistic", "gradient_trees")
+
+
+def _regression(kind: str = "logistic") -> Any:
     # imported here: River's linear models pull in SciPy (most of a second), which `guard analyze` and
     # the other commands that never learn a test's history should not pay for
-    from river import compose, linear_model, optim, preprocessing
+    from river import compose, linear_model, optim, preprocessing, tree
 
+    if kind == "gradient_trees":
+        # the dynamic quantizer: the static one divides by the range of its first 100 values, and a feature
+        # that has not varied yet (no timestamps: hour_sin 0.0 throughout) would raise ZeroDivisionError
+        return tree.SGTClassifier(grace_period=100, feature_quantizer=tree.splitter.DynamicQuantizer(std_prop=0.25))
+    if kind != "logistic":
+        raise ValueError(f"unknown context model {kind!r}; one of: {', '.join(CONTEXT_MODELS)}")
     return compose.Pipeline(preprocessing.StandardScaler(),
                             linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4))
 
@@ -109,8 +125,21 @@ class RetryContext:
     min_seen: int = 100  # below this many labelled failures the filter alone answers
     half_weight: int = 1000  # labelled failures at which the regression weighs as much as the filter
     max_weight: float = 0.8
-    model: Any = field(default_factory=_regression)
+    kind: str = "logistic"  # CONTEXT_MODELS
+    #: the features the model reads (healing-strategies.yml's ``features``); empty: all of them
+    features: tuple[str, ...] = ()
+    model: Any = None
     seen: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in CONTEXT_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown context features {unknown}; known: {', '.join(CONTEXT_FEATURES)}")
+        if self.model is None:
+            self.model = _regression(self.kind)
+
+    def _x(self, x: dict[str, float]) -> dict[str, float]:
+        return {k: x[k] for k in self.features if k in x} if self.features else x
 
     @property
     def weight(self) -> float:
@@ -122,9 +151,9 @@ class RetryContext:
         w = self.weight
         if w == 0.0:
             return p_filter
-        p_ctx = float(self.model.predict_proba_one(x).get(True, 0.5))
+        p_ctx = float(self.model.predict_proba_one(self._x(x)).get(True, 0.5))
         return w * p_ctx + (1 - w) * p_filter
 
     def learn(self, x: dict[str, float], retry_passed: bool) -> None:
-        self.model.learn_one(x, bool(retry_passed))
+        self.model.learn_one(self._x(x), bool(retry_passed))
         self.seen += 1

@@ -53,6 +53,9 @@ class PlanConfig:
     #: warn once a day when the guard's retry spend passes this many dollars (cost_tracking.alert_usd; the
     #: document's healing.cost_tracking.alert_threshold); 0: off
     cost_alert_usd: float = 0.0
+    #: from this many failed attempts of a job on, no fix on a larger (dearer) runner class: the same fix on
+    #: the job's own runner (cost_control.optimization.downgrade_after_failures); 0: off
+    downgrade_after_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,10 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
         minutes = max(job.duration_minutes, 1.0)
         repo = f"{job.owner}/{job.repo}"
         scored = []
-        for c in _candidates(d, st):
+        cands = _candidates(d, st)
+        if cfg.downgrade_after_failures and job.attempt >= cfg.downgrade_after_failures:
+            cands = [c for c in cands if c.size_factor <= 1] or cands  # plan_chosen downgrades what is left
+        for c in cands:
             p = success.p_success(d.category, repo, c.action, c.p_success) if success is not None else c.p_success
             ev, c_cost = expected_value(c, p, minutes, cfg.human_response_minutes, price_per_minute)
             scored.append((ev, -c_cost, c.action, c))
@@ -306,6 +312,14 @@ def plan(job: JobEvent, d: Diagnosis, risks: tuple[TestRisk, ...], ledger: Ledge
         st, reason = honour(d, st, reason, wanted)
     ledger, cmd, _, _ = plan_chosen(job, d, st, reason, ledger, cfg, price_per_minute, now, success=success)
     return ledger, cmd
+
+
+def on_own_runner(st: Remedy) -> Remedy:
+    """The same fix without a larger runner: more memory for a rerun on a larger runner (the table's OOM
+    fix), otherwise the remedy at the job's own runner price and without a runner size."""
+    if st.action == "rerun_larger_runner":
+        return STRATEGIES["oom"]
+    return replace(st, size_factor=1.0, parameters={k: v for k, v in st.parameters.items() if k != "runner_size"})
 
 
 def plan_chosen(job: JobEvent, d: Diagnosis, st: Remedy, reason: str, ledger: Ledger, cfg: PlanConfig,
@@ -328,6 +342,11 @@ def plan_chosen(job: JobEvent, d: Diagnosis, st: Remedy, reason: str, ledger: Le
     refused = False
     p = 0.0
     spend = 0.0
+    n = cfg.downgrade_after_failures
+    if st.automatic and st.size_factor > 1 and n and job.attempt >= n:
+        st, reason = on_own_runner(st), (
+            f"{reason}; downgraded: the job has failed {job.attempt} times "
+            f"(downgrade_after_failures {n}), so the fix runs on its own runner class, not a larger one")
     if st.automatic:
         p = success.p_success(d.category, repo, st.action, st.p_success) if success is not None else st.p_success
         ev, spend = expected_value(st, p, minutes, cfg.human_response_minutes, price_per_minute)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from healing_guard.cli import _settings
 from healing_guard.directives import environment, from_command
 from healing_guard.engine import Engine, offline_job
 from healing_guard.remediate import Ledger
@@ -131,6 +132,15 @@ def test_the_strategies_file_is_understood_and_its_memory_reaches_the_next_attem
     _, cmd = decide(tmp_path, DEPENDENCY_LOG, monkeypatch)
     assert cmd.action == "rerun_clean_dependencies"
     assert cmd.parameters["frozen_lockfile"] is True and cmd.parameters["clear_dependency_cache"] is True
+    # ml_model and features: the failure-context model the worker builds (as `guard worker` reads its settings)
+    flaky = doc["flaky_test_detector"]
+    assert flaky["ml_model"] == "gradient_boost" and "context_model = gradient_trees" in got
+    assert "context_features = logit_p, hour_sin, hour_cos, touches_change" in got
+    worker_settings = _settings(None)
+    assert worker_settings.context_model == "gradient_trees"
+    assert worker_settings.context_features == ("logit_p", "hour_sin", "hour_cos", "touches_change")
+    assert type(Engine(worker_settings).retry_context.model).__name__ == "SGTClassifier"
+    assert any("leaves out template_changed, co_failed, duration_z" in n for n in r["notes"]), r["notes"]
 
 
 def test_the_cost_control_file_sets_the_budgets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,3 +79,31 @@ def test_engine_learns_that_failures_after_a_touching_change_are_regressions() -
         run("tests/test_other.py::test_y", "passed", [])
     benign = run("tests/test_other.py::test_y", "failed", ["docs/index.md"])
     assert risky.p_retry_pass < benign.p_retry_pass - 0.1, (risky, benign)  # type: ignore[attr-defined]
+
+
+def test_the_context_model_and_its_features_are_the_settings_choice() -> None:
+    """healing-strategies.yml's ml_model (gradient_boost -> River's stochastic gradient tree) and features:
+    the tree learns the same regression-vs-flake distinction, and a model restricted to the features the
+    list names reads only those."""
+    engine = Engine(Settings(broker_url="kafka://127.0.0.1:1", context_model="gradient_trees",
+                             context_features=("logit_p", "touches_change")))
+    ctx = engine.retry_context
+    assert type(ctx.model).__name__ == "SGTClassifier" and ctx.features == ("logit_p", "touches_change")
+    seen: list[dict[str, float]] = []
+    learn_one = ctx.model.learn_one
+    ctx.model.learn_one = lambda x, y: (seen.append(x), learn_one(x, y))  # type: ignore[method-assign]
+    rng = random.Random(5)
+    for _ in range(600):
+        regression = rng.random() < 0.5
+        ctx.learn({"logit_p": 0.5, "touches_change": float(regression), "hour_sin": rng.random(), "co_failed": 2.0},
+                  retry_passed=not regression)
+    assert all(set(x) == {"logit_p", "touches_change"} for x in seen)
+    risky = ctx.p_retry_pass({"logit_p": 0.5, "touches_change": 1.0, "hour_sin": 0.3}, 0.6)
+    benign = ctx.p_retry_pass({"logit_p": 0.5, "touches_change": 0.0, "hour_sin": 0.3}, 0.6)
+    assert risky < benign - 0.1, (risky, benign)
+    try:
+        RetryContext(features=("shoe_size",))
+    except ValueError as exc:
+        assert "shoe_size" in str(exc) and "touches_change" in str(exc)
+    else:
+        raise AssertionError("an unknown feature was accepted")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from healing_guard.classify import Diagnosis, EvidenceLine
 from healing_guard.engine.core import Engine, plan_config
 from healing_guard.remediate import Ledger, PlanConfig, plan
 from healing_guard.remediate.outcomes import SuccessStats
-from healing_guard.remediate.planner import budget_alerts, expected_value
-from healing_guard.remediate.strategies import STRATEGIES
+from healing_guard.remediate.planner import budget_alerts, expected_value, plan_chosen
+from healing_guard.remediate.strategies import ALTERNATIVES, STRATEGIES
 from healing_guard.schemas import JobEvent, Outcome, TestRisk
 from healing_guard.settings import Settings
 
@@ -62,6 +64,27 @@ def test_expected_value_picks_between_oom_fixes() -> None:
     assert cmd.action == "rerun_larger_runner" and cmd.parameters["runner_size"] == "next"
     ev, cost = expected_value(STRATEGIES["network"], 0.5, 10.0, 30.0, 0.016)
     assert cost == 0.16 and round(ev, 4) == round(0.5 * 40 * 0.016 - 0.16, 4)
+
+
+def test_downgrade_after_failures_keeps_the_fix_on_the_jobs_own_runner() -> None:
+    """cost_control.optimization.downgrade_after_failures: 2 -- the larger runner the planner would pay for
+    is allowed on the first failure, not from the second on (more memory on the job's own runner)."""
+    s = SuccessStats()
+    for _ in range(15):  # the bigger runner is what pays off here
+        s.learn("oom", "acme/web", "rerun_more_memory", False)
+    cfg = dataclasses.replace(CFG, downgrade_after_failures=2)
+    _, first = plan(job(), diag("oom"), (), Ledger(), cfg, 0.016, NOW, success=s)
+    assert first.action == "rerun_larger_runner"
+    second = dataclasses.replace(job(), attempt=2)
+    _, cmd = plan(second, diag("oom"), (), Ledger(), cfg, 0.016, NOW, success=s)
+    assert cmd.action != "rerun_larger_runner" and "runner_size" not in cmd.parameters
+    # chosen directly (a team strategy or the Python API): downgraded the same way, and said
+    led, cmd, _, _ = plan_chosen(second, diag("oom"), ALTERNATIVES["oom"][0], "asked for", Ledger(), cfg, 0.016, NOW)
+    assert cmd.action == "rerun_more_memory" and "downgraded" in cmd.reason and "failed 2 times" in cmd.reason
+    assert cmd.estimated_cost_usd == pytest.approx(10 * 0.016)  # priced at the job's own runner
+    # off (0): the larger runner stays
+    _, cmd = plan(second, diag("oom"), (), Ledger(), CFG, 0.016, NOW, success=s)
+    assert cmd.action == "rerun_larger_runner"
 
 
 def test_flaky_race_gets_a_sequential_rerun() -> None:

@@ -63,6 +63,7 @@ from .strategies_config import (
     StrategiesConfig,
     check_parameters,
     load_strategies,
+    load_strategy_sources,
     parse_strategy_name,
     policy_of,
 )
@@ -383,7 +384,9 @@ class PipelineGuard:
                                 f"got {type(strategies).__name__}")
             scfg = load_strategies(Path(strategies))
         else:
-            scfg = StrategiesConfig()
+            # what the settings name, as the worker reads them: healing.strategies of the healing-config.yml
+            # and the strategies file (pipeline.strategies_file, GUARD_STRATEGIES, .github/healing-strategies.yml)
+            scfg = load_strategy_sources(settings)
         settings = apply_to_settings(settings, scfg, gates=False)
         if matcher is not None:
             if not isinstance(matcher, Matcher):

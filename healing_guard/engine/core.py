@@ -100,7 +100,7 @@ class Engine:
                  policy: Policy | None = None) -> None:
         self.settings = settings
         #: what each remediation strategy may do (healing-strategies.yml): the Python API applies the same
-        self.policy = policy if policy is not None else _policy_of(settings)
+        self.policy = policy if policy is not None else policy_of_settings(settings)
         #: decide at the job's completion time instead of the wall clock: a replay of history (the demo, a
         #: backtest) then dates its findings and commands, and charges its budget days, as if it were live
         self.event_time = event_time
@@ -460,7 +460,7 @@ def _text_model(settings: Settings) -> TextModel | None:
                           "\"off\" for none, or train one with benchmarks/train_text_model.py)") from None
 
 
-def _policy_of(settings: Settings) -> Policy:
+def policy_of_settings(settings: Settings) -> Policy:
     """The strategy policy of the settings' strategies (``healing.strategies`` of the config file and the
     strategies file; the catalogue's defaults without either)."""
     if not settings.strategies_file and not settings.config_file:

@@ -39,7 +39,7 @@ from ..remediate.policy import TEST_CATEGORIES, choose
 from ..schemas import Command, Evidence, JobEvent
 from ..remediate.catalogue import CATALOGUE, Strategy
 from ..settings import Settings
-from .core import plan_config
+from .core import plan_config, policy_of_settings
 
 __all__ = ["AUTO", "CHANNELS", "HEAL_STRATEGY_NAMES", "STRATEGY_NAMES", "HealPlan", "normalize_heal_strategy",
            "normalize_strategy", "plan_heal", "recommendations"]
@@ -171,7 +171,8 @@ def _by_preset(failure: Mapping[str, Any], preset: str, base: Settings, now: flo
     if category in TEST_CATEGORIES and confidence >= cfg.confidence_threshold:
         st, reason = _flaky_tests(failure, preset, s, base)
         return plan_chosen(job, d, st, reason, Ledger(), cfg, price, now)[1]
-    return choose(job, d, (), Ledger(), cfg, price, now).command
+    # the strategies the settings name (healing-strategies.yml, healing.strategies), as the worker applies them
+    return choose(job, d, (), Ledger(), cfg, price, now, policy=policy_of_settings(s)).command
 
 
 def plan_heal(failure: Mapping[str, Any], strategy: str, notify: bool | Sequence[str], *,

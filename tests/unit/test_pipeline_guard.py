@@ -206,6 +206,28 @@ def test_strategy_threshold_gates_its_categories_and_disabled_notifies(new: Any)
     assert g.ledger.spent_usd == 0
 
 
+def test_the_strategies_the_guard_finds_apply_without_being_passed(new: Any, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """PipelineGuard(ci_provider=, repo=) as the product document writes it reads the strategies where the
+    worker does: .github/healing-strategies.yml, and healing.strategies of .github/healing-config.yml."""
+    (tmp_path / ".github").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert new().heal(failure(new(), "network")).action == "retry_backoff"
+    (tmp_path / ".github" / "healing-strategies.yml").write_text(
+        "strategies:\n  network_problems:\n    strategy: network_backoff\n    enabled: false\n")
+    g = new()
+    assert g.strategies_config.source.endswith("healing-strategies.yml")
+    r = g.heal(failure(g, "network"))
+    assert (r.action, r.strategy) == ("notify_oncall", "network_backoff") and "disabled" in r.reason
+    (tmp_path / ".github" / "healing-strategies.yml").unlink()
+    (tmp_path / ".github" / "healing-config.yml").write_text(
+        "healing:\n  strategies:\n    - name: oom-detector\n      enabled: true\n      action: increase-resources\n"
+        "    - name: network-failure\n      enabled: false\n")
+    g = new()
+    r = g.heal(failure(g, "network"))
+    assert r.action == "notify_oncall" and "disabled" in r.reason
+
+
 def test_dependency_hell_is_opt_in_and_acts_once_per_job(new: Any) -> None:
     g = new()
     assert g.heal(failure(g, "dependency")).action == "notify_author"

@@ -130,6 +130,24 @@ def test_the_apis_settings_are_the_base_of_the_preset() -> None:
     assert heal(unsure, "auto-detect").command.action == "notify_oncall"  # the defaults: gate 0.75
 
 
+def test_a_preset_decides_under_the_apis_healing_strategies(tmp_path: Any) -> None:
+    """The strategies file the API was started with applies to a preset's decision, as in the worker: a
+    network_backoff the team disabled goes to a person, and the action a strategy names replaces the
+    planner's."""
+    f = tmp_path / "healing-strategies.yml"
+    f.write_text("version: 1\nactions:\n  network_backoff: {enabled: false}\n")
+    off = dataclasses.replace(Settings(), strategies_file=str(f))
+    assert heal(failure("network", 0.95), "aggressive").command.action == "retry_backoff"
+    assert heal(failure("network", 0.95), "aggressive", settings=off).command.action == "notify_oncall"
+    f2 = tmp_path / "doc-strategies.yml"
+    f2.write_text("strategies:\n  cache_problems:\n    strategy: cache_corruption\n"
+                  "    actions: {primary: skip_and_notify}\n")
+    named = dataclasses.replace(Settings(), strategies_file=str(f2))
+    assert heal(failure("cache_corruption", 0.9), "auto-detect").command.action == "clear_cache_retry"
+    cmd = heal(failure("cache_corruption", 0.9), "auto-detect", settings=named).command
+    assert cmd.action == "notify_oncall" and "cache_corruption is configured to notify_oncall" in cmd.reason
+
+
 def test_auto_and_strategies_keep_their_meaning() -> None:
     f = failure(commands=[{"command_id": "c" * 32, "action": "retry_backoff", "confidence": 0.9, "reason": "r",
                            "estimated_cost_usd": 0.1, "ts": None, "outcome": None}])

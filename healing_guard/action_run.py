@@ -114,6 +114,8 @@ class GitHubStep:
     max_wait_seconds: float
     notify: NotifyConfig
     uses: str  # how a workflow names this Action (owner/repo@ref), for the companion workflow's snippet
+    #: the guard service's broker (the guard-broker input): it receives the jobs and acts; this step reports
+    service: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_run: bool = True) -> GitHubStep:
@@ -133,7 +135,8 @@ class GitHubStep:
                    summary=_path(env, "GITHUB_STEP_SUMMARY"), output=_path(env, "GITHUB_OUTPUT"),
                    temp=Path(_get(env, "RUNNER_TEMP") or tempfile.gettempdir()),
                    event_path=_path(env, "GITHUB_EVENT_PATH"), pipeline=_pipeline(env),
-                   max_wait_seconds=_max_wait(env), notify=_notify(env), uses=_uses(_get(env, "GITHUB_ACTION_PATH")))
+                   max_wait_seconds=_max_wait(env), notify=_notify(env), uses=_uses(_get(env, "GITHUB_ACTION_PATH")),
+                   service=_get(env, "HEALING_GUARD_BROKER"))
 
     @property
     def owner_name(self) -> tuple[str, str]:
@@ -174,6 +177,7 @@ class GitLabJob:
     notify: NotifyConfig
     report_path: Path
     record_path: Path
+    service: str = ""  # HEALING_GUARD_BROKER: the guard service receives the jobs and acts; this job reports
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GitLabJob:
@@ -191,7 +195,7 @@ class GitLabJob:
                    project_token=_get(env, token_name) if token_name else "", project_token_name=token_name,
                    job_token=_get(env, "CI_JOB_TOKEN"), pipeline=_pipeline(env), max_wait_seconds=_max_wait(env),
                    notify=_notify(env), report_path=out / "healing-guard-report.md",
-                   record_path=out / "healing-guard-decision.json")
+                   record_path=out / "healing-guard-decision.json", service=_get(env, "HEALING_GUARD_BROKER"))
 
 
 # --- shared parts ----------------------------------------------------------------------------------
@@ -205,6 +209,13 @@ def _guard(pipeline: Pipeline, provider: str, repo: str) -> Any:
     base = load_settings()
     return PipelineGuard(strategies=base.strategies_file or None, settings=pipeline.settings(base), ci_provider=provider,
                          repo=repo)
+
+
+def service_note(service: str) -> str:
+    """What a step that reports for a guard service says it leaves to the service."""
+    return (f"A guard service receives these jobs ({service}; the next step sends their logs and completions): "
+            "its executor re-runs and notifies with its own credentials, and its models and ROI learn from them, so "
+            "this step diagnoses and reports only.")
 
 
 def _settings_files(guard: Any) -> list[str]:
@@ -339,6 +350,12 @@ def github_report(step: GitHubStep, *, sleep: Sleep = time.sleep) -> int:
         decisions = _decide_all(guard, step.pipeline, failed, fetch, Path(tmp), run_id=step.run_id,
                                 branch=step.ref_name or None)
     plan = plan_run(decisions, max_wait_seconds=step.max_wait_seconds)
+    if step.service:
+        context.append(service_note(step.service))
+        _write(step.summary, report(title, decisions, plan if decisions else None, context=context))
+        _outputs(step.output, {"failed-jobs": str(len(decisions)), "decision": "sent-to-service" if decisions else "none"})
+        print(f"{len(decisions)} failed job(s); the guard service decides and acts")
+        return 0
     transport = _transport(secrets, sleep)
     done: list[str] = []
     word = "none" if not decisions else "pending" if any(not d.diagnosed for d in decisions) else "no-re-run"
@@ -579,6 +596,9 @@ def gitlab_job(job: GitLabJob, *, sleep: Sleep = time.sleep) -> int:
         decisions = _decide_all(guard, job.pipeline, failed, fetch, Path(tmp), run_id=job.pipeline_id,
                                 branch=job.ref_name or None)
     plan = plan_run(decisions, max_wait_seconds=job.max_wait_seconds)
+    if job.service:
+        return finish(report(title, decisions, plan if decisions else None,
+                             context=[*context, service_note(job.service)]), decisions)
     transport = _transport(secrets, sleep)
     done: list[str] = []
     notes: list[str] = []

@@ -156,3 +156,21 @@ def test_a_public_pipeline_is_diagnosed_without_a_token_but_not_retried(tmp_path
         assert "not retried: no token that may retry jobs (CI_JOB_TOKEN may not" in text
         assert "the pipeline's jobs were listed with no token" in text
         assert api.find("POST", "") == []
+
+
+def test_with_a_guard_service_the_job_reports_and_leaves_the_retry_to_it(tmp_path: Path) -> None:
+    """HEALING_GUARD_BROKER set: `guard action gitlab` (the template's first command on that path) diagnoses
+    and writes the report, and neither retries nor notifies: the service does, from what the job sends it."""
+    with StandIn() as api:
+        api.gitlab_tokens = {PROJECT_TOKEN: "api"}
+        pipeline(api, 1)
+        env = job_env(api, tmp_path, HEALING_GITLAB_TOKEN=PROJECT_TOKEN, HEALING_GUARD_BROKER="kafka://guard.internal:9092",
+                      HEALING_SLACK_WEBHOOK=f"{api.url}/services/T000/B000/XXXX")
+        r = subprocess.run([str(GUARD_BIN / "guard"), "action", "gitlab"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+        text = report(tmp_path)
+        assert "**cause:** infra_runner_lost" in text and "A guard service receives these jobs" in text
+        assert api.find("POST", "") == []  # no retry, no Slack message: the service's executor acts
+        script = "\n".join(template()["healing-guard"]["script"])
+        assert script.index("guard action gitlab ||") < script.index("guard forward")

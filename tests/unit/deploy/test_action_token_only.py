@@ -97,6 +97,24 @@ def test_in_the_run_github_refuses_the_rerun_and_the_step_says_so(tmp_path: Path
         assert second.outputs["decision"] == "re-ran"
 
 
+def test_with_a_guard_service_the_step_reports_and_leaves_acting_to_the_service(tmp_path: Path) -> None:
+    """guard-broker set: the step still diagnoses and writes the job summary, re-runs nothing and notifies
+    nobody (the service's executor does both), and the send step forwards the jobs."""
+    with StandIn() as api:
+        api.github_run(9001, 1, [GitHubJob(201, "build", log=RUNNER_LOST)], in_progress=False)
+        run = run_action(action(), {"github-token": TOKEN, "guard-broker": "kafka://guard.internal:9092",
+                                    "slack-webhook": api.url + "/services/T0/B0/x"},
+                         env(tmp_path, api), tmp_path, skip=("install", "send"))
+        step = heal(run)
+        text = summary(tmp_path)
+        assert "**cause:** infra_runner_lost" in text and "A guard service receives these jobs" in text
+        assert "kafka://guard.internal:9092" in text
+        assert step.outputs["decision"] == "sent-to-service" and step.outputs["failed-jobs"] == "1"
+        assert not api.find("POST", r"/actions/runs/9001/rerun-failed-jobs$")
+        assert not api.find("POST", r"/services/")  # the service notifies, not this step
+        assert [s.id for s in run.steps if s.ran][-1] == "heal"  # the send step comes next (skipped here)
+
+
 def test_past_max_retries_the_escalation_opens_a_jira_ticket_when_jira_is_configured(tmp_path: Path) -> None:
     """jira-token as an input, the site, account and project from the workflow's environment."""
     with StandIn() as api:
@@ -206,7 +224,7 @@ def test_the_steps_inputs_and_their_old_names() -> None:
     assert step_env(**{"pagerduty-token": "new", "pagerduty-routing-key": "old"})["HEALING_PAGERDUTY_TOKEN"] == "new"
     assert step_env(**{"jira-token": "t"})["HEALING_JIRA_TOKEN"] == "t"
     # which step runs: the in-process guard without a broker, the forwarder with one, neither in prepare
-    for mode, broker, heal_runs, send_runs in [("report", "", True, False), ("report", "kafka://g:9092", False, True),
+    for mode, broker, heal_runs, send_runs in [("report", "", True, False), ("report", "kafka://g:9092", True, True),
                                                ("rerun", "", True, False), ("prepare", "", False, False)]:
         ctx = {"inputs": {**{n: "" for n in inputs}, "mode": mode, "guard-broker": broker}}
         conds = {s.get("id"): s.get("if") for s in a["runs"]["steps"]}

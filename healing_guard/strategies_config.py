@@ -518,21 +518,11 @@ def apply_to_settings(s: Any, cfg: StrategiesConfig, *, gates: bool = True) -> A
     from .remediate.gate import NEVER
 
     t = cfg.thresholds
-    changes: dict[str, Any] = {}
-    if t.flaky is not None:
-        changes["flaky_retry_threshold"] = t.flaky
-    if t.confidence is not None:
-        changes["confidence_threshold"] = t.confidence
-    if t.min_runs is not None:
-        changes["flaky_min_runs"] = t.min_runs
-    if t.quarantine is not None:
-        changes["quarantine_threshold"] = t.quarantine
-    if t.min_recoveries is not None:
-        changes["flaky_min_recoveries"] = t.min_recoveries
-    if cfg.context_model is not None:
-        changes["context_model"] = cfg.context_model
-    if cfg.context_features is not None:
-        changes["context_features"] = cfg.context_features
+    # the file's value (when it sets one) -> the settings field it overrides
+    given = {"flaky_retry_threshold": t.flaky, "confidence_threshold": t.confidence, "flaky_min_runs": t.min_runs,
+             "quarantine_threshold": t.quarantine, "flaky_min_recoveries": t.min_recoveries,
+             "context_model": cfg.context_model, "context_features": cfg.context_features}
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if cfg.patterns:
         changes["pattern_files"] = tuple(s.pattern_files) + tuple(p for p in cfg.patterns if p not in s.pattern_files)
     if not gates:  # the Python API applies the actions itself (add_strategy)

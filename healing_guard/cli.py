@@ -16,6 +16,7 @@ from rich.markup import escape
 from .action_run import action_app
 from .bench.cli import bench_app
 from .directive_cli import directive_app
+from .watch import watch_command
 from .executor.cli import executor_command
 from .flaky.cli import flakiness_app
 from .platforms.junit_cli import ingest_app
@@ -34,6 +35,7 @@ app.add_typer(webhook_app, name="webhook")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(directive_app, name="directive")
 app.add_typer(action_app, name="action")
+app.command("watch")(watch_command)
 config_app = typer.Typer(no_args_is_help=True, help="The guard's config files: check what it understands of them.")
 app.add_typer(config_app, name="config")
 app.command("executor", help="Carry out guard.actions through the platforms' APIs (dry run unless --live).")(
@@ -87,6 +89,9 @@ def worker(
         tansu = TansuBroker()
         s = _replace(s, broker_url="kafka://" + tansu.start())
         err.print(f"embedded broker (Tansu, memory only) on {s.bootstrap}")
+    from .logs import show_decisions
+
+    show_decisions(s.log_level)  # one line per decision, even at the default level (warning)
     try:
         if create_topics:
             asyncio.run(ensure_topics(s))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from .. import metrics
 from ..signing import sign_headers
 from ..engine.step import Count, Decided, Effect, Hold, NextAttempt, Resent, Send, Store, Wake
+from ..logs import decision_line
 from .context import AgentContext
+
+#: one info line per diagnosed job (healing_guard/logs.py: shown at the default log level)
+decisions = logging.getLogger("healing_guard.decisions")
 
 #: sends that are counted: a finding, and a command (every message on guard.actions)
 _COUNTED_SENDS = {"findings": "findings", "actions": "commands"}
@@ -48,6 +53,8 @@ async def apply(ctx: AgentContext, effects: Iterable[Effect]) -> None:
         elif isinstance(e, Decided):
             metrics.WORKER.decision(e.decision, e.job, analysis_seconds=e.analysis_seconds,
                                     attempt_cost_usd=e.attempt_cost_usd)
+            c = e.decision.command
+            decisions.info(decision_line(e.job.job_key, e.job.attempt, c.category, c.confidence, c.action, c.reason))
         elif isinstance(e, NextAttempt):
             metrics.WORKER.next_attempt(e.retried, e.job, ctx.settings.human_response_minutes)
         else:

@@ -29,9 +29,17 @@ async def report_status(ctx: AgentContext, ticks: Iterator[int]) -> None:
         os.replace(tmp, path)
     if next(ticks) % 10:
         return
+    counters = (st.chunks, st.lines, st.jobs_closed, st.findings, st.commands, st.tests, st.dead_letters,
+                st.facts_written, st.fact_errors, len(st.deadlines))
+    if _last_shown.get(id(ctx)) == counters:
+        return  # an idle worker does not repeat the same line every 10 s
+    _last_shown[id(ctx)] = counters
     log.info("chunks=%d lines=%d closed=%d findings=%d commands=%d tests=%d dead_letters=%d facts_written=%d "
-             "fact_errors=%d open_deadlines=%d", st.chunks, st.lines, st.jobs_closed, st.findings, st.commands,
-             st.tests, st.dead_letters, st.facts_written, st.fact_errors, len(st.deadlines))
+             "fact_errors=%d open_deadlines=%d", *counters)
+
+
+#: the counters each worker context last logged
+_last_shown: dict[int, tuple[int, ...]] = {}
 
 
 def drop_finished_spinner() -> None:

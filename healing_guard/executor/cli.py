@@ -198,6 +198,9 @@ def executor_command(
                    "--allow-unsigned acts on unsigned commands (a test broker only)", err=True)
         raise typer.Exit(2)
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..logs import show_decisions
+
+    show_decisions(s.log_level)  # what it carried out, one line per command, at the default level too
     d = data_dir if data_dir is not None else Path(s.data_dir)
     if s.metrics_port:  # remediation_duration_seconds{stage="execute"} (the other series stay at zero here)
         try:

@@ -97,10 +97,18 @@ def api_command(
                          "a TLS proxy in front\n")
     app = create_app(lambda: reader, keys=keys, actions=sink, settings=s, metrics_auth=s.api_metrics_auth)
 
-    import uvicorn
+    from .serve import make_server, url_of
+
+    def ready(host: str, port: int) -> None:
+        url = url_of(host, port)
+        sys.stderr.write(f"REST API on {url}  (dashboard {url}/dashboard, OpenAPI {url}/docs, metrics {url}/metrics; "
+                         f"{n} API key(s) in {keys.path}; warehouse {mask_dsn(s.clickhouse_dsn)} database "
+                         f"{s.clickhouse_database}; heal requests "
+                         f"{'to ' + s.bootstrap if sink is not None else 'refused (no broker)'}); Ctrl-C stops\n")
+        sys.stderr.flush()
 
     try:
-        uvicorn.run(app, host=s.api_host, port=s.api_port, log_level=s.log_level, access_log=False)
+        make_server(app, host=s.api_host, port=s.api_port, log_level=s.log_level, on_ready=ready).run()
     except OSError as exc:  # port in use, address not available
         raise _fail(f"cannot listen on {s.api_host}:{s.api_port}: {exc}; pick another --port") from None
 

@@ -194,3 +194,14 @@ def test_the_dashboard_draws_the_real_report_in_headless_chromium(live_api: dict
     dom = chromium(f"{live_api['base']}/dashboard#key={live_api['keys']['api']}&repo=acme/web&days=30", tmp_path)
     error = body_attr(dom, "data-error")
     assert error is not None and "403" in error
+
+
+def test_guard_api_says_where_it_listens(live_api: dict[str, Any]) -> None:
+    """Once the socket is bound, one line on stderr: the URL, the dashboard, the keys file, the warehouse
+    and where heal requests go."""
+    text = Path(live_api["log"]).read_text(errors="replace")
+    line = next((x for x in text.splitlines() if x.startswith("REST API on ")), None)
+    assert line is not None, text[-2000:]
+    base = live_api["base"]
+    assert line.startswith(f"REST API on {base}  (dashboard {base}/dashboard, OpenAPI {base}/docs")
+    assert "2 API key(s) in " in line and f"heal requests to {live_api['bootstrap']}" in line

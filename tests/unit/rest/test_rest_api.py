@@ -213,6 +213,97 @@ def test_health_says_whether_the_warehouse_answers(env: Env) -> None:
         assert "refused the connection" in body["detail"]
 
 
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting to it is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_health_says_actions_false_while_the_broker_is_unreachable(env: Env) -> None:
+    """A real Kafka sink whose broker address refuses connections: heal requests could not queue their
+    command, so /health must not claim they can. The warehouse still answers: 200, but degraded."""
+    from healing_guard.settings import load_settings
+
+    port = _closed_port()
+    sink = KafkaCommandSink(load_settings(None, env={}, broker_url=f"kafka://127.0.0.1:{port}"))
+    with env.client(sink=sink) as c:
+        r = c.get("/health")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["status"] == "degraded" and body["warehouse"] is True and body["actions"] is False
+        assert f"the broker at 127.0.0.1:{port} cannot be reached" in body["detail"]
+        assert "heal requests cannot queue commands" in body["detail"]
+    with env.client(reader=FakeReader(broken=True), sink=sink) as c:  # both away: 503, both reasons
+        r = c.get("/health")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["warehouse"] is False and body["actions"] is False
+        assert "refused the connection" in body["detail"] and f"127.0.0.1:{port}" in body["detail"]
+
+
+async def test_broker_check_is_cached_for_a_few_seconds() -> None:
+    from healing_guard.settings import load_settings
+
+    sink = KafkaCommandSink(load_settings(None, env={}, broker_url=f"kafka://127.0.0.1:{_closed_port()}"))
+    now = [1000.0]
+    sink._clock = lambda: now[0]
+    checks: list[str | None] = []
+    real = sink._check_broker
+
+    async def counted() -> str | None:
+        checks.append(await real())
+        return checks[-1]
+
+    sink._check_broker = counted  # type: ignore[method-assign]
+    first = await sink.unavailable()
+    assert first is not None and "cannot be reached" in first
+    now[0] += app_module.PROBE_CACHE_SECONDS - 0.5
+    assert await sink.unavailable() == first and len(checks) == 1  # reused
+    now[0] += 1.0
+    assert await sink.unavailable() == first and len(checks) == 2  # checked again
+    await sink.close()
+
+
+async def test_broker_check_needs_the_actions_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker that answers but has no actions topic (auto-create is off) takes no command either."""
+    import aiokafka
+
+    from healing_guard.settings import load_settings
+
+    topics: set[str] = set()
+
+    class Metadata:
+        def topics(self) -> set[str]:
+            return set(topics)
+
+    class Client:
+        async def fetch_all_metadata(self) -> Metadata:
+            return Metadata()
+
+    class Producer:
+        def __init__(self, **kw: Any) -> None:
+            self.client = Client()
+
+        async def start(self) -> None:
+            pass
+
+        async def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(aiokafka, "AIOKafkaProducer", Producer)
+    s = load_settings(None, env={}, broker_url="kafka://127.0.0.1:19092", topic_prefix="t1-")
+    sink = KafkaCommandSink(s)
+    why = await sink.unavailable()
+    assert why is not None and "has no topic t1-guard.actions" in why
+    topics.add("t1-guard.actions")
+    sink._probe = None  # forget the cached answer
+    assert await sink.unavailable() is None
+    await sink.close()
+
+
 def test_metrics_renders_the_metrics_module_or_says_it_is_missing(client: Any,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     r = client.get("/metrics")
@@ -633,7 +724,6 @@ def test_api_keys_cli_create_list_revoke(tmp_path: Path) -> None:
 
 
 def test_api_command_wires_warehouse_reader_and_sink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
     from typer.testing import CliRunner
 
     import healing_guard.warehouse as wh
@@ -643,7 +733,16 @@ def test_api_command_wires_warehouse_reader_and_sink(tmp_path: Path, monkeypatch
     monkeypatch.setattr(wh, "connect", lambda dsn: ("client", dsn))
     monkeypatch.setattr(wh, "migrate", lambda client, db: served.setdefault("migrated", db))
     monkeypatch.setattr(read.WarehouseReader, "from_settings", classmethod(lambda cls, client, s: FakeReader()))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    import healing_guard.rest.serve as serve
+
+    class Server:  # what `guard api` runs: built by make_server, then run() (here: returns at once)
+        def __init__(self, app: Any, **kw: Any) -> None:
+            served.update(app=app, **kw)
+
+        def run(self) -> None:
+            served["ran"] = True
+
+    monkeypatch.setattr(serve, "make_server", Server)
     f = tmp_path / "k.json"
     token = ApiKeys(f).create(["acme/web"])[1]
     args = ["api", "--host", "127.0.0.1", "--port", "8123", "--keys-file", str(f), "--clickhouse-dsn",
@@ -651,6 +750,7 @@ def test_api_command_wires_warehouse_reader_and_sink(tmp_path: Path, monkeypatch
     res = CliRunner().invoke(_cli(), [*args, "--broker", "embedded"], env={"GUARD_CONFIG": ""})
     assert res.exit_code == 0, res.output
     assert served["host"] == "127.0.0.1" and served["port"] == 8123 and served["migrated"] == "guard"
+    assert served["ran"] is True
     assert "heal requests will answer 503" in res.output
     with get_client(served["app"]) as c:
         assert c.get(STATUS, headers=bearer(token)).json()["jobs"] == 120

@@ -229,7 +229,9 @@ class WarehouseCollector:
         try:
             reports: list[tuple[dict[str, str], dict[str, Any]]] = [({}, self.reader.report())]
             for name in self.reader.repos():
-                owner, _, repo = name.partition("/")
+                # the owner is everything before the last '/', as the warehouse stores it: GitLab
+                # subgroups (grp/sub/proj) and Jenkins folders stay in the owner (platforms/webhooks.py)
+                owner, _, repo = name.rpartition("/")
                 if not owner or not repo:  # not an "owner/repo" name: nothing to ask for
                     continue
                 reports.append(({"repo": name}, self.reader.report(owner, repo)))

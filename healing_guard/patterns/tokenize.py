@@ -369,26 +369,69 @@ def redact(line: str) -> str:
             # maybe a key's body line: one anchored regex, not the whole rule list
             return _B64_BODY.sub(_BODY_REPL, line) if _B64_BODY.search(line) else line
         return line
-    raw = line
+    out = _apply_rules(line, low)
+    if out is not line and ("$" in line or "***" in line or "[MASKED]" in line or "<" in line or "{" in line
+                            or "your" in low):
+        return _keep_references(line, out)
+    return out
+
+
+def _apply_rules(line: str, low: str) -> str:
+    """The rules whose gates are in ``low`` (the lower-cased line), applied in order."""
     for gates, rx, repl in _RULES:
         if not gates or any(g in low for g in gates):
             line = rx.sub(repl, line)
     # The header rule leaves a double space when no scheme word was present.
     if "  " + REDACTED in line:
         line = line.replace("  " + REDACTED, " " + REDACTED)
-    if line is not raw and ("$" in raw or "***" in raw or "[MASKED]" in raw):
-        return _keep_references(raw, line)
     return line
 
 
 #: what stands in a log where a secret's value would be, but is not one: a shell or CI variable reference
-#: (``$TOKEN``, ``${DB_PASSWORD:?missing}``, ``$(cat key)``, ``$env:TOKEN``) or the platform's own mask
-#: (an upper-case name, as environment variables are: ``$ecretPass`` is more likely a password)
-_REFERENCE_VALUE = re.compile(r"\$(?:\{[A-Za-z_]\w*(?:[:?=+-][^}]*)?\}|\([^)]*\)|(?:env:)?[A-Z_][A-Z0-9_]*)|\*{3,}|\[MASKED\]")
+#: (``$TOKEN``, ``${DB_PASSWORD:?missing}``, ``$(cat key)``, ``$env:TOKEN``), the platform's own mask
+#: (an upper-case name, as environment variables are: ``$ecretPass`` is more likely a password), or a
+#: placeholder in help text, docs and templates (group ``ph``; its text in ``in``..``in4``): ``<key>``,
+#: ``<your-token>``, ``<API_KEY>``, ``{token}``, ``{{ secrets.X }}``, ``${{ secrets.GITHUB_TOKEN }}``,
+#: ``YOUR_TOKEN``, ``your-api-key`` (one case throughout: ``Your_Pass1`` is more likely a password).
+_REFERENCE_VALUE = re.compile(
+    r"\$(?:\{[A-Za-z_]\w*(?:[:?=+-][^}]*)?\}|\([^)]*\)|(?:env:)?[A-Z_][A-Z0-9_]*)|\*{3,}|\[MASKED\]"
+    r"|(?P<ph><(?P<in>[A-Za-z][\w.\- ]{0,60})>|\$?\{\{(?P<in2>[^{}\n]{1,200})\}\}|\{(?P<in3>\w{0,60})\}"
+    r"|(?P<in4>YOUR_[A-Z0-9_]*[A-Z0-9]|your[_\-][a-z0-9_\-]*[a-z0-9]))"
+)
+#: what may follow a reference inside the value a rule replaced (``Bearer <key>`` + a closing backtick)
+_CLOSERS = "`'\")]}.,;:!?"
+_WORDS = re.compile(r"[\s.]+")
+
+
+def _reference_at(raw: str, pos: int, end: int) -> bool:
+    """Whether ``raw[pos:end]``, a value a rule replaced, is only a reference, mask or placeholder.
+
+    The reference starts the value and covers it (a placeholder may also run on past it: ``{{`` of
+    ``{{ secrets.X }}``, a bare value ending at the space), or leaves only closing punctuation. A
+    placeholder's text must itself be no secret: ``<ghp_...>`` is a token in brackets."""
+    m = _REFERENCE_VALUE.match(raw, pos)
+    if m is None or m.end() < end and raw[m.end():end].strip(_CLOSERS):
+        return False
+    if m.group("ph") is None:
+        return True
+    text = m.group("in") or m.group("in2") or m.group("in3") or m.group("in4") or ""
+    return _secret_free(text)
+
+
+def _secret_free(text: str) -> bool:
+    """No rule changes ``text`` and no word of it looks generated (the rules alone: no reference is put
+    back here, so this never recurses)."""
+    if any(_random_looking(w) for w in _WORDS.split(text)):
+        return False
+    low = _candidate(text)
+    if low is None:
+        return _B64_BODY.sub(_BODY_REPL, _GENERATED.sub(_if_random, text)) == text
+    return _apply_rules(text, low) == text
 
 
 def _keep_references(raw: str, out: str) -> str:
-    """``out`` with each ``[REDACTED]`` that replaced only a variable reference or a platform mask put back.
+    """``out`` with each ``[REDACTED]`` that replaced only a variable reference, a platform mask or a
+    placeholder put back.
 
     The rules only ever replace a value with ``[REDACTED]``, so the text between two of them in ``out`` is
     the original's; the value each replaced is found by locating that text in ``raw``."""
@@ -402,7 +445,7 @@ def _keep_references(raw: str, out: str) -> str:
         if end < 0:
             return out
         value = raw[pos:end]
-        rebuilt.append(value if value and _REFERENCE_VALUE.fullmatch(value) else REDACTED)
+        rebuilt.append(value if value and _reference_at(raw, pos, end) else REDACTED)
         rebuilt.append(following)
         pos = end + len(following)
     return "".join(rebuilt)

@@ -137,13 +137,9 @@ async def serve(settings: Any, *, host: str, port: int, secrets: Mapping[str, st
     """Run the receiver until cancelled, producing with aiokafka to the settings' broker."""
     import asyncio
 
-    from aiokafka import AIOKafkaProducer
+    from ..producers import start_producer
 
-    from ..kafka_auth import client_options
-
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
-                                max_request_size=PRODUCER_MAX_REQUEST, **client_options(settings))
-    await producer.start()
+    producer = await start_producer(settings, max_request_size=PRODUCER_MAX_REQUEST)
     try:
         async def send(topic: str, key: bytes, value: bytes) -> None:
             await producer.send_and_wait(topic, key=key, value=value)

@@ -16,6 +16,7 @@ ClickHouse reads as "unavailable", not as a bug.
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
@@ -69,13 +70,17 @@ class CommandSink(Protocol):
 #: longest a heal request waits for the broker to take its command (then 503; the client may retry,
 #: the command id is deterministic)
 SEND_TIMEOUT_SECONDS = 8.0
+#: longest /health waits for the broker (producer start plus a metadata request), and how long its
+#: answer is reused, so that frequent health checks cost at most one broker round trip per interval
+PROBE_TIMEOUT_SECONDS = 2.0
+PROBE_CACHE_SECONDS = 5.0
 
 
 class KafkaCommandSink:
     """Produces commands to ``settings.topics.actions`` keyed by job key, like the worker does.
 
-    The producer starts on the first heal request, not at API start: the read routes must keep
-    working while the broker is down, and a failed start is retried by the next request.
+    The producer starts on the first heal request (or ``/health``), not at API start: the read routes
+    must keep working while the broker is down, and a failed start is retried by the next request.
     """
 
     def __init__(self, settings: Any) -> None:
@@ -83,28 +88,21 @@ class KafkaCommandSink:
         self.topic: str = settings.topics.actions
         self._producer: Any = None
         self._lock: Any = None
+        self._probe_lock: Any = None
+        #: (when, why not) of the last broker check; why is None when commands could reach the broker
+        self._probe: tuple[float, str | None] | None = None
+        self._clock: Callable[[], float] = time.monotonic
 
     async def _started(self) -> Any:
         import asyncio
-
-        from aiokafka import AIOKafkaProducer
 
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._producer is None:
-                from ..kafka_auth import client_options
+                from ..producers import start_producer
 
-                p = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap, acks="all",
-                                     enable_idempotence=True, request_timeout_ms=10_000,
-                                     **client_options(self.settings))
-                try:
-                    await p.start()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await p.stop()
-                    raise
-                self._producer = p
+                self._producer = await start_producer(self.settings, request_timeout_ms=10_000)
         return self._producer
 
     async def send(self, cmd: Command) -> None:
@@ -120,6 +118,39 @@ class KafkaCommandSink:
         # bounded: a missing topic or a broker that stopped answering must not hold the HTTP request
         await asyncio.wait_for(producer.send_and_wait(self.topic, key=cmd.job_key.encode("utf-8"),
                                                       value=value, **signed), timeout=SEND_TIMEOUT_SECONDS)
+
+    async def unavailable(self) -> str | None:
+        """Why a command cannot reach the broker now, or None when it can: the producer is (or gets)
+        started and the broker answers a metadata request that lists the actions topic, within
+        ``PROBE_TIMEOUT_SECONDS``. The answer is reused for ``PROBE_CACHE_SECONDS``; concurrent callers
+        share one check."""
+        import asyncio
+
+        if self._probe_lock is None:
+            self._probe_lock = asyncio.Lock()
+        async with self._probe_lock:
+            if self._probe is not None and self._clock() - self._probe[0] < PROBE_CACHE_SECONDS:
+                return self._probe[1]
+            why = await self._check_broker()
+            self._probe = (self._clock(), why)
+            return why
+
+    async def _check_broker(self) -> str | None:
+        import asyncio
+
+        where = f"the broker at {self.settings.bootstrap}"
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                producer = await self._started()
+                metadata = await producer.client.fetch_all_metadata()
+        except TimeoutError:
+            return f"{where} did not answer within {PROBE_TIMEOUT_SECONDS:g} s"
+        except Exception as exc:
+            name, msg = type(exc).__name__, str(exc)
+            return f"{where} cannot be reached ({msg if msg.startswith(name) else f'{name}: {msg}'})"
+        if self.topic not in metadata.topics():
+            return f"{where} has no topic {self.topic} (create the guard's topics: `guard topics create`)"
+        return None
 
     async def close(self) -> None:
         if self._producer is not None:
@@ -253,18 +284,31 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
 
     Key = Annotated[ApiKey, Depends(authorize)]
 
-    @app.get("/health", response_model=Health, tags=["service"], summary="Liveness and warehouse status",
+    @app.get("/health", response_model=Health, tags=["service"],
+             summary="Liveness, warehouse and broker status",
              responses={503: {"model": Health, "description": "the warehouse does not answer"}})
     async def health() -> Response:
         """200 when the warehouse answers a query, 503 (same body) when it does not: a load balancer
-        should not send dashboards to an API that can only fail."""
-        ok, detail = True, None
+        should not send dashboards to an API that can only fail. ``actions`` says whether a heal request
+        could queue its command now (the broker answers, checked at most every few seconds); when it
+        cannot, the status is "degraded" and ``detail`` says why, but the answer stays 200: every read
+        route still works."""
+        ok, reasons = True, []
         try:
             await run_in_threadpool(_call, lambda r: r.repos())
         except Exception as exc:
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
-        body = Health(status="ok" if ok else "degraded", warehouse=ok, detail=detail, actions=actions is not None,
-                      version=__version__)
+            ok = False
+            reasons.append(f"{type(exc).__name__}: {exc}")
+        can_act = actions is not None
+        check = getattr(actions, "unavailable", None)
+        if check is not None:
+            why = await check()
+            if why is not None:
+                can_act = False
+                reasons.append(f"heal requests cannot queue commands: {why}")
+        degraded = not ok or (actions is not None and not can_act)
+        body = Health(status="degraded" if degraded else "ok", warehouse=ok, detail="; ".join(reasons) or None,
+                      actions=can_act, version=__version__)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     async def _metrics_body() -> Response:

@@ -26,12 +26,16 @@ class Error(BaseModel):
 
 
 class Health(BaseModel):
-    """Liveness plus whether the warehouse answers (the API reads everything from it)."""
+    """Liveness plus whether the warehouse answers (the API reads everything from it) and whether heal
+    requests can reach the broker."""
 
-    status: Literal["ok", "degraded"] = Field(description="'degraded' when the warehouse does not answer")
+    status: Literal["ok", "degraded"] = Field(
+        description="'degraded' when the warehouse does not answer or heal commands cannot reach the broker")
     warehouse: bool = Field(description="whether a warehouse query just succeeded")
-    detail: str | None = Field(None, description="why the warehouse did not answer")
-    actions: bool = Field(description="whether heal requests can be queued (a command sink is configured)")
+    detail: str | None = Field(None, description="why the warehouse did not answer, or why commands cannot reach "
+                                                 "the broker")
+    actions: bool = Field(description="whether heal requests can be queued now: a command sink is configured and "
+                                      "its broker answered (checked at most every few seconds)")
     version: str
 
 

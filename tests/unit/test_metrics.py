@@ -318,6 +318,33 @@ def test_api_metrics_expose_the_warehouse_totals_and_each_repository() -> None:
     assert all(families[n].documentation for n in PRODUCT_NAMES[:5])
 
 
+def test_api_metrics_find_a_gitlab_subgroup_projects_data() -> None:
+    """The warehouse stores grp/sub/proj as owner grp/sub, repo proj (split at the last '/', like the
+    webhook receiver); the per-repository series must ask for it that way."""
+    stored = {("grp/sub", "proj"): _report("grp/sub/proj", 2), ("acme", "web"): _report("acme/web", 1)}
+
+    class Warehouse(FakeReader):
+        def report(self, owner: str | None = None, repo: str | None = None,
+                   days: int | None = None) -> dict[str, Any]:
+            self.calls.append((owner, repo))
+            if owner is None:
+                return _report(None, 3)
+            return stored.get((owner, repo)) or {"failures_by_category": {}, "recovery_rate": None,
+                                                 "recovery_by_strategy": [], "time_saved_minutes": 0.0,
+                                                 "cost_saved_usd": 0.0, "flaky_tests": 0}
+
+        def repos(self) -> list[str]:
+            return ["acme/web", "grp/sub/proj"]
+
+    reader = Warehouse()
+    _, v = _samples(render_api_metrics(reader)[0])
+    assert reader.calls == [(None, None), ("acme", "web"), ("grp/sub", "proj")]
+    repo = ("repo", "grp/sub/proj")
+    assert v[("healing_guard_failure_classification_total", frozenset({repo, ("category", "network")}))] == 6
+    assert v[("healing_guard_time_saved_minutes_total", frozenset({repo}))] == 60.0
+    assert v[("healing_guard_flaky_test_detection", frozenset({repo}))] == 6
+
+
 def test_api_metrics_answer_when_the_warehouse_is_away() -> None:
     body, _ = render_api_metrics(BrokenReader())
     families, v = _samples(body)

@@ -363,6 +363,22 @@ def test_rest_redacts_what_the_warehouse_returns() -> None:
     assert redact_tree(same) is same
 
 
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer hg_000000000000_" + "x" * 43}])
+def test_rest_401_help_text_keeps_its_placeholders(tmp_path: Path, headers: dict[str, str]) -> None:
+    """The API's error details go through the redactor; its help text names ``<key>``, which is no key."""
+    from schemathesis.python.asgi import get_client
+
+    from healing_guard.rest import ApiKeys, create_app
+
+    app: Any = create_app(lambda: None, keys=ApiKeys(tmp_path / "api-keys.json"))
+    with get_client(app) as c:
+        r = c.get("/api/v1/repos/acme/web/healing/status", headers=headers)
+    assert r.status_code == 401
+    detail = r.json()["detail"]
+    assert "send `Authorization: Bearer <key>` or `X-API-Key: <key>` (create one with" in detail, detail
+    assert REDACTED not in detail
+
+
 # --------------------------------------------------------------------------------------------------
 # the producers: webhook receiver (ci.jobs), guard ingest junit and the pytest plugin (ci.tests)
 # --------------------------------------------------------------------------------------------------
@@ -504,3 +520,49 @@ def test_pytest_plugin_results_carry_no_secret(pytester: pytest.Pytester) -> Non
 ])
 def test_variable_references_and_platform_masks_are_not_secrets(line: str, want: str) -> None:
     assert redact(line) == want
+
+
+@pytest.mark.parametrize("line", [
+    "no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>` (create one with `guard api-keys create`)",
+    'curl -H "Authorization: Bearer <token>" https://api.example.com',
+    "Authorization: Bearer <your-token>",
+    "Authorization: token YOUR_TOKEN",
+    'api_key: "<API_KEY>"',
+    "X-API-Key: <API_KEY>",
+    "export NPM_TOKEN=YOUR_NPM_TOKEN",
+    "GITLAB_TOKEN=your-gitlab-token",
+    "token={token}",
+    "url = f'https://x/?token={}'",
+    "password: <your password here>",
+    "GITHUB_TOKEN: {{ secrets.GITHUB_TOKEN }}",
+    "GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}",
+    'curl -H "Authorization: Bearer {{ token }}" https://x',
+    "openssl rsa -passin pass:<passphrase> -in key.pem",
+    "echo <token> | docker login ghcr.io -u ci --password-stdin",
+    "token=$(cat /run/secrets/token)",
+])
+def test_placeholders_are_not_secrets(line: str) -> None:
+    """Help text, docs and templates show where a secret goes: ``<key>``, ``{token}``, ``{{ secrets.X }}``,
+    ``YOUR_TOKEN``. They are put back like variable references (``_keep_references``)."""
+    assert redact(line) == line
+    assert tokenize(line) == line
+
+
+_FAKE = "aZ3kq9Lm2Xp8Rt5Vw1Yc7Nb4Hd6Jf0Gs"  # random-looking, in no provider's shape
+
+
+@pytest.mark.parametrize(("line", "secret"), [
+    # a secret in a placeholder's brackets is still a secret
+    ("Authorization: Bearer <ghp_" + "a1B2" * 9 + ">", "a1B2" * 9),
+    ("Authorization: Bearer <AKIA" + "Q7X2" * 4 + ">", "Q7X2" * 4),
+    (f"Authorization: Bearer <{_FAKE}>", _FAKE),
+    (f"token={{{_FAKE}}}", _FAKE),
+    (f"token=your-token-{_FAKE}", _FAKE),
+    # a placeholder's shape with more after it, or a case mix a password has
+    ("Authorization: Bearer <key>hunter2hunter2hunter2", "hunter2hunter2"),
+    ("password=YOUR_PASSWORDhunter2", "hunter2"),
+    ("password=Your_Pass_1", "Your_Pass_1"),
+])
+def test_placeholder_shapes_do_not_hide_secrets(line: str, secret: str) -> None:
+    out = redact(line)
+    assert secret not in out and REDACTED in out, out

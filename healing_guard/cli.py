@@ -529,12 +529,43 @@ def forward(
     provider: str = typer.Option(..., "--provider", help="github, gitlab, jenkins or circleci"),
     repo: str = typer.Option(..., "--repo", help="owner/repo (GitLab: group/sub/project)"),
     job_id: str = typer.Option(..., "--job-id", help="the platform's job id"),
-    attempt: int = typer.Option(1, "--attempt", min=1),
+    attempt: Optional[int] = typer.Option(None, "--attempt", min=1,
+                                          help="run attempt (default: GITHUB_RUN_ATTEMPT on GitHub, else 1)"),
     conclusion: Optional[str] = typer.Option(None, "--conclusion",
                                              help="also send the job's completion: success, failure, timed_out, ..."),
     exit_code: Optional[int] = typer.Option(None, "--exit-code", help="with --conclusion: the failed step's exit code"),
-    job_name: str = typer.Option("job", "--job-name"),
-    run_id: Optional[str] = typer.Option(None, "--run-id"),
+    job_name: Optional[str] = typer.Option(None, "--job-name",
+                                           help="the job's name (default: GITHUB_JOB, CI_JOB_NAME, JOB_BASE_NAME or "
+                                                "CIRCLE_JOB; without one, 'job-<job id>': two jobs never share a name)"),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="run / pipeline / build / workflow id (default: "
+                                         "GITHUB_RUN_ID, CI_PIPELINE_ID, BUILD_NUMBER or CIRCLE_WORKFLOW_ID)"),
+    workflow: Optional[str] = typer.Option(None, "--workflow", help="workflow name (default: GITHUB_WORKFLOW; GitLab "
+                                           "CI_JOB_STAGE; Jenkins JOB_NAME; CircleCI from its API)"),
+    branch: Optional[str] = typer.Option(None, "--branch", help="branch (default: GITHUB_HEAD_REF or GITHUB_REF_NAME, "
+                                         "CI_COMMIT_REF_NAME, BRANCH_NAME or GIT_BRANCH, CIRCLE_BRANCH)"),
+    commit: Optional[str] = typer.Option(None, "--commit", help="commit under test (default: GITHUB_SHA, or a pull "
+                                         "request's head; CI_COMMIT_SHA; GIT_COMMIT; CIRCLE_SHA1)"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="the runner's name (default: RUNNER_NAME, "
+                                         "CI_RUNNER_DESCRIPTION, NODE_NAME)"),
+    runner_labels: Optional[str] = typer.Option(None, "--runner-labels", help="the runner's labels / tags, "
+                                                "comma-separated (default: RUNNER_OS, RUNNER_ARCH; CI_RUNNER_TAGS; "
+                                                "NODE_LABELS; CircleCI's resource class from its API)"),
+    runner_size: Optional[str] = typer.Option(None, "--runner-size", help="the size class the cost table prices "
+                                              "(default: the first runner label, or word of a label or of the "
+                                              "runner's name, that is a size of cost_tracking.price_per_minute_usd, "
+                                              "e.g. large in saas-linux-large-amd64; else the worker's "
+                                              "default_runner_size)"),
+    started_at: Optional[str] = typer.Option(None, "--started-at", help="the job's start: ISO 8601, Unix seconds or "
+                                             "milliseconds (default: GUARD_JOB_STARTED_AT, CI_JOB_STARTED_AT; "
+                                             "Jenkins: BUILD_URL's API; GitHub: the runner's Runner.Worker process; "
+                                             "CircleCI: its API with GUARD_CIRCLECI_TOKEN)"),
+    completed_at: Optional[str] = typer.Option(None, "--completed-at", help="the job's end (default: now)"),
+    duration_minutes: Optional[str] = typer.Option(None, "--duration-minutes",
+                                                   help="the job's duration, instead of one of the two times"),
+    from_env: str = typer.Option("auto", "--from-env", help="which CI variables describe the job sent: job (this "
+                                 "process runs in it), run (another job of this run / pipeline: only the run's "
+                                 "branch, commit, workflow, run id, attempt), off, or auto (job, unless CI_JOB_ID, "
+                                 "BUILD_NUMBER or CIRCLE_BUILD_NUM names another job than --job-id)"),
     chunk_lines: int = typer.Option(500, "--chunk-lines", min=1),
     follow: bool = typer.Option(False, "--follow", "-f",
                                 help="tail the files while the job writes them; a file is done once it has not "
@@ -557,7 +588,8 @@ def forward(
     """Ship a job's log to ci.logs (ordered chunks), and optionally its completion to ci.jobs."""
     import time as _time
 
-    from .platforms.forward import completion, follow_blocks, log_chunks, read_blocks
+    from .platforms.forward import (ENV_SCOPES, completion, env_attempt, follow_blocks, job_details, log_chunks,
+                                    read_blocks)
     from typing import get_args
 
     from .schemas import PROVIDERS
@@ -574,6 +606,9 @@ def forward(
     if conclusion is not None and conclusion not in CONCLUSIONS:
         err.print(f"[red]--conclusion:[/red] one of {', '.join(CONCLUSIONS)}, got {escape(conclusion)!r}")
         raise typer.Exit(2)
+    if from_env not in ENV_SCOPES:
+        err.print(f"[red]--from-env:[/red] one of {', '.join(ENV_SCOPES)}, got {escape(from_env)!r}")
+        raise typer.Exit(2)
     owner, name = repo.strip("/").rsplit("/", 1)
     if strategy is not None:
         from .strategies_config import Strategy as _Strategy
@@ -585,6 +620,12 @@ def forward(
                       f"{', '.join(x.value for x in _Strategy)}")
             raise typer.Exit(2)
     s = _settings(config, broker_url=broker, topic_prefix=topic_prefix)
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False)
+
+    # the log's chunks and the completion carry one attempt: the flag, else the platform's (GitHub's)
+    log_attempt = attempt if attempt is not None else env_attempt(provider, os.environ, scope=from_env, warn=warn) or 1
 
     def blocks() -> Any:
         for f in files or [Path("-")]:
@@ -601,15 +642,21 @@ def forward(
         from .patterns.masks import from_environ
 
         for ch in log_chunks(blocks(), provider=provider, owner=owner, repo=name, job_id=job_id,
-                             attempt=attempt, chunk_lines_max=chunk_lines,
+                             attempt=log_attempt, chunk_lines_max=chunk_lines,
                              masks=from_environ(os.environ) if mask_env else None):
             sent["chunks"] += 1
             sent["lines"] += len(ch.lines)
             yield s.topics.logs, ch.job_key.encode(), ch.to_json()
         if conclusion is not None:
-            ev = completion(provider=provider, owner=owner, repo=name, job_id=job_id, attempt=attempt,
-                            conclusion=conclusion, exit_code=exit_code, chunks=sent["chunks"], job_name=job_name,
-                            run_id=run_id, now=_time.time(), healing_strategy=strategy, max_retries=max_retries)
+            # the flags, else the CI platform's variables (platforms/forward.py: job_details)
+            details = job_details(provider, job_id=job_id, env=os.environ, sizes=s.price_per_minute_usd,
+                                  now=_time.time(), warn=warn, scope=from_env, job_name=job_name, run_id=run_id,
+                                  attempt=log_attempt, workflow=workflow, branch=branch, commit=commit, runner=runner,
+                                  runner_labels=runner_labels, size=runner_size, started_at=started_at,
+                                  completed_at=completed_at, duration_minutes=duration_minutes)
+            ev = completion(provider=provider, owner=owner, repo=name, job_id=job_id, conclusion=conclusion,
+                            exit_code=exit_code, chunks=sent["chunks"], now=_time.time(), healing_strategy=strategy,
+                            max_retries=max_retries, **details)
             yield s.topics.jobs, ev.job_key.encode(), ev.to_json()
 
     try:
@@ -622,13 +669,9 @@ def forward(
             raise typer.Exit(2)
 
         async def send() -> None:
-            from aiokafka import AIOKafkaProducer
+            from .producers import start_producer
 
-            from .kafka_auth import client_options
-
-            p = AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=True,
-                                 max_request_size=16 << 20, **client_options(s))
-            await p.start()
+            p = await start_producer(s, max_request_size=16 << 20)
             try:
                 for topic, key, value in records():  # one job key, one partition: chunks before completion
                     await p.send_and_wait(topic, key=key, value=value)

@@ -3,12 +3,14 @@ and a `guard` that prints what it would send (the real CLI with --dry-run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -27,6 +29,59 @@ def _guard_stub(bin_dir: Path, out: Path) -> None:
     _exe(bin_dir / "guard", f'#!/bin/sh\nexec "{sys.executable}" -m healing_guard.cli "$@" --dry-run >> "{out}"\n')
 
 
+def _ci_free_env(**extra: str) -> dict[str, str]:
+    """This machine's environment without any CI platform's variables (the scripts' own are set by each test)."""
+    ci = ("GITHUB_", "RUNNER_", "CI_", "GITLAB_", "CIRCLE", "JENKINS_", "BUILD_", "JOB_", "NODE_", "GIT_", "GUARD_",
+          "HEALING_")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(ci) and k != "CI"}, **extra}
+
+
+def _gh_stub(bin_dir: Path, jobs: list[dict[str, Any]], logs: dict[int, str]) -> None:
+    """gh: the run attempt's jobs as GitHub's API lists them, through the step's own --jq filter (run by jq, as
+    gh runs it with gojq), and each job's log (a job without one in ``logs``: the download fails)."""
+    (bin_dir / "jobs.json").write_text(json.dumps({"total_count": len(jobs), "jobs": jobs}))
+    for job_id, text in logs.items():
+        (bin_dir / f"log-{job_id}.txt").write_text(text)
+    _exe(bin_dir / "gh", f'''#!{sys.executable}
+import pathlib, subprocess, sys
+args = sys.argv[1:]
+url = next(a for a in args if a.startswith("repos/"))
+here = pathlib.Path({str(bin_dir)!r})
+if "/attempts/" in url:
+    body = (here / "jobs.json").read_text()
+    if "--jq" in args:
+        sys.exit(subprocess.run(["jq", "-r", args[args.index("--jq") + 1]], input=body, text=True).returncode)
+    sys.stdout.write(body)
+    sys.exit(0)
+log = here / ("log-" + url.split("/jobs/")[1].split("/")[0] + ".txt")
+if not log.exists():
+    sys.exit(1)
+sys.stdout.write(log.read_text())
+''')
+
+
+#: a run attempt's jobs, in the fields and formats of GitHub's "List jobs for a workflow run attempt"
+GH_JOBS = [
+    {"id": 101, "run_id": 9001, "run_attempt": 2, "status": "completed", "conclusion": "failure", "name": "unit tests",
+     "started_at": "2024-05-06T07:00:00Z", "completed_at": "2024-05-06T07:12:00Z",
+     "labels": ["self-hosted", "linux", "large"], "runner_name": "build-07", "head_branch": "feature/x",
+     "head_sha": "a" * 40, "workflow_name": "CI"},
+    # no start, no runner: the fields after the empty ones stay in their places
+    {"id": 202, "run_id": 9001, "run_attempt": 2, "status": "completed", "conclusion": "timed_out", "name": "lint",
+     "started_at": None, "completed_at": "2024-05-06T07:40:00Z", "labels": [], "runner_name": None,
+     "head_branch": "feature/x", "head_sha": "a" * 40, "workflow_name": "CI"},
+    {"id": 303, "run_id": 9001, "run_attempt": 2, "status": "completed", "conclusion": "success", "name": "docs",
+     "started_at": "2024-05-06T07:00:00Z", "completed_at": "2024-05-06T07:01:00Z", "labels": ["ubuntu-latest"],
+     "runner_name": "GitHub Actions 3", "head_branch": "feature/x", "head_sha": "a" * 40, "workflow_name": "CI"},
+]
+T0 = 1714978800.0  # 2024-05-06T07:00:00Z
+
+#: the variables of the job the Action's step runs in: none of them describes the jobs it sends
+STEP_JOB_ENV = {"GITHUB_ACTIONS": "true", "GITHUB_JOB": "heal", "RUNNER_NAME": "step-runner-small",
+                "RUNNER_OS": "Linux", "RUNNER_ARCH": "X64", "GUARD_JOB_STARTED_AT": "2024-05-06T06:00:00Z",
+                "GITHUB_WORKFLOW": "CI", "GITHUB_REF_NAME": "feature/x", "GITHUB_SHA": "a" * 40}
+
+
 def test_action_shape() -> None:
     a = yaml.safe_load((ROOT / "action.yml").read_text())
     inputs = a["inputs"]
@@ -43,6 +98,7 @@ def test_action_shape() -> None:
     assert a["runs"]["using"] == "composite"
 
 
+@pytest.mark.skipif(shutil.which("jq") is None, reason="runs the step's --jq filter with jq")
 def test_action_script_sends_each_failed_job(tmp_path: Path) -> None:
     a = yaml.safe_load((ROOT / "action.yml").read_text())
     step = next(s for s in a["runs"]["steps"] if s.get("id") == "send")
@@ -50,16 +106,12 @@ def test_action_script_sends_each_failed_job(tmp_path: Path) -> None:
     bin_dir.mkdir()
     out = tmp_path / "sent.jsonl"
     _guard_stub(bin_dir, out)
-    # gh: the jobs list (already filtered by --jq, as gh would print it) and each job's log
-    _exe(bin_dir / "gh", '#!/bin/sh\ncase "$*" in\n'
-         '  *"/attempts/"*) printf "101\\tfailure\\tunit tests\\n202\\ttimed_out\\tlint\\n" ;;\n'
-         '  *"/jobs/101/logs"*) printf "npm ERR! code ECONNRESET\\nnpm ERR! network request failed\\n" ;;\n'
-         '  *"/jobs/202/logs"*) exit 1 ;;\n'
-         'esac\n')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "GH_TOKEN": "t", "GUARD_BROKER": "kafka://127.0.0.1:1",
-           "GUARD_TOPIC_PREFIX": "", "HEALING_STRATEGY": "network_backoff", "HEALING_MAX_RETRIES": "1",
-           "GITHUB_REPOSITORY": "acme/web", "GITHUB_RUN_ID": "9001", "GITHUB_RUN_ATTEMPT": "1",
-           "GITHUB_OUTPUT": str(tmp_path / "output"), "PYTHONPATH": str(ROOT), "RUNNER_TEMP": str(tmp_path)}
+    _gh_stub(bin_dir, GH_JOBS, {101: "npm ERR! code ECONNRESET\nnpm ERR! network request failed\n"})
+    env = _ci_free_env(PATH=f"{bin_dir}:{os.environ['PATH']}", GH_TOKEN="t", GUARD_BROKER="kafka://127.0.0.1:1",
+                       GUARD_TOPIC_PREFIX="", HEALING_STRATEGY="network_backoff", HEALING_MAX_RETRIES="1",
+                       GITHUB_REPOSITORY="acme/web", GITHUB_RUN_ID="9001", GITHUB_RUN_ATTEMPT="2",
+                       GITHUB_OUTPUT=str(tmp_path / "output"), PYTHONPATH=str(ROOT), RUNNER_TEMP=str(tmp_path),
+                       **STEP_JOB_ENV)
     r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [orjson.loads(x) for x in out.read_text().splitlines()]
@@ -69,8 +121,19 @@ def test_action_script_sends_each_failed_job(tmp_path: Path) -> None:
     logs = [x["record"] for x in rows if x["topic"] == "ci.logs" and x["record"]["job_id"] == "101"]
     assert logs[0]["lines"][0] == "npm ERR! code ECONNRESET" and jobs[0]["run_id"] == "9001"
     assert (tmp_path / "output").read_text().strip() == "failed-jobs=2"
+    # each job as the API lists it: its name, times (so its cost), runner and its size, branch, commit, workflow
+    unit, lint = jobs
+    assert (unit["job_name"], unit["attempt"], logs[0]["attempt"]) == ("unit tests", 2, 2)
+    assert (unit["started_at"], unit["completed_at"]) == (T0, T0 + 12 * 60)
+    assert unit["runner_labels"] == ["self-hosted", "linux", "large"] and unit["runner_size"] == "large"
+    assert (unit["branch"], unit["head_sha"], unit["workflow"]) == ("feature/x", "a" * 40, "CI")
+    # nothing of the step's own job: not its start (GUARD_JOB_STARTED_AT), runner or name
+    assert (lint["job_name"], lint["started_at"], lint["completed_at"]) == ("lint", None, T0 + 40 * 60)
+    assert (lint["runner_labels"], lint["runner_size"], lint["branch"], lint["workflow"]) == ([], None, "feature/x", "CI")
+    assert "no start time for job 202" in r.stderr
 
 
+@pytest.mark.skipif(shutil.which("jq") is None, reason="runs the step's --jq filter with jq")
 def test_action_script_sends_a_preset_to_the_guard_service_as_auto(tmp_path: Path) -> None:
     """A preset is this Action's setting; the guard service's job event takes auto, off or strategy names."""
     a = yaml.safe_load((ROOT / "action.yml").read_text())
@@ -80,14 +143,11 @@ def test_action_script_sends_a_preset_to_the_guard_service_as_auto(tmp_path: Pat
     bin_dir.mkdir()
     out = tmp_path / "sent.jsonl"
     _guard_stub(bin_dir, out)
-    _exe(bin_dir / "gh", '#!/bin/sh\ncase "$*" in\n'
-         '  *"/attempts/"*) printf "101\\tfailure\\tunit tests\\n" ;;\n'
-         '  *"/jobs/101/logs"*) printf "Killed\\n" ;;\n'
-         'esac\n')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "GH_TOKEN": "t", "GUARD_BROKER": "kafka://127.0.0.1:1",
-           "GUARD_TOPIC_PREFIX": "", "HEALING_STRATEGY": "Progressive", "HEALING_MAX_RETRIES": "3",
-           "GITHUB_REPOSITORY": "acme/web", "GITHUB_RUN_ID": "9001", "GITHUB_RUN_ATTEMPT": "1",
-           "GITHUB_OUTPUT": str(tmp_path / "output"), "PYTHONPATH": str(ROOT), "RUNNER_TEMP": str(tmp_path)}
+    _gh_stub(bin_dir, GH_JOBS[:1], {101: "Killed\n"})
+    env = _ci_free_env(PATH=f"{bin_dir}:{os.environ['PATH']}", GH_TOKEN="t", GUARD_BROKER="kafka://127.0.0.1:1",
+                       GUARD_TOPIC_PREFIX="", HEALING_STRATEGY="Progressive", HEALING_MAX_RETRIES="3",
+                       GITHUB_REPOSITORY="acme/web", GITHUB_RUN_ID="9001", GITHUB_RUN_ATTEMPT="1",
+                       GITHUB_OUTPUT=str(tmp_path / "output"), PYTHONPATH=str(ROOT), RUNNER_TEMP=str(tmp_path))
     r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "sent to the guard service as auto" in r.stdout
@@ -106,6 +166,20 @@ def test_gitlab_template_shape() -> None:
     assert "guard action gitlab" in job["script"][-1]
 
 
+#: a pipeline's failed jobs, in the fields and formats of GitLab's "List pipeline jobs"
+GL_JOBS = [
+    {"id": 7, "name": "build", "stage": "build", "status": "failed", "retries_count": 1,
+     "failure_reason": "script_failure", "started_at": "2024-05-06T07:00:00.000Z",
+     "finished_at": "2024-05-06T07:09:00.000Z", "duration": 540.0, "ref": "feature/x",
+     "commit": {"id": "b" * 40}, "pipeline": {"id": 55, "sha": "b" * 40, "ref": "feature/x"}, "tag_list": ["docker"],
+     "runner": {"id": 12, "description": "3-blue.saas-linux-medium-amd64.runners-manager.gitlab.com/default"}},
+    # no end yet in the listing (its duration gives it), no runner, no commit object: the pipeline's sha
+    {"id": 8, "name": "integration tests", "stage": "test", "status": "failed", "failure_reason": "job_execution_timeout",
+     "started_at": "2024-05-06T07:00:00Z", "finished_at": None, "duration": 3600.0, "ref": "feature/x",
+     "commit": None, "pipeline": {"id": 55, "sha": "c" * 40}, "tag_list": [], "runner": None},
+]
+
+
 @pytest.mark.skipif(shutil.which("jq") is None, reason="the template's script needs jq (the job image installs it)")
 def test_gitlab_script_sends_each_failed_job(tmp_path: Path) -> None:
     t = yaml.safe_load((ROOT / "ci" / "healing-guard.gitlab-ci.yml").read_text())
@@ -114,20 +188,37 @@ def test_gitlab_script_sends_each_failed_job(tmp_path: Path) -> None:
     bin_dir.mkdir()
     out = tmp_path / "sent.jsonl"
     _guard_stub(bin_dir, out)
+    (bin_dir / "jobs.json").write_text(json.dumps(GL_JOBS))
     _exe(bin_dir / "curl", '#!/bin/sh\ncase "$*" in\n'
-         '  *"scope[]=failed"*) echo \'[{"id": 7, "name": "build", "retries_count": 1, "failure_reason": "script_failure"}]\' ;;\n'
+         f'  *"scope[]=failed"*) cat "{bin_dir / "jobs.json"}" ;;\n'
          '  *"/jobs/7/trace"*) printf "Killed\\nERROR: Job failed: exit code 137\\n" ;;\n'
+         '  *) exit 22 ;;\n'
          'esac\n')
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HEALING_GUARD_BROKER": "kafka://127.0.0.1:1",
-           "HEALING_GITLAB_TOKEN": "t", "HEALING_STRATEGY": "auto", "HEALING_MAX_RETRIES": "2",
-           "HEALING_TOPIC_PREFIX": "", "CI_API_V4_URL": "https://gitlab.example/api/v4", "CI_PROJECT_ID": "3",
-           "CI_PIPELINE_ID": "55", "CI_PROJECT_PATH": "grp/sub/proj", "PYTHONPATH": str(ROOT)}
+    # the .post job's own variables: none of them describes the jobs it sends
+    env = _ci_free_env(PATH=f"{bin_dir}:{os.environ['PATH']}", HEALING_GUARD_BROKER="kafka://127.0.0.1:1",
+                       HEALING_GITLAB_TOKEN="t", HEALING_STRATEGY="auto", HEALING_MAX_RETRIES="2",
+                       HEALING_TOPIC_PREFIX="", CI_API_V4_URL="https://gitlab.example/api/v4", CI_PROJECT_ID="3",
+                       CI_PIPELINE_ID="55", CI_PROJECT_PATH="grp/sub/proj", PYTHONPATH=str(ROOT),
+                       CI_JOB_ID="99", CI_JOB_NAME="healing-guard", CI_JOB_STAGE=".post",
+                       CI_JOB_STARTED_AT="2024-05-06T06:00:00Z", CI_RUNNER_DESCRIPTION="post-runner-xlarge",
+                       CI_RUNNER_TAGS="xlarge", CI_COMMIT_REF_NAME="feature/x", CI_COMMIT_SHA="b" * 40)
     r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [orjson.loads(x) for x in out.read_text().splitlines()]
-    job = next(x["record"] for x in rows if x["topic"] == "ci.jobs")
-    assert (job["owner"], job["repo"], job["job_id"], job["attempt"], job["conclusion"]) == (
+    build, integration = (x["record"] for x in rows if x["topic"] == "ci.jobs")
+    assert (build["owner"], build["repo"], build["job_id"], build["attempt"], build["conclusion"]) == (
         "grp/sub", "proj", "7", 2, "failure")
+    # each job as the API lists it: name, stage, times (so its cost), runner and its size, branch, commit
+    assert (build["job_name"], build["workflow"], build["run_id"]) == ("build", "build", "55")
+    assert (build["started_at"], build["completed_at"]) == (T0, T0 + 9 * 60)
+    assert build["runner_labels"] == ["docker"] and build["runner_size"] == "medium"
+    assert (build["branch"], build["head_sha"]) == ("feature/x", "b" * 40)
+    assert (integration["job_name"], integration["workflow"], integration["conclusion"]) == (
+        "integration tests", "test", "timed_out")
+    assert integration["started_at"] == T0 and integration["completed_at"] == pytest.approx(T0 + 3600, abs=0.01)
+    assert (integration["runner_labels"], integration["runner_size"], integration["head_sha"]) == ([], None, "c" * 40)
+    chunks = [x["record"] for x in rows if x["topic"] == "ci.logs" and x["record"]["job_id"] == "7"]
+    assert chunks[0]["attempt"] == 2 and chunks[0]["lines"][0] == "Killed"
 
 
 # --- the first step of a re-run job: the directive (healing_guard/directive_client.py) -----------------

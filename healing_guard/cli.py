@@ -16,6 +16,7 @@ from rich.markup import escape
 from .action_run import action_app
 from .bench.cli import bench_app
 from .directive_cli import directive_app
+from .up import up_command
 from .watch import watch_command
 from .executor.cli import executor_command
 from .flaky.cli import flakiness_app
@@ -35,6 +36,7 @@ app.add_typer(webhook_app, name="webhook")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(directive_app, name="directive")
 app.add_typer(action_app, name="action")
+app.command("up")(up_command)
 app.command("watch")(watch_command)
 config_app = typer.Typer(no_args_is_help=True, help="The guard's config files: check what it understands of them.")
 app.add_typer(config_app, name="config")

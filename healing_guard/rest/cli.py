@@ -8,6 +8,7 @@ The lead registers these on the main ``guard`` app::
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -57,6 +58,10 @@ def api_command(
     metrics_auth: Optional[bool] = typer.Option(
         None, "--metrics-auth/--no-metrics-auth",
         help="/metrics needs an API key for every repository (api.metrics_auth; off: open, scrape it privately)"),
+    write_facts: bool = typer.Option(
+        False, "--write-facts",
+        help="also write guard.facts into the warehouse (the worker then runs with --no-facts): chDB allows one "
+             "process per data directory, so with an embedded warehouse the API process owns it (guard up)"),
 ) -> None:
     """Serve the REST API (health, failure analyses, ROI, heal requests, /metrics, /dashboard)."""
     s = _load(config, api_host=host, api_port=port, broker_url=broker, clickhouse_dsn=clickhouse_dsn,
@@ -107,10 +112,35 @@ def api_command(
                          f"{'to ' + s.bootstrap if sink is not None else 'refused (no broker)'}); Ctrl-C stops\n")
         sys.stderr.flush()
 
+    server = make_server(app, host=s.api_host, port=s.api_port, log_level=s.log_level, on_ready=ready)
+    if write_facts and s.broker_url == "embedded":
+        raise _fail("--write-facts reads guard.facts: give --broker kafka://host:port")
     try:
-        make_server(app, host=s.api_host, port=s.api_port, log_level=s.log_level, on_ready=ready).run()
+        if write_facts:
+            asyncio.run(_serve_and_write_facts(server, s))
+        else:
+            server.run()
     except OSError as exc:  # port in use, address not available
         raise _fail(f"cannot listen on {s.api_host}:{s.api_port}: {exc}; pick another --port") from None
+
+
+async def _serve_and_write_facts(server: Any, s: Any) -> None:
+    """The API and the fact writer in one process (one owner of an embedded warehouse)."""
+    from ..warehouse import FactWriter, connect
+    from .facts_writer import write_facts
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(write_facts(s, lambda: FactWriter(connect(s.clickhouse_dsn), s.clickhouse_database),
+                                           stop))
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        try:
+            rows = await asyncio.wait_for(task, timeout=30)
+            sys.stderr.write(f"wrote {rows} fact row(s) from guard.facts\n")
+        except Exception as exc:  # stopped anyway: what was not committed is read again next time
+            sys.stderr.write(f"the fact writer stopped: {exc}\n")
 
 
 @keys_app.callback()

@@ -18,11 +18,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/guard demo
 
-## make test: lint (ruff) and type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks
+## make test: lint (ruff) and type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks on two workers, a line per finished test file
 test: $(STAMP) kafka packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy healing_guard
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup --file-progress
 
 test-all: $(STAMP) kafka packages
 	$(BIN)/ruff check .

@@ -314,15 +314,17 @@ def unknowns(
         from .classify.unknowns import cluster_unknowns
 
         an = _analyzer(s)
-        items = []
+        items: list[tuple[str, Any]] = []
         total = 0
-        for r in an.analyze_paths(files):
-            if r.analysis is None:
-                err.print(f"[red]{escape(r.file)}: {escape(str(r.error))}[/red]")
-                continue
-            total += 1
-            if r.analysis.diagnosis.category == "unknown":
-                items.append((r.file, r.analysis.signature))
+        with err.status(f"analysing 0/{len(files)} logs") as status:  # a spinner on a terminal only
+            for r in an.analyze_paths(files):
+                status.update(f"analysing {total + 1}/{len(files)} logs ({len(items)} unknown)")
+                if r.analysis is None:
+                    err.print(f"[red]{escape(r.file)}: {escape(str(r.error))}[/red]")
+                    continue
+                total += 1
+                if r.analysis.diagnosis.category == "unknown":
+                    items.append((r.file, r.analysis.signature))
         clusters = [{"signature": c.signature, "count": c.count, "examples": c.examples}
                     for c in cluster_unknowns(items)[:top]]
         err.print(f"{len(items)} of {total} logs are unknown, in {len(cluster_unknowns(items))} clusters")
@@ -783,11 +785,80 @@ def config_check(
             console.print(f"  [yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
 
 
+#: ``guard --help`` in panels, in the order a newcomer needs them (every command must be in one: a test checks)
+HELP_PANELS: dict[str, tuple[str, ...]] = {
+    "Start here": ("demo", "up", "analyze", "watch", "report"),
+    "Send CI data to the guard": ("forward", "webhook", "ingest", "action", "directive", "fetcher"),
+    "Run the guard's services": ("worker", "executor", "api", "api-keys", "topics", "export"),
+    "Tune and check": ("config", "backtest", "unknowns", "learn", "flakiness", "bench", "schemas"),
+}
+
+
+def _arrange_help() -> None:
+    """Commands grouped and ordered by :data:`HELP_PANELS`; help texts as plain text (a ``[name]`` in a
+    help string is not Rich markup), single line breaks of a docstring not kept; flags without a type."""
+    from typer.core import TyperArgument, TyperOption
+
+    order = {name: (i, j) for i, names in enumerate(HELP_PANELS.values()) for j, name in enumerate(names)}
+    panel = {name: title for title, names in HELP_PANELS.items() for name in names}
+
+    def name_of(info: Any) -> str:
+        if getattr(info, "name", None):
+            return str(info.name)
+        cb = getattr(info, "callback", None) or getattr(getattr(info, "typer_instance", None), "info", None)
+        return str(getattr(cb, "__name__", "")).replace("_", "-")
+
+    for infos in (app.registered_commands, app.registered_groups):
+        for info in infos:
+            info.rich_help_panel = panel.get(name_of(info), "Other")
+        infos.sort(key=lambda info: order.get(name_of(info), (99, 0)))
+
+    def reflow(text: str | None) -> str | None:
+        """A docstring's paragraphs each on one line: Rich keeps a docstring's line breaks in the listing."""
+        if not text:
+            return text
+        import inspect
+
+        return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+    def reflow_all(t: Any) -> None:
+        for info in t.registered_commands:
+            info.help = reflow(info.help or getattr(info.callback, "__doc__", None))
+        for g in t.registered_groups:
+            g.help = reflow(g.help or g.typer_instance.info.help)
+            reflow_all(g.typer_instance)
+
+    reflow_all(app)
+    for cls in (TyperOption, TyperArgument):
+        if getattr(cls.display_type_rich, "_guard_types", False):
+            continue
+        shown = cls.display_type_rich
+
+        def display_type_rich(self: Any, ctx: Any, _shown: Any = shown) -> Any:
+            if getattr(self, "is_flag", False):
+                return None  # a flag takes no value: no "<bool>"
+            out = _shown(self, ctx)
+            if isinstance(out, str) and out.startswith("<list[") and out.endswith("]>"):
+                return f"<{out[6:-2]}>..."  # repeatable: "<str>...", not "<list[str]>"
+            return out
+
+        display_type_rich._guard_types = True  # type: ignore[attr-defined]
+        cls.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_arrange_help()
+
+
 def main() -> None:
+    from .brokers import BrokerError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokerError as exc:  # a broker that cannot start: the message says what to install or do
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ import pytest
 
 from healing_guard.brokers import KafkaBroker, TansuBroker
 
+#: `--file-progress`: a line per finished test file (make test)
+pytest_plugins = ["tests.support.file_progress"]
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

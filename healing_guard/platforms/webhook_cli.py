@@ -11,7 +11,7 @@ import typer
 
 from .webhooks import WebhookError, parse
 
-webhook_app = typer.Typer(no_args_is_help=True, help="CI webhooks: parse saved payloads into job records.")
+webhook_app = typer.Typer(no_args_is_help=True, help="CI webhooks: receive them (serve) or parse saved payloads into job records (parse).")
 
 PROVIDER_CHOICES = ("github", "gitlab", "jenkins", "circleci")
 # the keys printed first, in this order; the rest of JobEvent follows
@@ -21,7 +21,7 @@ FIRST_KEYS = ("provider", "repo", "run_id", "job_id", "job_name", "attempt", "st
 
 @webhook_app.callback()
 def _main() -> None:
-    """CI webhooks: parse saved payloads into job records."""
+    """CI webhooks: receive them (serve) or parse saved payloads into job records (parse)."""
 
 
 def record_line(ev: Any) -> bytes:

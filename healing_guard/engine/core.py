@@ -216,7 +216,7 @@ class Engine:
         cfg = self.plan_config
         if job.healing_strategy and is_preset(job.healing_strategy):  # the pipeline's preset (Action, GitLab)
             cfg = self._preset_config(job.healing_strategy, job.max_retries)
-        choice = choose(job, d, ready.risks, ledger, cfg, self.settings.price(job.runner_size), now,
+        choice = choose(job, d, ready.risks, ledger, cfg, self.settings.price(self.size_of(job)), now,
                         policy=self.policy, success=success, tail=ready.tail,
                         retries=lambda _owner: job.attempt - 1)  # the attempts before this one were retries
         ledger, cmd = choice.ledger, choice.command
@@ -283,7 +283,16 @@ class Engine:
         return [job_run_fact(out.job, cost_usd=self.job_cost(out.job))]
 
     def job_cost(self, job: JobEvent) -> float:
-        return round(job.duration_minutes * self.settings.price(job.runner_size), 4)
+        return round(job.duration_minutes * self.settings.price(self.size_of(job)), 4)
+
+    def size_of(self, job: JobEvent) -> str | None:
+        """The job's runner size class: its own, else the priced size its runner labels name (a webhook's
+        ``labels`` / ``tag_list``: ``saas-linux-large-amd64`` -> large), else None (the default size)."""
+        if job.runner_size:
+            return job.runner_size
+        from ..platforms.forward import runner_size
+
+        return runner_size(job.runner_labels, None, self.settings.price_per_minute_usd)
 
     # --- incidents -----------------------------------------------------------------------------
     def incident_sighting(self, f: Finding) -> dict[str, Any] | None:

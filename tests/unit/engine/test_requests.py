@@ -170,3 +170,4 @@ def test_unknown_names_list_presets_and_strategies(bad: object) -> None:
         assert f"unknown strategy {bad!r}" in text
     with pytest.raises(ValueError):
         heal(failure(), bad)  # type: ignore[arg-type]
+

@@ -7,9 +7,16 @@ Two producers expose the same product names:
   :func:`start_metrics_server` when ``metrics.port`` is set. The agents call the methods of
   :data:`WORKER`; the rules of *what* counts live here, not in the agents.
 - **The REST API** (:func:`render_api_metrics`) reads the warehouse at scrape time: all-time totals over
-  every repository (no ``repo`` label) and per repository (``repo="owner/repo"``). The duration
+  every repository (no ``repo`` label) and per repository (``repo="owner/repo"``, every platform's
+  repository of that name). They are ``guard report --all-time``'s figures (and the ROI route's and
+  Grafana's for the same window): one definition, the SQL of ``infra/clickhouse/queries``. The duration
   histograms are not served there: the warehouse keeps no timings (scrape them from the worker and the
   executor). A warehouse that cannot be read gives ``healing_guard_warehouse_up 0`` and nothing else.
+
+The two producers count the same things by the same rules (a re-run recovered when the job's next
+attempt, the re-run, succeeded; time saved ``max(0, human_response_minutes - reaction)``), but over
+different spans: the worker's since its process started, the API's over the warehouse's whole history.
+Compare the API's with ``guard report``, not with a worker's.
 
 Pure: no Faust, Kafka or ClickHouse imports (the API passes a reader object in).
 """
@@ -30,7 +37,7 @@ except ImportError:  # older clients: their latest is that format
     from prometheus_client.exposition import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client.samples import Sample
 
-from .remediate.actions import NOTIFY_ACTIONS
+from .remediate.actions import NOTIFY_ACTIONS, is_rerun
 from .remediate.strategies import FLAKY_RETRY, RACE_RETRY
 
 if TYPE_CHECKING:
@@ -60,9 +67,9 @@ HELP = {
     "remediation_duration": "Seconds of remediation, by stage: decide = from the job's completion (platform "
                             "time) to its command on guard.actions, including waits for late log chunks and "
                             "test results; execute = the executor carrying one command out.",
-    "recovery_rate": "Share of automatic actions whose next attempt of the job succeeded, by action "
+    "recovery_rate": "Share of automatic re-runs whose re-run (the job's next attempt) succeeded, by action "
                      "(attempts that ended success or failure since this process started).",
-    "time_saved_minutes": "Minutes of waiting saved: for each automatic action whose next attempt succeeded, "
+    "time_saved_minutes": "Minutes of waiting saved: for each automatic re-run whose re-run attempt succeeded, "
                           "the minutes a person would have taken to notice and re-run (human_response_minutes) "
                           "minus the guard's own reaction time.",
     "cost_saved_usd": "USD of CI retries not made: the cost of each failed attempt the guard diagnosed and did not "
@@ -76,12 +83,12 @@ HELP = {
 def cost_saved_usd(command: Command, attempt_cost_usd: float) -> float:
     """What a blind retry-once would have paid again for this diagnosed attempt and the guard did not.
 
-    The warehouse's "cost avoided" (``retries_avoided`` in 003_roi.sql) at decision time: every failed
-    attempt the guard diagnosed and did not re-run (``notify_author`` for code failures, ``notify_oncall``
-    when the gate, the budget or the expected value refused a retry or the cause is left to a person,
-    ``escalate``), at the attempt's own CI cost. The warehouse later also leaves out attempts whose next
-    attempt succeeded on the same commit (a re-run would have helped); the worker cannot see that when it
-    decides, so its counter is an upper bound of the API's.
+    The warehouse's "cost avoided" (``retries_avoided``, 003_roi.sql as 004_rerun_same_commit.sql redefines
+    it) at decision time: every failed attempt the guard diagnosed and did not re-run (``notify_author``
+    for code failures, ``notify_oncall`` when the gate, the budget or the expected value refused a retry or
+    the cause is left to a person, ``escalate``), at the attempt's own CI cost. The warehouse later also
+    leaves out attempts that a later attempt on the same commit turned green (a re-run would have
+    helped); the worker cannot see that when it decides, so its counter is an upper bound of the API's.
     """
     if command.action in NOTIFY_ACTIONS:
         return max(attempt_cost_usd, 0.0)
@@ -136,7 +143,7 @@ class WorkerMetrics:
         if job.completed_at is not None and now >= job.completed_at:
             reaction = now - job.completed_at
             self.remediation_duration.labels(stage="decide").observe(reaction)
-        if cmd.action not in NOTIFY_ACTIONS:  # its next attempt tells the time saved
+        if is_rerun(cmd.action):  # its next attempt tells the time saved
             self._reactions[(job.job_key, job.attempt)] = (reaction or 0.0) / 60.0
             while len(self._reactions) > MAX_PENDING_REACTIONS:
                 del self._reactions[next(iter(self._reactions))]
@@ -146,7 +153,8 @@ class WorkerMetrics:
         self.flaky(cmd)
 
     def next_attempt(self, retried: tuple[str, str] | None, job: JobEvent, human_response_minutes: float) -> None:
-        """The attempt after an automatic action concluded: success means the action recovered the job.
+        """The attempt after an automatic re-run concluded: success means the re-run recovered the job
+        (the warehouse's rule, ``004_rerun_same_commit.sql``: re-runs only, decided by the re-run attempt).
 
         Time saved is ``max(0, human_response_minutes - reaction)``, the reaction being the minutes from
         the failed attempt's completion to the command, as the warehouse counts it (0 when this process
@@ -156,7 +164,7 @@ class WorkerMetrics:
         if retried is None or job.conclusion in (None, "cancelled", "skipped"):
             return
         action = retried[0]
-        if action in NOTIFY_ACTIONS:
+        if not is_rerun(action):
             return
         counts = self._next_attempts.setdefault(action, [0, 0])
         ok = job.conclusion == "success"
@@ -249,15 +257,22 @@ class WarehouseCollector:
 def _families(reports: list[tuple[dict[str, str], dict[str, Any]]]) -> list[Metric]:
     classification = CounterMetricFamily("healing_guard_failure_classification", HELP["failure_classification"])
     recovery = GaugeMetricFamily("healing_guard_recovery_rate",
-                                 "Share of automatic commands whose next attempt succeeded, among those whose next "
-                                 "attempt concluded: overall (no action label) and by action (warehouse, all time).")
+                                 "Share of automatic re-runs whose re-run attempt (the job's next attempt on the same "
+                                 "commit) succeeded, among those whose re-run attempt concluded: overall (no action "
+                                 "label) and by action (warehouse, all time).")
     time_saved = CounterMetricFamily("healing_guard_time_saved_minutes", HELP["time_saved_minutes"])
     cost_saved = CounterMetricFamily("healing_guard_cost_saved_usd",
                                      "USD of useless CI retries not made: the cost of each failed attempt the guard "
                                      "diagnosed and did not re-run, whose next attempt did not succeed on the same "
                                      "commit, which a blind retry-once would have paid (warehouse, all time).")
+    rerun_cost = CounterMetricFamily("healing_guard_rerun_cost_usd",
+                                     "USD the guard's automatic re-runs cost: each re-run attempt's CI cost, or the "
+                                     "planner's estimate until it has run (warehouse, all time).")
     flaky = GaugeMetricFamily("healing_guard_flaky_test_detection",
-                              "Tests the warehouse judges flaky: they failed and passed on one commit (all time).")
+                              "Flaky tests: the guard judged them flaky (re-ran them as flaky tests or quarantined "
+                              "them) or they failed and passed on one commit (warehouse, all time).")
+    flaky_rate = GaugeMetricFamily("healing_guard_flaky_test_rate",
+                                   "Flaky tests / tests seen (warehouse, all time).")
     for base, r in reports:
         for category, n in sorted((r.get("failures_by_category") or {}).items()):
             _add(classification, "_total", {**base, "category": str(category)}, n)
@@ -266,8 +281,10 @@ def _families(reports: list[tuple[dict[str, str], dict[str, Any]]]) -> list[Metr
             _add(recovery, "", {**base, "action": str(s["action"])}, s.get("rate"))
         _add(time_saved, "_total", base, r.get("time_saved_minutes") or 0.0)
         _add(cost_saved, "_total", base, r.get("cost_saved_usd") or 0.0)
+        _add(rerun_cost, "_total", base, r.get("rerun_cost_usd") or 0.0)
         _add(flaky, "", base, r.get("flaky_tests") or 0)
-    return [classification, recovery, time_saved, cost_saved, flaky]
+        _add(flaky_rate, "", base, r.get("flaky_test_rate"))
+    return [classification, recovery, time_saved, cost_saved, rerun_cost, flaky, flaky_rate]
 
 
 def render_api_metrics(reader: ReportReader) -> tuple[bytes, str]:

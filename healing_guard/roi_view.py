@@ -22,16 +22,27 @@ def print_report(console: Console, r: dict[str, Any], series: list[dict[str, Any
     t.add_column(style="bold")
     t.add_column(justify="right")
     t.add_column(style="dim")
+    decided = r.get("reruns_decided")
+    ran = "" if decided is None else f", {decided:,} of them ran"
+    mttr_note = f"failure to green, {r.get('mttr_episodes', 0):,} failures the guard re-ran"
+    if r.get("mttr_without_guard_minutes") is not None:
+        mttr_note += (f"; without the guard {num(r['mttr_without_guard_minutes'], '{:,.1f}')} min "
+                      f"(a person re-running after {human_minutes:g} min)")
+    flaky_note = f"{r['flaky_tests']:,} of {r['tests_seen']:,} tests"
+    if "flaky_tests_judged" in r:
+        flaky_note += (f": {r['flaky_tests_judged']:,} judged flaky by the guard, {r['flaky_tests_observed']:,} "
+                       "failed and passed on one commit")
     rows = [
         ("jobs (failed)", f"{r['jobs']:,} ({r['failed_jobs']:,})", f"CI cost ${r['ci_cost_usd']:,.2f}"),
         ("time saved", f"{r['time_saved_minutes']:,.1f} min", f"vs a person re-running after {human_minutes:g} min"),
-        ("cost of re-runs", f"${r['rerun_cost_usd']:,.2f}", f"{r['auto_commands']:,} automatic re-runs"),
+        ("cost of re-runs", f"${r['rerun_cost_usd']:,.2f}", f"{r['auto_commands']:,} automatic re-runs{ran}"),
         ("cost avoided", f"${r['cost_avoided_usd']:,.2f}", "useless retries not made"),
-        ("MTTR", f"{num(r['mttr_minutes'], '{:,.1f}')} min", "failure to green, where the guard acted"),
+        ("recovery rate", num(r["recovery_rate"], "{:.0%}"), "re-runs whose re-run attempt passed"),
+        ("MTTR", f"{num(r['mttr_minutes'], '{:,.1f}')} min", mttr_note),
         ("mean time to green", f"{num(r['mttg_minutes'], '{:,.1f}')} min",
-         f"{r['open_failures']:,} failures not green yet"),
-        ("recovery rate", num(r["recovery_rate"], "{:.0%}"), "re-runs whose next attempt passed"),
-        ("flaky-test rate", num(r["flaky_test_rate"], "{:.1%}"), f"{r['flaky_tests']:,} of {r['tests_seen']:,} tests"),
+         f"all {r.get('mttg_episodes', 0):,} failures that turned green (other failures than MTTR's: the guard "
+         f"re-runs what a re-run can fix); {r['open_failures']:,} not green yet"),
+        ("flaky-test rate", num(r["flaky_test_rate"], "{:.1%}"), flaky_note),
     ]
     rel = r.get("reliability")
     if rel:
@@ -48,7 +59,7 @@ def print_report(console: Console, r: dict[str, Any], series: list[dict[str, Any
         t.add_row(*row)
     console.print(t)
     if r["recovery_by_strategy"]:
-        console.print("[bold]recovery per strategy[/bold] (recovered / next attempt ran, of re-runs): " + ", ".join(
+        console.print("[bold]recovery per strategy[/bold] (recovered / re-run attempt ran, of re-runs): " + ", ".join(
             f"{escape(a['action'])} {a['recovered']}/{a['decided']} of {a['commands']}"
             for a in r["recovery_by_strategy"]), highlight=False)
     if r["failures_by_category"]:

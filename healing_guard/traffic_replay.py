@@ -44,6 +44,20 @@ class ReplayResult:
     waited_out: bool = False  # stopped because nothing new came, not because every failed job was decided
 
 
+def failed_results(msgs: Sequence[Message]) -> int:
+    """How many test results in ``msgs`` failed or errored: the test risks the test agent will send."""
+    n = 0
+    for topic, _key, value in msgs:
+        if topic != DEFAULT_TOPICS.tests:
+            continue
+        try:
+            r = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        n += isinstance(r, dict) and r.get("outcome") in ("failed", "error")
+    return n
+
+
 def completed_attempts(msgs: Sequence[Message]) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
     """(job key, attempt) of every completed job event in ``msgs``, and of those that failed or timed out."""
     done: set[tuple[str, int]] = set()
@@ -88,7 +102,9 @@ def replay(s: Settings, msgs: Sequence[Message], *, database: str, console: Cons
                   highlight=False)
     s = dataclasses.replace(
         s, broker_url=f"kafka://{bootstrap}", app_id=f"guard-{app_name}-{uuid.uuid4().hex[:6]}",
-        clickhouse_database=database, topic_prefix="", partitions=2, fact_flush_seconds=0.5,
+        # one partition: the test agent learns the tests' results in the recorded order (its flaky prior and
+        # retry-context model are shared by all tests), and the job agent decides in the recorded order too
+        clickhouse_database=database, topic_prefix="", partitions=1, fact_flush_seconds=0.5,
         test_grace_seconds=1.0, chunk_grace_seconds=5.0,
         # the replay's own Tansu speaks plaintext: the configured broker's credentials are not for it
         broker_sasl_mechanism="", broker_username="", broker_password="", broker_tls=False,
@@ -143,9 +159,11 @@ async def _drive(s: Settings, guard: Any, msgs: Sequence[Message], result: Repla
     t = s.topics
     names = {name: t.named(name) for name in INPUT_TOPICS}
     expected = completed_attempts(msgs)[1]
+    risks_due = failed_results(msgs)
+    risks = 0
     decided: set[tuple[str, int]] = set()
-    consumer = AIOKafkaConsumer(t.findings, t.actions, bootstrap_servers=s.bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(t.findings, t.actions, t.test_risk, bootstrap_servers=s.bootstrap,
+                                group_id=None, auto_offset_reset="earliest")
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=5, max_request_size=16 << 20)
     await consumer.start()
     await producer.start()
@@ -153,13 +171,16 @@ async def _drive(s: Settings, guard: Any, msgs: Sequence[Message], result: Repla
     last_new = time.monotonic()
 
     async def poll(timeout_ms: int) -> None:
-        nonlocal last_new
+        nonlocal last_new, risks
         batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
         for tp, records in batch.items():
             for r in records:
                 d = orjson.loads(r.value)
                 key = (r.key.decode("utf-8", "replace"), int(d.get("attempt") or 1))
                 last_new = time.monotonic()
+                if tp.topic == t.test_risk:
+                    risks += 1
+                    continue
                 if tp.topic == t.findings:
                     result.findings[key] = d
                     continue
@@ -176,13 +197,27 @@ async def _drive(s: Settings, guard: Any, msgs: Sequence[Message], result: Repla
             send = progress.add_task(label, total=len(msgs))
             done = progress.add_task("jobs diagnosed", total=len(expected))
             pending = []
-            for i, (topic, key, value) in enumerate(msgs):
+            # The test results first, then everything else, each in the recorded order. Results travel on
+            # their own topic and the job agent waits only a moment (test_grace_seconds) for the risks the
+            # test agent derives from them; in a replay faster than life that race decides how a test
+            # failure is handled. So the test agent judges every result first (each against the results
+            # before it, as live) and the job agent finds a failure's risks waiting for it.
+            tests = [m for m in msgs if m[0] == DEFAULT_TOPICS.tests]
+            ordered = tests + [m for m in msgs if m[0] != DEFAULT_TOPICS.tests]
+            for i, (topic, key, value) in enumerate(ordered):
                 pending.append(await producer.send(names[topic], key=key, value=value))
                 if len(pending) >= 500:
                     await asyncio.gather(*pending)
                     pending.clear()
                     progress.update(send, completed=i + 1)
                     await poll(0)
+                if i + 1 == len(tests):  # every result sent: wait (a hang guard bounds it) for every risk
+                    await asyncio.gather(*pending)
+                    pending.clear()
+                    since = time.monotonic()
+                    while risks < risks_due and time.monotonic() - since < idle_seconds \
+                            and time.monotonic() < deadline:
+                        await poll(200)
             await asyncio.gather(*pending)
             progress.update(send, completed=len(msgs))
             last_new = time.monotonic()

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol, TypeVar
 
@@ -34,7 +34,8 @@ from ..schemas import Command
 from ..engine.requests import plan_heal
 from ..settings import Settings
 from .keys import ApiKey, ApiKeys
-from .models import DirectiveAnswer, Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi
+from .models import (DirectiveAnswer, Error, FailureAnalysis, HealAccepted, HealRequest, Health, RepoHealth, Roi,
+                     RoiAll)
 
 __all__ = ["ApiError", "CommandSink", "KafkaCommandSink", "Reader", "create_app", "DASHBOARD"]
 
@@ -50,9 +51,12 @@ class Reader(Protocol):
     """The part of ``warehouse.read.WarehouseReader`` the API uses (see the issue-6 contract)."""
 
     def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None, *,
-               provider: str | None = None) -> dict[str, Any]: ...
+               provider: str | None = None, repos: Sequence[str] | None = None) -> dict[str, Any]: ...
     def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
-              provider: str | None = None) -> list[dict[str, Any]]: ...
+              provider: str | None = None, repos: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
+    def recent_actions(self, owner: str | None = None, repo: str | None = None, days: int | None = 30, *,
+                       provider: str | None = None, repos: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
+    def repo_keys(self) -> list[tuple[str, str, str]]: ...
     def repo_health(self, owner: str, repo: str, days: int = 30, *, provider: str | None = None) -> dict[str, Any]: ...
     def failure(self, owner: str, repo: str, job_id: str, *, provider: str | None = None) -> dict[str, Any] | None: ...
     def repos(self) -> list[str]: ...
@@ -415,12 +419,35 @@ def create_app(reader_factory: Callable[[], Reader], *, keys: ApiKeys, actions: 
                                changes=d.changes, directive=d.to_dict())
 
     @app.get("/api/v1/repos/{owner:path}/{repo}/roi", response_model=Roi, tags=["repositories"],
-             summary="ROI report and daily series (the dashboard's data)",
+             summary="ROI report, daily series and recent actions (the dashboard's data)",
              responses=_responses(401, 403, 404, 422, 503))
     async def roi(owner: Owner, repo: Repo, _key: Key, days: Days = 30, provider: ProviderQ = "github") -> Any:
-        """Time and money saved, recovery rates, flaky tests, top failure templates and budget burn."""
+        """Time and money saved, recovery rates, flaky tests, top failure templates, budget burn and the
+        guard's latest commands with their outcomes."""
         return await read(lambda r: {"report": r.report(owner, repo, days, provider=provider),
-                                     "daily": r.daily(owner, repo, days, provider=provider)})
+                                     "daily": r.daily(owner, repo, days, provider=provider),
+                                     "actions": r.recent_actions(owner, repo, days, provider=provider)})
+
+    def any_key(bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                header: Annotated[str | None, Depends(_header)]) -> ApiKey:
+        return authenticate(bearer, header)
+
+    @app.get("/api/v1/roi", response_model=RoiAll, tags=["repositories"],
+             summary="ROI over every repository the key may read (the dashboard's all-repositories view)",
+             responses=_responses(401, 422, 503))
+    async def roi_all(key: Annotated[ApiKey, Depends(any_key)], days: Days = 30) -> Any:
+        """The ROI route's answer added up over every repository (on every platform) this API key may
+        read: all of them for a ``*`` key, only its own for a key scoped to some. The figures are the
+        repository ROI's definitions over the union of those repositories' facts (not an average of
+        repository figures)."""
+        def answer(r: Reader) -> dict[str, Any]:
+            found = [f"{p}:{o}/{n}" for p, o, n in r.repo_keys() if key.allows(p, o, n)]
+            repos = None if key.allows_everything() else found
+            return {"repositories": found, "report": r.report(None, None, days, repos=repos),
+                    "daily": r.daily(None, None, days, repos=repos),
+                    "actions": r.recent_actions(None, None, days, repos=repos)}
+
+        return await read(answer)
 
     @app.get("/dashboard", response_class=HTMLResponse, tags=["service"], summary="The ROI dashboard page",
              responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **_responses(404)})

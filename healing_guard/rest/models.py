@@ -14,7 +14,7 @@ from ..engine.requests import CHANNELS, HEAL_STRATEGY_NAMES, normalize_heal_stra
 
 __all__ = [
     "Daily", "Error", "Evidence", "FailureAnalysis", "FailureCommand", "HealAccepted", "HealRequest", "Health",
-    "Recommendation", "Report", "RepoHealth", "Roi",
+    "RecentAction", "Recommendation", "Report", "RepoHealth", "Roi", "RoiAll",
 ]
 
 
@@ -124,16 +124,20 @@ class FailureAnalysis(BaseModel):
 class StrategyRecovery(BaseModel):
     action: str
     commands: int
-    recovered: int
-    decided: int = Field(0, description="re-runs whose next attempt has completed (the rate's denominator)")
+    recovered: int = Field(description="re-runs whose re-run attempt succeeded")
+    decided: int = Field(0, description="re-runs whose re-run attempt (the job's next attempt on the same commit) "
+                                        "has completed: the rate's denominator")
     rate: float | None
 
 
 class FlakyTest(BaseModel):
     test_id: str
-    runs: int
+    runs: int = Field(description="results of the test in the window")
     failures: int
-    flaky_jobs: int
+    flaky_jobs: int = Field(description="commits (or jobs, without a commit) on which it both failed and passed")
+    guard_reruns: int = Field(0, description="times the guard re-ran it as a flaky test (retry_tests_isolated, "
+                                             "rerun_sequential)")
+    quarantined: bool = Field(False, description="whether the guard quarantined it")
 
 
 class Template(BaseModel):
@@ -149,6 +153,25 @@ class BudgetDay(BaseModel):
     burn: float | None = Field(description="spent / budget")
 
 
+class RecentAction(BaseModel):
+    """One of the guard's latest commands and what came of it."""
+
+    ts: str | None = Field(description="when the guard decided it, ISO-8601 UTC")
+    repo: str = Field(description="owner/repo")
+    provider: str
+    job_id: str
+    attempt: int = Field(description="the attempt it answered")
+    job_name: str | None
+    action: str
+    category: str
+    reason: str
+    status: str | None = Field(description="the executor's outcome (succeeded, failed, skipped, dry_run, refused, "
+                                           "unknown); null until it reports")
+    detail: str | None = Field(description="the executor's words on the outcome")
+    rerun_conclusion: str | None = Field(description="a re-run's re-run attempt: success, failure or timed_out; null "
+                                                     "until it has run, and for other actions")
+
+
 class ReliabilityWindow(BaseModel):
     since: str = Field(description="YYYY-MM-DD, the window's first day")
     until: str | None = Field(description="YYYY-MM-DD, the day after the window (null: up to now)")
@@ -156,7 +179,7 @@ class ReliabilityWindow(BaseModel):
     failed_jobs: int
     success_rate: float | None = Field(description="completed job attempts that succeeded / completed attempts")
     failure_episodes: int
-    healed_share: float | None = Field(description="failure episodes the guard re-ran to green / episodes")
+    healed_share: float | None = Field(description="failure episodes a re-run of the guard turned green / episodes")
     mttr_minutes: float | None
     mttg_minutes: float | None
 
@@ -187,20 +210,31 @@ class Report(BaseModel):
     ci_cost_usd: float
     auto_commands: int
     manual_commands: int
+    reruns_decided: int = Field(0, description="automatic re-runs whose re-run attempt (the job's next attempt on the "
+                                               "same commit) has completed")
+    reruns_recovered: int = Field(0, description="automatic re-runs whose re-run attempt succeeded")
     time_saved_minutes: float = Field(description="vs a person noticing and re-running")
     rerun_cost_usd: float = Field(description="what the guard's automatic reruns cost")
     cost_avoided_usd: float = Field(description="useless retries not made (a blind retry-once policy would have paid)")
     cost_saved_usd: float
-    mttr_minutes: float | None = Field(description="failure -> green, episodes the guard acted on")
-    mttg_minutes: float | None = Field(description="failure -> next green of the same job, all episodes")
+    mttr_minutes: float | None = Field(description="failure -> green, over the failure episodes the guard re-ran")
+    mttr_without_guard_minutes: float | None = Field(
+        None, description="the same episodes had a person re-run each failure the guard's re-run recovered, "
+                          "human_response_minutes after it failed (the counterfactual of time saved)")
+    mttr_episodes: int = Field(0, description="failure episodes the guard re-ran that ended green (MTTR's count)")
+    mttg_minutes: float | None = Field(description="failure -> next green of the same job, all episodes (other "
+                                                   "episodes than MTTR's: not comparable with it)")
+    mttg_episodes: int = Field(0, description="failure episodes that ended green (MTTG's count)")
     open_failures: int
     success_rate: float | None = Field(description="completed job attempts that succeeded / completed attempts")
     reliability: Reliability
     recovery_rate: float | None
     recovery_by_strategy: list[StrategyRecovery]
     tests_seen: int
-    flaky_tests: int
-    flaky_test_rate: float | None
+    flaky_tests: int = Field(description="tests judged flaky by the guard or seen failing and passing on one commit")
+    flaky_test_rate: float | None = Field(description="flaky_tests / tests_seen")
+    flaky_tests_judged: int = Field(0, description="tests the guard judged flaky: re-ran as flaky or quarantined")
+    flaky_tests_observed: int = Field(0, description="tests that both failed and passed on one commit")
     flakiest_tests: list[FlakyTest]
     failures_by_category: dict[str, int]
     top_templates: list[Template]
@@ -220,10 +254,17 @@ class Daily(BaseModel):
 
 
 class Roi(BaseModel):
-    """The dashboard's data: the report and its days, oldest first."""
+    """The dashboard's data: the report, its days (oldest first) and the guard's latest commands."""
 
     report: Report
     daily: list[Daily]
+    actions: list[RecentAction] = Field(default_factory=list, description="the latest commands, newest first")
+
+
+class RoiAll(Roi):
+    """The dashboard's data over every repository the API key may read."""
+
+    repositories: list[str] = Field(description="the repositories added up (provider:owner/repo)")
 
 
 StrategyName = Literal[HEAL_STRATEGY_NAMES]  # type: ignore[valid-type]

@@ -433,3 +433,81 @@ def messages(jobs: Sequence[SampleJob]) -> Iterator[tuple[str, bytes, bytes]]:
     for idx_ev in heapq.merge(*[[(ev[0], j, ev[1], ev[2], ev[3], ev[4]) for ev in s] for j, s in enumerate(streams)],
                               key=lambda e: (e[0], e[1], e[2])):
         yield idx_ev[3], idx_ev[4], idx_ev[5]
+
+
+# ------------------------------------------------------------------------- the CI's answer to re-runs
+
+#: seconds from the guard's command to its re-run's start: the executor's call and the runner queue
+#: (plus the command's own backoff, when it asks for one)
+RERUN_START_S = (30.0, 180.0)
+_SIZES = ("small", "medium", "large", "xlarge")
+
+
+@dataclasses.dataclass
+class Rerun:
+    """One re-run the guard asked for, as the sample's CI stand-in ran it: attempt ``n + 1`` of the job on
+    the same commit, and the results of the tests it re-ran (a tests-only re-run reports only those)."""
+
+    command_id: str
+    action: str
+    job: JobEvent  # completed
+    tests: list[TestResult]
+
+
+def rerun_attempts(jobs: Sequence[SampleJob], commands: Sequence[dict[str, Any]], seed: int) -> list[Rerun]:
+    """Run the guard's re-run ``commands`` (dicts as on guard.actions) on the sample's CI stand-in.
+
+    The sample traffic holds first attempts only: nothing in it re-runs a job, so without this the
+    guard's re-runs would never run, and every failure would wait for the next push of its job.
+    Outcomes come from the sample's ground truth, deterministic for ``seed`` and the command:
+
+    - a tests-only re-run (retry_tests_isolated, rerun_sequential) passes when every failed test passes
+      again: a flaky test passes with 1 - its flake rate; a regression fails again;
+    - any other re-run passes with the strategy table's prior for the action (``remediate.strategies``)
+      when the failure's true cause is one a re-run can fix (the table answers it automatically), and
+      fails again when it is a code failure;
+    - it starts ``RERUN_START_S`` (plus the command's first backoff) after the command, takes the failed
+      attempt's minutes times the action's ``rerun_fraction``, on the next larger runner when it asks
+      for one.
+    """
+    from healing_guard.remediate.actions import RERUN_ACTIONS
+    from healing_guard.remediate.strategies import FLAKY_RETRY, RACE_RETRY, STRATEGIES, remedy_for
+
+    by_key = {j.completed.job_key: j for j in jobs}
+    flake_rate = {t.test_id: t.flake_rate for r in build_repos(seed) for t in r.tests}
+    tests_only = {FLAKY_RETRY.action, RACE_RETRY.action}
+    out: list[Rerun] = []
+    seen: set[str] = set()
+    for c in sorted(commands, key=lambda c: (str(c.get("command_id")), str(c.get("action")))):
+        action, cid = str(c.get("action")), str(c.get("command_id"))
+        key = f"{c.get('provider')}/{c.get('owner')}/{c.get('repo')}/{c.get('job_id')}"
+        job = by_key.get(key)
+        if action not in RERUN_ACTIONS or cid in seen or job is None or int(c.get("attempt") or 1) != 1:
+            continue
+        seen.add(cid)
+        rng = Random(f"healing-guard-samples-rerun-{seed}-{cid}")
+        failed = job.completed
+        remedy = remedy_for(str(c.get("category") or ""), action)
+        truth = STRATEGIES.get(job.expected_category or "unknown", STRATEGIES["unknown"])
+        params = c.get("parameters") or {}
+        if action in tests_only:
+            rerun = [str(t) for t in params.get("tests") or []]
+            ok = job.flaky and all(rng.random() >= flake_rate.get(t, 1.0) for t in rerun)
+        else:
+            rerun = []
+            ok = truth.automatic and rng.random() < (remedy.p_success if remedy is not None else truth.p_success)
+        backoff = params.get("backoff_seconds") or [0]
+        start = float(c.get("ts") or failed.completed_at or 0.0) + rng.uniform(*RERUN_START_S) + float(backoff[0])
+        minutes = failed.duration_minutes * (remedy.rerun_fraction if remedy is not None else 1.0)
+        size = failed.runner_size
+        if action == "rerun_larger_runner" and size in _SIZES:
+            size = _SIZES[min(_SIZES.index(size) + 1, len(_SIZES) - 1)]
+        done = start + max(minutes, 0.5) * 60.0
+        event = dataclasses.replace(
+            failed, attempt=2, conclusion="success" if ok else "failure", exit_code=0 if ok else failed.exit_code,
+            runner_size=size, queued_at=start, started_at=start, completed_at=round(done, 3), log_chunks=None)
+        results = [TestResult(provider=failed.provider, owner=failed.owner, repo=failed.repo, job_id=failed.job_id,
+                              test_id=t, outcome="passed" if ok else "failed", attempt=2, head_sha=failed.head_sha,
+                              ts=round(done - 1.0, 3)) for t in rerun]
+        out.append(Rerun(cid, action, event, results))
+    return out

@@ -8,20 +8,26 @@ up, so a total and its daily series can never disagree. Every number is over ded
 
 Definitions (docs/roi.md):
 
-* **time saved**: for each automatic re-run whose next attempt succeeded,
+* **a re-run's attempt**: the job's next attempt on the same commit (its next attempt when the commit is
+  unknown): a push brings other code, so it does not decide a re-run (``004_rerun_same_commit.sql``).
+* **time saved**: for each automatic re-run whose re-run attempt succeeded,
   ``max(0, human_response_minutes - reaction_minutes)``. The counterfactual: without the guard a person
   notices the failure and re-runs it after ``human_response_minutes`` on average.
-* **cost of reruns**: each re-run's next attempt's CI cost (the planner's estimate until it has run).
+* **cost of reruns**: each re-run attempt's CI cost (the planner's estimate until it has run).
 * **cost avoided** (= cost saved): failed attempts the guard diagnosed and did not re-run, whose next
   attempt was not a success on the same commit, at the attempt's own cost: what a blind retry-once
   policy would have spent again for nothing.
 * **MTTG**: mean time from a job's first failure to its next success (failure episodes that ended).
-* **MTTR**: the same over the episodes the guard re-ran.
+* **MTTR**: the same over the episodes the guard re-ran, beside **MTTR without the guard**: the same
+  episodes with each recovered re-run's time saved added back (a person re-running after
+  ``human_response_minutes``). MTTR and MTTG are over different episodes: not a comparison.
 * **success rate**: completed job attempts that succeeded / completed job attempts.
 * **reliability change**: MTTR, MTTG and success rate over the last N days (the report's window, 30 for
   all time) against the N days before, and the difference (now minus before).
-* **recovery rate** of an action: re-runs whose next attempt succeeded / re-runs whose next attempt ran.
-* **flaky-test rate**: tests that both failed and passed on one commit / tests seen.
+* **recovery rate** of an action: re-runs whose re-run attempt succeeded / re-runs whose re-run attempt ran.
+* **flaky-test rate**: flaky tests / tests seen, a test being flaky when the guard judged it so (its
+  flaky-test re-runs selected it, or it quarantined it) or it both failed and passed on one commit; both
+  counts are in the report (``flaky_tests_judged``, ``flaky_tests_observed``).
 * **budget burn**: the guard's retry spend (its commands' estimated cost, what its budget ledger counts)
   / the configured daily budget (the repository's own with a repository), per budget day.
 """
@@ -29,6 +35,7 @@ Definitions (docs/roi.md):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,7 @@ QUERY_DIR = Path(__file__).resolve().parent / "queries"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 FAR_FUTURE = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)  # the open end of a window (DateTime64 ends in 2299)
 RELIABILITY_WINDOW_DAYS = 30  # the all-time report compares the last 30 days with the 30 before
+RECENT_ACTIONS = 20  # the dashboard's table of the latest commands
 
 
 @cache
@@ -87,9 +95,12 @@ class WarehouseReader:
 
     # --- plumbing ------------------------------------------------------------------------------
     def _params(self, owner: str | None, repo: str | None, days: int | None,
-                provider: str | None = None) -> dict[str, Any]:
+                provider: str | None = None, repos: Sequence[str] | None = None) -> dict[str, Any]:
+        """The queries' parameters. ``repos`` (``provider:owner/repo`` names, see :meth:`repo_keys`)
+        narrows the figures to those repositories (an empty list: to none); None leaves them all in."""
         since = EPOCH if days is None else self._clock() - dt.timedelta(days=int(days))
         return {"provider": provider or "", "owner": owner or "", "repo": repo or "",
+                "scoped": 0 if repos is None else 1, "repos": sorted(repos or []),
                 "since": _sql_time(since), "until": _sql_time(FAR_FUTURE),
                 "human_response_minutes": self.human_response_minutes,
                 "daily_budget_usd": float(self.daily_budget_usd or 0.0),
@@ -102,21 +113,24 @@ class WarehouseReader:
 
     # --- the ROI report ------------------------------------------------------------------------
     def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None, *,
-               provider: str | None = None) -> dict[str, Any]:
+               provider: str | None = None, repos: Sequence[str] | None = None) -> dict[str, Any]:
         """Every ROI figure over ``days`` (all time when None), for one repository (of ``provider``, when
-        given: ``acme/web`` on GitHub is not GitLab's) or all."""
-        return self._report(owner, repo, days, provider)[0]
+        given: ``acme/web`` on GitHub is not GitLab's), the repositories named in ``repos``
+        (``provider:owner/repo``) or all."""
+        return self._report(owner, repo, days, provider, repos)[0]
 
     def _report(self, owner: str | None, repo: str | None, days: int | None,
-                provider: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                provider: str | None = None,
+                repos: Sequence[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The report, and the per-day job rows it was added up from (``repo_health`` reads their last
         failure time, so the query runs once)."""
-        p = self._params(owner, repo, days, provider)
+        p = self._params(owner, repo, days, provider, repos)
         jobs = self._rows("roi_jobs", p)
         eps = self._rows("roi_episodes", p)
         cmds = self._rows("roi_commands", p)
         avoided = self._rows("roi_avoided", p)
         tests = self._rows("roi_flaky_tests", p)
+        judged = {str(r["test_id"]): r for r in self._rows("roi_flaky_judged", p)}
         cats = self._rows("roi_categories", p)
         budget = self._rows("roi_budget", p)
 
@@ -133,7 +147,15 @@ class WarehouseReader:
         acted_greens = sum(int(r["acted_greens"]) for r in eps)
         rerun_cost = sum(float(r["rerun_cost_usd"]) for r in cmds)
         cost_avoided = sum(float(r["cost_avoided_usd"]) for r in avoided)
-        flaky = [t for t in tests if int(t["flaky_jobs"]) > 0]
+        acted_ttg = sum(float(r["acted_ttg_minutes"]) for r in eps)
+        acted_saved = sum(float(r["acted_saved_minutes"]) for r in eps)
+        # flaky: judged so by the guard (re-run as flaky, quarantined) or seen failing and passing on one commit
+        seen = {str(t["test_id"]): t for t in tests}
+        for tid in judged.keys() - seen.keys():  # judged on results outside the window: seen through the command
+            seen[tid] = {"test_id": tid, "runs": 0, "failures": 0, "flaky_jobs": 0}
+        observed = {tid for tid, t in seen.items() if int(t["flaky_jobs"]) > 0}
+        flaky = sorted((seen[tid] for tid in observed | judged.keys()),
+                       key=lambda t: (-int(t["flaky_jobs"]), -int(t["failures"]), str(t["test_id"])))
         by_cat: dict[str, int] = {}
         templates: dict[tuple[str, str], int] = {}
         for r in cats:
@@ -150,26 +172,38 @@ class WarehouseReader:
             "ci_cost_usd": round(sum(float(r["ci_cost_usd"]) for r in jobs), 4),
             "auto_commands": sum(a["commands"] for a in reruns),
             "manual_commands": sum(a["commands"] for a in by_action.values() if not a["rerun"]),
+            "reruns_decided": decided,
+            "reruns_recovered": recovered,
             "time_saved_minutes": round(sum(float(r["time_saved_minutes"]) for r in cmds), 4),
             "rerun_cost_usd": round(rerun_cost, 4),
             "cost_avoided_usd": round(cost_avoided, 4),
             "cost_saved_usd": round(cost_avoided, 4),
-            "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted_greens)),
+            "mttr_minutes": _round(_ratio(acted_ttg, acted_greens)),
+            "mttr_without_guard_minutes": _round(_ratio(acted_ttg + acted_saved, acted_greens)),
+            "mttr_episodes": acted_greens,
             "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
+            "mttg_episodes": greens,
             "open_failures": sum(int(r["open_episodes"]) for r in eps),
             "success_rate": _round(_ratio(sum(int(r["jobs"]) - int(r["failed_jobs"]) for r in jobs),
                                           sum(int(r["jobs"]) for r in jobs))),
-            "reliability": self.reliability(owner, repo, days or RELIABILITY_WINDOW_DAYS, provider=provider),
+            "reliability": self.reliability(owner, repo, days or RELIABILITY_WINDOW_DAYS, provider=provider,
+                                            repos=repos),
             "recovery_rate": _round(_ratio(recovered, decided)),
             "recovery_by_strategy": [
                 {"action": a["action"], "commands": a["commands"], "recovered": a["recovered"],
                  "decided": a["decided"], "rate": _round(_ratio(a["recovered"], a["decided"]))}
                 for a in sorted(reruns, key=lambda a: (-a["commands"], a["action"]))],
-            "tests_seen": len(tests),
+            "tests_seen": len(seen),
             "flaky_tests": len(flaky),
-            "flaky_test_rate": _round(_ratio(len(flaky), len(tests))),
+            "flaky_test_rate": _round(_ratio(len(flaky), len(seen))),
+            "flaky_tests_judged": len(judged),
+            "flaky_tests_observed": len(observed),
             "flakiest_tests": [{"test_id": t["test_id"], "runs": int(t["runs"]), "failures": int(t["failures"]),
-                                "flaky_jobs": int(t["flaky_jobs"])} for t in flaky[:10]],
+                                "flaky_jobs": int(t["flaky_jobs"]),
+                                "guard_reruns": int(judged[t["test_id"]]["guard_reruns"]) if t["test_id"] in judged else 0,
+                                "quarantined": bool(judged[t["test_id"]]["quarantined"]) if t["test_id"] in judged
+                                else False}
+                               for t in flaky[:10]],
             "failures_by_category": dict(sorted(by_cat.items(), key=lambda kv: (-kv[1], kv[0]))),
             "top_templates": [{"template": t, "category": c, "count": n} for (t, c), n in top],
             "budget": [{"day": str(b["day"]), "spent_usd": round(float(b["spent_usd"]), 4),
@@ -179,12 +213,12 @@ class WarehouseReader:
         }, jobs
 
     def reliability(self, owner: str | None, repo: str | None, window_days: int, *,
-                    provider: str | None = None) -> dict[str, Any]:
+                    provider: str | None = None, repos: Sequence[str] | None = None) -> dict[str, Any]:
         """MTTR and success rate over the last ``window_days`` against the ``window_days`` before them, and
         the change (now minus before: a negative MTTR change and a positive success-rate change are better).
 
         * success rate: completed job attempts that succeeded / completed job attempts in the window;
-        * healed share: failure episodes the guard re-ran that ended green / failure episodes that began;
+        * healed share: failure episodes a re-run of the guard turned green / failure episodes that began;
         * MTTR, MTTG: as in the report, over the episodes that began in the window."""
         now = self._clock()
         n = max(1, int(window_days))
@@ -192,18 +226,19 @@ class WarehouseReader:
                   "previous": (now - dt.timedelta(days=2 * n), now - dt.timedelta(days=n))}
         out: dict[str, Any] = {"window_days": n}
         for name, (lo, hi) in bounds.items():
-            p = {**self._params(owner, repo, None, provider), "since": _sql_time(lo), "until": _sql_time(hi)}
+            p = {**self._params(owner, repo, None, provider, repos), "since": _sql_time(lo), "until": _sql_time(hi)}
             jobs = self._rows("roi_jobs", p)
             eps = self._rows("roi_episodes", p)
             attempts = sum(int(r["jobs"]) for r in jobs)
             failed = sum(int(r["failed_jobs"]) for r in jobs)
             greens = sum(int(r["greens"]) for r in eps)
             acted = sum(int(r["acted_greens"]) for r in eps)
+            healed = sum(int(r["healed_episodes"]) for r in eps)
             episodes = sum(int(r["episodes"]) for r in eps)
             out[name] = {
                 "since": lo.date().isoformat(), "until": (None if hi is FAR_FUTURE else hi.date().isoformat()),
                 "jobs": attempts, "failed_jobs": failed, "success_rate": _round(_ratio(attempts - failed, attempts)),
-                "failure_episodes": episodes, "healed_share": _round(_ratio(acted, episodes)),
+                "failure_episodes": episodes, "healed_share": _round(_ratio(healed, episodes)),
                 "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted)),
                 "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
             }
@@ -217,9 +252,9 @@ class WarehouseReader:
         return out
 
     def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
-              provider: str | None = None) -> list[dict[str, Any]]:
+              provider: str | None = None, repos: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One row per day with activity, oldest first (the dashboard's time series)."""
-        p = self._params(owner, repo, days, provider)
+        p = self._params(owner, repo, days, provider, repos)
         out: dict[str, dict[str, Any]] = {}
 
         def day(d: Any) -> dict[str, Any]:
@@ -276,6 +311,28 @@ class WarehouseReader:
             f"(SELECT owner, repo FROM {self.db}.job_runs UNION ALL SELECT owner, repo FROM {self.db}.diagnoses) "
             f"ORDER BY r")
         return [row[0] for row in res.result_rows]
+
+    def repo_keys(self) -> list[tuple[str, str, str]]:
+        """Every (provider, owner, repo) with a job run, a diagnosis or a command: what an API key's scopes
+        are checked against; ``f"{provider}:{owner}/{repo}"`` is the name :meth:`report`'s ``repos`` takes."""
+        res = self.client.query(
+            f"SELECT DISTINCT provider, owner, repo FROM "
+            f"(SELECT provider, owner, repo FROM {self.db}.job_runs UNION ALL "
+            f"SELECT provider, owner, repo FROM {self.db}.diagnoses UNION ALL "
+            f"SELECT provider, owner, repo FROM {self.db}.commands) ORDER BY provider, owner, repo")
+        return [(str(p), str(o), str(r)) for p, o, r in res.result_rows]
+
+    def recent_actions(self, owner: str | None = None, repo: str | None = None, days: int | None = 30, *,
+                       provider: str | None = None, repos: Sequence[str] | None = None,
+                       limit: int = RECENT_ACTIONS) -> list[dict[str, Any]]:
+        """The latest ``limit`` commands (newest first) with the executor's outcome and, for a re-run, how
+        its re-run attempt ended: the dashboard's table of recent actions."""
+        p = {**self._params(owner, repo, days, provider, repos), "limit": max(0, int(limit))}
+        return [{"ts": _iso(r["ts"]), "repo": f"{r['owner']}/{r['repo']}", "provider": r["provider"],
+                 "job_id": r["job_id"], "attempt": int(r["attempt"]), "job_name": r["job_name"],
+                 "action": r["action"], "category": r["category"], "reason": r["reason"],
+                 "status": r["status"], "detail": r["detail"], "rerun_conclusion": r["rerun_conclusion"]}
+                for r in self._rows("roi_actions", p)]
 
     # --- one failure ---------------------------------------------------------------------------
     def failure(self, owner: str, repo: str, job_id: str, *, provider: str | None = None) -> dict[str, Any] | None:

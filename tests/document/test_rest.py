@@ -90,7 +90,8 @@ async def test_the_documents_calls_answer_as_the_rest_api_describes(live_api: di
                            "last_failure_at"}
     assert status["repo"] == "acme/web" and status["days"] == 30  # the default window
     assert status["failed_jobs"] >= 1 and status["healing_success_rate"] == 1.0
-    assert status["flaky_test_rate"] == pytest.approx(1 / 3, abs=1e-3) and status["last_failure_at"]
+    # t1 failed and passed on one commit; tests/test_db.py::test_pool the guard re-ran as flaky: 2 of 4 tests
+    assert status["flaky_test_rate"] == pytest.approx(0.5, abs=1e-3) and status["last_failure_at"]
 
     _, code, analysis = answers["analysis"]
     assert code == 200, analysis

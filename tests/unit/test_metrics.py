@@ -100,6 +100,11 @@ def test_next_attempt_sets_recovery_rate_and_time_saved() -> None:
     # a cancelled attempt says nothing about the action
     m.next_attempt(("retry", "infra_runner_lost"), _job(attempt=2, conclusion="cancelled"), 30.0)
     m.next_attempt(None, _job(attempt=2, conclusion="success"), 30.0)
+    # not a re-run: the warehouse counts re-runs only (RERUN_ACTIONS), so the worker does too
+    m.next_attempt(("quarantine_test", "test_failure"), _job(attempt=2, conclusion="success"), 30.0)
+    m.next_attempt(("notify_author", "compilation_error"), _job(attempt=2, conclusion="success"), 30.0)
+    assert m.registry.get_sample_value("healing_guard_recovery_rate", {"action": "quarantine_test"}) is None
+    assert m.registry.get_sample_value("healing_guard_recovery_rate", {"action": "notify_author"}) is None
     assert _value(m, "healing_guard_recovery_rate", {"action": "cleanup_retry"}) == pytest.approx(2 / 3)
     assert _value(m, "healing_guard_recovery_rate", {"action": "retry"}) == 0.0
     assert m.registry.get_sample_value("healing_guard_recovery_rate", {"action": "retry"}) is not None
@@ -312,6 +317,11 @@ def test_api_metrics_expose_the_warehouse_totals_and_each_repository() -> None:
     assert ("healing_guard_recovery_rate", frozenset({("action", "cleanup_retry")})) not in v  # rate unknown
     assert get("healing_guard_flaky_test_detection") == 9
     assert get("healing_guard_flaky_test_detection", repo="acme/api") == 6
+    # the guard's re-run spend and the flaky-test rate, as the report gives them (rerun_cost_usd, flaky_test_rate)
+    assert families["healing_guard_rerun_cost_usd"].type == "counter"
+    assert get("healing_guard_rerun_cost_usd_total") == pytest.approx(0.9)
+    assert get("healing_guard_rerun_cost_usd_total", repo="acme/web") == pytest.approx(0.3)
+    assert get("healing_guard_flaky_test_rate", repo="acme/web") == pytest.approx(0.06)
     # the five warehouse-backed product names; the duration histograms live on the worker and executor
     assert set(PRODUCT_NAMES[:5]) <= set(families)
     assert not {"healing_guard_analysis_duration_seconds", "healing_guard_remediation_duration_seconds"} & set(families)

@@ -1,6 +1,6 @@
 -- Tests and their flakiness. A test is flaky on a commit (or, without a commit, in a job) when it both
 -- failed and passed there: same code, different result. flaky_test_rate = flaky tests / tests seen.
--- Parameters: provider, owner, repo ('' = all), since.
+-- Parameters: provider, owner, repo ('' = all), scoped (UInt8: 1 = only the repositories in repos, Array(String) of 'provider:owner/repo'), since.
 WITH
     results AS (
         SELECT t.test_id AS test_id, t.outcome AS outcome,
@@ -8,7 +8,8 @@ WITH
         FROM {db}.test_results AS t FINAL
         LEFT JOIN (SELECT job_key, attempt, head_sha FROM {db}.job_runs FINAL) AS j
             ON j.job_key = t.job_key AND j.attempt = t.attempt
-        WHERE (({owner:String} = '' OR t.owner = {owner:String}) AND ({repo:String} = '' OR t.repo = {repo:String}) AND ({provider:String} = '' OR t.provider = {provider:String}))
+        WHERE (({owner:String} = '' OR t.owner = {owner:String}) AND ({repo:String} = '' OR t.repo = {repo:String}) AND ({provider:String} = '' OR t.provider = {provider:String})
+               AND ({scoped:UInt8} = 0 OR has({repos:Array(String)}, concat(t.provider, ':', t.owner, '/', t.repo))))
           AND t.ts >= {since:DateTime64(3, 'UTC')}
         SETTINGS join_use_nulls = 1
     ),

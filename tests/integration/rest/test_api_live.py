@@ -130,7 +130,9 @@ def test_the_sdk_reads_health_and_analyses_from_the_real_warehouse(live_api: dic
     client = GuardClient(api_key=live_api["keys"]["web"], base_url=live_api["base"])
     health = client.get_repo_health("acme/web")
     assert health.healing_success_rate == 100.0 and health.healing_success_fraction == 1.0
-    assert health.flaky_test_rate == pytest.approx(1 / 3, abs=1e-3) and health.flaky_rate == 33.33
+    # flaky: t1 (failed and passed on one commit) and tests/test_db.py::test_pool (the guard re-ran it as flaky,
+    # directive_facts), of 4 tests seen
+    assert health.flaky_test_rate == pytest.approx(0.5, abs=1e-3) and health.flaky_rate == 50.0
     assert health.time_saved_minutes == pytest.approx(28.0)
     analysis = client.analyze_failure(repo="acme/web", job_id="100")
     assert analysis.category == "infra_runner_lost" and analysis.confidence == pytest.approx(90.0)

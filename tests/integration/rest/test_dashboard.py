@@ -1,8 +1,8 @@
 """The ROI dashboard page (healing_guard/rest/static/dashboard.html) in headless Chromium.
 
 A tiny stdlib HTTP server on loopback stands in for the API: it serves the page at /dashboard (and any
-asset beside it) and answers GET /api/v1/repos/acme/web/roi with contract-shaped JSON, checking the
-Bearer key. Chromium (Debian's ``chromium``; ``make chromium`` installs it, ``make test`` depends on it)
+asset beside it) and answers GET /api/v1/repos/acme/web/roi and GET /api/v1/roi (every repository the
+key may read: the page's repo=*) with contract-shaped JSON, checking the Bearer key. Chromium (Debian's ``chromium``; ``make chromium`` installs it, ``make test`` depends on it)
 loads the page, and the test reads the DOM it dumps and the screenshot it takes.
 
 The assertions (``assert_*``) only need a base URL, so the same checks can run against the real API's
@@ -35,6 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
 KEY = "test-key-0123456789"
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_CATEGORY = '"><svg onload=alert(2)>'
+HOSTILE_TEMPLATE = "<script>alert(3)</script> failed at <NUM>"
+HOSTILE_DETAIL = "<iframe src=//evil.example>"
 WINDOW = (1400, 1800)
 
 # Keep in step with the colour table C in dashboard.html.
@@ -61,9 +63,10 @@ def roi_payload() -> dict[str, Any]:
     ]
     report = {
         "repo": "acme/web", "days": 14, "jobs": 658, "failed_jobs": 91, "ci_minutes": 5123.4, "ci_cost_usd": 40.99,
-        "auto_commands": 57, "manual_commands": 21,
+        "auto_commands": 57, "manual_commands": 21, "reruns_decided": 40, "reruns_recovered": 35,
         "time_saved_minutes": 1234.5, "rerun_cost_usd": 6.78, "cost_avoided_usd": 987.65, "cost_saved_usd": 987.65,
-        "mttr_minutes": 11.2, "mttg_minutes": 17.3, "open_failures": 2, "success_rate": 0.8617,
+        "mttr_minutes": 11.2, "mttr_without_guard_minutes": 38.6, "mttr_episodes": 45, "mttg_minutes": 17.3,
+        "mttg_episodes": 80, "open_failures": 2, "success_rate": 0.8617,
         "reliability": {
             "window_days": 14,
             "current": {"since": "2026-11-10", "until": None, "jobs": 658, "failed_jobs": 91, "success_rate": 0.8617,
@@ -75,20 +78,45 @@ def roi_payload() -> dict[str, Any]:
         },
         "recovery_rate": 0.842,
         "recovery_by_strategy": [{"action": "rerun_failed_tests", "commands": 40, "recovered": 35, "decided": 40, "rate": 0.875}],
-        "tests_seen": 1200, "flaky_tests": 18, "flaky_test_rate": 0.015,
+        "tests_seen": 1200, "flaky_tests": 18, "flaky_test_rate": 0.015, "flaky_tests_judged": 14,
+        "flaky_tests_observed": 11,
         "flakiest_tests": [
-            {"test_id": HOSTILE, "runs": 60, "failures": 21, "flaky_jobs": 9},
-            {"test_id": "tests/test_api.py::test_login_race", "runs": 80, "failures": 12, "flaky_jobs": 7},
+            {"test_id": HOSTILE, "runs": 60, "failures": 21, "flaky_jobs": 9, "guard_reruns": 5, "quarantined": True},
+            {"test_id": "tests/test_api.py::test_login_race", "runs": 80, "failures": 12, "flaky_jobs": 7,
+             "guard_reruns": 3, "quarantined": False},
             {"test_id": "com.acme.web.CheckoutIT#paysWithCard", "runs": 50, "failures": 5, "flaky_jobs": 4},
         ],
         "failures_by_category": {"flaky_test": 31, "test_failure": 22, "network": 14, "oom": 9, HOSTILE_CATEGORY: 3},
-        "top_templates": [{"template": "connection reset by peer <*>", "category": "network", "count": 9}],
+        "top_templates": [{"template": "connection reset by peer <*>", "category": "network", "count": 9},
+                          {"template": "npm ERR! code E<NUM>", "category": "network", "count": 4},
+                          {"template": HOSTILE_TEMPLATE, "category": HOSTILE_CATEGORY, "count": 2}],
         "budget": [
             {"day": d, "spent_usd": 10.0 + 5 * i, "budget_usd": 50.0, "burn": (10.0 + 5 * i) / 50.0}
             for i, d in enumerate(days)
         ] + [{"day": "2026-11-24", "spent_usd": 1.0, "budget_usd": None, "burn": None}],
     }
-    return {"report": report, "daily": daily}
+    actions = [
+        {"ts": "2026-11-23T18:04:05.123Z", "repo": "acme/web", "provider": "github", "job_id": "9001", "attempt": 1,
+         "job_name": "test (3.12)", "action": "retry_tests_isolated", "category": "test_failure",
+         "reason": "all 1 failed tests are flaky", "status": "succeeded", "detail": "GitHub re-ran the failed jobs",
+         "rerun_conclusion": "success"},
+        {"ts": "2026-11-23T17:50:00Z", "repo": "acme/web", "provider": "github", "job_id": "9000", "attempt": 2,
+         "job_name": "e2e", "action": "retry_backoff", "category": "network", "reason": "transient network error",
+         "status": "refused", "detail": HOSTILE_DETAIL, "rerun_conclusion": None},
+        {"ts": "2026-11-23T17:40:00Z", "repo": "acme/web", "provider": "github", "job_id": "8999", "attempt": 1,
+         "job_name": None, "action": "notify_author", "category": "compilation_error", "reason": "a code failure",
+         "status": None, "detail": None, "rerun_conclusion": None},
+    ]
+    return {"report": report, "daily": daily, "actions": actions}
+
+
+def all_payload() -> dict[str, Any]:
+    """GET /api/v1/roi: the same shapes over every repository the key may read."""
+    body = roi_payload()
+    body["report"] = {**body["report"], "repo": None, "jobs": 1316, "failed_jobs": 170}
+    body["actions"] = body["actions"] + [{**body["actions"][0], "repo": "acme/api", "job_id": "77", "job_name": "build"}]
+    body["repositories"] = ["github:acme/api", "github:acme/web"]
+    return body
 
 
 def empty_payload() -> dict[str, Any]:
@@ -132,6 +160,12 @@ class _Handler(BaseHTTPRequestHandler):
         if asset and (STATIC / asset.group(1)).is_file():
             ctype = "text/javascript" if asset.group(1).endswith(".js") else "text/css"
             self._send(200, (STATIC / asset.group(1)).read_bytes(), ctype + "; charset=utf-8")
+            return
+        if url.path == "/api/v1/roi":
+            if self.headers.get("Authorization") != f"Bearer {KEY}":
+                self._send(401, b'{"detail":"invalid or missing API key"}', "application/json")
+            else:
+                self._send(200, json.dumps(all_payload()).encode(), "application/json")
             return
         roi = re.fullmatch(r"/api/v1/repos/acme/(\w+)/roi", url.path)
         if roi:
@@ -234,11 +268,31 @@ def assert_dashboard_ready(dom: str, payload: dict[str, Any]) -> None:
     for t in r["flakiest_tests"]:
         if "<" not in t["test_id"]:
             assert t["test_id"] in dom
+    # MTTR beside its counterfactual, MTTG labelled as all failures, both flaky counts named
+    assert re.search(r'data-metric="mttr-without"><div class="v">38\.6 min</div>', dom), "no MTTR-without card"
+    assert "mean time to green (all failures)" in dom and "14 judged by the guard, 11 failed and passed" in dom
+    # the flaky tests table names the guard's re-runs and its quarantine
+    assert "guard re-runs" in dom and "(quarantined)" in dom
+    # the top failure templates: one row each, the hostile one as text
+    assert dom.count('<tr data-row="template">') == len(r["top_templates"])
+    assert "connection reset by peer &lt;*&gt;" in dom and "npm ERR! code E&lt;NUM&gt;" in dom
+    # recent actions: time, job, action, status (the executor's, and how a re-run ended), detail
+    rows = re.findall(r'<tr data-row="action">(.*?)</tr>', dom)
+    assert len(rows) == len(payload["actions"]), rows
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in rows]
+    where = "acme/web: " if "repositories" in payload else ""  # the all-repositories view names the repository
+    assert cells[0][:4] == ["2026-11-23 18:04", f"{where}test (3.12) #9001", "retry_tests_isolated (test_failure)",
+                            "succeeded; re-run passed"], cells[0]
+    assert cells[1][1:4] == [f"{where}e2e #9000 (attempt 2)", "retry_backoff (network)", "refused"], cells[1]
+    assert 'data-status="refused"' in rows[1] and 'class="status bad"' in rows[1]
+    assert cells[2][1] == f"{where}#8999" and cells[2][3] == "no outcome yet"
     # hostile strings are text, not markup
     assert "&lt;img src=x onerror=alert(1)&gt;" in dom
     assert "<img" not in dom.lower()
     assert "<svg onload" not in dom.lower()
     assert "&lt;svg onload=alert(2)&gt;" in dom
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in dom and "alert(3)</script>" not in dom
+    assert "&lt;iframe src=//evil.example&gt;" in dom and "<iframe" not in dom.lower()
 
 
 def assert_screenshot(png: bytes) -> None:
@@ -290,10 +344,24 @@ def test_dashboard_shows_refusals_in_words(base_url: str, tmp_path: Path, fragme
     assert_dashboard_error(chromium(f"{base_url}/dashboard#{fragment}", tmp_path), status, words)
 
 
+def test_dashboard_of_every_repository_the_key_may_read(base_url: str, server: _Server, tmp_path: Path) -> None:
+    """repo=* asks GET /api/v1/roi (every repository the key may read) and draws the same panels, naming the
+    repositories and, in the table of actions, each job's repository."""
+    dom = chromium(f"{base_url}/dashboard#key={KEY}&repo=*&days=14", tmp_path)
+    assert_dashboard_ready(dom, all_payload())
+    sub = re.search(r'<div class="sub" id="subtitle">([^<]*)</div>', dom)
+    assert sub and sub.group(1) == ("all repositories this key may read (2: github:acme/api, github:acme/web) "
+                                    "— last 14 days"), sub
+    assert "acme/api: build #77" in dom and "acme/web: test (3.12) #9001" in dom
+    asked = [(p, auth) for p, auth in server.requests if p.startswith("/api/v1/roi")]
+    assert asked and asked[-1] == ("/api/v1/roi?days=14", f"Bearer {KEY}")
+    assert not any(KEY in p for p, _ in server.requests)
+
+
 def test_dashboard_with_no_data_still_draws(base_url: str, tmp_path: Path) -> None:
     dom = chromium(f"{base_url}/dashboard#key={KEY}&repo=acme/empty", tmp_path)
     assert body_attr(dom, "data-error") is None and body_attr(dom, "data-ready") == "1", dom[-2000:]
-    assert dom.count('class="empty"') == 6 and "0.0 min" in dom and "$0.00" in dom
+    assert dom.count('class="empty"') == 8 and "0.0 min" in dom and "$0.00" in dom
 
 
 def test_dashboard_without_key_asks_for_it(base_url: str, tmp_path: Path) -> None:

@@ -16,8 +16,12 @@ The story of repository acme/web (every number below is worked out by hand in th
 * acme/api (job 900) fails too, and must not leak into acme/web's figures.
 
 So for acme/web over 30 days: 7 completed attempts, 4 failed, CI cost $7.80, 2 re-runs and 2 other
-commands, time saved 28 min, re-run cost $1.90, cost avoided $0.50, MTTR 15 min, MTTG (15+60+40)/3 =
-38.3333 min, 1 open episode, recovery rate 1/1, tests seen 3, flaky 1.
+commands, time saved 28 min, re-run cost $1.90, cost avoided $0.50, MTTR 15 min (without the guard, a
+person re-running after 30 min: 15 + 28 = 43 min), MTTG (15+60+40)/3 = 38.3333 min, 1 open episode,
+recovery rate 1/1, tests seen 3, flaky 1 (t1: failed and passed on one commit; the guard judged none).
+
+tests/integration/warehouse/test_roi_agreement.py adds a second story (re-runs that never ran, a failed
+re-run, tests the guard judged flaky) and checks that every surface gives the same figures.
 """
 
 from __future__ import annotations
@@ -105,18 +109,22 @@ def test_report_of_one_repository_matches_the_hand_worked_answers(reader: Wareho
     assert (r["jobs"], r["failed_jobs"]) == (7, 4)
     assert r["ci_cost_usd"] == pytest.approx(7.80)
     assert (r["auto_commands"], r["manual_commands"]) == (2, 2)
+    assert (r["reruns_decided"], r["reruns_recovered"]) == (1, 1)
     assert r["time_saved_minutes"] == pytest.approx(28.0)
     assert r["rerun_cost_usd"] == pytest.approx(1.90)
     assert r["cost_avoided_usd"] == pytest.approx(0.50) and r["cost_saved_usd"] == r["cost_avoided_usd"]
-    assert r["mttr_minutes"] == pytest.approx(15.0)
-    assert r["mttg_minutes"] == pytest.approx((15 + 60 + 40) / 3, abs=1e-3)
+    assert r["mttr_minutes"] == pytest.approx(15.0) and r["mttr_episodes"] == 1
+    assert r["mttr_without_guard_minutes"] == pytest.approx(15.0 + 28.0)  # a person re-runs it after 30 min, not 2
+    assert r["mttg_minutes"] == pytest.approx((15 + 60 + 40) / 3, abs=1e-3) and r["mttg_episodes"] == 3
     assert r["open_failures"] == 1
     assert r["recovery_rate"] == 1.0
     assert r["recovery_by_strategy"] == [
         {"action": "retry", "commands": 1, "recovered": 1, "decided": 1, "rate": 1.0},
         {"action": "retry_backoff", "commands": 1, "recovered": 0, "decided": 0, "rate": None}]
     assert (r["tests_seen"], r["flaky_tests"]) == (3, 1) and r["flaky_test_rate"] == pytest.approx(1 / 3, abs=1e-4)
-    assert r["flakiest_tests"] == [{"test_id": "t1", "runs": 2, "failures": 1, "flaky_jobs": 1}]
+    assert (r["flaky_tests_judged"], r["flaky_tests_observed"]) == (0, 1)
+    assert r["flakiest_tests"] == [{"test_id": "t1", "runs": 2, "failures": 1, "flaky_jobs": 1, "guard_reruns": 0,
+                                    "quarantined": False}]
     assert r["failures_by_category"] == {"compilation_error": 1, "infra_runner_lost": 1, "network": 1, "test_failure": 1}
     assert {"template": "error: E0308 at <NUM>", "category": "compilation_error", "count": 1} in r["top_templates"]
     # the retry spend (estimated 0.90 + 0.70) against the repository's own budget that day
@@ -181,15 +189,15 @@ def test_the_materialized_daily_roi_agrees_after_a_refresh(reader: WarehouseRead
 
 
 def test_the_sql_repeats_the_executors_rerun_list() -> None:
-    """003_roi.sql names the re-run actions in SQL; they must be the executor's."""
-    text = MIGRATION.read_text()
-    lists = re.findall(r"action IN \(([^)]*)\)", text)
-    assert lists, "no action list in 003_roi.sql"
-    for found in lists:
-        assert set(re.findall(r"'([a-z_]+)'", found)) == set(RERUN_ACTIONS)
+    """003_roi.sql, 004 and the queries name the re-run actions in SQL; they must be the executor's."""
+    for path in (MIGRATION, MIGRATION.with_name("004_rerun_same_commit.sql"), QUERY_DIR / "roi_actions.sql"):
+        lists = re.findall(r"action IN \(([^)]*)\)", path.read_text())
+        assert lists, f"no action list in {path.name}"
+        for found in lists:
+            assert set(re.findall(r"'([a-z_]+)'", found)) == set(RERUN_ACTIONS), path.name
     assert sorted(p.name for p in QUERY_DIR.glob("*.sql")) == [
-        "roi_avoided.sql", "roi_budget.sql", "roi_categories.sql", "roi_commands.sql", "roi_episodes.sql",
-        "roi_flaky_tests.sql", "roi_jobs.sql"]
+        "roi_actions.sql", "roi_avoided.sql", "roi_budget.sql", "roi_categories.sql", "roi_commands.sql",
+        "roi_episodes.sql", "roi_flaky_judged.sql", "roi_flaky_tests.sql", "roi_jobs.sql"]
 
 
 def test_guard_report_prints_the_same_figures(reader: WarehouseReader, migrated: str,
@@ -263,3 +271,19 @@ def test_daily_success_rate_and_mttr(reader: WarehouseReader) -> None:
     for d in days:
         assert d["success_rate"] == (round((d["jobs"] - d["failed_jobs"]) / d["jobs"], 4) if d["jobs"] else None)
     assert [d["mttr_minutes"] for d in days if d["mttr_minutes"] is not None] == [pytest.approx(15.0)]
+
+
+def test_recent_actions_with_their_outcomes(reader: WarehouseReader) -> None:
+    """The dashboard's table: newest first, the executor's outcome and, for a re-run, how its re-run ended."""
+    acts = reader.recent_actions("acme", "web", 30)
+    assert [(a["job_id"], a["action"]) for a in acts[:2]] == [("100", "retry"), ("400", "retry_backoff")]
+    assert {a["job_id"] for a in acts} == {"100", "200", "300", "400"}  # job 500 had no command; api's is not here
+    first = acts[0]
+    assert (first["status"], first["detail"], first["rerun_conclusion"], first["job_name"]) == (
+        "succeeded", "HTTP 201", "success", "test")
+    assert first["ts"].endswith("Z") and first["repo"] == "acme/web"
+    deploy = acts[1]
+    assert deploy["status"] is None and deploy["rerun_conclusion"] is None  # no outcome yet, not re-run yet
+    lint = next(a for a in acts if a["job_id"] == "200")
+    assert lint["action"] == "notify_author" and lint["rerun_conclusion"] is None  # not a re-run
+    assert len(reader.recent_actions("acme", "web", 30, limit=2)) == 2

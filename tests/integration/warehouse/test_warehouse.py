@@ -72,10 +72,10 @@ def _finding(job_id: str, category: str, repo: str = "web") -> Finding:
 
 
 def test_migrate_twice_applies_nothing_the_second_time(ch_client: Any, db: str) -> None:
-    assert migrate(ch_client, db) == ["001", "002", "003"]
+    assert migrate(ch_client, db) == ["001", "002", "003", "004"]
     assert migrate(ch_client, db) == []
     recorded = ch_client.query(f"SELECT version, checksum FROM {db}.schema_migrations FINAL ORDER BY version")
-    assert [r[0] for r in recorded.result_rows] == ["001", "002", "003"]
+    assert [r[0] for r in recorded.result_rows] == ["001", "002", "003", "004"]
 
 
 def test_ddl_matches_fact_columns(ch_client: Any, migrated: str) -> None:
@@ -99,7 +99,7 @@ def test_ddl_matches_fact_columns(ch_client: Any, migrated: str) -> None:
 def test_changed_checksum_refused_and_new_file_applied(ch_client: Any, db: str, tmp_path: Path) -> None:
     ddl = tmp_path / "ddl"
     shutil.copytree(DEFAULT_DDL_DIR, ddl)
-    assert migrate(ch_client, db, ddl) == ["001", "002", "003"]
+    assert migrate(ch_client, db, ddl) == ["001", "002", "003", "004"]
     (ddl / "900_extra.sql").write_text(
         "CREATE TABLE IF NOT EXISTS {db}.extra (x String COMMENT 'a; b') ENGINE = MergeTree ORDER BY x;\n"
         "ALTER TABLE {db}.extra ADD COLUMN IF NOT EXISTS y UInt8;\n"

@@ -67,7 +67,9 @@ def migration_schema() -> dict[str, set[str]]:
         for m in re.finditer(r"CREATE TABLE IF NOT EXISTS \{db\}\.(\w+)\s*\((.*?)\)\s*ENGINE", sql, re.S):
             cols = {line.split()[0] for line in _split_top_level(m.group(2))}
             schema[m.group(1)] = cols
-        for m in re.finditer(r"CREATE VIEW IF NOT EXISTS \{db\}\.(\w+) AS\s*SELECT(.*?)\bFROM\b", sql, re.S):
+        # CREATE OR REPLACE VIEW (004) redefines a view of an earlier file: the later file's columns win
+        for m in re.finditer(r"CREATE (?:OR REPLACE )?VIEW (?:IF NOT EXISTS )?\{db\}\.(\w+) AS\s*SELECT(.*?)\bFROM\b",
+                             sql, re.S):
             cols = set()
             for item in _split_top_level(m.group(2)):
                 alias = re.search(r"\bAS\s+(\w+)\s*$", item, re.I)
@@ -84,6 +86,20 @@ def test_migration_schema_parsed() -> None:
     assert {"spent_usd", "daily_budget_usd", "budget_day", "action"} <= SCHEMA["commands"]
     assert {"day", "owner", "repo", "auto_commands", "retry_cost_usd"} <= SCHEMA["roi_daily"]
     assert "ingested_at" in SCHEMA["job_runs"] and "ENGINE" not in SCHEMA["job_runs"]
+    # 004 redefines job_attempts (CREATE OR REPLACE VIEW): its columns are the ones panels may read
+    assert {"retry_conclusion", "retry_done_at", "retry_cost_usd", "greens_before"} <= SCHEMA["job_attempts"]
+
+
+def test_the_figures_other_surfaces_show_have_their_panels() -> None:
+    """The report, the API and /metrics show MTTR beside its counterfactual and the flaky-test rate of both
+    kinds; Grafana has them too (tests/integration/warehouse/test_roi_agreement.py runs them)."""
+    queries = dict(panel_queries(load_dashboard()))
+    mttr = queries["MTTR and MTTR without the guard"]
+    assert "AS mttr," in mttr and "AS mttr_without_guard" in mttr and "$human_minutes" in mttr
+    flaky = queries["Flaky-test rate"]
+    for word in ("retry_tests_isolated", "rerun_sequential", "quarantine_test", "n_fails > 0 AND n_passes > 0"):
+        assert word in flaky, word
+    assert "quarantine_test" in queries["Flakiest tests"]
 
 
 # ------------------------------------------------------------------------------------------- the files

@@ -57,8 +57,10 @@ TEST_FAILURE: dict[str, Any] = {
 
 REPORT: dict[str, Any] = {
     "repo": "acme/web", "days": 30, "jobs": 120, "failed_jobs": 18, "ci_minutes": 1500.0, "ci_cost_usd": 24.0,
-    "auto_commands": 16, "manual_commands": 2, "time_saved_minutes": 512.5, "rerun_cost_usd": 1.2,
-    "cost_avoided_usd": 7.36, "cost_saved_usd": 7.36, "mttr_minutes": 14.5, "mttg_minutes": 35.0,
+    "auto_commands": 16, "manual_commands": 2, "reruns_decided": 16, "reruns_recovered": 13,
+    "time_saved_minutes": 512.5, "rerun_cost_usd": 1.2,
+    "cost_avoided_usd": 7.36, "cost_saved_usd": 7.36, "mttr_minutes": 14.5, "mttr_without_guard_minutes": 40.1,
+    "mttr_episodes": 13, "mttg_minutes": 35.0, "mttg_episodes": 16,
     "open_failures": 1, "success_rate": 0.85,
     "reliability": {
         "window_days": 30,
@@ -70,8 +72,9 @@ REPORT: dict[str, Any] = {
     },
     "recovery_rate": 0.8125,
     "recovery_by_strategy": [{"action": "retry_backoff", "commands": 10, "recovered": 9, "decided": 10, "rate": 0.9}],
-    "tests_seen": 48, "flaky_tests": 2, "flaky_test_rate": 0.0417,
-    "flakiest_tests": [{"test_id": "tests/test_api.py::test_login", "runs": 40, "failures": 6, "flaky_jobs": 5}],
+    "tests_seen": 48, "flaky_tests": 2, "flaky_test_rate": 0.0417, "flaky_tests_judged": 2, "flaky_tests_observed": 1,
+    "flakiest_tests": [{"test_id": "tests/test_api.py::test_login", "runs": 40, "failures": 6, "flaky_jobs": 5,
+                        "guard_reruns": 3, "quarantined": False}],
     "failures_by_category": {"network": 9, "test_failure": 6, "oom": 3},
     "top_templates": [{"template": "npm ERR! network request to <url> failed", "category": "network", "count": 9}],
     "budget": [{"day": "2026-11-25", "spent_usd": 1.2, "budget_usd": 50.0, "burn": 0.024}],
@@ -83,6 +86,17 @@ DAILY: list[dict[str, Any]] = [
     {"day": "2026-11-25", "jobs": 60, "failed_jobs": 10, "time_saved_minutes": 312.5, "cost_saved_usd": 4.36,
      "rerun_cost_usd": 0.7, "success_rate": 0.8333, "mttr_minutes": 14.5, "mttg_minutes": 35.0},
 ]
+
+
+ACTIONS: list[dict[str, Any]] = [
+    {"ts": "2026-11-25T10:00:02Z", "repo": "acme/web", "provider": "github", "job_id": "123", "attempt": 2,
+     "job_name": "test", "action": "retry_backoff", "category": "network",
+     "reason": "transient network error: retry after an exponential backoff", "status": "succeeded",
+     "detail": "GitHub re-run failed jobs of run 9001", "rerun_conclusion": "success"},
+]
+
+#: (provider, owner, repo) the fake warehouse holds facts of
+REPO_KEYS = [("github", "acme", "web"), ("github", "other", "lib"), ("gitlab", "acme", "web")]
 
 
 class FakeReader:
@@ -102,18 +116,28 @@ class FakeReader:
             raise ConnectionError("ClickHouse at http://127.0.0.1:8123 refused the connection")
 
     def report(self, owner: str | None = None, repo: str | None = None, days: int | None = None, *,
-               provider: str | None = None) -> dict[str, Any]:
+               provider: str | None = None, repos: Any = None) -> dict[str, Any]:
         self._check()
         self.providers.append(provider)
-        self.calls.append(("report", owner, repo, days))
+        self.calls.append(("report", owner, repo, days) + ((tuple(repos),) if repos is not None else ()))
         return {**copy.deepcopy(REPORT), "repo": f"{owner}/{repo}" if owner else None, "days": days}
 
     def daily(self, owner: str | None, repo: str | None, days: int = 30, *,
-              provider: str | None = None) -> list[dict[str, Any]]:
+              provider: str | None = None, repos: Any = None) -> list[dict[str, Any]]:
         self._check()
         self.providers.append(provider)
-        self.calls.append(("daily", owner, repo, days))
+        self.calls.append(("daily", owner, repo, days) + ((tuple(repos),) if repos is not None else ()))
         return copy.deepcopy(DAILY)
+
+    def recent_actions(self, owner: str | None = None, repo: str | None = None, days: int | None = 30, *,
+                       provider: str | None = None, repos: Any = None) -> list[dict[str, Any]]:
+        self._check()
+        self.calls.append(("actions", owner, repo, days) + ((tuple(repos),) if repos is not None else ()))
+        return copy.deepcopy(ACTIONS)
+
+    def repo_keys(self) -> list[tuple[str, str, str]]:
+        self._check()
+        return list(REPO_KEYS)
 
     def repo_health(self, owner: str, repo: str, days: int = 30, *, provider: str | None = None) -> dict[str, Any]:
         self._check()
@@ -419,10 +443,34 @@ def test_roi_returns_report_and_daily_for_the_window(env: Env, client: Any) -> N
     assert r.status_code == 200
     body = r.json()
     assert body["report"] == {**REPORT, "days": 14}
-    assert body["daily"] == DAILY
+    assert body["daily"] == DAILY and body["actions"] == ACTIONS
     assert ("report", "acme", "web", 14) in env.reader.calls and ("daily", "acme", "web", 14) in env.reader.calls
+    assert ("actions", "acme", "web", 14) in env.reader.calls
     client.get(ROI, headers=bearer(env.web_key))
-    assert env.reader.calls[-1] == ("daily", "acme", "web", 30)
+    assert env.reader.calls[-1] == ("actions", "acme", "web", 30)
+
+
+def test_roi_of_every_repository_the_key_may_read(env: Env, client: Any) -> None:
+    """GET /api/v1/roi adds up the repositories a key may read: all for a * key (no narrowing), only its
+    own for a scoped key, none for a key of repositories the warehouse does not hold."""
+    r = client.get("/api/v1/roi?days=7", headers=bearer(env.all_key))
+    assert r.status_code == 200
+    body = r.json()
+    assert body["repositories"] == ["github:acme/web", "github:other/lib", "gitlab:acme/web"]
+    assert body["report"] == {**REPORT, "repo": None, "days": 7} and body["daily"] == DAILY
+    assert body["actions"] == ACTIONS
+    assert ("report", None, None, 7) in env.reader.calls  # a * key: every repository, unnarrowed
+    r = client.get("/api/v1/roi", headers=bearer(env.web_key))  # acme/web on GitHub only
+    assert r.status_code == 200 and r.json()["repositories"] == ["github:acme/web"]
+    assert env.reader.calls[-3:] == [("report", None, None, 30, ("github:acme/web",)),
+                                     ("daily", None, None, 30, ("github:acme/web",)),
+                                     ("actions", None, None, 30, ("github:acme/web",))]
+    r = client.get("/api/v1/roi", headers=bearer(env.org_key))  # other/* on GitHub
+    assert r.json()["repositories"] == ["github:other/lib"]
+    assert env.reader.calls[-1] == ("actions", None, None, 30, ("github:other/lib",))
+    assert client.get("/api/v1/roi").status_code == 401
+    assert client.get("/api/v1/roi", headers=bearer(env.old_key)).status_code == 401  # revoked
+    assert client.get("/api/v1/roi?days=0", headers=bearer(env.all_key)).status_code == 422
 
 
 def test_a_failing_warehouse_answers_503_not_500(env: Env) -> None:
@@ -672,7 +720,7 @@ def test_openapi_document_describes_routes_auth_and_errors(client: Any) -> None:
         "/health", "/metrics", "/dashboard", "/api/v1/repos/{owner}/{repo}/healing/status",
         "/api/v1/repos/{owner}/{repo}/failures/{job_id}/analysis",
         "/api/v1/repos/{owner}/{repo}/failures/{job_id}/heal", "/api/v1/repos/{owner}/{repo}/roi",
-        "/api/v1/repos/{owner}/{repo}/directive"}
+        "/api/v1/repos/{owner}/{repo}/directive", "/api/v1/roi"}
     analysis = paths["/api/v1/repos/{owner}/{repo}/failures/{job_id}/analysis"]["get"]
     assert {"200", "401", "403", "404", "422", "503"} <= set(analysis["responses"])
     assert analysis["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")

@@ -38,7 +38,7 @@ def command(repo: str, job: str, action: str, category: str, **kw: object) -> Co
 
 def watch(bootstrap: str, prefix: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
     r = subprocess.run([str(GUARD), "watch", "--broker", f"kafka://{bootstrap}", "--topic-prefix", prefix,
-                        "--from-beginning", "--idle-timeout", "5", *args], capture_output=True, text=True,
+                        "--from-beginning", "--idle-timeout", "20", *args], capture_output=True, text=True,
                        timeout=120, env={"PATH": "/usr/bin:/bin", "GUARD_CONFIG": "", **(env or {})})
     assert r.returncode == 0, r.stderr
     return r.stdout.splitlines()
@@ -89,10 +89,13 @@ async def test_watch_prints_each_event_and_filters(kafka_bootstrap: str, tmp_pat
     assert "REFUSED by the executor's gate" in forged_line
     assert not any("REFUSED" in x for x in lines if "github/acme/web/1" in x)
 
-    only_web = watch(kafka_bootstrap, prefix, "--repo", "acme/web", env=env)
+    # each filter up to its count (--limit; the idle timeout is a hang guard): the events it must skip come
+    # before and between the ones it keeps, so a filter that let them through would show them here
+    only_web = watch(kafka_bootstrap, prefix, "--repo", "acme/web", "--limit", "4", env=env)
     assert len(only_web) == 4 and all("acme/web" in x for x in only_web), only_web
-    only_oom = watch(kafka_bootstrap, prefix, "--category", "oom", env=env)
+    only_oom = watch(kafka_bootstrap, prefix, "--category", "oom", "--limit", "1", env=env)
     assert len(only_oom) == 1 and "github/acme/api/2" in only_oom[0]
-    alerts = [json.loads(x) for x in watch(kafka_bootstrap, prefix, "--action", "notify_budget", "--json", env=env)]
+    alerts = [json.loads(x) for x in watch(kafka_bootstrap, prefix, "--action", "notify_budget", "--json",
+                                           "--limit", "1", env=env)]
     assert [(a["kind"], a["record"]["action"], a["record"]["parameters"]["level"]) for a in alerts] == [
         ("alert", "notify_budget", 0.8)]

@@ -35,7 +35,7 @@ Definitions (docs/roi.md):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -143,6 +143,7 @@ class WarehouseReader:
         reruns = [a for a in by_action.values() if a["rerun"]]
         decided = sum(a["decided"] for a in reruns)
         recovered = sum(a["recovered"] for a in reruns)
+        window = _window_figures(jobs, eps)
         greens = sum(int(r["greens"]) for r in eps)
         acted_greens = sum(int(r["acted_greens"]) for r in eps)
         rerun_cost = sum(float(r["rerun_cost_usd"]) for r in cmds)
@@ -166,8 +167,8 @@ class WarehouseReader:
         return {
             "repo": f"{owner}/{repo}" if owner and repo else None,
             "days": days,
-            "jobs": sum(int(r["jobs"]) for r in jobs),
-            "failed_jobs": sum(int(r["failed_jobs"]) for r in jobs),
+            "jobs": window["jobs"],
+            "failed_jobs": window["failed_jobs"],
             "ci_minutes": round(sum(float(r["ci_minutes"]) for r in jobs), 4),
             "ci_cost_usd": round(sum(float(r["ci_cost_usd"]) for r in jobs), 4),
             "auto_commands": sum(a["commands"] for a in reruns),
@@ -178,16 +179,16 @@ class WarehouseReader:
             "rerun_cost_usd": round(rerun_cost, 4),
             "cost_avoided_usd": round(cost_avoided, 4),
             "cost_saved_usd": round(cost_avoided, 4),
-            "mttr_minutes": _round(_ratio(acted_ttg, acted_greens)),
+            "mttr_minutes": window["mttr_minutes"],
             "mttr_without_guard_minutes": _round(_ratio(acted_ttg + acted_saved, acted_greens)),
             "mttr_episodes": acted_greens,
-            "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
+            "mttg_minutes": window["mttg_minutes"],
             "mttg_episodes": greens,
             "open_failures": sum(int(r["open_episodes"]) for r in eps),
-            "success_rate": _round(_ratio(sum(int(r["jobs"]) - int(r["failed_jobs"]) for r in jobs),
-                                          sum(int(r["jobs"]) for r in jobs))),
+            "success_rate": window["success_rate"],
+            # with --days N the reliability view's current window is the report's own: its rows are not read again
             "reliability": self.reliability(owner, repo, days or RELIABILITY_WINDOW_DAYS, provider=provider,
-                                            repos=repos),
+                                            repos=repos, current=window if days else None),
             "recovery_rate": _round(_ratio(recovered, decided)),
             "recovery_by_strategy": [
                 {"action": a["action"], "commands": a["commands"], "recovered": a["recovered"],
@@ -213,7 +214,8 @@ class WarehouseReader:
         }, jobs
 
     def reliability(self, owner: str | None, repo: str | None, window_days: int, *,
-                    provider: str | None = None, repos: Sequence[str] | None = None) -> dict[str, Any]:
+                    provider: str | None = None, repos: Sequence[str] | None = None,
+                    current: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """MTTR and success rate over the last ``window_days`` against the ``window_days`` before them, and
         the change (now minus before: a negative MTTR change and a positive success-rate change are better).
 
@@ -226,22 +228,14 @@ class WarehouseReader:
                   "previous": (now - dt.timedelta(days=2 * n), now - dt.timedelta(days=n))}
         out: dict[str, Any] = {"window_days": n}
         for name, (lo, hi) in bounds.items():
-            p = {**self._params(owner, repo, None, provider, repos), "since": _sql_time(lo), "until": _sql_time(hi)}
-            jobs = self._rows("roi_jobs", p)
-            eps = self._rows("roi_episodes", p)
-            attempts = sum(int(r["jobs"]) for r in jobs)
-            failed = sum(int(r["failed_jobs"]) for r in jobs)
-            greens = sum(int(r["greens"]) for r in eps)
-            acted = sum(int(r["acted_greens"]) for r in eps)
-            healed = sum(int(r["healed_episodes"]) for r in eps)
-            episodes = sum(int(r["episodes"]) for r in eps)
-            out[name] = {
-                "since": lo.date().isoformat(), "until": (None if hi is FAR_FUTURE else hi.date().isoformat()),
-                "jobs": attempts, "failed_jobs": failed, "success_rate": _round(_ratio(attempts - failed, attempts)),
-                "failure_episodes": episodes, "healed_share": _round(_ratio(healed, episodes)),
-                "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted)),
-                "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), greens)),
-            }
+            if name == "current" and current is not None:
+                figures = dict(current)  # the caller's figures of this very window
+            else:
+                p = {**self._params(owner, repo, None, provider, repos), "since": _sql_time(lo),
+                     "until": _sql_time(hi)}
+                figures = _window_figures(self._rows("roi_jobs", p), self._rows("roi_episodes", p))
+            out[name] = {"since": lo.date().isoformat(),
+                         "until": None if hi is FAR_FUTURE else hi.date().isoformat(), **figures}
         cur, prev = out["current"], out["previous"]
         out["change"] = {
             "success_rate_points": None if cur["success_rate"] is None or prev["success_rate"] is None
@@ -428,6 +422,22 @@ def _evidence(text: str) -> list[dict[str, Any]]:
         return []
     return [{"line": int(e.get("line", 0)), "text": str(e.get("text", "")), "pattern": str(e.get("pattern", ""))}
             for e in items if isinstance(e, dict)]
+
+
+def _window_figures(jobs: Sequence[Mapping[str, Any]], eps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Attempts, success rate, episodes, healed share, MTTR and MTTG of one window's ``roi_jobs`` and
+    ``roi_episodes`` rows (the report's figures and each window of the reliability view)."""
+    attempts = sum(int(r["jobs"]) for r in jobs)
+    failed = sum(int(r["failed_jobs"]) for r in jobs)
+    episodes = sum(int(r["episodes"]) for r in eps)
+    acted = sum(int(r["acted_greens"]) for r in eps)
+    return {
+        "jobs": attempts, "failed_jobs": failed, "success_rate": _round(_ratio(attempts - failed, attempts)),
+        "failure_episodes": episodes,
+        "healed_share": _round(_ratio(sum(int(r["healed_episodes"]) for r in eps), episodes)),
+        "mttr_minutes": _round(_ratio(sum(float(r["acted_ttg_minutes"]) for r in eps), acted)),
+        "mttg_minutes": _round(_ratio(sum(float(r["ttg_minutes"]) for r in eps), sum(int(r["greens"]) for r in eps))),
+    }
 
 
 def _sql_time(t: dt.datetime) -> str:

@@ -257,6 +257,15 @@ def _outputs(path: Path | None, values: Mapping[str, str]) -> None:
     _write(path, "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
+def _nothing_done(step: GitHubStep, title: str, context: Sequence[str], *, warning: str = "") -> int:
+    """A GitHub step that found nothing to act on, or could not: the summary says why, no job, no decision."""
+    if warning:
+        print(f"::warning::{warning}")
+    _write(step.summary, report(title, [], None, context=[*context, *([warning] if warning else [])]))
+    _outputs(step.output, {"failed-jobs": "0", "decision": "none"})
+    return 0
+
+
 def companion_snippet(workflow: str, uses: str) -> list[str]:
     name = json.dumps(workflow or "CI")
     return [
@@ -329,10 +338,7 @@ def github_report(step: GitHubStep, *, sleep: Sleep = time.sleep) -> int:
         why = f"Could not list this run's jobs: {exc.reply.describe()}."
         if exc.reply.status in (401, 403, 404):
             why += " The token needs `actions: read` (and `actions: write` to re-run): add `permissions: {actions: write}`."
-        print(f"::warning::{why}")
-        _write(step.summary, report(title, [], None, context=[*context, why]))
-        _outputs(step.output, {"failed-jobs": "0", "decision": "none"})
-        return 0
+        return _nothing_done(step, title, context, warning=why)
     failed = failed_jobs(jobs, step.attempt, runner_name=step.runner_name)
     guard = _guard(step.pipeline, "github", step.repo)
     context += _settings_files(guard)
@@ -452,10 +458,8 @@ def github_rerun(step: GitHubStep, *, sleep: Sleep = time.sleep) -> int:
     title = f"Self-healing pipeline guard: {workflow + ' ' if workflow else ''}run {run_id}, attempt {attempt}"
     context = [f"Run {step.run_url(run_id)} ({step.repo}) completed: {conclusion or 'unknown'}."]
     if conclusion not in FAILED:
-        _write(step.summary, report(title, [], None, context=[*context, "Nothing to do."]))
-        _outputs(step.output, {"failed-jobs": "0", "decision": "none"})
         print(f"run {run_id} attempt {attempt} concluded {conclusion or 'unknown'}: nothing to do")
-        return 0
+        return _nothing_done(step, title, [*context, "Nothing to do."])
     head = (wr.get("head_repository") or {}).get("full_name") if isinstance(wr.get("head_repository"), dict) else None
     fork = bool(head) and head != step.repo
     with tempfile.TemporaryDirectory(dir=step.temp) as tmp:
@@ -477,19 +481,14 @@ def github_rerun(step: GitHubStep, *, sleep: Sleep = time.sleep) -> int:
         if done_before is not None:
             context.append(f"The run's guard step already had the failed jobs re-run ({done_before.rerun_message}): "
                            "nothing to do.")
-            _write(step.summary, report(title, [], None, context=context))
-            _outputs(step.output, {"failed-jobs": "0", "decision": "none"})
-            return 0
+            return _nothing_done(step, title, context)
         try:
             jobs = api.attempt_jobs(run_id, attempt)
         except ApiError as exc:
             why = f"Could not list the run's jobs: {exc.reply.describe()}."
             if exc.reply.status in (401, 403, 404):
                 why += " This workflow needs `permissions: {actions: write}`."
-            print(f"::warning::{why}")
-            _write(step.summary, report(title, [], None, context=[*context, why]))
-            _outputs(step.output, {"failed-jobs": "0", "decision": "none"})
-            return 0
+            return _nothing_done(step, title, context, warning=why)
         failed = failed_jobs(jobs, attempt)
         known = {d.job_id: d for r in records for d in r.jobs if d.diagnosed}
         guard = _guard(pipeline, "github", step.repo)

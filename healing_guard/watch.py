@@ -153,13 +153,15 @@ async def watch(settings: Any, *, filters: Filters, as_json: bool, emit: Callabl
 
     from .executor.authn import CommandGate
     from .kafka_auth import client_options
+    from .signing import keyring_of
 
     t = settings.topics
     wanted = set(kinds)
     kind_of_topic = {name: kind for name, kind in ((t.findings, "finding"), (t.actions, "command"),
                                                    (t.outcomes, "outcome"), (t.deadletter, "dead"))
                      if kind in wanted}
-    gate = CommandGate.from_settings(settings)
+    # the executor's own check, without from_settings' log lines, which speak of "this executor"
+    gate = CommandGate(keyring_of(settings))
 
     def check(record: Any) -> str:
         if not gate.keyring:

@@ -2,6 +2,6 @@
 ``healing_guard.engine.step``, carry out the effects it returns (``effects.apply``).
 
 Agents: ``ingest`` (guard.ingest: logs, job events, test risks, ticks, outcomes), ``test_results``
-(guard.tests), ``incidents`` (guard.incidents), ``facts`` (guard.facts into ``fact_sink.FactSink``).
-Timers: ``deadlines``, ``deadline_scan``, ``facts_flush``, ``status``. ``streams/worker.py`` registers them.
+(guard.tests), ``incidents`` (guard.incidents). ``facts`` is a task beside them (guard.facts into
+ClickHouse with its own consumer). Timers: ``deadlines``, ``deadline_scan``, ``status``. ``streams/worker.py`` registers them.
 """

@@ -127,7 +127,7 @@ def api_command(
 async def _serve_and_write_facts(server: Any, s: Any) -> None:
     """The API and the fact writer in one process (one owner of an embedded warehouse)."""
     from ..warehouse import FactWriter, connect
-    from .facts_writer import write_facts
+    from ..warehouse.fact_consumer import write_facts
 
     stop = asyncio.Event()
     task = asyncio.create_task(write_facts(s, lambda: FactWriter(connect(s.clickhouse_dsn), s.clickhouse_database),

@@ -8,11 +8,12 @@ import faust
 
 from ..kafka_auth import faust_credentials
 from ..settings import Settings
-from . import flush
+from . import flush, seek
 
 
 def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
     flush.install()  # commit only what was sent (see streams/flush.py)
+    seek.install()  # read from the beginning what no one committed (see streams/seek.py)
     broker = settings.broker_url
     faust_dir = Path(settings.data_dir) / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level

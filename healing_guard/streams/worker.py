@@ -8,10 +8,8 @@ from typing import Any
 
 import faust
 
-from ..agents import deadline_scan, deadlines, facts_flush, incidents, ingest, status, test_results
-from ..agents import facts as facts_agent
+from ..agents import deadline_scan, deadlines, facts, incidents, ingest, status, test_results
 from ..agents.context import AgentContext, Stats
-from ..agents.fact_sink import FactSink
 from ..agents.status import drop_finished_spinner as _drop_finished_spinner  # noqa: F401  (its old home)
 from ..engine.core import Engine
 from ..settings import Settings
@@ -27,7 +25,8 @@ class Guard:
     app: faust.App
     ctx: AgentContext
     agents: dict[str, Any]
-    sink: FactSink | None
+    #: writes guard.facts into ClickHouse (None with facts off)
+    facts: facts.FactsTask | None
 
     @property
     def stats(self) -> Stats:
@@ -57,15 +56,13 @@ def build_guard(settings: Settings, *, engine: Engine | None = None, writer_fact
     deadline_scan.register(ctx)
     agents["tests"] = test_results.register(ctx)
     agents["incidents"] = incidents.register(ctx)
-    sink = None
+    fact_task = None
     if settings.facts_enabled:
-        sink = FactSink(ctx, writer_factory or _writer_factory(settings))
-        agents["facts"] = facts_agent.register(ctx, sink)
-        facts_flush.register(ctx, sink)
+        fact_task = facts.register(ctx, writer_factory or _writer_factory(settings))
     if settings.metrics_port:
         _serve_metrics(app, settings)
     status.register(ctx)
-    return Guard(app=app, ctx=ctx, agents=agents, sink=sink)
+    return Guard(app=app, ctx=ctx, agents=agents, facts=fact_task)
 
 
 def _serve_metrics(app: faust.App, settings: Settings) -> None:

@@ -109,6 +109,42 @@ async def produce(bootstrap: str, prefix: str, messages: list[tuple[str, bytes |
         await p.stop()
 
 
+async def wait_consumed(bootstrap: str, group: str, topic: str, timeout: float,
+                        proc: subprocess.Popen[bytes] | None = None) -> dict[int, int]:
+    """Wait until consumer group ``group`` has committed every partition of ``topic`` up to its end (what the
+    worker acknowledges only when done with it, e.g. facts once written); returns the end offsets."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.structs import TopicPartition
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await probe.start()
+    try:
+        described = await admin.describe_topics([topic])
+        tps = [TopicPartition(topic, p["partition"]) for d in described if d.get("error_code", 0) == 0
+               for p in sorted(d.get("partitions", ()), key=lambda p: p["partition"])]
+        if not tps:
+            raise AssertionError(f"topic {topic} does not exist")
+        deadline = time.monotonic() + timeout
+        committed: dict[int, int] = {}
+        ends: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"worker exited with {proc.returncode}")
+            ends = {tp.partition: off for tp, off in (await probe.end_offsets(tps)).items()}
+            offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+            committed = {tp.partition: meta.offset for tp, meta in offsets.items() if meta is not None}
+            if all(committed.get(p, -1) >= end for p, end in ends.items() if end > 0):
+                return ends
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{group} did not commit {topic} to its end within {timeout:.0f} s: "
+                             f"committed {committed}, end {ends}")
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
 async def collect(bootstrap: str, topic: str, want: int, timeout: float, proc: subprocess.Popen[bytes] | None = None,
                   settle: float = 0.0) -> list[Any]:
     """Read ``topic`` from the start until ``want`` records (then ``settle`` s more for extras) or timeout."""

@@ -1,10 +1,15 @@
-"""``guard api --write-facts``: the API process writes ``guard.facts`` into the warehouse itself.
+"""Writing ``guard.facts`` into the warehouse: the worker's fact writer, and ``guard api --write-facts``.
+
+One loop with a plain Kafka consumer: facts in batches, the offsets committed only after the batch is
+written (a crash or a ClickHouse outage loses nothing; fact ids make a re-written batch count once), a fact
+that is not one dead-lettered with the reason. The worker runs it beside its agents (consumer group
+``<app_id>-facts``), not as a Faust agent: Faust's consumer drops the records it fetched while a worker
+that took over was still recovering its tables, and where nothing was committed yet (facts wait
+uncommitted while ClickHouse is away) it never read them again; facts were lost (see streams/seek.py).
 
 chDB allows one process per data directory. When the worker, the API and ``guard report`` must share an
 embedded warehouse (``guard up``), the API process owns it: the worker runs with ``--no-facts`` (its facts
-wait on ``guard.facts``) and this loop writes them, as the worker's fact sink would: in batches, the
-offsets committed only after the batch is written (a crash or a ClickHouse outage loses nothing; fact ids
-make a re-written batch count once), a fact that is not one dead-lettered with the reason.
+wait on ``guard.facts``) and the API runs this loop (consumer group ``<app_id>-api-facts``).
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("healing_guard.api.facts")
+log = logging.getLogger(__name__)
 
 #: seconds to wait before writing a batch again after a failed write
 RETRY_SECONDS = 2.0
 
 
 async def write_facts(settings: Any, writer_factory: Callable[[], Any], stop: asyncio.Event, *,
-                      group_id: str | None = None) -> int:
-    """Consume ``guard.facts`` until ``stop`` is set; returns the rows written."""
+                      group_id: str | None = None, on_written: Callable[[int], None] | None = None,
+                      on_error: Callable[[Exception], None] | None = None) -> int:
+    """Consume ``guard.facts`` until ``stop`` is set; returns the rows written. ``on_written(n)`` is called
+    after each written batch, ``on_error(exc)`` after each failed write (the batch is written again)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from ..engine.core import dead_letter
@@ -59,9 +66,14 @@ async def write_facts(settings: Any, writer_factory: Callable[[], Any], stop: as
                 try:
                     if writer is None:
                         writer = await asyncio.to_thread(writer_factory)
-                    written += await asyncio.to_thread(writer.write, facts) if facts else 0
+                    n = await asyncio.to_thread(writer.write, facts) if facts else 0
+                    written += n
+                    if on_written is not None:
+                        on_written(n)
                     break
                 except Exception as exc:  # ClickHouse away: keep the batch, try again
+                    if on_error is not None:
+                        on_error(exc)
                     log.warning("cannot write %d fact(s) yet (%s); again in %.0f s", len(facts), exc, RETRY_SECONDS)
                     writer = None
                     deadline = time.monotonic() + RETRY_SECONDS

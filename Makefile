@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test test-all crash bench load corpus install kafka packages clean
 
+# uv (from PyPI, into the venv) installs the same pyproject.toml dependencies as pip, in ~10 s instead of ~40 s
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[embedded,test,bench,otlp]'
+	$(BIN)/pip install --quiet --disable-pip-version-check 'uv>=0.13,<0.14'
+	UV_LINK_MODE=copy $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[embedded,test,bench,otlp]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,20 +19,21 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/guard demo
 
-## make test: lint (ruff) and type-check the package (mypy), fetch + start Apache Kafka (session fixture), run the whole suite but the slow checks on two workers, a line per finished test file
+## make test: lint (ruff), fetch Apache Kafka, run the whole suite but the slow checks on three pytest workers
+## (the tests wait on brokers and subprocesses about half the time, so three keep two cores busy) sharing one
+## Kafka broker, a line per finished test file; the type check (mypy) is one of the tests (tests/unit/test_types.py)
 test: $(STAMP) kafka packages
 	$(BIN)/ruff check .
-	$(BIN)/mypy healing_guard
-	$(BIN)/pytest -q -n 2 --dist loadgroup --file-progress
+	$(BIN)/pytest -q -n 3 --dist loadgroup --file-progress
 
 test-all: $(STAMP) kafka packages
 	$(BIN)/ruff check .
-	$(BIN)/mypy healing_guard
 	$(BIN)/pytest -q -m ''
 
 ## make crash: the crash matrix on real Kafka (the only worker SIGKILLed at several moments on a busy host; counts printed)
+## and the fault test that sends traffic while a worker takes over (a known loss: docs/limitations.md)
 crash: $(STAMP) kafka
-	$(BIN)/pytest -q -s -m crash -o addopts='' tests/integration/test_crash_matrix.py
+	$(BIN)/pytest -q -s -m crash -o addopts='' tests/integration/test_crash_matrix.py tests/integration/test_faults.py
 
 kafka:
 	bash infra/kafka/kafka.sh fetch

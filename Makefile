@@ -21,10 +21,11 @@ run: $(STAMP)
 
 ## make test: lint (ruff), fetch Apache Kafka, run the whole suite but the slow checks on three pytest workers
 ## (the tests wait on brokers and subprocesses about half the time, so three keep two cores busy) sharing one
-## Kafka broker, a line per finished test file; the type check (mypy) is one of the tests (tests/unit/test_types.py)
+## Kafka broker, a line per finished test file; the type check (mypy) is one of the tests (tests/unit/test_types.py);
+## the fuzz tests run a quarter of their examples (make test-all and the module on its own run them all)
 test: $(STAMP) kafka packages
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q -n 3 --dist loadgroup --file-progress
+	GUARD_FUZZ_SCALE=0.25 $(BIN)/pytest -q -n 3 --dist loadgroup --file-progress
 
 test-all: $(STAMP) kafka packages
 	$(BIN)/ruff check .

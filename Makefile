@@ -24,16 +24,18 @@ run: $(STAMP)
 ## (the tests wait on brokers and subprocesses about half the time, so three keep two cores busy) sharing one
 ## Kafka broker, a line per finished test file; the type check (mypy) is one of the tests (tests/unit/test_types.py);
 ## the fuzz tests run a quarter of their examples (make test-all and the module on its own run them all)
+## the test brokers are short-lived: C1 only (-XX:TieredStopAtLevel=1), far less JIT work for the same tiny traffic
+TEST_KAFKA_JVM := -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:MaxMetaspaceSize=256m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
 test: $(STAMP) kafka packages
 	$(BIN)/ruff check .
-	GUARD_FUZZ_SCALE=0.25 $(BIN)/pytest -q -n 3 --dist loadgroup --file-progress
+	GUARD_FUZZ_SCALE=0.25 GUARD_KAFKA_JVM_OPTS='$(TEST_KAFKA_JVM)' $(BIN)/pytest -q -n 3 --dist loadgroup --file-progress
 
 test-all: $(STAMP) kafka packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m ''
 
 ## make crash: the crash matrix on real Kafka (the only worker SIGKILLed at several moments on a busy host; counts printed)
-## and the fault test that sends traffic while a worker takes over (a known loss: docs/limitations.md)
+## and the fault tests that restart a broker and that send traffic while a worker takes over (a known loss: docs/limitations.md)
 crash: $(STAMP) kafka
 	$(BIN)/pytest -q -s -m crash -o addopts='' tests/integration/test_crash_matrix.py tests/integration/test_faults.py
 

@@ -164,6 +164,8 @@ async def test_sigkill_of_one_of_two_workers_loses_nothing_and_retries_nothing_t
 # 2. the broker restarted mid-stream
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
+@pytest.mark.crash  # a broker of its own stopped and started again: with the crash matrix in `make crash`
 async def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
     """A broker of its own (the session's is shared), stopped and started on the same data and port while a
     worker and the executor are connected and traffic is half through. Both reconnect; every job is re-run

@@ -61,7 +61,7 @@ class FactsTask:
         if self.task is not None and not self.task.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self.task), timeout=STOP_TIMEOUT_S)
-            except (asyncio.TimeoutError, Exception) as exc:  # uncommitted facts are read again next time
+            except Exception as exc:  # a timeout or a failed write: uncommitted facts are read again next time
                 log.warning("fact writer did not stop cleanly (%r); unwritten facts stay on %s", exc,
                             self.ctx.settings.topics.facts)
 

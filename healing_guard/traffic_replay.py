@@ -17,7 +17,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,32 +44,30 @@ class ReplayResult:
     waited_out: bool = False  # stopped because nothing new came, not because every failed job was decided
 
 
-def failed_results(msgs: Sequence[Message]) -> int:
-    """How many test results in ``msgs`` failed or errored: the test risks the test agent will send."""
-    n = 0
-    for topic, _key, value in msgs:
-        if topic != DEFAULT_TOPICS.tests:
+def _records(msgs: Sequence[Message], topic: str) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(key, JSON object) of each message on ``topic``; what is not a JSON object is left out."""
+    for t, key, value in msgs:
+        if t != topic:
             continue
         try:
-            r = orjson.loads(value)
+            rec = orjson.loads(value)
         except orjson.JSONDecodeError:
             continue
-        n += isinstance(r, dict) and r.get("outcome") in ("failed", "error")
-    return n
+        if isinstance(rec, dict):
+            yield key, rec
+
+
+def failed_results(msgs: Sequence[Message]) -> int:
+    """How many test results in ``msgs`` failed or errored: the test risks the test agent will send."""
+    return sum(r.get("outcome") in ("failed", "error") for _key, r in _records(msgs, DEFAULT_TOPICS.tests))
 
 
 def completed_attempts(msgs: Sequence[Message]) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
     """(job key, attempt) of every completed job event in ``msgs``, and of those that failed or timed out."""
     done: set[tuple[str, int]] = set()
     failed: set[tuple[str, int]] = set()
-    for topic, key, value in msgs:
-        if topic != DEFAULT_TOPICS.jobs:
-            continue
-        try:
-            ev = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(ev, dict) and ev.get("status") == "completed":
+    for key, ev in _records(msgs, DEFAULT_TOPICS.jobs):
+        if ev.get("status") == "completed":
             k = (key.decode("utf-8", "replace"), int(ev.get("attempt") or 1))
             done.add(k)
             if ev.get("conclusion") in ("failure", "timed_out"):

@@ -10,12 +10,16 @@ Recordings:
 * JSON lines files, one record per line: ``{"topic": "ci.jobs" | "ci.logs" | "ci.tests", "record": {...}}``
   with an optional ``"key"`` (default: the job key; the test id on ``ci.tests``). This is what
   ``guard forward --dry-run`` prints, so a recording can be built from saved logs with it. ``.gz`` files
-  are read as gzip.
+  are read as gzip. A ``ci.tests`` record may also be a batch of results (schemas/test_batch.py; its key,
+  if given, its first test id).
 * the guard's own topics on a Kafka cluster (``--from-broker``), read from the beginning to their end at
-  the start of the backtest, merged in timestamp order.
+  the start of the backtest, merged in timestamp order. A ``ci.tests`` message is read as the worker reads
+  it (:func:`~healing_guard.schemas.test_batch.decode_tests`: one result, or a batch).
 
-A line or message that is not a valid record is not dropped silently: it is listed as rejected with its
-place and the field at fault, and the rest is replayed.
+Every result of a batch becomes a record of its own (keyed by its test id), in the batch's order. A line
+or message that is not a valid record, or an invalid entry of a batch, is not dropped silently: it is
+listed as rejected with its place and the field at fault (``results[3].outcome``), and the rest is
+replayed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ import orjson
 from .traffic_replay import Message, completed_attempts
 from .schemas import SchemaError
 from .schemas.records import TOPIC_RECORDS, TestResult
-from .topics import INPUT_TOPICS, Topics
+from .schemas.test_batch import DecodedTests, decode_tests
+from .topics import DEFAULT_TOPICS, INPUT_TOPICS, Topics
 
 #: every executor service configured with placeholders: a dry run only describes the calls, never makes them
 DRY_RUN_ENV = {
@@ -65,8 +70,19 @@ def _key(topic: str, rec: Any) -> bytes:
     return str(rec.job_key).encode()
 
 
-def parse_line(raw: bytes, where: str) -> Message:
-    """One recorded line into a message; ValueError("where: why") when it is not a valid record."""
+def _rejections(where: str, decoded: DecodedTests, prefix: str = "") -> list[str]:
+    """One "where: field: why" per invalid entry of a batch (the others are replayed)."""
+    return [f"{where}: {prefix}{exc.field or f'results[{i}]'}: {exc.reason}" for i, exc in decoded.errors]
+
+
+def _test_messages(decoded: DecodedTests) -> list[Message]:
+    """Every result of a ci.tests message as a record of its own, keyed by its test id."""
+    return [(DEFAULT_TOPICS.tests, r.test_id.encode(), r.to_json()) for r in decoded.results]
+
+
+def parse_line(raw: bytes, where: str) -> tuple[list[Message], list[str]]:
+    """One recorded line into its messages (a ci.tests batch: one per result) and the "where: why" of each
+    invalid entry of a batch; ValueError("where: why") when the line as a whole is not a valid record."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -78,14 +94,27 @@ def parse_line(raw: bytes, where: str) -> Message:
     topic = next((t for t in INPUT_TOPICS if isinstance(named, str) and named.endswith(t)), None)
     if topic is None:
         raise ValueError(f"{where}: topic: one of {', '.join(INPUT_TOPICS)} (with any prefix), got {named!r}")
-    try:
-        rec = TOPIC_RECORDS[topic].from_dict(obj.get("record"), "record")
-    except SchemaError as exc:
-        raise ValueError(f"{where}: {exc.field or 'record'}: {exc.reason}") from None
     key = obj.get("key")
     if key is not None and not isinstance(key, str):
         raise ValueError(f"{where}: key: expected a string")
-    return topic, (key.encode() if key else _key(topic, rec)), rec.to_json()
+    record = obj.get("record")
+    if topic == DEFAULT_TOPICS.tests and isinstance(record, dict) and "results" in record:
+        # a batch (schemas/test_batch.py); its key, when the line has none, is its first test id
+        entries = record.get("results")
+        first = entries[0].get("test_id") if isinstance(entries, list) and entries and isinstance(entries[0], dict) \
+            else None
+        batch_key = key or (first if isinstance(first, str) else "")
+        try:
+            decoded = decode_tests(orjson.dumps(record), batch_key.encode())
+        except SchemaError as exc:
+            at = exc.field if exc.field == "key" else f"record.{exc.field}" if exc.field else "record"
+            raise ValueError(f"{where}: {at}: {exc.reason}") from None
+        return _test_messages(decoded), _rejections(where, decoded, "record.")
+    try:
+        rec = TOPIC_RECORDS[topic].from_dict(record, "record")
+    except SchemaError as exc:
+        raise ValueError(f"{where}: {exc.field or 'record'}: {exc.reason}") from None
+    return [(topic, (key.encode() if key else _key(topic, rec)), rec.to_json())], []
 
 
 def read_files(paths: Sequence[Path]) -> Recording:
@@ -99,9 +128,12 @@ def read_files(paths: Sequence[Path]) -> Recording:
                     if not raw.strip():
                         continue
                     try:
-                        out.messages.append(parse_line(raw, f"{p}:{n}"))
+                        messages, rejected = parse_line(raw, f"{p}:{n}")
                     except ValueError as exc:
                         out.rejected.append(str(exc))
+                        continue
+                    out.messages.extend(messages)
+                    out.rejected.extend(rejected)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # a truncated or corrupt .gz: keep what was read
             out.rejected.append(f"{p}:{n + 1}: not a readable gzip file ({type(exc).__name__}: {exc})")
     return out
@@ -154,13 +186,19 @@ async def read_topics(bootstrap: str, prefix: str = "", *, max_events: int = 2_0
                         break
                     where = f"{tp.topic}[{tp.partition}]@{r.offset}"
                     try:
-                        rec = TOPIC_RECORDS[topic].from_json(r.value or b"")
+                        if topic == DEFAULT_TOPICS.tests:  # one result, or a batch: a record per result
+                            decoded = decode_tests(r.value or b"", r.key)
+                            out.rejected.extend(_rejections(where, decoded))
+                            found = _test_messages(decoded)
+                        else:
+                            rec = TOPIC_RECORDS[topic].from_json(r.value or b"")
+                            found = [(topic, r.key if r.key else _key(topic, rec), r.value or b"")]
                     except SchemaError as exc:
                         out.rejected.append(f"{where}: {exc.field or 'value'}: {exc.reason}")
                         continue
-                    key = r.key if r.key else _key(topic, rec)
-                    per[tp].append((r.timestamp, r.offset, topic, key, r.value or b""))
-                    seen += 1
+                    for _topic, key, value in found:
+                        per[tp].append((r.timestamp, r.offset, topic, key, value))
+                    seen += len(found)
                     if r.offset + 1 >= ends[tp]:
                         todo.discard(tp)
         streams = list(per.values())

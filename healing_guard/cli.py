@@ -588,12 +588,20 @@ def forward(
                                   help="mask, as the CI platform does, the values of this process's environment "
                                        "variables named like credentials (*TOKEN*, *SECRET*, *PASSWORD*, *API_KEY*, "
                                        "...) and of ::add-mask:: lines, before anything leaves the runner"),
+    junit: Optional[list[Path]] = typer.Option(None, "--junit", metavar="PATH",
+                                               help="a JUnit XML report of this job (repeat the option for more; "
+                                                    "the shell expands globs): its test results go to ci.tests, in "
+                                                    "batches, after the log and before the completion; a report "
+                                                    "that cannot be read is named on stderr, the rest is still sent "
+                                                    "and the exit status is 1"),
 ) -> None:
-    """Ship a job's log to ci.logs (ordered chunks), and optionally its completion to ci.jobs."""
+    """Ship a job's log to ci.logs (ordered chunks), optionally its JUnit test results to ci.tests and its
+    completion to ci.jobs."""
     import time as _time
 
-    from .platforms.forward import (ENV_SCOPES, completion, env_attempt, follow_blocks, job_details, log_chunks,
-                                    read_blocks)
+    from .platforms.forward import (ENV_SCOPES, completion, env_attempt, env_head_sha, follow_blocks, job_details,
+                                    junit_results, log_chunks, read_blocks)
+    from .platforms.junit_cli import describe_error, redacted, send_batches
     from typing import get_args
 
     from .schemas import PROVIDERS
@@ -640,9 +648,10 @@ def forward(
                     yield from follow_blocks(fp, idle_timeout=idle_timeout) if follow else read_blocks(fp)
 
     sent = {"chunks": 0, "lines": 0}
+    tests: dict[str, Any] = {"sent": None, "bad": 0, "failed": False}
 
     def records() -> Any:
-        """The records in order, produced lazily: a 100 MB log is never held whole."""
+        """The log's records in order, produced lazily: a 100 MB log is never held whole."""
         from .patterns.masks import from_environ
 
         for ch in log_chunks(blocks(), provider=provider, owner=owner, repo=name, job_id=job_id,
@@ -651,22 +660,62 @@ def forward(
             sent["chunks"] += 1
             sent["lines"] += len(ch.lines)
             yield s.topics.logs, ch.job_key.encode(), ch.to_json()
-        if conclusion is not None:
-            # the flags, else the CI platform's variables (platforms/forward.py: job_details)
-            details = job_details(provider, job_id=job_id, env=os.environ, sizes=s.price_per_minute_usd,
-                                  now=_time.time(), warn=warn, scope=from_env, job_name=job_name, run_id=run_id,
-                                  attempt=log_attempt, workflow=workflow, branch=branch, commit=commit, runner=runner,
-                                  runner_labels=runner_labels, size=runner_size, started_at=started_at,
-                                  completed_at=completed_at, duration_minutes=duration_minutes)
-            ev = completion(provider=provider, owner=owner, repo=name, job_id=job_id, conclusion=conclusion,
-                            exit_code=exit_code, chunks=sent["chunks"], now=_time.time(), healing_strategy=strategy,
-                            max_retries=max_retries, **details)
-            yield s.topics.jobs, ev.job_key.encode(), ev.to_json()
+
+    def details() -> dict[str, Any] | None:
+        """With --conclusion, the job as the completion describes it (once the log has been read: its end)."""
+        if conclusion is None:
+            return None
+        # the flags, else the CI platform's variables (platforms/forward.py: job_details)
+        return job_details(provider, job_id=job_id, env=os.environ, sizes=s.price_per_minute_usd, now=_time.time(),
+                           warn=warn, scope=from_env, job_name=job_name, run_id=run_id, attempt=log_attempt,
+                           workflow=workflow, branch=branch, commit=commit, runner=runner, runner_labels=runner_labels,
+                           size=runner_size, started_at=started_at, completed_at=completed_at,
+                           duration_minutes=duration_minutes)
+
+    def test_results(job: dict[str, Any] | None) -> list[Any]:
+        """The results of the --junit reports (read once the log is done: the job may still write them while
+        it is followed), for the job and commit the completion names; a bad report is reported and skipped."""
+        if not junit:
+            return []
+        head = job["head_sha"] if job is not None else \
+            (commit or "").strip() or env_head_sha(provider, os.environ, job_id=job_id, scope=from_env, warn=warn)
+        results, errors = junit_results(junit, provider=provider, owner=owner, repo=name, job_id=job_id,
+                                        attempt=log_attempt, head_sha=head)
+        for e in errors:
+            err.print(f"[red]--junit:[/red] {escape(e)}", highlight=False)
+        tests["bad"] = len(errors)
+        return results
+
+    def completion_record(job: dict[str, Any] | None) -> tuple[str, bytes, bytes] | None:
+        if conclusion is None or job is None:
+            return None
+        ev = completion(provider=provider, owner=owner, repo=name, job_id=job_id, conclusion=conclusion,
+                        exit_code=exit_code, chunks=sent["chunks"], now=_time.time(), healing_strategy=strategy,
+                        max_retries=max_retries, **job)
+        return s.topics.jobs, ev.job_key.encode(), ev.to_json()
+
+    def done() -> None:
+        if tests["bad"]:
+            err.print(f"{tests['bad']} of {len(junit or [])} JUnit report(s) could not be read", highlight=False)
+        if tests["bad"] or tests["failed"]:
+            raise typer.Exit(1)
 
     try:
         if dry_run:
-            for topic, _, value in records():
+            def show(topic: str, value: bytes) -> None:
                 sys.stdout.write(orjson.dumps({"topic": topic, "record": orjson.loads(value)}).decode() + "\n")
+
+            for topic, _, value in records():
+                show(topic, value)
+            job = details()
+            # one TestResult a line (as `guard ingest junit --dry-run`): batches need the topic's partition count
+            for r in redacted(test_results(job)):
+                show(s.topics.tests, r.to_json())
+            last = completion_record(job)
+            if last is not None:
+                show(last[0], last[2])
+            sys.stdout.flush()
+            done()
             return
         if s.broker_url == "embedded":
             err.print("[red]forward needs a broker URL (--broker kafka://host:port)[/red]")
@@ -679,6 +728,19 @@ def forward(
             try:
                 for topic, key, value in records():  # one job key, one partition: chunks before completion
                     await p.send_and_wait(topic, key=key, value=value)
+                job = details()
+                results = test_results(job)
+                if results:
+                    # acknowledged before the completion is sent: the worker has them when it decides
+                    try:
+                        tests["sent"] = await send_batches(p, results, s.topics.tests)
+                    except Exception as exc:  # the completion still goes: the job is diagnosed from its log
+                        tests["failed"] = True
+                        err.print(f"[red]could not send the test results to {escape(s.topics.tests)}:[/red] "
+                                  f"{escape(describe_error(exc))}", highlight=False)
+                last = completion_record(job)
+                if last is not None:
+                    await p.send_and_wait(last[0], key=last[1], value=last[2])
             finally:
                 await p.stop()
 
@@ -691,8 +753,17 @@ def forward(
     except Exception as exc:
         err.print(f"[red]could not send to {escape(s.bootstrap)}:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    console.print(f"sent {sent['chunks']} chunks ({sent['lines']} lines) of {provider}/{owner}/{name}/{job_id}"
-                  + (f" and its completion ({conclusion})" if conclusion else ""), highlight=False)
+    if not junit:
+        reports = ""
+    elif tests["sent"] is not None:
+        reports = f", {tests['sent']}"
+    elif tests["failed"]:
+        reports = ", not its test results"
+    else:
+        reports = ", no test results"
+    console.print(f"sent {sent['chunks']} chunks ({sent['lines']} lines) of {provider}/{owner}/{name}/{job_id}{reports}"
+                  + (f" and its completion ({conclusion})" if conclusion else ""), highlight=False, soft_wrap=True)
+    done()
 
 
 @app.command()

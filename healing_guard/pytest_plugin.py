@@ -1,5 +1,9 @@
 """Opt-in pytest plugin: report every test's result to the guard (``ci.tests``) at the end of the run.
 
+On Kafka the results travel in batches (:func:`healing_guard.platforms.junit_cli.send_results`: as few
+messages as fit, grouped by the partition each test id hashes to); the ``--guard-output`` file holds one
+JSON ``TestResult`` per line.
+
 Enable it explicitly (no entry point is registered)::
 
     pytest -p healing_guard.pytest_plugin --guard-broker kafka://kafka:9092 --guard-repo acme/app \\
@@ -54,7 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--guard-broker", default=None, metavar="URL",
                 help="kafka://host:port: send the results to <prefix>ci.tests at the end of the run.")
     g.addoption("--guard-output", default=None, metavar="FILE",
-                help="write the results as JSON lines to FILE instead of Kafka.")
+                help="write the results to FILE instead of Kafka, one JSON TestResult per line.")
     g.addoption("--guard-repo", default=None, metavar="OWNER/REPO",
                 help="repository (default: GITHUB_REPOSITORY or CI_PROJECT_PATH).")
     g.addoption("--guard-job-id", default=None, metavar="ID", help="the CI job id (default: CI_JOB_ID).")
@@ -185,7 +189,7 @@ class GuardReporter:
                           "the test run is not affected"
 
     def _send(self, results: list[TestResult]) -> str:
-        from .platforms.junit_cli import send_results
+        from .platforms.junit_cli import describe_error, send_results
         from .settings import load_settings
 
         opt = self.config.option
@@ -210,8 +214,8 @@ class GuardReporter:
             raise TimeoutError(f"{settings.broker_url} did not answer in {SEND_TIMEOUT_S:.0f} s")
         if "error" in box:
             exc = box["error"]
-            raise RuntimeError(f"cannot send to {settings.broker_url}: {type(exc).__name__}: {exc}")
-        return f"healing-guard: sent {box['sent']} test results to {topic}"
+            raise RuntimeError(f"cannot send to {settings.broker_url}: {describe_error(exc)}")
+        return f"healing-guard: sent {box['sent']} to {topic}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.status:

@@ -37,7 +37,7 @@ class Topics:
 
     logs: str = "ci.logs"  # LogChunk, key: job key (the one topic with raw, unredacted log text)
     jobs: str = "ci.jobs"  # JobEvent, key: job key
-    tests: str = "ci.tests"  # TestResult, key: test id
+    tests: str = "ci.tests"  # a batch of one report's results (schemas/test_batch.py) or one TestResult
     findings: str = "guard.findings"  # Finding, key: job key
     actions: str = "guard.actions"  # Command, key: job key
     outcomes: str = "guard.outcomes"  # Outcome, key: job key

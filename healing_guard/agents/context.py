@@ -82,8 +82,10 @@ class Stats:
     jobs_closed: int = 0
     findings: int = 0
     commands: int = 0
-    tests: int = 0
-    tests_replayed: int = 0  # ci.tests messages read again after a crash and not learned twice
+    tests: int = 0  # test results learned
+    tests_replayed: int = 0  # test results read again after a crash and not learned twice
+    tests_rerouted: int = 0  # results of a batch sent on to the partition their test id hashes to
+    test_messages: int = 0  # ci.tests messages (a batch or one result)
     outcomes_learned: int = 0
     commands_resent: int = 0  # a decided job's commands sent again after its messages were read again
     dead_letters: int = 0

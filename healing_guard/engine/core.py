@@ -324,8 +324,10 @@ class Engine:
     def quarantine(self, state: QuarantineState, model: TestModel, result: TestResult,
                    now: float | None = None) -> tuple[Command | None, Fact | None]:
         """The quarantine or release command one test result causes (and its fact), if any."""
-        if result.outcome == "skipped":
-            return None, None
+        pol = self.quarantine_policy
+        if result.outcome == "skipped" or not pol.enabled or (
+                not state.quarantined and (model.runs < pol.min_runs or model.recoveries < pol.min_recoveries)):
+            return None, None  # what quarantine_step would say, without computing P(fail)
         now = time.time() if now is None else now
         tr = quarantine_step(state, result.test_id, failed=result.outcome in ("failed", "error"),
                              p_fail=model.p_fail(), runs=model.runs,
@@ -342,33 +344,46 @@ class Engine:
         return cmd, command_fact(cmd)
 
     def learn_test(self, model: TestModel | None, result: TestResult) -> tuple[TestModel, Fact, TestRisk | None]:
-        model = model or TestModel()
-        if result.outcome == "skipped":
-            return model, test_result_fact(result, p_fail=None), None
-        failed = result.outcome in ("failed", "error")
-        if model.pending_context is not None:  # the run after a failure: how that failure turned out
-            self.retry_context.learn(model.pending_context, retry_passed=not failed)
-            model.pending_context = None
-        x = None
-        if failed:  # the failure's context, judged against the history before this run
-            x = context_features(model, result, model.p_retry_pass(self.flake_prior.view(result.test_id)))
+        """One result through its test's model: the model, the result's fact, its risk when it failed."""
+        (model,), (p_before,), (risk,) = self.learn_tests([model], [result])
+        return model, test_result_fact(result, p_fail=p_before), risk
+
+    def learn_tests(self, models: list[TestModel | None], results: list[TestResult]
+                    ) -> tuple[list[TestModel], list[float | None], list[TestRisk | None]]:
+        """Results of distinct tests (a batch of one report, or one result) through their models at once
+        (``FlakePrior.learn_many``): each test's model (a new one for None), the P(fail) it predicted before
+        its result (None: skipped, not learned) and, for a failure, the risk the planner weighs."""
+        out = [m or TestModel() for m in models]
+        p_before: list[float | None] = [None] * len(results)
+        risks: list[TestRisk | None] = [None] * len(results)
+        idx = [i for i, r in enumerate(results) if r.outcome != "skipped"]
+        if not idx:
+            return out, p_before, risks
         prior = self.flake_prior
-        if prior.tests < MAX_PRIOR_TESTS or prior.knows(result.test_id):
-            p_before = prior.learn(result.test_id, model, failed, result.duration_s, head_sha=result.head_sha)
-        else:  # the prior is full: this test uses it without adding to it (memory stays bounded)
-            p_before = model.learn(failed, result.duration_s, prior=prior.view(result.test_id),
-                                   head_sha=result.head_sha)
-        view = prior.view(result.test_id)
-        fact = test_result_fact(result, p_fail=round(p_before, 4))
-        risk = None
-        if failed and x is not None:
+        failed = [results[i].outcome in ("failed", "error") for i in idx]
+        contexts: dict[int, dict[str, float]] = {}
+        for i, f in zip(idx, failed):
+            r, model = results[i], out[i]
+            if model.pending_context is not None:  # the run after a failure: how that failure turned out
+                self.retry_context.learn(model.pending_context, retry_passed=not f)
+                model.pending_context = None
+            if f:  # the failure's context, judged against the history before this run
+                contexts[i] = context_features(model, r, model.p_retry_pass(prior.view(r.test_id)))
+        # a test beyond MAX_PRIOR_TESTS uses the prior without adding to it (memory stays bounded)
+        ps = prior.learn_many([results[i].test_id for i in idx], [out[i] for i in idx], failed,
+                              [results[i].duration_s for i in idx], [results[i].head_sha for i in idx],
+                              max_tests=MAX_PRIOR_TESTS)
+        for i, p in zip(idx, ps.tolist()):
+            p_before[i] = round(p, 4)
+        for i, x in contexts.items():
+            r, model = results[i], out[i]
+            view = prior.view(r.test_id)
             p_retry = self.retry_context.p_retry_pass(x, model.p_retry_pass(view))
             model.pending_context = x
-            model.last_template = message_hash(result.message) or model.last_template
-            risk = TestRisk(test_id=result.test_id, p_fail=round(model.p_fail(view), 4),
-                            p_retry_pass=round(p_retry, 4), runs=model.runs,
-                            recoveries=model.recoveries)
-        return model, fact, risk
+            model.last_template = message_hash(r.message) or model.last_template
+            risks[i] = TestRisk(test_id=r.test_id, p_fail=round(model.p_fail(view), 4),
+                                p_retry_pass=round(p_retry, 4), runs=model.runs, recoveries=model.recoveries)
+        return out, p_before, risks
 
     def replay_test(self, model: TestModel, result: TestResult) -> tuple[Fact, TestRisk | None]:
         """The fact and risk of a result ``model`` has already learned (a message read again after a

@@ -1,20 +1,23 @@
 """Table codecs: how each value of the worker's Faust tables is written as bytes, and read back.
 
 The tables hold raw bytes (``streams/tables.py``), so the changelog format is set here, explicitly, and
-does not depend on Faust's codecs: windows, ledgers and incident states are orjson, test models pickle
-(River models are not JSON). Pure: no Faust, Kafka or ClickHouse; the agents read a table, call these,
-and write what the steps (``engine/step.py``) return.
+does not depend on Faust's codecs: windows, ledgers and incident states are orjson, test models a compact
+versioned binary (``dump_test``; pickles of earlier versions are still read). Pure: no Faust, Kafka or
+ClickHouse; the agents read a table, call these, and write what the steps (``engine/step.py``) return.
 """
 
 from __future__ import annotations
 
 import pickle
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from ..flaky import TestModel
+from ..flaky.model import DELTAS, GRID, FlakeFilter
 from ..flaky.quarantine import QuarantineState
 from ..remediate import Ledger
 from ..remediate.incidents import IncidentState
@@ -70,7 +73,7 @@ def window_deadline(raw: bytes, ttl_seconds: float) -> tuple[float, int] | None:
     return None
 
 
-# --- test models: test id -> pickle({"model", "quarantine", "applied"}) ------------------------------------
+# --- test models: test id -> compact binary state (version 1; older values: pickle) ---------------------
 @dataclass
 class TestState:
     """A test's table value: its model, quarantine state and the (partition, offset) of the last
@@ -89,10 +92,24 @@ class TestState:
                 and offset <= self.applied[1])
 
 
+#: version 1 of a test's value: a version byte, then fixed-size little-endian fields (the applied offset, the
+#: model's counters, the quarantine state), the filter's arrays as float32, then the rare variable fields
+#: (commit, failure template, pending failure context) as one orjson object, empty when none is set.
+#: A pickle (every earlier value) starts with 0x80, never with this byte.
+TEST_STATE_V1 = 1
+_HEAD = struct.Struct("<BiqIIIIIIIIIIBddd?IId")
+_U_SIZE = len(DELTAS) * len(GRID)
+_ARRAYS = 4 * (_U_SIZE + len(DELTAS))
+
+
 def load_test(raw: bytes | None) -> TestState:
     if not raw:
         return TestState()
-    obj: Any = pickle.loads(raw)
+    if raw[0] == TEST_STATE_V1:
+        return _load_v1(raw)
+    if raw[0] != 0x80:
+        raise ValueError(f"unknown test state encoding (first byte {raw[0]:#x})")
+    obj: Any = pickle.loads(raw)  # values written before version 1 (an upgrade rewrites them on next run)
     if isinstance(obj, dict):
         applied = obj.get("applied")
         return TestState(obj["model"], QuarantineState.from_dict(obj.get("quarantine")),
@@ -100,9 +117,41 @@ def load_test(raw: bytes | None) -> TestState:
     return TestState(obj)
 
 
+def _load_v1(raw: bytes) -> TestState:
+    (_v, part, off, runs, fails, streak, flips, timed, af, aff, ap, apf, fixed, last_failed, ewm, mean_d, m2,
+     quarantined, episode, passes_since, since) = _HEAD.unpack_from(raw)
+    pos = _HEAD.size
+    arr = np.frombuffer(raw, dtype="<f4", count=_U_SIZE + len(DELTAS), offset=pos).astype(np.float64)
+    f = FlakeFilter.__new__(FlakeFilter)
+    f.u = arr[:_U_SIZE].reshape(len(DELTAS), len(GRID))
+    f.logz = arr[_U_SIZE:]
+    rest = raw[pos + _ARRAYS:]
+    extra = orjson.loads(rest) if rest else {}
+    m = TestModel(runs=runs, fails=fails, last_failed=bool(last_failed), streak=streak, fail_ewm=ewm, flips=flips,
+                  mean_duration=mean_d, timed_runs=timed, m2_duration=m2, last_template=extra.get("tpl"),
+                  pending_context=extra.get("ctx"), after_fail=af, after_fail_fails=aff, after_pass=ap,
+                  after_pass_fails=apf, model=f, last_sha=extra.get("sha"), fixed_by_change=fixed)
+    return TestState(m, QuarantineState(quarantined, episode, passes_since, since),
+                     None if part < 0 else (part, off))
+
+
 def dump_test(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int]) -> bytes:
-    return pickle.dumps({"model": model, "quarantine": quarantine.to_dict(), "applied": applied},
-                        protocol=pickle.HIGHEST_PROTOCOL)
+    """The compact value of a test (about 0.9 KB: the filter's 200 floats are most of it)."""
+    head = _HEAD.pack(TEST_STATE_V1, applied[0], applied[1], model.runs, model.fails, model.streak, model.flips,
+                      model.timed_runs, model.after_fail, model.after_fail_fails, model.after_pass,
+                      model.after_pass_fails, model.fixed_by_change, model.last_failed, model.fail_ewm,
+                      model.mean_duration, model.m2_duration, quarantine.quarantined, quarantine.episode,
+                      quarantine.passes_since, quarantine.since)
+    f = model.model
+    extra: dict[str, Any] = {}
+    if model.last_sha:
+        extra["sha"] = model.last_sha
+    if model.last_template:
+        extra["tpl"] = model.last_template
+    if model.pending_context is not None:
+        extra["ctx"] = model.pending_context
+    return b"".join((head, f.u.astype("<f4").tobytes(), f.logz.astype("<f4").tobytes(),
+                     orjson.dumps(extra) if extra else b""))
 
 
 # --- incidents: template hash -> recent failures with that template ----------------------------------------

@@ -19,14 +19,14 @@ from typing import Any
 
 import orjson
 
-from ..patterns.tokenize import redact_test_result
 from ..remediate import NOTIFY_ACTIONS
 from ..remediate.incidents import template_key
 from ..schemas import Command, DeadLetter, JobEvent, LogChunk, Outcome, SchemaError, TestResult, TestRisk, job_key
+from ..schemas.test_batch import partition_of
 from ..topics import Topics
-from ..warehouse.facts import fact_to_json, outcome_fact
+from ..warehouse.facts import Fact, fact_to_json, facts_to_json_many, outcome_fact, test_result_fact
 from .core import Decision, Engine, dead_letter, schema_dead_letter
-from .state import (dump_incident, dump_partition, dump_test, dump_window, ledger_key, load_incident,
+from .state import (TestState, dump_incident, dump_partition, dump_test, dump_window, ledger_key, load_incident,
                     load_partition, load_test, load_window)
 from .window import Closed, Expired, JobWindow, Output, decided
 
@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AttemptRisk", "Count", "Decided", "Effect", "Flaky", "Hold", "IngestEvent", "IngestState", "NextAttempt",
-    "Resent", "Send", "Store", "Tick", "Wake", "decode_ingest", "decode_test_result", "incident_step", "ingest_step",
-    "max_tick_hold", "results_step",
+    "Resent", "Send", "Store", "Tick", "Wake", "decode_ingest", "incident_step", "ingest_step",
+    "max_tick_hold", "results_batch_step", "results_step",
 ]
 
 
@@ -314,46 +314,94 @@ def _decision_sends(engine: Engine, decision: Decision, key: bytes) -> list[Effe
 
 
 # --- the test agent: ci.tests ------------------------------------------------------------------------------
-def decode_test_result(topic: str, key: bytes | None, raw: bytes, *, partition: int,
-                       offset: int) -> tuple[bytes, TestResult] | DeadLetter:
-    """A test result and the key it is kept under, redacted: secrets in a test id (a parametrized
-    argument) or a failure message stop here, so the model table, facts, risks and commands all use the
-    redacted record, keyed by its redacted id. Or the dead letter saying why there is none."""
-    try:
-        result = TestResult.from_json(raw)
-        if key is None or key.decode("utf-8", "replace") != result.test_id:
-            raise SchemaError(f"message key must be the test id {result.test_id!r}", "key")
-    except SchemaError as exc:
-        return schema_dead_letter(topic, raw, exc, key=key, partition=partition, offset=offset)
-    clean = redact_test_result(result)
-    if clean is not result:
-        return clean.test_id.encode(), clean
-    return key, result
-
-
 def results_step(engine: Engine, models: Mapping[bytes, bytes | None], key: bytes, result: TestResult, *,
-                     partition: int, offset: int) -> list[Effect]:
-    """One test result through the test's model and quarantine state: its fact, the risk the job agent
-    weighs (re-keyed by job key) and a quarantine or release command."""
-    st = load_test(models.get(key))
-    command = qfact = None
-    effects: list[Effect]
-    if st.model is not None and st.has_learned(partition, offset):
-        # learn it once, send its outputs again (their ids make them count once)
-        fact, risk = engine.replay_test(st.model, result)
-        effects = [Count("tests_replayed")]
-    else:
-        model, fact, risk = engine.learn_test(st.model, result)
-        command, qfact = engine.quarantine(st.quarantine, model, result)
-        effects = [Store("test_models", key, dump_test(model, st.quarantine, (partition, offset))), Count("tests")]
-    jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
-    effects.append(Send("facts", key, fact_to_json(fact)))
-    if command is not None and qfact is not None:
-        effects += [Send("actions", jk, command.to_json()), Send("facts", key, fact_to_json(qfact)), Flaky(command)]
-    if risk is not None:
-        effects.append(Send("test_risk", jk, orjson.dumps({"attempt": result.attempt, "risk": risk.to_dict()})))
-    return effects
+                 partition: int, offset: int) -> list[Effect]:
+    """One test result (a one-result message): :func:`results_batch_step` of one."""
+    return results_batch_step(engine, models, [(key, result)], partition=partition, offset=offset, batch=False)
 
+
+def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], items: list[tuple[bytes, TestResult]],
+                       *, partition: int, offset: int, batch: bool = True) -> list[Effect]:
+    """The results of one ci.tests message through their tests' models and quarantine states, learned
+    together (``Engine.learn_tests``): each test's state written once, the facts in as few messages as
+    possible, the risk the job agent weighs for each failure (re-keyed by job key) and any quarantine or
+    release command. A test named twice in one message learns its results in order.
+
+    In a batch (``batch``), a test this partition has no state for yet whose id hashes to another
+    partition (a producer that grouped by another partition count) is not learned here: it is sent
+    again, alone and keyed by its id, so that Kafka's partitioner takes it to the partition that owns it."""
+    partitions = engine.settings.partitions
+    states: dict[bytes, TestState] = {}
+    learned_here: set[bytes] = set()
+    p_fail: list[float | None] = [None] * len(items)
+    risks: list[TestRisk | None] = [None] * len(items)
+    commands: list[tuple[int, Command, Fact]] = []
+    effects: list[Effect] = []
+    rerouted: set[int] = set()
+    replayed = learned_n = 0
+    todo = list(range(len(items)))
+    while todo:  # rounds: each test at most once per round (a report names a test once, nearly always)
+        seen: set[bytes] = set()
+        now_i: list[int] = []
+        later: list[int] = []
+        for i in todo:
+            (later if items[i][0] in seen else now_i).append(i)
+            seen.add(items[i][0])
+        todo = later
+        learn_i: list[int] = []
+        for i in now_i:
+            key, result = items[i]
+            st = states.get(key)
+            if st is None:
+                raw = models.get(key)
+                st = states[key] = load_test(raw)
+                if raw is None and batch and partition_of(key, partitions) != partition:
+                    effects.append(Send("tests", key, result.to_json()))
+                    rerouted.add(i)
+                    del states[key]
+                    continue
+            if key not in learned_here and st.model is not None and st.has_learned(partition, offset):
+                # learned before a crash, read again: learn it once, send its outputs again (ids dedupe)
+                fact, risks[i] = engine.replay_test(st.model, result)
+                p_fail[i] = fact.row["p_fail"]
+                replayed += 1
+                continue
+            learn_i.append(i)
+        if not learn_i:
+            continue
+        learned, ps, rs = engine.learn_tests([states[items[i][0]].model for i in learn_i],
+                                             [items[i][1] for i in learn_i])
+        for i, model, p, risk in zip(learn_i, learned, ps, rs):
+            key, result = items[i]
+            st = states[key]
+            st.model, st.applied = model, (partition, offset)
+            learned_here.add(key)
+            learned_n += 1
+            p_fail[i], risks[i] = p, risk
+            command, qfact = engine.quarantine(st.quarantine, model, result)
+            if command is not None and qfact is not None:
+                commands.append((i, command, qfact))
+    for key in learned_here:
+        st = states[key]
+        assert st.model is not None and st.applied is not None
+        effects.append(Store("test_models", key, dump_test(st.model, st.quarantine, st.applied)))
+    counted = [Count("tests", learned_n)] if learned_n else []
+    if replayed:
+        counted.append(Count("tests_replayed", replayed))
+    if rerouted:
+        counted.append(Count("tests_rerouted", len(rerouted)))
+    rows = [test_result_fact(r, p_fail=p_fail[i]).row for i, (_k, r) in enumerate(items) if i not in rerouted]
+    effects += [Send("facts", items[0][0], v) for v in facts_to_json_many("test_results", rows)]
+    for i, command, qfact in commands:
+        key, result = items[i]
+        jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
+        effects += [Send("actions", jk, command.to_json()), Send("facts", key, fact_to_json(qfact)), Flaky(command)]
+    for i, risk in enumerate(risks):
+        if risk is not None:
+            result = items[i][1]
+            jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()
+            effects.append(Send("test_risk", jk, orjson.dumps({"attempt": result.attempt, "risk": risk.to_dict()})))
+    return effects + counted
 
 
 # --- the incidents agent: guard.incidents ------------------------------------------------------------------

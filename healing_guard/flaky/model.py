@@ -94,12 +94,19 @@ def groups_of_test(test_id: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-class _Group:
-    __slots__ = ("n", "rates")
+#: a batch refits the prior after every this many results: one at a time is the exact online fit; all of a
+#: report's thousands at once would judge every test of a new suite under the prior from before the report.
+#: 128 costs +0.04 % log-loss on the flakiness replay against one at a time (benchmarks/tests_batch.py)
+REFIT_EVERY = 128
 
-    def __init__(self, size: int) -> None:
-        self.n = 0
-        self.rates = np.zeros(size)
+
+def _grown(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with room for at least ``n`` rows (doubling), new rows zero."""
+    if len(a) >= n:
+        return a
+    out = np.zeros((max(n, 2 * len(a), 64), *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 class FlakePrior:
@@ -119,8 +126,11 @@ class FlakePrior:
     model goes back to the population prior; where they do, a new test in a flaky class starts out as
     suspect. ``group_strength=0`` turns the hierarchy off.
 
-    Updating after every learned row costs O(grid). Holds one contribution per test id (~0.5 KB each)
-    and one sum per group.
+    :meth:`learn` learns one result; :meth:`learn_many` a batch of results of distinct tests (one report),
+    all judged under the prior as it stood before the batch, whose contributions then update it at once:
+    the same as one at a time when the batch has one result, and vectorized over the batch (a report of
+    thousands of tests costs a few array operations, not thousands). Contributions are kept in arrays,
+    one row per test (~0.25 KB), and one sum per group.
     """
 
     def __init__(self, strength: float = 20.0, group_strength: float = 3.0, base_rates: np.ndarray | None = None,
@@ -129,13 +139,22 @@ class FlakePrior:
         self.group_strength = float(group_strength)
         self.base_rates = DEFAULT_RATE_PRIOR if base_rates is None else np.asarray(base_rates, float)
         self.base_regimes = DEFAULT_REGIME_PRIOR if base_regimes is None else np.asarray(base_regimes, float)
-        self._sum_rates = np.zeros_like(self.base_rates)
-        self._sum_regimes = np.zeros_like(self.base_regimes)
+        k, d = len(self.base_rates), len(self.base_regimes)
+        self._sum_rates = np.zeros(k)
+        self._sum_regimes = np.zeros(d)
         self._sum_group_resp = 0.0  # sum over tests of the group component's responsibility ...
         self._n_group_resp = 0  # ... over this many tests (those that had a group prior)
-        #: test key -> (posterior over rates, over regimes, its groups, group responsibility or -1)
-        self._contrib: dict[Any, tuple[np.ndarray, np.ndarray, tuple[_Group, ...], float]] = {}
-        self._groups: dict[str, _Group] = {}
+        #: test key -> its row in the contribution arrays: posterior over rates (float32: half the memory),
+        #: over regimes, its groups (nearest, next; -1: none) and its group responsibility (-1: none)
+        self._rows: dict[Any, int] = {}
+        self._c_rates = np.zeros((0, k), np.float32)
+        self._c_regimes = np.zeros((0, d), np.float32)
+        self._c_groups = np.zeros((0, 2), np.int64)
+        self._c_resp = np.zeros(0)
+        #: group name -> its row: the sum of its tests' rate contributions and how many tests it has
+        self._group_rows: dict[str, int] = {}
+        self._g_rates = np.zeros((0, k))
+        self._g_n = np.zeros(0, np.int64)
         self._updates = 0
         self.rates = self.base_rates.copy()
         self.regimes = self.base_regimes.copy()
@@ -143,115 +162,280 @@ class FlakePrior:
 
     @property
     def tests(self) -> int:
-        return len(self._contrib)
+        return len(self._rows)
 
     def knows(self, key: Any) -> bool:
         """Whether ``key`` already contributes to the prior."""
-        return key in self._contrib
+        return key in self._rows
 
-    def _groups_of(self, key: Any) -> tuple[_Group, ...]:
+    def _group_ids(self, key: Any) -> tuple[int, int]:
+        """Rows of the groups of a test not seen yet (nearest, next; -1: none), created empty if new."""
         if self.group_strength <= 0 or not isinstance(key, str):
-            return ()
-        out = []
-        for name in groups_of_test(key):
-            g = self._groups.get(name)
+            return -1, -1
+        ids = [-1, -1]
+        for i, name in enumerate(groups_of_test(key)):
+            g = self._group_rows.get(name)
             if g is None:
-                g = self._groups[name] = _Group(len(self.base_rates))
-            out.append(g)
-        return tuple(out)
+                g = self._group_rows[name] = len(self._group_rows)
+                self._g_rates = _grown(self._g_rates, g + 1)
+                self._g_n = _grown(self._g_n, g + 1)
+            ids[i] = g
+        return ids[0], ids[1]
 
-    def _group_rates(self, key: Any) -> np.ndarray | None:
-        """The group prior of test ``key`` (without its own contribution), None if it has no group mates."""
-        entry = self._contrib.get(key)
-        groups = entry[2] if entry is not None else self._groups_of(key)
-        rates, tau, found = self.rates, self.group_strength, False
-        for g in reversed(groups):  # from the top group down to the nearest
-            if entry is None:
-                if g.n > 0:
-                    rates, found = (tau * rates + g.rates) / (tau + g.n), True
-            elif g.n > 1:
-                rates, found = (tau * rates + (g.rates - entry[0])) / (tau + g.n - 1), True
-        return rates if found else None
+    def _views(self, keys: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For each test: its prior over rates, its group prior (valid where it has one), whether it has one,
+        its row (-1: new) and its groups."""
+        n = len(keys)
+        if n == 1:
+            return self._view_one(keys[0])
+        rows = np.fromiter((self._rows.get(k, -1) for k in keys), np.int64, n)
+        gids = np.empty((n, 2), np.int64)
+        for i, k in enumerate(keys):
+            r = rows[i]
+            gids[i] = self._c_groups[r] if r >= 0 else self._group_ids(k)
+        pop = self.rates
+        rates = np.tile(pop, (n, 1))
+        found = np.zeros(n, bool)
+        if self.group_strength > 0 and (gids >= 0).any():
+            has = rows >= 0
+            own = np.zeros_like(rates)
+            if has.any():
+                own[has] = self._c_rates[rows[has]]
+            tau = self.group_strength
+            for col in (1, 0):  # from the top group down to the nearest
+                g = gids[:, col]
+                ok = g >= 0
+                gn = np.where(ok, self._g_n[np.maximum(g, 0)], 0)
+                m_old = ok & has & (gn > 1)
+                m_new = ok & ~has & (gn > 0)
+                if m_old.any():
+                    rates[m_old] = ((tau * rates[m_old] + self._g_rates[g[m_old]] - own[m_old])
+                                    / (tau + gn[m_old] - 1)[:, None])
+                if m_new.any():
+                    rates[m_new] = (tau * rates[m_new] + self._g_rates[g[m_new]]) / (tau + gn[m_new])[:, None]
+                found |= m_old | m_new
+        w = self.group_weight
+        views = np.where(found[:, None], w * rates + (1.0 - w) * pop, pop)
+        return views, rates, found, rows, gids
+
+    def _view_one(self, key: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_views` of one test, without the array bookkeeping (the one-result path)."""
+        row = self._rows.get(key, -1)
+        ids = tuple(self._c_groups[row]) if row >= 0 else self._group_ids(key)
+        pop = self.rates
+        rates, tau, found = pop, self.group_strength, False
+        for g in (ids[1], ids[0]):  # from the top group down to the nearest
+            if g < 0:
+                continue
+            gn = int(self._g_n[g])
+            if row >= 0 and gn > 1:
+                rates, found = (tau * rates + (self._g_rates[g] - self._c_rates[row])) / (tau + gn - 1), True
+            elif row < 0 and gn > 0:
+                rates, found = (tau * rates + self._g_rates[g]) / (tau + gn), True
+        w = self.group_weight
+        view = w * rates + (1.0 - w) * pop if found else pop
+        return (view[None], np.asarray(rates)[None], np.array([found]), np.array([row], np.int64),
+                np.array([ids], np.int64))
 
     def view(self, key: Any = None) -> PriorView:
         """The prior test ``key`` is judged under (the population's for a test with no group mates)."""
-        return self._view(key)[0]
-
-    def _view(self, key: Any) -> tuple[PriorView, np.ndarray | None]:
-        group = self._group_rates(key) if key is not None else None
-        if group is None:
-            return PriorView(self.rates, self.regimes), None
-        w = self.group_weight
-        return PriorView(w * group + (1.0 - w) * self.rates, self.regimes), group
-
-    def update(self, key: Any, model: TestModel | FlakeFilter, view: PriorView | None = None,
-               group: np.ndarray | None = None) -> None:
-        """Replace test ``key``'s contribution with its model's current posterior (``view`` and ``group``:
-        the test's prior and group prior, if the caller has them already)."""
-        f = model.model if isinstance(model, TestModel) else model
-        if view is None:
-            view, group = self._view(key)
-        old = self._contrib.get(key)
-        r_rates, r_regimes = f.posterior(view)
-        resp = -1.0
-        if group is not None:  # how much of the test's evidence the group component explains
-            resp = float(r_regimes @ (self.group_weight * (f.u @ group) / (f.u @ view.rates)))
-        r_rates = r_rates.astype(np.float32)  # half the memory per test
-        r_regimes = r_regimes.astype(np.float32)
-        if old is not None:
-            groups = old[2]
-            self._sum_rates -= old[0]
-            self._sum_regimes -= old[1]
-            for g in groups:
-                g.rates += r_rates - old[0]
-            if old[3] >= 0:
-                self._sum_group_resp -= old[3]
-                self._n_group_resp -= 1
-        else:
-            groups = self._groups_of(key)
-            for g in groups:
-                g.n += 1
-                g.rates += r_rates
-        if resp >= 0:
-            self._sum_group_resp += resp
-            self._n_group_resp += 1
-        self._contrib[key] = (r_rates, r_regimes, groups, resp)
-        self._sum_rates += r_rates
-        self._sum_regimes += r_regimes
-        self._updates += 1
-        if self._updates % 100_000 == 0:  # wash out floating-point drift of the running sums
-            self._resum()
-        n = len(self._contrib) + self.strength
-        self.rates = (self.strength * self.base_rates + np.maximum(self._sum_rates, 0.0)) / n
-        self.regimes = (self.strength * self.base_regimes + np.maximum(self._sum_regimes, 0.0)) / n
-        self.group_weight = (1.0 + self._sum_group_resp) / (2.0 + self._n_group_resp)
-
-    def _resum(self) -> None:
-        self._sum_rates = np.zeros_like(self.base_rates)
-        self._sum_regimes = np.zeros_like(self.base_regimes)
-        self._sum_group_resp, self._n_group_resp = 0.0, 0
-        for g in self._groups.values():
-            g.rates = np.zeros_like(self.base_rates)
-        for r_rates, r_regimes, groups, resp in self._contrib.values():
-            self._sum_rates += r_rates
-            self._sum_regimes += r_regimes
-            for g in groups:
-                g.rates += r_rates
-            if resp >= 0:
-                self._sum_group_resp += resp
-                self._n_group_resp += 1
+        if key is None:
+            return PriorView(self.rates, self.regimes)
+        return PriorView(self._views([key])[0][0], self.regimes)
 
     def learn(self, key: Any, model: TestModel, failed: bool, duration_s: float | None = None, *,
               head_sha: str | None = None) -> float:
         """``model.learn`` under this prior, then this update; returns the P(fail) predicted before."""
-        view, group = self._view(key)
-        p = model.learn(failed, duration_s, prior=view, head_sha=head_sha)
-        self.update(key, model, view, group)
-        return p
+        return float(self.learn_many([key], [model], [failed], [duration_s], [head_sha])[0])
+
+    def learn_many(self, keys: list[Any], models: list[TestModel], failed: list[bool],
+                   durations: list[float | None] | None = None, head_shas: list[str | None] | None = None, *,
+                   max_tests: int | None = None) -> np.ndarray:
+        """Learn one result of each of ``keys`` (distinct tests) into their ``models``, all under the prior as
+        it stands now (refitted every :data:`REFIT_EVERY` results), then update the prior with their new
+        posteriors. A test not seen before contributes
+        only while the prior holds fewer than ``max_tests`` tests (it is still judged under the prior).
+        Returns the P(fail) each model predicted before learning its result."""
+        n = len(keys)
+        if n > REFIT_EVERY:  # the prior is refitted every REFIT_EVERY results of a batch
+            return np.concatenate([
+                self.learn_many(keys[i:i + REFIT_EVERY], models[i:i + REFIT_EVERY], failed[i:i + REFIT_EVERY],
+                                None if durations is None else durations[i:i + REFIT_EVERY],
+                                None if head_shas is None else head_shas[i:i + REFIT_EVERY], max_tests=max_tests)
+                for i in range(0, n, REFIT_EVERY)])
+        if n == 0:
+            return np.zeros(0)
+        views, group, found, rows, gids = self._views(keys)
+        fails = np.asarray(failed, bool)
+        u = np.stack([m.model.u for m in models])
+        logz = np.stack([m.model.logz for m in models])
+        u, logz, before = update_many(u, logz, fails, views, self.regimes)
+        for i, m in enumerate(models):
+            m.model.u, m.model.logz = u[i], logz[i]
+            m.count(bool(fails[i]), None if durations is None else durations[i],
+                    None if head_shas is None else head_shas[i])
+        contribute = rows >= 0
+        if (~contribute).any():
+            room = n if max_tests is None else max(max_tests - len(self._rows), 0)
+            new = np.flatnonzero(~contribute)[:room]
+            contribute[new] = True
+        if contribute.all():
+            self._update(keys, u, logz, views, group, found, rows, gids)
+        elif contribute.any():
+            idx = np.flatnonzero(contribute)
+            self._update([keys[i] for i in idx], u[idx], logz[idx], views[idx], group[idx], found[idx], rows[idx],
+                         gids[idx])
+        return before
+
+    def _update(self, keys: list[Any], u: np.ndarray, logz: np.ndarray, views: np.ndarray, group: np.ndarray,
+                found: np.ndarray, rows: np.ndarray, gids: np.ndarray) -> None:
+        """Replace the contributions of ``keys`` with their models' posteriors under their ``views``."""
+        if len(keys) == 1:
+            self._update_one(keys[0], u[0], logz[0], views[0], group[0], bool(found[0]), int(rows[0]),
+                             (int(gids[0, 0]), int(gids[0, 1])))
+            self._refit(1)
+            return
+        gu = u * views[:, None, :]
+        gu /= gu.sum(axis=2, keepdims=True)
+        pi = self.regimes * np.exp(logz)
+        pi /= pi.sum(axis=1, keepdims=True)
+        r_rates = np.einsum("nd,ndk->nk", pi, gu).astype(np.float32)
+        r_regimes = pi.astype(np.float32)
+        resp = np.full(len(keys), -1.0)
+        if found.any():  # how much of each test's evidence the group component explains
+            uf = u[found]
+            resp[found] = (pi[found] * (self.group_weight * np.einsum("ndk,nk->nd", uf, group[found])
+                                        / np.einsum("ndk,nk->nd", uf, views[found]))).sum(axis=1)
+        old = rows >= 0
+        d_rates = r_rates.astype(np.float64)
+        d_regimes = r_regimes.astype(np.float64)
+        if old.any():
+            d_rates[old] -= self._c_rates[rows[old]]
+            d_regimes[old] -= self._c_regimes[rows[old]]
+            old_resp = self._c_resp[rows[old]]
+            had = old_resp >= 0
+            self._sum_group_resp -= float(old_resp[had].sum())
+            self._n_group_resp -= int(had.sum())
+        new = ~old
+        if new.any():
+            first = len(self._rows)
+            for i in np.flatnonzero(new):
+                rows[i] = self._rows[keys[i]] = len(self._rows)
+            total = len(self._rows)
+            self._c_rates = _grown(self._c_rates, total)
+            self._c_regimes = _grown(self._c_regimes, total)
+            self._c_groups = _grown(self._c_groups, total)
+            self._c_resp = _grown(self._c_resp, total)
+            self._c_groups[first:total] = gids[new]
+            for col in (0, 1):
+                g = gids[new, col]
+                np.add.at(self._g_n, g[g >= 0], 1)
+        for col in (0, 1):
+            g = gids[:, col]
+            ok = g >= 0
+            if ok.any():
+                np.add.at(self._g_rates, g[ok], d_rates[ok])
+        has_resp = resp >= 0
+        self._sum_group_resp += float(resp[has_resp].sum())
+        self._n_group_resp += int(has_resp.sum())
+        self._c_rates[rows] = r_rates
+        self._c_regimes[rows] = r_regimes
+        self._c_resp[rows] = resp
+        self._sum_rates += d_rates.sum(axis=0)
+        self._sum_regimes += d_regimes.sum(axis=0)
+        self._refit(len(keys))
+
+    def _update_one(self, key: Any, u: np.ndarray, logz: np.ndarray, view: np.ndarray, group: np.ndarray,
+                    found: bool, row: int, gids: tuple[int, int]) -> None:
+        """:meth:`_update` of one test, without the array bookkeeping (the one-result path)."""
+        gu = u * view
+        gu /= gu.sum(axis=1, keepdims=True)
+        pi = self.regimes * np.exp(logz)
+        pi /= pi.sum()
+        r_rates = (pi @ gu).astype(np.float32)
+        r_regimes = pi.astype(np.float32)
+        resp = float(pi @ (self.group_weight * (u @ group) / (u @ view))) if found else -1.0
+        if row >= 0:
+            d_rates = r_rates - self._c_rates[row].astype(np.float64)
+            d_regimes = r_regimes - self._c_regimes[row].astype(np.float64)
+            if self._c_resp[row] >= 0:
+                self._sum_group_resp -= float(self._c_resp[row])
+                self._n_group_resp -= 1
+        else:
+            d_rates, d_regimes = r_rates.astype(np.float64), r_regimes.astype(np.float64)
+            row = self._rows[key] = len(self._rows)
+            total = row + 1
+            self._c_rates = _grown(self._c_rates, total)
+            self._c_regimes = _grown(self._c_regimes, total)
+            self._c_groups = _grown(self._c_groups, total)
+            self._c_resp = _grown(self._c_resp, total)
+            self._c_groups[row] = gids
+            for g in gids:
+                if g >= 0:
+                    self._g_n[g] += 1
+        for g in gids:
+            if g >= 0:
+                self._g_rates[g] += d_rates
+        if resp >= 0:
+            self._sum_group_resp += resp
+            self._n_group_resp += 1
+        self._c_rates[row] = r_rates
+        self._c_regimes[row] = r_regimes
+        self._c_resp[row] = resp
+        self._sum_rates += d_rates
+        self._sum_regimes += d_regimes
+
+    def _refit(self, learned: int) -> None:
+        """The population prior and the group weight from the sums, after ``learned`` more contributions."""
+        before = self._updates
+        self._updates += learned
+        if self._updates // 100_000 != before // 100_000:  # wash out floating-point drift of the running sums
+            self._resum()
+        n = len(self._rows) + self.strength
+        self.rates = (self.strength * self.base_rates + np.maximum(self._sum_rates, 0.0)) / n
+        self.regimes = (self.strength * self.base_regimes + np.maximum(self._sum_regimes, 0.0)) / n
+        self.group_weight = (1.0 + self._sum_group_resp) / (2.0 + self._n_group_resp)
+
+    def update(self, key: Any, model: TestModel | FlakeFilter) -> None:
+        """Replace test ``key``'s contribution with its model's current posterior under its prior."""
+        f = model.model if isinstance(model, TestModel) else model
+        views, group, found, rows, gids = self._views([key])
+        self._update([key], f.u[None], f.logz[None], views, group, found, rows, gids)
+
+    def _resum(self) -> None:
+        n = len(self._rows)
+        self._sum_rates = self._c_rates[:n].sum(axis=0, dtype=np.float64)
+        self._sum_regimes = self._c_regimes[:n].sum(axis=0, dtype=np.float64)
+        resp = self._c_resp[:n]
+        self._sum_group_resp, self._n_group_resp = float(resp[resp >= 0].sum()), int((resp >= 0).sum())
+        self._g_rates[:] = 0.0
+        for col in (0, 1):
+            g = self._c_groups[:n, col]
+            ok = g >= 0
+            np.add.at(self._g_rates, g[ok], self._c_rates[:n][ok].astype(np.float64))
 
     def mean_rate(self, key: Any = None) -> float:
         """P(fail) of a test never seen before (in the groups of ``key``, if given)."""
         return float(self.view(key).rates @ GRID)
+
+
+def update_many(u: np.ndarray, logz: np.ndarray, failed: np.ndarray, rates: np.ndarray,
+                regimes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`FlakeFilter.update` of ``n`` filters at once (``u``: n x regimes x grid, ``logz``: n x regimes,
+    ``rates``: each filter's prior over the grid, n x grid). Returns the new ``u``, ``logz`` and the P(fail)
+    each predicted before its outcome."""
+    gu = u * rates[:, None, :]
+    b = gu.sum(axis=2)
+    a_fail = gu @ _P
+    pi = regimes * np.exp(logz)
+    pi /= pi.sum(axis=1, keepdims=True)
+    before = (pi * (a_fail / b)).sum(axis=1)
+    lik = np.where(failed[:, None], _P, _Q)
+    a = np.maximum(np.where(failed[:, None], a_fail, b - a_fail), 1e-300)
+    u = _KEEP * u * lik[:, None, :] / a[:, :, None] + _SHARE
+    logz = logz + np.log(a / b)
+    logz -= logz.max(axis=1, keepdims=True)
+    return u, np.maximum(logz, -_LOGZ_FLOOR), np.clip(before, 0.0, 1.0)
 
 
 Prior = FlakePrior | PriorView | None
@@ -406,6 +590,11 @@ class TestModel:
         was predicted before learning it."""
         failed = bool(failed)
         before = self.model.update(failed, prior)
+        self.count(failed, duration_s, head_sha)
+        return before
+
+    def count(self, failed: bool, duration_s: float | None = None, head_sha: str | None = None) -> None:
+        """The history counters' part of :meth:`learn` (the filter is updated by the caller)."""
         if self.runs > 0:
             if failed != self.last_failed:
                 self.flips += 1
@@ -428,7 +617,6 @@ class TestModel:
             delta = duration_s - self.mean_duration
             self.mean_duration += delta / self.timed_runs
             self.m2_duration += delta * (duration_s - self.mean_duration)
-        return before
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # pickles of the earlier version hold a River logistic-regression pipeline in ``model``

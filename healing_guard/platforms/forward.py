@@ -10,6 +10,12 @@ anything), but the values the platform would mask are (``--mask-env``, on by def
 environment and ``::add-mask::`` values, see patterns/masks.py); the completion event on ci.jobs is
 redacted.
 
+With ``--junit`` the job's JUnit XML reports are parsed (:func:`junit_results`, for the job the log belongs
+to: its provider, repository, job id, attempt and commit) once the log has been sent, and their results go
+to ci.tests in batches (:func:`healing_guard.platforms.junit_cli.send_batches`, redacted), before the
+completion event, so the worker has them when it decides. A report that cannot be read is reported (naming
+the file) and the rest is still sent: the log, the other reports, the completion.
+
 The completion describes the job as the worker needs it to price it and to group its attempts: its name,
 run, attempt, workflow, branch, commit, runner (labels, and the size class the cost table prices) and
 start. :func:`job_details` takes them from the flags, else from the CI platform's own environment
@@ -38,12 +44,11 @@ import orjson
 
 from ..patterns.masks import Mask, apply, learn
 from ..patterns.tokenize import redact_job
-from ..schemas import PROVIDERS, JobEvent, LogChunk
+from ..schemas import PROVIDERS, JobEvent, LogChunk, TestResult
 from ..schemas.records import Provider
 
-__all__ = ["ENV_SCOPES", "JobInfo", "chunk_lines", "completion", "env_attempt", "follow_blocks", "job_details",
-           "job_from_env",
-           "log_chunks", "parse_time", "runner_size"]
+__all__ = ["ENV_SCOPES", "JobInfo", "chunk_lines", "completion", "env_attempt", "env_head_sha", "follow_blocks",
+           "job_details", "job_from_env", "junit_results", "log_chunks", "parse_time", "runner_size"]
 
 
 def _json_len(text: str) -> int:
@@ -330,6 +335,52 @@ def _github_head_sha(env: Mapping[str, str], warn: Warn) -> str | None:
     return _v(env, "GITHUB_SHA")
 
 
+#: the variable with the commit under test, per platform (GitHub: :func:`_github_head_sha`)
+_HEAD_SHA_VARS = {"gitlab": "CI_COMMIT_SHA", "jenkins": "GIT_COMMIT", "circleci": "CIRCLE_SHA1"}
+
+
+def _head_sha(provider: str, env: Mapping[str, str], warn: Warn) -> str | None:
+    if provider == "github":
+        return _github_head_sha(env, warn)
+    var = _HEAD_SHA_VARS.get(provider)
+    return _v(env, var) if var else None
+
+
+def env_head_sha(provider: str, env: Mapping[str, str], *, job_id: str, scope: str = "auto",
+                 warn: Warn = lambda _m: None) -> str | None:
+    """The commit under test as :func:`job_from_env` reads it (``--from-env`` applies the same way), without
+    the platforms' APIs it may ask for the rest: what ``guard forward --junit`` tags the test results with
+    when no completion (``--conclusion``) is sent."""
+    if effective_scope(provider, env, job_id, scope, warn) == "off":
+        return None
+    return _head_sha(provider, env, warn)
+
+
+def junit_results(paths: Iterable[Path], *, provider: str, owner: str, repo: str, job_id: str, attempt: int,
+                  head_sha: str | None) -> tuple[list[TestResult], list[str]]:
+    """The test results of this job's JUnit XML reports (``guard forward --junit``), in report order (a file
+    given twice is read once), and one error per report that cannot be read (naming the file: the others
+    are sent all the same)."""
+    from .junit import JUnitError, one_run, parse_junit
+
+    results: list[TestResult] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for path in paths:
+        real = os.path.realpath(path)
+        if real in seen:  # two overlapping globs: a report's results are sent once
+            continue
+        seen.add(real)
+        try:
+            results.extend(parse_junit(path, provider=provider, owner=owner, repo=repo, job_id=job_id,
+                                       attempt=attempt, head_sha=head_sha))
+        except JUnitError as exc:  # names the file (and line)
+            errors.append(str(exc))
+        except ValueError as exc:  # the job's fields, not valid in a test result
+            errors.append(f"{os.fspath(path)}: {exc}")
+    return one_run(results), errors  # failed_in_run: of the job's reports together
+
+
 def _jenkins_branch(env: Mapping[str, str]) -> str | None:
     """``BRANCH_NAME`` (multibranch), else ``GIT_BRANCH`` without its remote (``origin/main`` -> ``main``)."""
     b = _v(env, "BRANCH_NAME") or _v(env, "GIT_BRANCH")
@@ -486,7 +537,7 @@ def job_from_env(provider: str, env: Mapping[str, str], *, job_id: str, scope: s
         info.attempt = env_attempt(provider, env, scope=s, warn=warn) if need_attempt else None
         info.workflow = _v(env, "GITHUB_WORKFLOW")
         info.branch = _v(env, "GITHUB_HEAD_REF") or _v(env, "GITHUB_REF_NAME")
-        info.head_sha = _github_head_sha(env, warn)
+        info.head_sha = _head_sha(provider, env, warn)
         if mine:
             info.job_name = _v(env, "GITHUB_JOB")
             info.runner = _v(env, "RUNNER_NAME")
@@ -495,7 +546,7 @@ def job_from_env(provider: str, env: Mapping[str, str], *, job_id: str, scope: s
     elif provider == "gitlab":
         info.run_id = _v(env, "CI_PIPELINE_ID")
         info.branch = _v(env, "CI_COMMIT_REF_NAME")
-        info.head_sha = _v(env, "CI_COMMIT_SHA")
+        info.head_sha = _head_sha(provider, env, warn)
         if mine:
             info.job_name = _v(env, "CI_JOB_NAME")
             info.workflow = _v(env, "CI_JOB_STAGE")  # what GitLab's job events and API call the job's stage
@@ -505,7 +556,7 @@ def job_from_env(provider: str, env: Mapping[str, str], *, job_id: str, scope: s
         info.run_id = _v(env, "BUILD_NUMBER")
         info.workflow = _v(env, "JOB_NAME")
         info.branch = _jenkins_branch(env)
-        info.head_sha = _v(env, "GIT_COMMIT")
+        info.head_sha = _head_sha(provider, env, warn)
         if mine:
             full = _v(env, "JOB_NAME")
             info.job_name = _v(env, "JOB_BASE_NAME") or (full.rsplit("/", 1)[-1] if full else None)
@@ -514,7 +565,7 @@ def job_from_env(provider: str, env: Mapping[str, str], *, job_id: str, scope: s
     elif provider == "circleci":
         info.run_id = _v(env, "CIRCLE_WORKFLOW_ID")
         info.branch = _v(env, "CIRCLE_BRANCH")
-        info.head_sha = _v(env, "CIRCLE_SHA1")
+        info.head_sha = _head_sha(provider, env, warn)
         if mine:
             info.job_name = _v(env, "CIRCLE_JOB")
             total = _v(env, "CIRCLE_NODE_TOTAL")

@@ -303,6 +303,12 @@ def parse_junit(source: Source, *, provider: str, owner: str, repo: str, job_id:
     finally:
         if close:
             fh.close()
+    return one_run(results)
+
+
+def one_run(results: list[TestResult]) -> list[TestResult]:
+    """``results`` of one job attempt (one report, or all of a job's reports) with ``failed_in_run`` set to
+    how many of them failed or errored: many failures at once point at the environment, not a test."""
     failed = sum(1 for r in results if r.outcome in ("failed", "error"))
     for r in results:
         r.failed_in_run = failed

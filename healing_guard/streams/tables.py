@@ -1,7 +1,7 @@
 """Faust tables: state that must survive a worker crash, recovered from changelog topics.
 
 Keys and values are raw bytes, encoded by the codecs in ``healing_guard/engine/state.py`` (windows, ledgers
-and incidents with orjson, test models with pickle), so the changelog format is explicit and does not depend
+and incidents with orjson, test models in a compact versioned binary), so the changelog format is explicit and does not depend
 on Faust's codecs.
 """
 
@@ -22,7 +22,7 @@ __all__ = ["TABLE_NAMES", "GuardTables", "declare_tables"]
 class GuardTables:
     windows: Any  # job key -> orjson(JobWindow) (bounded per job; deleted once the job is decided)
     ledgers: Any  # b"ledger:<partition>" -> orjson(Ledger): today's spend of the partition's budget slice
-    test_models: Any  # test id -> pickle({"model": TestModel (River), "quarantine": QuarantineState dict})
+    test_models: Any  # test id -> engine.state.dump_test: counters, filter, quarantine (~0.9 KB)
     incidents: Any  # template hash -> orjson(IncidentState): recent failures with that template
 
 

@@ -12,6 +12,8 @@ from .facts import (
     command_fact,
     diagnosis_fact,
     fact_from_json,
+    facts_from_json,
+    facts_to_json_many,
     fact_to_json,
     job_run_fact,
     outcome_fact,
@@ -22,6 +24,6 @@ from .writer import FactWriter
 
 __all__ = [
     "TABLES", "TABLE_COLUMNS", "Fact", "FactWriter", "MigrationError",
-    "WarehouseConnectionError", "command_fact", "connect", "diagnosis_fact", "fact_from_json", "fact_to_json",
+    "WarehouseConnectionError", "command_fact", "connect", "diagnosis_fact", "fact_from_json", "fact_to_json", "facts_from_json", "facts_to_json_many",
     "job_run_fact", "mask_dsn", "migrate", "outcome_fact", "test_result_fact",
 ]

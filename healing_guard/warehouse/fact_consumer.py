@@ -35,7 +35,7 @@ async def write_facts(settings: Any, writer_factory: Callable[[], Any], stop: as
 
     from ..engine.core import dead_letter
     from ..kafka_auth import client_options
-    from ..warehouse.facts import fact_from_json
+    from ..warehouse.facts import facts_from_json
 
     t = settings.topics
     consumer = AIOKafkaConsumer(t.facts, bootstrap_servers=settings.bootstrap,
@@ -58,7 +58,7 @@ async def write_facts(settings: Any, writer_factory: Callable[[], Any], stop: as
             facts = []
             for r in records:
                 try:
-                    facts.append(fact_from_json(r.value or b""))
+                    facts.extend(facts_from_json(r.value or b""))
                 except ValueError as exc:
                     dl = dead_letter(t.facts, r.value, str(exc), key=r.key, partition=r.partition, offset=r.offset)
                     await producer.send_and_wait(t.deadletter, key=r.key, value=dl.to_json())

@@ -305,10 +305,48 @@ def fact_to_json(f: Fact) -> bytes:
     return orjson.dumps({"table": f.table, "row": f.row})
 
 
-def fact_from_json(raw: bytes) -> Fact:
-    """Decode a ``guard.facts`` message; ValueError with the reason when it is not a known fact.
+#: a message of many rows (:func:`facts_to_json_many`) is cut at about this many bytes
+FACTS_MESSAGE_BYTES = 512 * 1024
 
-    Only the envelope is checked here (table known, row an object with a non-empty string ``id``);
+
+def facts_to_json_many(table: str, rows: list[dict[str, Any]], *,
+                       target_bytes: int = FACTS_MESSAGE_BYTES) -> list[bytes]:
+    """Rows of one table as few ``guard.facts`` messages as possible: ``{"table": ..., "rows": [...]}``, each
+    at most about ``target_bytes`` (a batch of test results writes one row per result)."""
+    out: list[bytes] = []
+    head = b'{"table":%s,"rows":[' % orjson.dumps(table)
+    cur: list[bytes] = []
+    size = len(head)
+    for row in rows:
+        b = orjson.dumps(row)
+        if cur and size + len(b) > target_bytes:
+            out.append(head + b",".join(cur) + b"]}")
+            cur, size = [], len(head)
+        cur.append(b)
+        size += len(b) + 1
+    if cur:
+        out.append(head + b",".join(cur) + b"]}")
+    return out
+
+
+def _fact(table: Any, row: Any, where: str = "") -> Fact:
+    if not isinstance(table, str):
+        raise ValueError("fact has no string 'table'")
+    if table not in TABLE_COLUMNS:
+        raise ValueError(f"fact table {table!r} is unknown; known tables: {', '.join(TABLES)}")
+    if not isinstance(row, dict):
+        raise ValueError(f"fact for table {table!r} has no {where or repr('row')} object")
+    rid = row.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise ValueError(f"fact for table {table!r} has no non-empty string 'id'{' in ' + where if where else ''}")
+    return Fact(table, row)
+
+
+def facts_from_json(raw: bytes) -> list[Fact]:
+    """Decode a ``guard.facts`` message, one fact (:func:`fact_to_json`) or many rows of one table
+    (:func:`facts_to_json_many`); ValueError with the reason when it is not facts.
+
+    Only the envelope is checked here (table known, every row an object with a non-empty string ``id``);
     column values are the writer's business, so a new optional column needs no change here.
     """
     try:
@@ -317,18 +355,24 @@ def fact_from_json(raw: bytes) -> Fact:
         raise ValueError(f"fact is not valid JSON/UTF-8: {exc}") from None
     if not isinstance(data, Mapping):
         raise ValueError(f"fact must be a JSON object, got {type(data).__name__}")
-    table = data.get("table")
-    if not isinstance(table, str):
-        raise ValueError("fact has no string 'table'")
-    if table not in TABLE_COLUMNS:
-        raise ValueError(f"fact table {table!r} is unknown; known tables: {', '.join(TABLES)}")
-    row = data.get("row")
-    if not isinstance(row, dict):
-        raise ValueError(f"fact for table {table!r} has no 'row' object")
-    rid = row.get("id")
-    if not isinstance(rid, str) or not rid:
-        raise ValueError(f"fact for table {table!r} has no non-empty string 'id'")
+    if "rows" in data:
+        extra = set(data) - {"table", "rows"}
+        if extra:
+            raise ValueError(f"facts have unexpected keys: {', '.join(sorted(extra))}")
+        rows = data["rows"]
+        if not isinstance(rows, list):
+            raise ValueError("facts' 'rows' must be a list")
+        return [_fact(data.get("table"), row, f"rows[{i}]") for i, row in enumerate(rows)]
     extra = set(data) - {"table", "row"}
+    fact = _fact(data.get("table"), data.get("row"))
     if extra:
         raise ValueError(f"fact has unexpected keys: {', '.join(sorted(extra))}")
-    return Fact(table, row)
+    return [fact]
+
+
+def fact_from_json(raw: bytes) -> Fact:
+    """Decode a one-fact ``guard.facts`` message (see :func:`facts_from_json`)."""
+    facts = facts_from_json(raw)
+    if len(facts) != 1:
+        raise ValueError(f"expected one fact, got {len(facts)}")
+    return facts[0]

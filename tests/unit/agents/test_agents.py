@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import pickle
+import base64
 from typing import Any
 from unittest.mock import AsyncMock
 
 import orjson
 import pytest
 
+from healing_guard.engine.state import load_test
 from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, TestResult
+from healing_guard.schemas.test_batch import encode_batches
 from healing_guard.settings import Settings
 from healing_guard.streams.worker import Guard, build_guard
 
@@ -129,12 +131,33 @@ async def test_tests_agent_learns_model_and_routes_risk(guard: Guard) -> None:
         for i, outcome in enumerate(["passed", "failed", "passed", "passed", "failed"]):
             r = TestResult(provider="github", owner="o", repo="r", job_id=str(i), test_id=test_id, outcome=outcome)
             await agent_ctx.put(key=test_id.encode(), value=r.to_json())
-        model = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))["model"]
-    assert model.runs == 5 and model.fails == 2
+        model = load_test(guard.ctx.tables.test_models.get(test_id.encode())).model
+    assert model is not None and model.runs == 5 and model.fails == 2
     risks = cap.sent["test_risk"]
     assert [k for k, _ in risks] == [b"github/o/r/1", b"github/o/r/4"]  # re-keyed by job key
     assert cap.dead_letters() == []  # no risk for the passes because they passed, not because of a crash
     assert orjson.loads(risks[-1][1])["risk"]["runs"] == 5
+
+
+async def test_tests_agent_learns_a_batch_and_dead_letters_only_its_bad_entry(guard: Guard) -> None:
+    cap = Capture(guard)
+    agent = guard.agents["tests"]
+    rs = [TestResult(provider="github", owner="o", repo="r", job_id="9", test_id=f"tests/test_m.py::test_{i}",
+                     outcome="failed" if i == 2 else "passed", message="boom" if i == 2 else None) for i in range(5)]
+    [(_p, key, value)] = encode_batches(rs, 1)
+    bad = orjson.loads(value)
+    bad["results"][3]["outcome"] = "exploded"
+    async with agent.test_context() as agent_ctx:
+        await agent_ctx.put(key=key, value=orjson.dumps(bad))
+        states = {r.test_id: load_test(guard.ctx.tables.test_models.get(r.test_id.encode())) for r in rs}
+    assert [tid for tid, st in states.items() if st.model is not None] == [rs[i].test_id for i in (0, 1, 2, 4)]
+    [letter] = [DeadLetter.from_dict(d) for d in cap.values("deadletter")]
+    assert letter.field_name == "results[3].outcome" and b"exploded" in base64.b64decode(letter.original_b64)
+    assert letter.original_size < 200  # the entry, not the whole batch
+    [risk] = cap.sent["test_risk"]
+    assert risk[0] == b"github/o/r/9"
+    rows = [row for _, v in cap.sent["facts"] for row in orjson.loads(v)["rows"]]
+    assert len(rows) == 4 and len(cap.sent["facts"]) == 1
 
 
 def test_deadlines_heap_skips_superseded_and_repeated_entries() -> None:
@@ -187,9 +210,9 @@ async def test_flaky_test_is_quarantined_once_then_released(guard: Guard) -> Non
     assert cmds[0]["parameters"]["test_id"] == test_id and "flaky" in cmds[0]["reason"]
     facts = [orjson.loads(v) for _, v in cap.sent["facts"]]
     assert sum(1 for f in facts if f.get("table") == "commands") == 2  # visible in ClickHouse
-    state = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))
-    assert state["quarantine"]["quarantined"] is False and state["quarantine"]["episode"] == 1
-    assert state["model"].runs == len(outcomes)  # every result learned: quarantined once, not crashed after
+    state = load_test(guard.ctx.tables.test_models.get(test_id.encode()))
+    assert state.quarantine.quarantined is False and state.quarantine.episode == 1
+    assert state.model is not None and state.model.runs == len(outcomes)  # every result learned: quarantined once, not crashed after
     assert cap.dead_letters() == []
 
 
@@ -206,9 +229,9 @@ async def test_broken_test_is_not_quarantined(guard: Guard) -> None:
     # not quarantined because the model judged it, not because learning crashed (the agent would have
     # dead-lettered every result): all 40 results learned, the quarantine state looked at and left alone
     assert cap.dead_letters() == []
-    state = pickle.loads(guard.ctx.tables.test_models.get(test_id.encode()))
-    assert state["model"].runs == 40 and state["model"].fails == 20
-    assert state["quarantine"]["quarantined"] is False and state["quarantine"]["episode"] == 0
+    state = load_test(guard.ctx.tables.test_models.get(test_id.encode()))
+    assert state.model is not None and state.model.runs == 40 and state.model.fails == 20
+    assert state.quarantine.quarantined is False and state.quarantine.episode == 0
 
 
 async def test_a_burst_across_repositories_is_one_incident(guard: Guard) -> None:

@@ -465,29 +465,38 @@ def test_guard_ingest_junit_sends_no_secret(tmp_path: Path, monkeypatch: pytest.
     assert len(rows) == len(CASES) and all(r["outcome"] == "failed" for r in rows)
     assert not leaks(res.stdout)
 
-    sent: list[tuple[bytes, bytes]] = []
+    sent: list[tuple[int, bytes, bytes]] = []
 
-    class Producer:
+    class Producer:  # what leaves the process, without a broker (tests/integration: the real one)
         def __init__(self, **kw: Any) -> None: ...
         async def start(self) -> None: ...
         async def stop(self) -> None: ...
 
-        async def send(self, topic: str, key: bytes, value: bytes) -> Any:
-            sent.append((key, value))
+        async def partitions_for(self, topic: str) -> set[int]:
+            return {0, 1, 2}
+
+        async def send(self, topic: str, key: bytes, value: bytes, partition: int) -> Any:
+            sent.append((partition, key, value))
             import asyncio
             f: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             f.set_result(None)
             return f
 
     import aiokafka
+    from healing_guard.schemas.test_batch import decode_tests, partition_of
+
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", Producer)
     res = runner.invoke(app, ["ingest", "junit", str(report), "--provider", "github", "--repo", "acme/web",
                               "--job-id", "7", "--broker", "kafka://127.0.0.1:1"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert len(sent) == len(CASES)
-    for k, v in sent:
+    assert 1 <= len(sent) <= 3  # one batch per partition
+    got = []
+    for p, k, v in sent:
         assert not leaks(k + v)
-        assert orjson.loads(v)["test_id"].encode() == k  # the key is the (redacted) test id
+        results = decode_tests(v, k).results  # the key is the batch's first (redacted) test id
+        assert {partition_of(r.test_id.encode(), 3) for r in results} == {p}  # the redacted id's partition
+        got.extend(results)
+    assert len(got) == len(CASES)
 
 
 def test_pytest_plugin_results_carry_no_secret(pytester: pytest.Pytester) -> None:

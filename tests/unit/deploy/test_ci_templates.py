@@ -155,6 +155,66 @@ def test_action_script_sends_a_preset_to_the_guard_service_as_auto(tmp_path: Pat
     assert (job["healing_strategy"], job["max_retries"]) == ("auto", 3)
 
 
+def _send_step_env(tmp_path: Path, bin_dir: Path, reports: str) -> dict[str, str]:
+    return _ci_free_env(PATH=f"{bin_dir}:{os.environ['PATH']}", GH_TOKEN="t", GUARD_BROKER="kafka://127.0.0.1:1",
+                        GUARD_TOPIC_PREFIX="", GUARD_JUNIT_REPORTS=reports, HEALING_STRATEGY="auto",
+                        HEALING_MAX_RETRIES="2", GITHUB_REPOSITORY="acme/web", GITHUB_RUN_ID="9001",
+                        GITHUB_RUN_ATTEMPT="2", GITHUB_OUTPUT=str(tmp_path / "output"), PYTHONPATH=str(ROOT),
+                        RUNNER_TEMP=str(tmp_path), **STEP_JOB_ENV)
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="runs the step's --jq filter with jq")
+def test_action_script_sends_each_failed_jobs_junit_reports(tmp_path: Path) -> None:
+    """junit-reports: {job} is each failed job's name; its reports go with it (before its completion), a
+    path without {job} is not given to any of several failed jobs, a bad report fails the step at the end."""
+    from tests.support.paths import FIXTURES
+
+    a = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert a["inputs"]["junit-reports"]["default"] == "" and "{job}" in a["inputs"]["junit-reports"]["description"]
+    step = next(s for s in a["runs"]["steps"] if s.get("id") == "send")
+    assert step["env"]["GUARD_JUNIT_REPORTS"] == "${{ inputs.junit-reports }}"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    out = tmp_path / "sent.jsonl"
+    _guard_stub(bin_dir, out)
+    _gh_stub(bin_dir, GH_JOBS, {101: "FAILED\n", 202: "lint failed\n"})
+    unit = tmp_path / "reports" / "junit-unit tests" / "sub"
+    unit.mkdir(parents=True)
+    shutil.copy(FIXTURES / "junit" / "nested.xml", unit / "nested.xml")
+    shutil.copy(FIXTURES / "junit" / "pytest.xml", unit.parent / "pytest.xml")
+    (tmp_path / "plain").mkdir()
+    shutil.copy(FIXTURES / "junit" / "TEST-com.acme.BarTest.xml", tmp_path / "plain" / "bar.xml")
+    reports = "reports/junit-{job}/**/*.xml\n  plain/*.xml"
+    r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=_send_step_env(tmp_path, bin_dir, reports),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [orjson.loads(x) for x in out.read_text().splitlines()]
+    per_job = [(x["topic"], x["record"]["job_id"]) for x in rows]
+    n = sum(1 for t, j in per_job if t == "ci.tests")
+    # job 101: its log, the results of its two reports, its completion; job 202 (no reports): log, completion
+    assert per_job == [("ci.logs", "101"), *[("ci.tests", "101")] * n, ("ci.jobs", "101"),
+                       ("ci.logs", "202"), ("ci.jobs", "202")]
+    tests = [x["record"] for x in rows if x["topic"] == "ci.tests"]
+    assert {t["test_id"] for t in tests} >= {"com.acme.a.ATest#one", "com.acme.b.BTest#three"}
+    assert not any(t["test_id"].startswith("com.acme.BarTest") for t in tests)  # plain/*.xml: two jobs failed
+    assert {(t["attempt"], t["head_sha"]) for t in tests} == {(2, "a" * 40)}  # the job's attempt and commit
+    assert "::warning::junit-reports: plain/*.xml names no {job} and 2 jobs failed" in r.stdout
+    assert "junit-reports: no report matches reports/junit-lint/**/*.xml (job 202, lint)" in r.stdout
+
+    # one failed job: a path without {job} is its; a report that cannot be read fails the step, after sending
+    out.unlink()
+    shutil.copy(FIXTURES / "junit" / "malformed.xml", tmp_path / "plain" / "zz-malformed.xml")
+    _gh_stub(bin_dir, GH_JOBS[:1], {101: "FAILED\n"})
+    r = subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=_send_step_env(tmp_path, bin_dir, "plain/*.xml"),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "zz-malformed.xml:4: malformed XML" in r.stderr
+    assert "::error::guard forward failed for 1 of 1 job(s)" in r.stdout
+    rows = [orjson.loads(x) for x in out.read_text().splitlines()]
+    assert [x["topic"] for x in rows] == ["ci.logs", "ci.tests", "ci.tests", "ci.tests", "ci.jobs"]
+    assert (tmp_path / "output").read_text().strip().endswith("failed-jobs=1")
+
+
 def test_gitlab_template_shape() -> None:
     t = yaml.safe_load((ROOT / "ci" / "healing-guard.gitlab-ci.yml").read_text())
     assert t["variables"]["HEALING_STRATEGY"] == "auto" and t["variables"]["HEALING_MAX_RETRIES"] == "2"

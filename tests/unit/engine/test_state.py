@@ -59,6 +59,36 @@ def test_test_state_round_trips_and_reads_older_values() -> None:
     assert not old.has_learned(1, 0)
 
 
+def test_test_state_is_compact_versioned_and_keeps_every_field() -> None:
+    import dataclasses
+
+    import numpy as np
+    import pytest
+
+    model = TestModel()
+    for i, failed in enumerate([False, True, False, False, True, True, False]):
+        model.learn(failed, 0.5 + i, head_sha=f"sha{i % 2}")
+    model.last_template = "tpl123"
+    model.pending_context = {"z_duration": 1.5, "same_template": 1.0}
+    q = QuarantineState(quarantined=True, episode=3, passes_since=2, since=1_700_000_000.5)
+    raw = dump_test(model, q, (2, 123_456_789_012))
+    assert raw[0] == 1 and len(raw) < 1000  # version 1; the pickle of the same state is about 2.3 KB
+    assert len(pickle.dumps({"model": model, "quarantine": q.to_dict(), "applied": (2, 1)})) > 2 * len(raw)
+    st = load_test(raw)
+    assert st.model is not None and st.quarantine == q and st.applied == (2, 123_456_789_012)
+    for f in dataclasses.fields(TestModel):
+        if f.name != "model":
+            assert getattr(st.model, f.name) == pytest.approx(getattr(model, f.name)), f.name
+    # the filter as float32: the same predictions to 1e-6
+    assert np.allclose(st.model.model.u, model.model.u, rtol=1e-6)
+    assert st.model.p_fail() == pytest.approx(model.p_fail(), rel=1e-6)
+    assert st.model.p_retry_pass() == pytest.approx(model.p_retry_pass(), rel=1e-6)
+    fresh = load_test(dump_test(TestModel(), QuarantineState(), (0, 0)))
+    assert fresh.model is not None and fresh.model.last_sha is None and fresh.model.pending_context is None
+    with pytest.raises(ValueError, match="unknown test state encoding"):
+        load_test(b"\x07garbage")
+
+
 def test_incident_state_round_trips() -> None:
     assert load_incident(None) == IncidentState()
     s = IncidentState(recent=[[1.0, "acme/web", "github/acme/web/1"]])

@@ -13,10 +13,12 @@ import pytest
 from healing_guard.engine.core import Engine
 from healing_guard.engine.state import dump_window, ledger_key, load_partition, load_test
 from healing_guard.engine.step import (Count, Decided, Effect, Hold, IngestState, Resent, Send, Store, Tick,
-                                       Wake, decode_ingest, decode_test_result, incident_step, ingest_step,
-                                       max_tick_hold, results_step)
+                                       Wake, decode_ingest, incident_step, ingest_step,
+                                       max_tick_hold, results_batch_step, results_step)
 from healing_guard.engine.window import JobWindow
-from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, Outcome, TestResult
+from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, Outcome, SchemaError, TestResult
+from healing_guard.schemas.test_batch import decode_tests, partition_of
+from healing_guard.warehouse.facts import facts_from_json
 from healing_guard.settings import Settings
 
 KEY = b"gitlab/platform/api/77"
@@ -149,22 +151,86 @@ def test_a_tick_waits_for_the_partitions_logs_within_reason(engine: Engine) -> N
     assert effects[0] == Hold(KEY, None) and t.holds == {}
 
 
+def fact_ids(effects: list[Effect]) -> list[str]:
+    return [f.row["id"] for e in effects if isinstance(e, Send) and e.topic == "facts" for f in facts_from_json(e.value)]
+
+
+def result(test_id: str, outcome: str = "passed", job_id: str = "4") -> TestResult:
+    return TestResult(provider="github", owner="o", repo="r", job_id=job_id, test_id=test_id, outcome=outcome)
+
+
 def test_a_test_result_is_learned_once(engine: Engine) -> None:
     t = Tables()
-    r = TestResult(provider="github", owner="o", repo="r", job_id="4", test_id="tests/a.py::b", outcome="failed")
-    decoded = decode_test_result("ci.tests", r.test_id.encode(), r.to_json(), partition=0, offset=9)
-    assert not isinstance(decoded, DeadLetter)
-    key, result = decoded
-    effects = t.apply(results_step(engine, t.test_models, key, result, partition=0, offset=9))
+    r = result("tests/a.py::b", "failed")
+    [(key, res)] = [(x.test_id.encode(), x) for x in decode_tests(r.to_json(), r.test_id.encode()).results]
+    effects = t.apply(results_step(engine, t.test_models, key, res, partition=0, offset=9))
     assert Count("tests") in effects and load_test(t.test_models[key]).applied == (0, 9)
     [risk] = [e for e in effects if isinstance(e, Send) and e.topic == "test_risk"]
     assert risk.key == b"github/o/r/4"  # re-keyed by job key, for the job agent
-    again = t.apply(results_step(engine, t.test_models, key, result, partition=0, offset=9))  # read again after a crash
+    again = t.apply(results_step(engine, t.test_models, key, res, partition=0, offset=9))  # read again after a crash
     assert Count("tests_replayed") in again and not any(isinstance(e, Store) for e in again)
-    # sent again, counted once by their ids
-    assert [f["row"]["id"] for f in sends(again, "facts")] == [f["row"]["id"] for f in sends(effects, "facts")]
-    wrong_key = decode_test_result("ci.tests", b"other", r.to_json(), partition=0, offset=10)
-    assert isinstance(wrong_key, DeadLetter) and wrong_key.field_name == "key"
+    assert fact_ids(again) == fact_ids(effects)  # sent again, counted once by their ids
+    with pytest.raises(SchemaError) as exc:
+        decode_tests(r.to_json(), b"other")
+    assert exc.value.field == "key"
+
+
+def _batch(n: int, partitions: int = 1, fail_every: int = 7) -> list[tuple[bytes, TestResult]]:
+    rs = [result(f"pkg/test_m{i % 5}.py::test_{i}", "failed" if i % fail_every == 0 else "passed") for i in range(n)]
+    return [(r.test_id.encode(), r) for r in rs]
+
+
+def test_a_batch_learns_each_test_as_one_result_at_a_time_would_and_writes_each_test_once(engine: Engine) -> None:
+    batched, single = Tables(), Tables()
+    one_by_one = Engine(engine.settings)
+    items = _batch(60)
+    effects = batched.apply(results_batch_step(engine, batched.test_models, items, partition=0, offset=3))
+    stores = [e for e in effects if isinstance(e, Store)]
+    assert sorted(e.key for e in stores) == sorted(k for k, _ in items)  # each test once
+    assert Count("tests", 60) in effects
+    facts = [e for e in effects if isinstance(e, Send) and e.topic == "facts"]
+    assert len(facts) == 1 and len(facts_from_json(facts[0].value)) == 60  # one message of 60 rows
+    for off, (k, r) in enumerate(items):
+        single.apply(results_step(one_by_one, single.test_models, k, r, partition=0, offset=off))
+    # same predictions: a batch of fewer than REFIT_EVERY tests is judged under one prior, so new tests
+    # of one batch see the prior as it stood before it; the models' own state is the same
+    for k, _ in items:
+        a, b = load_test(batched.test_models[k]), load_test(single.test_models[k])
+        assert a.model is not None and b.model is not None
+        assert (a.model.runs, a.model.fails, a.model.streak) == (b.model.runs, b.model.fails, b.model.streak)
+    risks = [e for e in effects if isinstance(e, Send) and e.topic == "test_risk"]
+    assert len(risks) == len([1 for _, r in items if r.outcome == "failed"])
+
+
+def test_a_test_named_twice_in_a_batch_learns_both_results_in_order(engine: Engine) -> None:
+    t = Tables()
+    items = [(b"a::t", result("a::t", "failed")), (b"b::t", result("b::t")), (b"a::t", result("a::t"))]
+    effects = t.apply(results_batch_step(engine, t.test_models, items, partition=0, offset=5))
+    st = load_test(t.test_models[b"a::t"])
+    assert st.model is not None and (st.model.runs, st.model.fails, st.model.last_failed) == (2, 1, False)
+    assert len([e for e in effects if isinstance(e, Store)]) == 2 and Count("tests", 3) in effects
+    assert len(fact_ids(effects)) == 3
+    again = t.apply(results_batch_step(engine, t.test_models, items, partition=0, offset=5))  # after a crash
+    st2 = load_test(t.test_models[b"a::t"])
+    assert st2.model is not None and st2.model.runs == 2 and Count("tests_replayed", 3) in again
+
+
+def test_a_batch_result_whose_id_hashes_elsewhere_is_sent_on_to_its_partition() -> None:
+    engine = Engine(Settings(partitions=4, facts_enabled=False, status_file=""))
+    t = Tables()
+    items = _batch(40)
+    here = [(k, r) for k, r in items if partition_of(k, 4) == 2]
+    elsewhere = [(k, r) for k, r in items if partition_of(k, 4) != 2]
+    assert here and elsewhere
+    effects = t.apply(results_batch_step(engine, t.test_models, items, partition=2, offset=1))
+    resent = [e for e in effects if isinstance(e, Send) and e.topic == "tests"]
+    assert sorted(e.key for e in resent) == sorted(k for k, _ in elsewhere)
+    assert all(TestResult.from_json(e.value).test_id.encode() == e.key and e.partition is None for e in resent)
+    assert sorted(t.test_models) == sorted(k for k, _ in here) and Count("tests_rerouted", len(elsewhere)) in effects
+    # a one-result message is Kafka's partitioner's business: learned where it arrives
+    k, r = elsewhere[0]
+    t.apply(results_step(engine, t.test_models, k, r, partition=2, offset=2))
+    assert k in t.test_models
 
 
 def test_an_incident_sighting_is_stored(engine: Engine) -> None:

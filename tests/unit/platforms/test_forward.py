@@ -93,3 +93,80 @@ def test_without_follow_a_growing_file_is_read_once(tmp_path) -> None:  # type: 
     res = CliRunner().invoke(app, ["forward", str(log), "--provider", "github", "--repo", "o/r", "--job-id", "1",
                                    "--dry-run"])
     assert res.exit_code == 0 and [orjson.loads(x)["record"]["lines"] for x in res.stdout.splitlines()] == [["a", "b"]]
+
+
+# --- --junit: the job's test results, between its log and its completion ---------------------------------
+
+def _ci_free(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    for var in list(os.environ):
+        if var.startswith(("GITHUB_", "RUNNER_", "CI_", "GITLAB_", "CIRCLE", "JENKINS_", "BUILD_", "GIT_", "GUARD_")):
+            monkeypatch.delenv(var)
+
+
+def test_cli_junit_results_go_between_the_log_and_the_completion(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.paths import FIXTURES
+
+    _ci_free(monkeypatch)
+    fix = FIXTURES / "junit"
+    log = tmp_path / "job.log"
+    log.write_text("FAILED tests/test_x.py::test_y\n")
+    res = CliRunner().invoke(app, ["forward", str(log), "--provider", "gitlab", "--repo", "grp/sub/proj",
+                                   "--job-id", "5", "--attempt", "2", "--commit", "c0ffee", "--conclusion", "failure",
+                                   "--junit", str(fix / "nested.xml"), "--junit", str(fix / "pytest.xml"),
+                                   "--junit", str(fix / "nested.xml"), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    rows = [orjson.loads(x) for x in res.stdout.splitlines()]
+    topics = [x["topic"] for x in rows]
+    n = topics.count("ci.tests")
+    assert topics == ["ci.logs"] + ["ci.tests"] * n + ["ci.jobs"]
+    tests = [x["record"] for x in rows if x["topic"] == "ci.tests"]
+    # the reports' results, each once (nested.xml was given twice), for the job the log and completion name
+    from healing_guard.platforms.junit import parse_junit
+
+    job = dict(provider="gitlab", owner="grp/sub", repo="proj", job_id="5", attempt=2, head_sha="c0ffee")
+    want = parse_junit(fix / "nested.xml", **job) + parse_junit(fix / "pytest.xml", **job)  # type: ignore[arg-type]
+    assert [t["test_id"] for t in tests] == [r.test_id for r in want] and n > 5
+    assert {(t["provider"], t["owner"], t["repo"], t["job_id"], t["attempt"], t["head_sha"]) for t in tests} == {
+        ("gitlab", "grp/sub", "proj", "5", 2, "c0ffee")}
+    assert rows[-1]["record"]["head_sha"] == "c0ffee" and rows[-1]["record"]["attempt"] == 2
+
+
+def test_cli_junit_without_completion_takes_the_commit_from_the_environment(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.paths import FIXTURES
+
+    _ci_free(monkeypatch)
+    monkeypatch.setenv("CI_JOB_ID", "5")
+    monkeypatch.setenv("CI_COMMIT_SHA", "feed1234")
+    res = CliRunner().invoke(app, ["forward", "--provider", "gitlab", "--repo", "g/p", "--job-id", "5",
+                                   "--junit", str(FIXTURES / "junit" / "nested.xml"), "--dry-run"], input="x\n")
+    assert res.exit_code == 0, res.output
+    rows = [orjson.loads(x) for x in res.stdout.splitlines()]
+    assert [x["topic"] for x in rows] == ["ci.logs"] + ["ci.tests"] * 3
+    assert {x["record"]["head_sha"] for x in rows[1:]} == {"feed1234"}
+    # CI_JOB_ID names another job (--from-env auto is then run): the pipeline's commit still applies; off: none
+    monkeypatch.setenv("CI_JOB_ID", "6")
+    res = CliRunner().invoke(app, ["forward", "--provider", "gitlab", "--repo", "g/p", "--job-id", "5",
+                                   "--junit", str(FIXTURES / "junit" / "nested.xml"), "--dry-run"], input="x\n")
+    assert {orjson.loads(x)["record"].get("head_sha") for x in res.stdout.splitlines()[1:]} == {"feed1234"}
+    res = CliRunner().invoke(app, ["forward", "--provider", "gitlab", "--repo", "g/p", "--job-id", "5",
+                                   "--from-env", "off", "--junit", str(FIXTURES / "junit" / "nested.xml"),
+                                   "--dry-run"], input="x\n")
+    assert {orjson.loads(x)["record"].get("head_sha") for x in res.stdout.splitlines()[1:]} == {None}
+
+
+def test_cli_a_bad_report_is_named_and_the_rest_is_still_sent(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.paths import FIXTURES
+
+    _ci_free(monkeypatch)
+    fix = FIXTURES / "junit"
+    res = CliRunner().invoke(app, ["forward", "--provider", "github", "--repo", "o/r", "--job-id", "1",
+                                   "--conclusion", "failure", "--junit", str(fix / "malformed.xml"),
+                                   "--junit", str(tmp_path / "missing.xml"), "--junit", str(fix / "nested.xml"),
+                                   "--dry-run"], input="boom\n")
+    assert res.exit_code == 1
+    assert [orjson.loads(x)["topic"] for x in res.stdout.splitlines()] == ["ci.logs"] + ["ci.tests"] * 3 + ["ci.jobs"]
+    assert "malformed.xml:4: malformed XML" in res.stderr
+    assert f"{tmp_path / 'missing.xml'}: cannot read" in res.stderr
+    assert "2 of 3 JUnit report(s) could not be read" in res.stderr

@@ -25,8 +25,8 @@ from ..remediate.outcomes import SuccessStats
 from .window import JobWindow
 
 __all__ = [
-    "TestState", "dump_incident", "dump_partition", "dump_test", "dump_window", "ledger_key", "load_incident",
-    "load_partition", "load_test", "load_window", "window_deadline",
+    "TestState", "dump_incident", "dump_partition", "dump_test", "dump_tests", "dump_window", "ledger_key",
+    "load_incident", "load_partition", "load_test", "load_tests", "load_window", "window_deadline",
 ]
 
 
@@ -117,32 +117,54 @@ def load_test(raw: bytes | None) -> TestState:
     return TestState(obj)
 
 
-def _load_v1(raw: bytes) -> TestState:
+def _load_v1(raw: bytes, u: np.ndarray | None = None, logz: np.ndarray | None = None) -> TestState:
+    """A version-1 value; ``u``, ``logz``: its filter's arrays, already decoded (:func:`load_tests`)."""
     (_v, part, off, runs, fails, streak, flips, timed, af, aff, ap, apf, fixed, last_failed, ewm, mean_d, m2,
      quarantined, episode, passes_since, since) = _HEAD.unpack_from(raw)
     pos = _HEAD.size
-    arr = np.frombuffer(raw, dtype="<f4", count=_U_SIZE + len(DELTAS), offset=pos).astype(np.float64)
+    if u is None or logz is None:
+        arrays = np.frombuffer(raw, dtype="<f4", count=_U_SIZE + len(DELTAS), offset=pos).astype(np.float64)
+        u, logz = arrays[:_U_SIZE].reshape(len(DELTAS), len(GRID)), arrays[_U_SIZE:]
     f = FlakeFilter.__new__(FlakeFilter)
-    f.u = arr[:_U_SIZE].reshape(len(DELTAS), len(GRID))
-    f.logz = arr[_U_SIZE:]
-    rest = raw[pos + _ARRAYS:]
-    extra = orjson.loads(rest) if rest else {}
-    m = TestModel(runs=runs, fails=fails, last_failed=bool(last_failed), streak=streak, fail_ewm=ewm, flips=flips,
-                  mean_duration=mean_d, timed_runs=timed, m2_duration=m2, last_template=extra.get("tpl"),
-                  pending_context=extra.get("ctx"), after_fail=af, after_fail_fails=aff, after_pass=ap,
-                  after_pass_fails=apf, model=f, last_sha=extra.get("sha"), fixed_by_change=fixed)
+    f.u, f.logz = u, logz
+    extra = orjson.loads(raw[pos + _ARRAYS:]) if len(raw) > pos + _ARRAYS else _NO_EXTRA
+    m = TestModel.__new__(TestModel)  # every field set here, at once (a dataclass __init__ costs a few µs)
+    m.__dict__ = {"runs": runs, "fails": fails, "last_failed": bool(last_failed), "streak": streak, "fail_ewm": ewm,
+                  "flips": flips, "mean_duration": mean_d, "timed_runs": timed, "m2_duration": m2,
+                  "last_template": extra.get("tpl"), "pending_context": extra.get("ctx"), "after_fail": af,
+                  "after_fail_fails": aff, "after_pass": ap, "after_pass_fails": apf, "model": f,
+                  "last_sha": extra.get("sha"), "fixed_by_change": fixed}
     return TestState(m, QuarantineState(quarantined, episode, passes_since, since),
                      None if part < 0 else (part, off))
 
 
-def dump_test(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int]) -> bytes:
-    """The compact value of a test (about 0.9 KB: the filter's 200 floats are most of it)."""
-    head = _HEAD.pack(TEST_STATE_V1, applied[0], applied[1], model.runs, model.fails, model.streak, model.flips,
+_NO_EXTRA: dict[str, Any] = {}
+
+
+def load_tests(raws: list[bytes | None]) -> list[TestState]:
+    """:func:`load_test` of many values, the filters' floats of all version-1 values decoded at once."""
+    v1 = [i for i, raw in enumerate(raws) if raw and raw[0] == TEST_STATE_V1]
+    out = [load_test(raw) if not raw or raw[0] != TEST_STATE_V1 else None for raw in raws]
+    if v1:
+        start = _HEAD.size
+        blob = b"".join([raws[i][start:start + _ARRAYS] for i in v1])  # type: ignore[index]
+        arrays = np.frombuffer(blob, dtype="<f4").astype(np.float64).reshape(len(v1), -1)
+        us = arrays[:, :_U_SIZE].reshape(len(v1), len(DELTAS), len(GRID))
+        logzs = arrays[:, _U_SIZE:]
+        for j, i in enumerate(v1):
+            out[i] = _load_v1(raws[i], us[j], logzs[j])  # type: ignore[arg-type]
+    return out  # type: ignore[return-value]
+
+
+def _head(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int]) -> bytes:
+    return _HEAD.pack(TEST_STATE_V1, applied[0], applied[1], model.runs, model.fails, model.streak, model.flips,
                       model.timed_runs, model.after_fail, model.after_fail_fails, model.after_pass,
                       model.after_pass_fails, model.fixed_by_change, model.last_failed, model.fail_ewm,
                       model.mean_duration, model.m2_duration, quarantine.quarantined, quarantine.episode,
                       quarantine.passes_since, quarantine.since)
-    f = model.model
+
+
+def _extra(model: TestModel) -> bytes:
     extra: dict[str, Any] = {}
     if model.last_sha:
         extra["sha"] = model.last_sha
@@ -150,8 +172,27 @@ def dump_test(model: TestModel, quarantine: QuarantineState, applied: tuple[int,
         extra["tpl"] = model.last_template
     if model.pending_context is not None:
         extra["ctx"] = model.pending_context
-    return b"".join((head, f.u.astype("<f4").tobytes(), f.logz.astype("<f4").tobytes(),
-                     orjson.dumps(extra) if extra else b""))
+    return orjson.dumps(extra) if extra else b""
+
+
+def dump_test(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int]) -> bytes:
+    """The compact value of a test (about 0.9 KB: the filter's 200 floats are most of it)."""
+    f = model.model
+    return b"".join((_head(model, quarantine, applied), f.u.astype("<f4").tobytes(), f.logz.astype("<f4").tobytes(),
+                     _extra(model)))
+
+
+def dump_tests(states: list[TestState]) -> list[bytes]:
+    """:func:`dump_test` of many states (each with a model and an applied offset), the filters' floats of
+    all of them encoded at once."""
+    if not states:
+        return []
+    floats = np.concatenate([np.stack([st.model.model.u.reshape(-1) for st in states]),  # type: ignore[union-attr]
+                             np.stack([st.model.model.logz for st in states])], axis=1)  # type: ignore[union-attr]
+    blob = floats.astype("<f4").tobytes()
+    return [b"".join((_head(st.model, st.quarantine, st.applied), blob[i * _ARRAYS:(i + 1) * _ARRAYS],  # type: ignore[arg-type]
+                      _extra(st.model)))  # type: ignore[arg-type]
+            for i, st in enumerate(states)]
 
 
 # --- incidents: template hash -> recent failures with that template ----------------------------------------

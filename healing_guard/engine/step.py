@@ -24,17 +24,17 @@ from ..remediate.incidents import template_key
 from ..schemas import Command, DeadLetter, JobEvent, LogChunk, Outcome, SchemaError, TestResult, TestRisk, job_key
 from ..schemas.test_batch import partition_of
 from ..topics import Topics
-from ..warehouse.facts import Fact, fact_to_json, facts_to_json_many, outcome_fact, test_result_fact
+from ..warehouse.facts import Fact, fact_to_json, facts_to_json_many, outcome_fact, test_result_rows
 from .core import Decision, Engine, dead_letter, schema_dead_letter
-from .state import (TestState, dump_incident, dump_partition, dump_test, dump_window, ledger_key, load_incident,
-                    load_partition, load_test, load_window)
+from .state import (TestState, dump_incident, dump_partition, dump_tests, dump_window, ledger_key, load_incident,
+                    load_partition, load_tests, load_window)
 from .window import Closed, Expired, JobWindow, Output, decided
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "AttemptRisk", "Count", "Decided", "Effect", "Flaky", "Hold", "IngestEvent", "IngestState", "NextAttempt",
-    "Resent", "Send", "Store", "Tick", "Wake", "decode_ingest", "incident_step", "ingest_step",
+    "Resent", "Send", "Store", "StoreMany", "Tick", "Wake", "decode_ingest", "incident_step", "ingest_step",
     "max_tick_hold", "results_batch_step", "results_step",
 ]
 
@@ -57,6 +57,14 @@ class Store:
     table: str
     key: bytes
     value: bytes | None
+
+
+@dataclass(frozen=True)
+class StoreMany:
+    """Many writes of one table (a batch of test results: one per test), in order; None deletes."""
+
+    table: str
+    items: list[tuple[bytes, bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,7 @@ class Resent:
     key: bytes
 
 
-Effect = Send | Store | Wake | Hold | Count | Decided | NextAttempt | Flaky | Resent
+Effect = Send | Store | StoreMany | Wake | Hold | Count | Decided | NextAttempt | Flaky | Resent
 
 
 # --- the job agent: ci.logs, ci.jobs, guard.test-risk, guard.ticks, guard.outcomes --------------------------
@@ -331,7 +339,10 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
     partition (a producer that grouped by another partition count) is not learned here: it is sent
     again, alone and keyed by its id, so that Kafka's partitioner takes it to the partition that owns it."""
     partitions = engine.settings.partitions
-    states: dict[bytes, TestState] = {}
+    keys = list(dict.fromkeys(k for k, _ in items))
+    raws = [models.get(k) for k in keys]
+    states: dict[bytes, TestState] = dict(zip(keys, load_tests(raws)))
+    new_here = {k for k, raw in zip(keys, raws) if raw is None}
     learned_here: set[bytes] = set()
     p_fail: list[float | None] = [None] * len(items)
     risks: list[TestRisk | None] = [None] * len(items)
@@ -351,15 +362,11 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
         learn_i: list[int] = []
         for i in now_i:
             key, result = items[i]
-            st = states.get(key)
-            if st is None:
-                raw = models.get(key)
-                st = states[key] = load_test(raw)
-                if raw is None and batch and partition_of(key, partitions) != partition:
-                    effects.append(Send("tests", key, result.to_json()))
-                    rerouted.add(i)
-                    del states[key]
-                    continue
+            if key in new_here and batch and partitions > 1 and partition_of(key, partitions) != partition:
+                effects.append(Send("tests", key, result.to_json()))
+                rerouted.add(i)
+                continue
+            st = states[key]
             if key not in learned_here and st.model is not None and st.has_learned(partition, offset):
                 # learned before a crash, read again: learn it once, send its outputs again (ids dedupe)
                 fact, risks[i] = engine.replay_test(st.model, result)
@@ -381,16 +388,17 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
             command, qfact = engine.quarantine(st.quarantine, model, result)
             if command is not None and qfact is not None:
                 commands.append((i, command, qfact))
-    for key in learned_here:
-        st = states[key]
-        assert st.model is not None and st.applied is not None
-        effects.append(Store("test_models", key, dump_test(st.model, st.quarantine, st.applied)))
+    written = [k for k in keys if k in learned_here]
+    if written:
+        effects.append(StoreMany("test_models", list(zip(written, dump_tests([states[k] for k in written])))))
     counted = [Count("tests", learned_n)] if learned_n else []
     if replayed:
         counted.append(Count("tests_replayed", replayed))
     if rerouted:
         counted.append(Count("tests_rerouted", len(rerouted)))
-    rows = [test_result_fact(r, p_fail=p_fail[i]).row for i, (_k, r) in enumerate(items) if i not in rerouted]
+    # the results were redacted where they were read (agents/test_results.py): not again per row
+    kept = [i for i in range(len(items)) if i not in rerouted]
+    rows = test_result_rows([items[i][1] for i in kept], [p_fail[i] for i in kept])
     effects += [Send("facts", items[0][0], v) for v in facts_to_json_many("test_results", rows)]
     for i, command, qfact in commands:
         key, result = items[i]

@@ -447,6 +447,12 @@ def _priors(prior: Prior) -> tuple[np.ndarray, np.ndarray]:
     return prior.rates, prior.regimes
 
 
+_U_START = np.ones((len(DELTAS), len(GRID)))
+_U_START.flags.writeable = False
+_LOGZ_START = np.zeros(len(DELTAS))
+_LOGZ_START.flags.writeable = False
+
+
 class FlakeFilter(base.Classifier):
     """A test's posterior over (volatility regime, failure rate), updated one outcome at a time.
 
@@ -457,8 +463,9 @@ class FlakeFilter(base.Classifier):
     """
 
     def __init__(self) -> None:
-        self.u = np.ones((len(DELTAS), len(GRID)))
-        self.logz = np.zeros(len(DELTAS))
+        # shared read-only start values: every update makes new arrays (a write in place would raise)
+        self.u = _U_START
+        self.logz = _LOGZ_START
 
     def _regime_weights(self, regimes: np.ndarray) -> np.ndarray:
         pi = regimes * np.exp(self.logz)

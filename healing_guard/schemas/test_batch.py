@@ -23,7 +23,7 @@ test id) stays valid: :func:`decode_tests` reads both.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import orjson
@@ -176,10 +176,14 @@ def _opt_num(v: Any, path: str) -> float | None:
     raise SchemaError(f"expected a number or null, got {type(v).__name__}", path)
 
 
-def decode_tests(raw: bytes, key: bytes | None) -> DecodedTests:
+def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] | None = None) -> DecodedTests:
     """The results of one ci.tests message, a batch or a single result. Raises :class:`SchemaError` when
     the message as a whole is unreadable (not JSON, too large, a bad ``job``, a single result that is not
-    valid, a key that is not its test id); an invalid entry of a batch only costs that entry."""
+    valid, a key that is not its test id); an invalid entry of a batch only costs that entry.
+
+    ``clean``: applied to the free text of a batch's results (test ids, messages, the job's changed files;
+    the worker passes its redaction), the shared fields once per message rather than once per result. A
+    one-result message is returned as read."""
     if len(raw) > BATCH_MAX_BYTES:
         raise SchemaError(f"message is {len(raw)} bytes, over the limit of {BATCH_MAX_BYTES}")
     try:
@@ -204,7 +208,10 @@ def decode_tests(raw: bytes, key: bytes | None) -> DecodedTests:
     if key is None:
         raise SchemaError("a batch's message key must be its first test id", "key")
     shared = {f: getattr(job, f) for f in _JOB_FIELDS}
+    if clean is not None and shared["changed_files"]:
+        shared["changed_files"] = [clean(f) for f in shared["changed_files"]]
     results: list[TestResult] = []
+    new = object.__new__
     errors: list[tuple[int, SchemaError]] = []
     for i, e in enumerate(entries):
         path = f"results[{i}]"
@@ -220,9 +227,17 @@ def decode_tests(raw: bytes, key: bytes | None) -> DecodedTests:
             msg = e.get("message")
             if msg is not None and type(msg) is not str:
                 raise SchemaError(f"expected a string or null, got {type(msg).__name__}", f"{path}.message")
-            results.append(TestResult(test_id=tid, outcome=outcome, duration_s=_opt_num(e.get("duration_s"),
-                                                                                       f"{path}.duration_s"),
-                                      ts=_opt_num(e.get("ts"), f"{path}.ts"), message=msg, **shared))
+            duration = _opt_num(e.get("duration_s"), f"{path}.duration_s")
+            ts = _opt_num(e.get("ts"), f"{path}.ts")
+            if clean is not None:
+                tid = clean(tid)
+                if msg is not None:
+                    msg = clean(msg)
+            # every field checked above, the job's once: the dataclass's own __init__ and validation would
+            # cost more than the rest of the decoding together
+            r = new(TestResult)
+            r.__dict__.update(shared, test_id=tid, outcome=outcome, duration_s=duration, ts=ts, message=msg)
+            results.append(r)
         except SchemaError as exc:
             errors.append((i, exc))
     if results and key.decode("utf-8", "replace") != (entries[0].get("test_id") if isinstance(entries[0], dict)

@@ -34,6 +34,9 @@ def create_app(settings: Settings, *, store: str = "memory://") -> faust.App:
         broker_heartbeat_interval=0.5,
         broker_rebalance_timeout=4,
         producer_max_request_size=16 << 20,
+        # produce batches of up to 1 MiB (Faust's default is 16 KiB): the test agent writes thousands of
+        # test states per message straight into them (agents/effects.py::write_table)
+        producer_max_batch_size=1 << 20,
         # Faust's default linger of 0 sends a produce request per message: thousands of small requests a
         # second under load, each a syscall (a fifth of the worker's CPU at twice the demo's rate).
         # 5 ms batches them; a command waits at most 5 ms more.

@@ -300,6 +300,26 @@ def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
 test_result_fact.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
+def test_result_rows(results: list[TestResult], p_fails: list[float | None]) -> list[dict[str, Any]]:
+    """The rows of :func:`test_result_fact` of many results already redacted (a batch of the test agent),
+    the job's fields built once per job rather than once per row."""
+    refs: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    rows = []
+    for t, p in zip(results, p_fails):
+        jk = (t.provider, t.owner, t.repo, t.job_id)
+        ref = refs.get(jk)
+        if ref is None:
+            ref = refs[jk] = _job_ref(*jk)
+        rows.append({"id": f"{ref['job_key']}#{t.attempt}#{t.test_id}", **ref, "attempt": t.attempt,
+                     "test_id": t.test_id, "outcome": t.outcome, "duration_s": t.duration_s,
+                     "message": None if t.message is None else t.message[:4000],
+                     "p_fail": None if p is None else float(p), "ts": t.ts})
+    return rows
+
+
+test_result_rows.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
 def fact_to_json(f: Fact) -> bytes:
     """The ``guard.facts`` message value: ``{"table": ..., "row": {...}}``."""
     return orjson.dumps({"table": f.table, "row": f.row})

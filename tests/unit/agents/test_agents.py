@@ -160,6 +160,26 @@ async def test_tests_agent_learns_a_batch_and_dead_letters_only_its_bad_entry(gu
     assert len(rows) == 4 and len(cap.sent["facts"]) == 1
 
 
+async def test_tests_agent_redacts_a_batch_it_reads(guard: Guard) -> None:
+    """A producer that did not redact (not ours): the worker's decoding does, before anything is kept."""
+    cap = Capture(guard)
+    agent = guard.agents["tests"]
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    batch = {"v": 1, "job": {"provider": "github", "owner": "o", "repo": "r", "job_id": "3",
+                             "changed_files": [f"cfg/{token}.env"]},
+             "results": [{"test_id": f"tests/test_api.py::test_login[{token}]", "outcome": "failed",
+                          "message": f"AssertionError: token {token} rejected"},
+                         {"test_id": "tests/test_api.py::test_ok", "outcome": "passed"}]}
+    key = batch["results"][0]["test_id"].encode()
+    async with agent.test_context() as agent_ctx:
+        await agent_ctx.put(key=key, value=orjson.dumps(batch))
+        keys = list(guard.ctx.tables.test_models.keys())
+    assert len(keys) == 2 and not any(token.encode() in k for k in keys)
+    assert any(b"[REDACTED]" in k for k in keys)
+    sent = b"".join(v for topic in cap.sent.values() for _, v in topic)
+    assert sent and token.encode() not in sent and b"[REDACTED]" in sent
+
+
 def test_deadlines_heap_skips_superseded_and_repeated_entries() -> None:
     from healing_guard.agents.context import Deadlines
 

@@ -93,3 +93,24 @@ def test_incident_state_round_trips() -> None:
     assert load_incident(None) == IncidentState()
     s = IncidentState(recent=[[1.0, "acme/web", "github/acme/web/1"]])
     assert load_incident(dump_incident(s)) == s
+
+
+def test_many_test_states_load_and_dump_as_one_at_a_time_does() -> None:
+    from healing_guard.engine.state import dump_tests, load_tests
+
+    states = []
+    for i in range(5):
+        m = TestModel()
+        for j in range(i + 1):
+            m.learn(j % 2 == 0, 0.1 * j, head_sha="abc" if j else None)
+        states.append(TestState(m, QuarantineState(episode=i), (0, i)))
+    raws = dump_tests(states)
+    assert raws == [dump_test(st.model, st.quarantine, st.applied) for st in states]  # type: ignore[arg-type]
+    mixed: list[bytes | None] = [raws[0], None, pickle.dumps(states[1].model), raws[4]]
+    loaded = load_tests(mixed)
+    one_by_one = [load_test(r) for r in mixed]
+    for a, b in zip(loaded, one_by_one):
+        assert (a.model is None) == (b.model is None) and a.applied == b.applied and a.quarantine == b.quarantine
+        if a.model is not None and b.model is not None:
+            assert a.model.runs == b.model.runs and a.model.last_sha == b.model.last_sha
+            assert (a.model.model.u == b.model.model.u).all() and (a.model.model.logz == b.model.model.logz).all()

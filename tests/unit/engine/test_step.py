@@ -12,7 +12,7 @@ import pytest
 
 from healing_guard.engine.core import Engine
 from healing_guard.engine.state import dump_window, ledger_key, load_partition, load_test
-from healing_guard.engine.step import (Count, Decided, Effect, Hold, IngestState, Resent, Send, Store, Tick,
+from healing_guard.engine.step import (Count, Decided, Effect, Hold, IngestState, Resent, Send, Store, StoreMany, Tick,
                                        Wake, decode_ingest, incident_step, ingest_step,
                                        max_tick_hold, results_batch_step, results_step)
 from healing_guard.engine.window import JobWindow
@@ -47,13 +47,15 @@ class Tables:
 
     def apply(self, effects: list[Effect]) -> list[Effect]:
         for e in effects:
-            if isinstance(e, Store):
-                table = getattr(self, e.table)
-                if e.value is None:
-                    table.pop(e.key, None)
+            writes = [(e.table, e.key, e.value)] if isinstance(e, Store) else \
+                [(e.table, k, v) for k, v in e.items] if isinstance(e, StoreMany) else []
+            for name, key, value in writes:
+                table = getattr(self, name)
+                if value is None:
+                    table.pop(key, None)
                 else:
-                    table[e.key] = e.value
-            elif isinstance(e, Resent):
+                    table[key] = value
+            if isinstance(e, Resent):
                 self.resent.add(e.key)
             elif isinstance(e, Hold):
                 if e.since is None:
@@ -168,7 +170,7 @@ def test_a_test_result_is_learned_once(engine: Engine) -> None:
     [risk] = [e for e in effects if isinstance(e, Send) and e.topic == "test_risk"]
     assert risk.key == b"github/o/r/4"  # re-keyed by job key, for the job agent
     again = t.apply(results_step(engine, t.test_models, key, res, partition=0, offset=9))  # read again after a crash
-    assert Count("tests_replayed") in again and not any(isinstance(e, Store) for e in again)
+    assert Count("tests_replayed") in again and not any(isinstance(e, (Store, StoreMany)) for e in again)
     assert fact_ids(again) == fact_ids(effects)  # sent again, counted once by their ids
     with pytest.raises(SchemaError) as exc:
         decode_tests(r.to_json(), b"other")
@@ -185,8 +187,8 @@ def test_a_batch_learns_each_test_as_one_result_at_a_time_would_and_writes_each_
     one_by_one = Engine(engine.settings)
     items = _batch(60)
     effects = batched.apply(results_batch_step(engine, batched.test_models, items, partition=0, offset=3))
-    stores = [e for e in effects if isinstance(e, Store)]
-    assert sorted(e.key for e in stores) == sorted(k for k, _ in items)  # each test once
+    [stores] = [e for e in effects if isinstance(e, StoreMany)]
+    assert sorted(k for k, _ in stores.items) == sorted(k for k, _ in items)  # each test once, in one write
     assert Count("tests", 60) in effects
     facts = [e for e in effects if isinstance(e, Send) and e.topic == "facts"]
     assert len(facts) == 1 and len(facts_from_json(facts[0].value)) == 60  # one message of 60 rows
@@ -208,7 +210,8 @@ def test_a_test_named_twice_in_a_batch_learns_both_results_in_order(engine: Engi
     effects = t.apply(results_batch_step(engine, t.test_models, items, partition=0, offset=5))
     st = load_test(t.test_models[b"a::t"])
     assert st.model is not None and (st.model.runs, st.model.fails, st.model.last_failed) == (2, 1, False)
-    assert len([e for e in effects if isinstance(e, Store)]) == 2 and Count("tests", 3) in effects
+    [stores] = [e for e in effects if isinstance(e, StoreMany)]
+    assert len(stores.items) == 2 and Count("tests", 3) in effects
     assert len(fact_ids(effects)) == 3
     again = t.apply(results_batch_step(engine, t.test_models, items, partition=0, offset=5))  # after a crash
     st2 = load_test(t.test_models[b"a::t"])

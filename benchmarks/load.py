@@ -57,20 +57,34 @@ def demo_messages(seed: int = 7) -> list[tuple[str, dict[str, Any]]]:
     return [(topic, orjson.loads(value)) for topic, _key, value in messages(generate(DEMO_JOBS, seed))]
 
 
-def one_pass(msgs: list[tuple[str, dict[str, Any]]], n: int, shift: float) -> list[tuple[str, bytes, bytes]]:
-    """The demo's messages under new job ids (suffix ``-pN``), keyed as the guard expects, times shifted."""
-    out = []
+def one_pass(msgs: list[tuple[str, dict[str, Any]]], n: int, shift: float,
+             partitions: int = 4) -> list[tuple[str, bytes, bytes, int | None, int]]:
+    """The demo's messages under new job ids (suffix ``-pN``), keyed as the guard expects, times shifted, as
+    ``(topic, key, value, partition, records)``. A job's test results go as the producers send a report: in
+    batches by the partition their test ids hash to (``encode_batches``), where its first result was; a
+    batch counts as the results it holds (``records``), so the pace is the demo's content at ``factor``."""
+    from healing_guard.schemas import TestResult
+    from healing_guard.schemas.test_batch import encode_batches
+
+    out: list[tuple[str, bytes, bytes, int | None, int]] = []
+    reports: dict[str, tuple[int, list[TestResult]]] = {}
     for topic, d in msgs:
         d = dict(d)
         d["job_id"] = f"{d['job_id']}-p{n}"
         for k in ("ts", "started_at", "completed_at"):
             if d.get(k):
                 d[k] = d[k] + shift
+        key = f"{d['provider']}/{d['owner']}/{d['repo']}/{d['job_id']}"
         if topic == "ci.tests":
-            key = d["test_id"].encode()
-        else:
-            key = f"{d['provider']}/{d['owner']}/{d['repo']}/{d['job_id']}".encode()
-        out.append((topic, key, orjson.dumps(d)))
+            if key not in reports:
+                reports[key] = (len(out), [])
+                out.append(("", b"", b"", None, 0))  # the report's place in the stream
+            reports[key][1].append(TestResult.from_dict(d))
+            continue
+        out.append((topic, key.encode(), orjson.dumps(d), None, 1))
+    for at, results in reversed(reports.values()):  # from the end: earlier places keep their index
+        out[at:at + 1] = [("ci.tests", k, v, p, len(orjson.loads(v)["results"]))
+                          for p, k, v in encode_batches(results, partitions)]
     return out
 
 
@@ -134,7 +148,7 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
 
     topics = [TopicPartition(prefix + t, p) for t in INPUTS for p in range(partitions)]
     samples: list[dict[str, Any]] = []
-    sent = lines = passes = 0
+    sent = lines = passes = messages = results = failed_jobs = 0
     started = time.monotonic()
     end = started + minutes * 60
     next_sample = started
@@ -145,22 +159,28 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
             await asyncio.sleep(0.2)
         started = time.monotonic()
         end = started + minutes * 60
-        batch: list[tuple[str, bytes, bytes]] = []
+        batch: list[tuple[str, bytes, bytes, int | None, int]] = []
         while time.monotonic() < end:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited: {(work / 'worker.log').read_text()[-2000:]}")
-            # keep `sent` at rate x elapsed, in 50 ms steps
+            # keep `sent` (records: a batch of test results counts as its results) at rate x elapsed, 50 ms steps
             due = int((time.monotonic() - started) * rate) - sent
             futs = []
-            for _ in range(max(0, due)):
+            while due > 0:
                 if not batch:
-                    batch = one_pass(msgs, passes, shift=passes * 36 * 3600.0)[::-1]
+                    batch = one_pass(msgs, passes, shift=passes * 36 * 3600.0, partitions=partitions)[::-1]
                     passes += 1
-                topic, key, value = batch.pop()
-                futs.append(await producer.send(prefix + topic, key=key, value=value))
-                sent += 1
+                topic, key, value, partition, records = batch.pop()
+                futs.append(await producer.send(prefix + topic, key=key, value=value, partition=partition))
+                sent += records
+                due -= records
+                messages += 1
                 if topic == "ci.logs":
                     lines += value.count(b'","') + 1  # close enough: lines are JSON strings in a list
+                elif topic == "ci.tests":
+                    results += records
+                elif b'"completed"' in value and (b'"failure"' in value or b'"timed_out"' in value):
+                    failed_jobs += 1
             if futs:
                 await asyncio.gather(*futs)
             now = time.monotonic()
@@ -183,7 +203,17 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
             await asyncio.sleep(1.0)
             final_lag = await lag(admin, probe, settings.app_id, topics)
         drain = time.monotonic() - drain_started
+        facts_group = f"{settings.app_id}-facts"
+        fact_parts = [TopicPartition(prefix + "guard.facts", p) for p in range(partitions)]
+        facts_lag = await lag(admin, probe, facts_group, fact_parts) if facts else 0
+        while facts and facts_lag > 0 and time.monotonic() - drain_started < 180:
+            await asyncio.sleep(1.0)
+            facts_lag = await lag(admin, probe, facts_group, fact_parts)
+        await asyncio.sleep(1.5)  # the status file is written every second
         st = orjson.loads(status.read_bytes())
+        while st.get("findings", 0) < failed_jobs and time.monotonic() - drain_started < 240:
+            await asyncio.sleep(1.0)  # the last failed jobs wait out their grace period for test results
+            st = orjson.loads(status.read_bytes())
         rss_end = rss_mb(proc.pid)
     finally:
         await producer.stop()
@@ -203,7 +233,13 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
         "window_ttl_seconds": window_ttl,
         "facts": facts,
         "target_messages_per_s": round(rate),
-        "messages_per_s": round(sent / elapsed),
+        "messages_per_s": round(sent / elapsed),  # records (one-result equivalents), the demo's unit
+        "kafka_messages_per_s": round(messages / elapsed),
+        "test_results_sent": results,
+        "test_results_learned": st.get("tests", 0) + st.get("tests_replayed", 0),
+        "failed_jobs_sent": failed_jobs,
+        "facts_lag_after_drain": facts_lag,
+        "fact_errors": st.get("fact_errors", 0),
         "lines_per_s": round(lines / elapsed),
         "jobs_per_s": round(sent / elapsed * DEMO_JOBS / DEMO_MESSAGES, 1),
         "passes": passes,
@@ -228,7 +264,11 @@ def goals(out: dict[str, Any]) -> dict[str, bool]:
     only): the load was really sent at the target rate, and the worker kept up (a lag of at most 30 s of
     messages at the end of the load)."""
     return {"rate_sent": out["messages_per_s"] >= 0.97 * out["target_messages_per_s"],
-            "kept_up": out["lag_end_of_load"] <= 30 * out["target_messages_per_s"]}
+            "kept_up": out["lag_end_of_load"] <= 30 * out["kafka_messages_per_s"],
+            # nothing lost: every test result learned, every failed job diagnosed, every fact written
+            "nothing_lost": (out["test_results_learned"] >= out["test_results_sent"]
+                             and out["findings"] >= out["failed_jobs_sent"] and out["lag_after_drain"] == 0
+                             and out["facts_lag_after_drain"] == 0 and out["dead_letters"] == 0)}
 
 
 def main(argv: list[str] | None = None) -> int:

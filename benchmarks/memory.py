@@ -7,9 +7,9 @@
   through ``Engine.learn_test`` and ``Engine.quarantine``, exactly what the tests agent does per result.
   Then:
 
-  - **table value**: the pickled ``{"model", "quarantine"}`` value the tests agent stores per test (Faust
-    table + changelog), summed: bytes per 1,000 tests;
-  - **live objects**: ``tracemalloc`` of unpickling every value into a dict (the model objects as one
+  - **table value**: the compact value the tests agent stores per test (``engine/state.py::dump_test``:
+    Faust table + changelog), summed: bytes per 1,000 tests;
+  - **live objects**: ``tracemalloc`` of decoding every value into a dict (the model objects as one
     message handler holds them; the memory:// table keeps the bytes);
   - **shared state that grows with tests**: the engine's ``FlakePrior`` (one posterior contribution per
     test, up to ``MAX_PRIOR_TESTS``) and ``RetryContext``, ``tracemalloc`` of a copy of them;
@@ -78,7 +78,8 @@ def behaviours(n: int, rng: random.Random) -> list[Callable[[int, int], float]]:
 
 def learn_tests(n: int, history: int, seed: int) -> tuple[Any, dict[bytes, bytes], list[list[tuple[bool, float, float]]]]:
     """Learn ``history`` results of ``n`` tests, interleaved by run as builds would deliver them; returns
-    the engine, the tests table (key -> pickled value) and the naive histories."""
+    the engine, the tests table (key -> compact value) and the naive histories."""
+    from healing_guard.engine.state import dump_test
     from healing_guard.flaky.quarantine import QuarantineState
     from healing_guard.engine.core import Engine
     from healing_guard.schemas import TestResult
@@ -105,8 +106,7 @@ def learn_tests(n: int, history: int, seed: int) -> tuple[Any, dict[bytes, bytes
             models[i], _fact, _risk = engine.learn_test(models[i], r)
             engine.quarantine(states[i], models[i], r, now=ts)
             naive[i].append((failed, dur, ts))
-    table = {tid.encode(): pickle.dumps({"model": m, "quarantine": s.to_dict()}, protocol=pickle.HIGHEST_PROTOCOL)
-             for tid, m, s in zip(ids, models, states)}
+    table = {tid.encode(): dump_test(m, s, (0, i)) for i, (tid, m, s) in enumerate(zip(ids, models, states))}
     return engine, table, naive
 
 
@@ -116,7 +116,9 @@ def measure_tests(n: int, history: int, seed: int) -> dict[str, Any]:
     learn_s = time.perf_counter() - t0
     per_k = 1000.0 / n
     table_bytes = sum(len(k) + len(v) for k, v in table.items())
-    live, live_bytes = _traced(lambda: {k: pickle.loads(v) for k, v in table.items()})
+    from healing_guard.engine.state import load_test
+
+    live, live_bytes = _traced(lambda: {k: load_test(v) for k, v in table.items()})
     del live
     # the shared prior and retry context: what the engine holds beyond the tests' own values
     _, prior_bytes = _traced(lambda: pickle.loads(pickle.dumps((engine.flake_prior, engine.retry_context))))

@@ -96,6 +96,17 @@ class TestResultsTable:
             "mttg": {"ok": True, "result": {"mttg_reduction_vs_none": 0.55, "wasted_minutes_ratio_vs_retry_all": 0.11,
                                             "hidden_regressions": 0}},
             "accuracy": {"ok": True, "skipped": "../shared/datasets/ci-logs-dev not found"},
+            "tests_batch": {"ok": True, "result": {
+                "ours_results_per_s": 17_500.0, "baseline_results_per_s": 1_590.0, "tests": 100_000, "reports": 3,
+                "messages": 72, "runs": 3, "goal_results_per_s": 50_000, "goal_met": False,
+                "rss_mb_per_100k_tests": 172.0, "rss_later_reports_mb": 12.0,
+                "predictions": {"rows": 396_800, "log_loss_change": 0.0004, "batches": {"log_loss": 0.0399},
+                                "one_at_a_time": {"log_loss": 0.03988}}}},
+            "scaling": {"ok": True, "result": {
+                "cores": 2, "partitions": 4, "runs": 2, "log_lines": {"1": 184_456.0, "2": 282_462.0, "4": 237_565.0},
+                "test_results": {"1": 20_248.0, "2": 33_345.0, "4": 26_313.0},
+                "speedup": {"log_lines": {"1": 1.0, "2": 1.53, "4": 1.29},
+                            "test_results": {"1": 1.0, "2": 1.65, "4": 1.3}}}},
             "custom": {"ok": True, "result": {"x": 1}},  # no row builder: still listed
         }
         table = run_all.results_table(results)
@@ -111,6 +122,11 @@ class TestResultsTable:
         assert any(ln.startswith("| mttg") and "hidden" in ln and "**0**" in ln and "0: met" in ln for ln in lines)
         assert any(ln.startswith("| accuracy | skipped | ../shared/datasets/ci-logs-dev not found") for ln in lines)
         assert any(ln.startswith("| custom | see bench.json") for ln in lines)
+        assert any(ln.startswith("| tests_batch") and "**17,500**" in ln and "11×" in ln and "NOT met" in ln
+                   for ln in lines)
+        assert any(ln.startswith("| tests_batch") and "+0.04%" in ln for ln in lines)
+        assert any(ln.startswith("| scaling") and "test results/s" in ln and "20,248 / 33,345 / 26,313" in ln
+                   and "1.65×" in ln for ln in lines)
 
     def test_a_malformed_result_does_not_break_the_table(self) -> None:
         table = run_all.results_table({"pipeline": {"ok": True, "result": {"unexpected": 1}}})
@@ -143,3 +159,25 @@ def test_every_benchmark_has_a_row_builder_and_unique_name() -> None:
     names = [b.name for b in run_all.BENCHMARKS]
     assert len(names) == len(set(names))
     assert all(n in run_all.ROWS for n in names)
+
+
+def test_the_load_sends_each_jobs_test_results_as_batches_in_its_place() -> None:
+    import orjson
+
+    from healing_guard.schemas.test_batch import decode_tests, partition_of
+
+    load = _load("load")
+    msgs = load.demo_messages()[:400]
+    out = load.one_pass(msgs, 3, shift=10.0, partitions=4)
+    singles = [d for t, d in msgs if t == "ci.tests"]
+    batches = [m for m in out if m[0] == "ci.tests"]
+    assert singles and len(batches) < len(singles)
+    results = [r for _t, k, v, _p, _n in batches for r in decode_tests(v, k).results]
+    assert sorted(r.test_id for r in results) == sorted(d["test_id"] for d in singles)  # nothing lost
+    assert all(r.job_id.endswith("-p3") for r in results)
+    for _t, k, v, p, n in batches:
+        assert n == len(orjson.loads(v)["results"]) and all(partition_of(r.test_id.encode(), 4) == p
+                                                              for r in decode_tests(v, k).results)
+    assert sum(m[4] for m in out) == len(msgs)  # paced as the demo's records
+    others = [(t, orjson.loads(v)["job_id"]) for t, _k, v, _p, _n in out if t != "ci.tests"]
+    assert others == [(t, d["job_id"] + "-p3") for t, d in msgs if t != "ci.tests"]  # order kept

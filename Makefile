@@ -48,7 +48,7 @@ packages:
 	@missing=""; test -x /usr/bin/chromium || missing="chromium"; command -v gradle >/dev/null || missing="$$missing gradle"; \
 	if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; fi
 
-## make bench: every benchmark with its baselines, one results table (benchmarks/results/bench.md), ~5 min on 2 cores
+## make bench: every benchmark with its baselines, one results table (benchmarks/results/bench.md), ~12 min on 2 cores
 bench: $(STAMP) kafka
 	$(BIN)/python benchmarks/run_all.py
 

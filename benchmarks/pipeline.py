@@ -43,7 +43,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -384,10 +385,33 @@ def work_only(ours: Workload, base: Workload, max_base_lines: int = 10_000) -> d
 # ------------------------------------------------------------------------------------------ parent
 
 
+@contextmanager
+def kafka_broker(prefix: str, extra_properties: Mapping[str, str] | None = None) -> Iterator[tuple[str, Path, Any]]:
+    """An Apache Kafka broker on loopback for one benchmark: ``(bootstrap, a temporary directory, the
+    KafkaBroker)``, stopped and the directory removed afterwards (``BrokerError`` when it cannot start)."""
+    from healing_guard.brokers import KafkaBroker
+
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = KafkaBroker(data_dir / "kafka", extra_properties=extra_properties)
+    try:
+        yield broker.start(), data_dir, broker
+    finally:
+        try:
+            broker.stop()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def spawn(kind: str, bootstrap: str, prefix: str, app_id: str, work: Workload, timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--bootstrap", bootstrap,
-           "--prefix", prefix, "--app-id", app_id, "--expect-lines", str(work.lines),
-           "--expect-commands", str(work.failed_jobs), "--timeout", str(timeout)]
+    return run_child_process(
+        [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--bootstrap", bootstrap, "--prefix", prefix,
+         "--app-id", app_id, "--expect-lines", str(work.lines), "--expect-commands", str(work.failed_jobs),
+         "--timeout", str(timeout)], kind, timeout)
+
+
+def run_child_process(cmd: list[str], kind: str, timeout: float) -> dict[str, Any]:
+    """Run one measurement's child process; its result line (``RESULT_MARKER`` + JSON), or a failed result
+    with the child's output."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 90, cwd=ROOT,
                               stdin=subprocess.DEVNULL)

@@ -64,12 +64,10 @@ import logging
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -604,7 +602,7 @@ def summarize(results: dict[str, dict[int, list[dict[str, Any]]]]) -> tuple[dict
 
 
 def run(args: argparse.Namespace, counts: list[int]) -> int:
-    from healing_guard.brokers import BrokerError, KafkaBroker
+    from healing_guard.brokers import BrokerError
 
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # a new partition's leader election: retried sends
     _progress["stream"] = sys.stderr if args.json else sys.stdout
@@ -618,41 +616,33 @@ def run(args: argparse.Namespace, counts: list[int]) -> int:
     for ld in loads:
         say(f"  {ld.kind}: {ld.total:,} {ld.counter} in {len(ld.messages):,} messages, {ld.size_bytes / 1e6:.1f} MB, "
             + ", ".join(f"{k} {v:,}" for k, v in ld.detail.items()))
-    work_dir = Path(tempfile.mkdtemp(prefix="bench-scaling-"))
-    broker = KafkaBroker(work_dir / "kafka", extra_properties=BROKER_PROPERTIES)
     results: dict[str, dict[int, list[dict[str, Any]]]] = {ld.kind: {n: [] for n in counts} for ld in loads}
     try:
-        try:
-            bootstrap = broker.start()
-        except BrokerError as exc:
-            say(f"cannot start Kafka: {exc}")
-            return 1
-        say(f"Apache Kafka on {bootstrap} (data in {work_dir}); {os.cpu_count()} cores, {PARTITIONS} partitions "
-            f"[{elapsed()}]")
-        for r in range(1, args.runs + 1):
-            for ld in loads:
-                for n in counts:
-                    say(f"run {r}/{args.runs} {ld.kind}, {n} worker(s) [{elapsed()}]")
-                    try:
-                        res = measure(bootstrap, ld, n, work_dir, args.timeout, args.warmup, broker.pid)
-                    except BenchError as exc:
-                        say(f"run {r} {ld.kind} with {n} worker(s) failed: {exc}")
-                        return 1
-                    res["run"] = r
-                    results[ld.kind][n].append(res)
-                    say(f"run {r} {ld.kind:12s} {n} worker(s): {ld.total:,} {ld.counter} in {res['seconds']:.2f}s = "
-                        f"{res['rate']:,.0f}/s  (producing {res['produce_seconds']:.2f}s; end by "
-                        f"{res['end_signal']}, status bracket {res['status_bracket']}; per worker "
-                        f"{res['per_worker']}; rebalances {res['rebalances_during']}; ready after "
-                        f"{res['ready_seconds']:.1f}s, warm-up {res['warmup_seconds']:.1f}s; other processes' CPU "
-                        f"{res['other_cpu_seconds']}s, steal {res['steal_seconds']}s) [{elapsed()}]")
-                    if res["rebalances_during"]:
-                        say(f"  warning: the group rebalanced {res['rebalances_during']} time(s) during it")
-    finally:
-        try:
-            broker.stop()
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        with _pipeline().kafka_broker("bench-scaling-", BROKER_PROPERTIES) as (bootstrap, work_dir, broker):
+            say(f"Apache Kafka on {bootstrap} (data in {work_dir}); {os.cpu_count()} cores, {PARTITIONS} partitions "
+                f"[{elapsed()}]")
+            for r in range(1, args.runs + 1):
+                for ld in loads:
+                    for n in counts:
+                        say(f"run {r}/{args.runs} {ld.kind}, {n} worker(s) [{elapsed()}]")
+                        try:
+                            res = measure(bootstrap, ld, n, work_dir, args.timeout, args.warmup, broker.pid)
+                        except BenchError as exc:
+                            say(f"run {r} {ld.kind} with {n} worker(s) failed: {exc}")
+                            return 1
+                        res["run"] = r
+                        results[ld.kind][n].append(res)
+                        say(f"run {r} {ld.kind:12s} {n} worker(s): {ld.total:,} {ld.counter} in {res['seconds']:.2f}s = "
+                            f"{res['rate']:,.0f}/s  (producing {res['produce_seconds']:.2f}s; end by "
+                            f"{res['end_signal']}, status bracket {res['status_bracket']}; per worker "
+                            f"{res['per_worker']}; rebalances {res['rebalances_during']}; ready after "
+                            f"{res['ready_seconds']:.1f}s, warm-up {res['warmup_seconds']:.1f}s; other processes' CPU "
+                            f"{res['other_cpu_seconds']}s, steal {res['steal_seconds']}s) [{elapsed()}]")
+                        if res["rebalances_during"]:
+                            say(f"  warning: the group rebalanced {res['rebalances_during']} time(s) during it")
+    except BrokerError as exc:
+        say(f"Kafka: {exc}")
+        return 1
 
     rates, speedup = summarize(results)
     for kind, per in rates.items():

@@ -40,12 +40,9 @@ import logging
 import math
 import os
 import random
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -57,7 +54,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from pipeline import RESULT_MARKER, _Clock, _run_worker, _wait_until, produce  # noqa: E402
+from pipeline import (RESULT_MARKER, _Clock, _run_worker, _wait_until, kafka_broker, produce,  # noqa: E402
+                      run_child_process)
 
 GOAL_RESULTS_PER_S = 50_000
 
@@ -175,23 +173,10 @@ def run_child(args: argparse.Namespace) -> int:
 
 def spawn(kind: str, bootstrap: str, prefix: str, app_id: str, expect: int, first_report: int,
           timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--bootstrap", bootstrap,
-           "--prefix", prefix, "--app-id", app_id, "--expect", str(expect), "--first-report", str(first_report),
-           "--timeout", str(timeout)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 90, cwd=ROOT,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        return {"kind": kind, "ok": False, "error": f"child did not exit within {timeout + 90:.0f}s",
-                "stderr": str(exc.stderr or "")[-3000:]}
-    for line in reversed(proc.stdout.splitlines()):
-        if RESULT_MARKER in line:
-            res: dict[str, Any] = json.loads(line.split(RESULT_MARKER, 1)[1])
-            if not res.get("ok"):
-                res["stderr"] = proc.stderr[-3000:]
-            return res
-    return {"kind": kind, "ok": False, "error": f"child exited {proc.returncode} without a result",
-            "stderr": f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-3000:]}"}
+    return run_child_process(
+        [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--bootstrap", bootstrap, "--prefix", prefix,
+         "--app-id", app_id, "--expect", str(expect), "--first-report", str(first_report), "--timeout", str(timeout)],
+        kind, timeout)
 
 
 # ------------------------------------------------------------------------------------------ predictions
@@ -264,8 +249,34 @@ async def setup(settings: Any, msgs: list[tuple[str, bytes, bytes]]) -> list[str
     return [*topic_specs(settings), *internal_topics(settings)]
 
 
+def measure(args: argparse.Namespace, bootstrap: str, sides: list[tuple[str, list[Any], int]],
+            results: dict[str, list[dict[str, Any]]], say: Any) -> bool:
+    """Every run of every side, interleaved, into ``results``; False (said why) when one failed."""
+    from healing_guard.brokers import delete_topics
+
+    for run in range(1, args.runs + 1):
+        for kind, msgs, expect in sides:
+            rid = uuid.uuid4().hex[:8]
+            prefix, app_id = f"bench-{rid}-", f"bench-{kind}-{rid}"
+            settings = bench_settings(bootstrap, prefix, app_id)
+            topics = asyncio.run(setup(settings, msgs))
+            res = spawn(kind, bootstrap, prefix, app_id, expect, args.tests, args.timeout)
+            asyncio.run(delete_topics(bootstrap, topics))
+            if not res.get("ok"):
+                say(f"run {run} {kind} failed: {res.get('error')}\n{res.get('stderr', '')}")
+                return False
+            if res.get("dead_letters"):
+                say(f"run {run} {kind}: {res['dead_letters']} dead letters")
+                return False
+            results[kind].append(res)
+            say(f"run {run} {kind}: {res['results']:,} results in {res['messages']:,} messages, "
+                f"{res['seconds']:.2f}s = {res['results_per_s']:,.0f} results/s; RSS {res['rss_start_mb']:.0f}"
+                f" -> {res['rss_first_report_mb'] or float('nan'):.0f} -> {res['rss_end_mb']:.0f} MB")
+    return True
+
+
 def run_parent(args: argparse.Namespace) -> int:
-    from healing_guard.brokers import BrokerError, KafkaBroker, delete_topics
+    from healing_guard.brokers import BrokerError
 
     say = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json else (lambda s: print(s, flush=True))
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
@@ -284,39 +295,15 @@ def run_parent(args: argparse.Namespace) -> int:
     say(f"  log-loss one at a time {pred['one_at_a_time']['log_loss']:.5f}, in batches "
         f"{pred['batches']['log_loss']:.5f} ({100 * pred['log_loss_change']:+.2f} %), {pred['rows']:,} rows")
 
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
-    broker = KafkaBroker(data_dir / "kafka")
     results: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
     try:
-        try:
-            bootstrap = broker.start()
-        except BrokerError as exc:
-            say(f"cannot start Kafka: {exc}")
-            return 1
-        say(f"Apache Kafka on {bootstrap}")
-        for run in range(1, args.runs + 1):
-            for kind, msgs, expect in (("ours", ours, n_ours), ("baseline", base, len(base))):
-                rid = uuid.uuid4().hex[:8]
-                prefix, app_id = f"bench-{rid}-", f"bench-{kind}-{rid}"
-                settings = bench_settings(bootstrap, prefix, app_id)
-                topics = asyncio.run(setup(settings, msgs))
-                res = spawn(kind, bootstrap, prefix, app_id, expect, args.tests, args.timeout)
-                asyncio.run(delete_topics(bootstrap, topics))
-                if not res.get("ok"):
-                    say(f"run {run} {kind} failed: {res.get('error')}\n{res.get('stderr', '')}")
-                    return 1
-                if res.get("dead_letters"):
-                    say(f"run {run} {kind}: {res['dead_letters']} dead letters")
-                    return 1
-                results[kind].append(res)
-                say(f"run {run} {kind}: {res['results']:,} results in {res['messages']:,} messages, "
-                    f"{res['seconds']:.2f}s = {res['results_per_s']:,.0f} results/s; RSS {res['rss_start_mb']:.0f}"
-                    f" -> {res['rss_first_report_mb'] or float('nan'):.0f} -> {res['rss_end_mb']:.0f} MB")
-    finally:
-        try:
-            broker.stop()
-        finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        with kafka_broker("bench-tests-") as (bootstrap, _data_dir, _broker):
+            say(f"Apache Kafka on {bootstrap}")
+            if not measure(args, bootstrap, [("ours", ours, n_ours), ("baseline", base, len(base))], results, say):
+                return 1
+    except BrokerError as exc:
+        say(f"cannot start Kafka: {exc}")
+        return 1
 
     o = statistics.median(r["results_per_s"] for r in results["ours"])
     b = statistics.median(r["results_per_s"] for r in results["baseline"])

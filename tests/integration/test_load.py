@@ -44,6 +44,9 @@ async def test_ten_minutes_of_sustained_load_on_one_worker(kafka_bootstrap: str,
     assert out["passes"] >= 1 and out["findings"] > 0, out  # the traffic went through the worker
     assert out["dead_letters"] == 0, out
     assert out["lag_after_drain"] == 0, out  # every message consumed in the end
+    # nothing lost: every test result (sent in batches, as the producers do) learned, every failed job diagnosed
+    assert out["test_results_sent"] > 0 and out["test_results_learned"] >= out["test_results_sent"], out
+    assert out["findings"] >= out["failed_jobs_sent"], out
     assert out["rss_slope_mb_per_min_second_half"] < 2.0, out
     held = [s["open_deadlines"] for s in out["samples"] if s["t"] >= 2 * out["window_ttl_seconds"]]
     assert held and max(held) <= 1.25 * min(held), held  # windows and markers level off

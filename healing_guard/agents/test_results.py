@@ -43,6 +43,10 @@ async def tests(ctx: AgentContext, stream: Any) -> None:
         except SchemaError as exc:
             await ctx.dead_letter(schema_dead_letter(topic, event.value, exc, **where), event.key)
             continue
+        except Exception as exc:  # a bug in decoding must not stop the worker nor lose the message either
+            log.exception("test agent could not decode %s", event.key)
+            await ctx.dead_letter(dead_letter(topic, event.value, f"internal error: {exc!r}", **where), event.key)
+            continue
         if decoded.errors:  # a bad entry of a batch costs that entry only: its own dead letter
             entries = orjson.loads(event.value)["results"]
             for i, err in decoded.errors:

@@ -240,8 +240,9 @@ def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] |
             results.append(r)
         except SchemaError as exc:
             errors.append((i, exc))
-    if results and key.decode("utf-8", "replace") != (entries[0].get("test_id") if isinstance(entries[0], dict)
-                                                        else None):
+    first = entries[0].get("test_id") if entries and isinstance(entries[0], dict) else None
+    # checked against a first entry that has an id (a bad first entry is that entry's error, not the key's)
+    if results and type(first) is str and first and key.decode("utf-8", "replace") != first:
         raise SchemaError("a batch's message key must be its first test id", "key")
     return DecodedTests(results, errors, True)
 

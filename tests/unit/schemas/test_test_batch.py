@@ -146,6 +146,10 @@ def test_a_key_that_is_not_the_first_test_id_is_refused() -> None:
             decode_tests(value, key)
         assert e.value.field == "key"
     assert len(decode_tests(value, b"t1").results) == 2
+    # a bad first entry is that entry's error; the others still decode whatever the key
+    bad_first = _batch([{"outcome": "passed"}, {"test_id": "t2", "outcome": "passed"}])
+    d = decode_tests(bad_first, b"t0")
+    assert [r.test_id for r in d.results] == ["t2"] and [e.field for _, e in d.errors] == ["results[0].test_id"]
 
 
 def test_one_result_messages_still_decode() -> None:

@@ -13,8 +13,7 @@ first offsets a crash left uncommitted.
 
 ``install()`` wraps ``Consumer.perform_seek`` (process-wide, idempotent): after Faust's seek, the assigned
 partitions that are not table changelogs (recovery reads those) and have no committed offset are sought
-to their first offset (looked up, then sought explicitly), which is what the consumer's
-``auto_offset_reset = "earliest"`` means.
+to their beginning, which is what the consumer's ``auto_offset_reset = "earliest"`` means.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka.structs import TopicPartition
 from faust.transport.consumer import Consumer
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,7 @@ def install() -> None:
                                               self.app.tables.changelog_topics)
         if fresh:
             log.debug("no committed offset: reading %s from the beginning", fresh)
-            # to the first offset itself, not seek_to_beginning: that leaves the client's position unset
-            # until a reset request returns, and Faust's livelock check reads the position meanwhile
-            # (aiokafka asserts it is set: a worker died of it after rebalances, benchmarks/scaling.py)
-            starts = await self._thread.earliest_offsets(*fresh)
-            await self._thread.seek_wait({tp: int(starts.get(tp) or 0) for tp in fresh})
+            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in fresh))
             for tp in fresh:
                 self._read_offset[tp] = None
 

@@ -2,7 +2,8 @@
 every result exactly once. Big batches take the bulk path (agents/effects.py::write_table: a message's test
 states straight into produce batches, awaited before the message is acknowledged), so a kill can land after
 a message's states reached the changelog and before its offset was committed; the state's applied offset
-makes the new worker send its outputs again without learning it twice."""
+makes the new worker send its outputs again without learning it twice. The second worker gets the rest of
+the traffic once it is ready (traffic that arrives during its recovery is issue 19's known loss)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,12 @@ async def test_a_worker_killed_while_learning_batches_loses_and_repeats_nothing(
     log2 = tmp_path / "w2.log"
     w2 = start_worker(kafka_bootstrap, prefix, dsn, log2, "--no-facts", partitions=PARTITIONS)
     try:
+        # the rest once it is ready: records that arrive while a worker recovers its tables are the known
+        # loss of faust-streaming's consumer (docs/limitations.md, issue 19), not what this test is about
+        deadline = time.monotonic() + 90
+        while b"[^Worker]: Ready" not in log2.read_bytes():
+            assert w2.poll() is None and time.monotonic() < deadline, log2.read_text()[-3000:]
+            await asyncio.sleep(0.1)
         await _send(kafka_bootstrap, settings.topics.tests, reports[2:])
         await wait_consumed(kafka_bootstrap, app_id, settings.topics.tests, 180, w2)
         await asyncio.sleep(1.5)  # the status file is written every second

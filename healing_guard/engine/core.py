@@ -324,13 +324,11 @@ class Engine:
     def quarantine(self, state: QuarantineState, model: TestModel, result: TestResult,
                    now: float | None = None) -> tuple[Command | None, Fact | None]:
         """The quarantine or release command one test result causes (and its fact), if any."""
-        pol = self.quarantine_policy
-        if result.outcome == "skipped" or not pol.enabled or (
-                not state.quarantined and (model.runs < pol.min_runs or model.recoveries < pol.min_recoveries)):
-            return None, None  # what quarantine_step would say, without computing P(fail)
+        if result.outcome == "skipped":
+            return None, None
         now = time.time() if now is None else now
         tr = quarantine_step(state, result.test_id, failed=result.outcome in ("failed", "error"),
-                             p_fail=model.p_fail(), runs=model.runs,
+                             p_fail=model.p_fail, runs=model.runs,  # P(fail) only when a transition needs it
                              recoveries=model.recoveries,
                              policy=self.quarantine_policy, now=now)
         if tr is None:

@@ -12,6 +12,7 @@ Pure: a small JSON-able state per test, next to its model in the table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,13 +53,17 @@ class Transition:
     reason: str
 
 
-def step(state: QuarantineState, test_id: str, *, failed: bool, p_fail: float, runs: int, recoveries: int,
-         policy: QuarantinePolicy, now: float) -> Transition | None:
-    """Update ``state`` with one result of the test; the transition it causes, if any."""
+def step(state: QuarantineState, test_id: str, *, failed: bool, p_fail: float | Callable[[], float], runs: int,
+         recoveries: int, policy: QuarantinePolicy, now: float) -> Transition | None:
+    """Update ``state`` with one result of the test; the transition it causes, if any. ``p_fail`` may be a
+    function: it is asked only when a transition depends on it (most results of a batch never need it)."""
     if not policy.enabled:
         return None
     if not state.quarantined:
-        if runs >= policy.min_runs and recoveries >= policy.min_recoveries and p_fail >= policy.threshold:
+        if runs < policy.min_runs or recoveries < policy.min_recoveries:
+            return None
+        p_fail = p_fail() if callable(p_fail) else p_fail
+        if p_fail >= policy.threshold:
             state.quarantined, state.passes_since, state.since = True, 0, now
             state.episode += 1
             return Transition("quarantine_test", _id(test_id, "quarantine", state.episode),
@@ -67,7 +72,10 @@ def step(state: QuarantineState, test_id: str, *, failed: bool, p_fail: float, r
                               "build until it is stable")
         return None
     state.passes_since = 0 if failed else state.passes_since + 1
-    if state.passes_since >= policy.release_runs and p_fail < policy.threshold / 2:
+    if state.passes_since < policy.release_runs:
+        return None
+    p_fail = p_fail() if callable(p_fail) else p_fail
+    if p_fail < policy.threshold / 2:
         state.quarantined = False
         return Transition("release_test", _id(test_id, "release", state.episode),
                           f"stable again: {state.passes_since} passes in a row, P(next run fails) {p_fail:.2f}")

@@ -75,3 +75,27 @@ def test_a_full_prior_judges_new_tests_without_adding_them() -> None:
     keys = [f"p/C#t{i}" for i in range(10)]
     prior.learn_many(keys, [TestModel() for _ in keys], [False] * 10, max_tests=6)
     assert prior.tests == 6 and prior.knows("p/C#t5") and not prior.knows("p/C#t6")
+
+
+def test_quarantine_asks_for_p_fail_only_when_a_transition_depends_on_it() -> None:
+    from healing_guard.flaky.quarantine import QuarantinePolicy, QuarantineState, step
+
+    policy = QuarantinePolicy()
+    asked: list[int] = []
+
+    def p_fail() -> float:
+        asked.append(1)
+        return 0.9
+
+    st = QuarantineState()
+    assert step(st, "t", failed=True, p_fail=p_fail, runs=policy.min_runs - 1, recoveries=99, policy=policy,
+                now=1.0) is None
+    assert asked == []  # too few runs: nothing to ask
+    tr = step(st, "t", failed=True, p_fail=p_fail, runs=policy.min_runs, recoveries=policy.min_recoveries,
+              policy=policy, now=2.0)
+    assert tr is not None and tr.action == "quarantine_test" and asked == [1] and st.quarantined
+    for i in range(policy.release_runs - 1):  # passes while quarantined: counted, P(fail) not needed yet
+        assert step(st, "t", failed=False, p_fail=p_fail, runs=50, recoveries=9, policy=policy, now=3.0 + i) is None
+    assert asked == [1]
+    step(st, "t", failed=False, p_fail=lambda: 0.01, runs=60, recoveries=9, policy=policy, now=9.0)
+    assert not st.quarantined  # released: the same transition as with the number itself

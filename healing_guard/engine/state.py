@@ -177,9 +177,7 @@ def _extra(model: TestModel) -> bytes:
 
 def dump_test(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int]) -> bytes:
     """The compact value of a test (about 0.9 KB: the filter's 200 floats are most of it)."""
-    f = model.model
-    return b"".join((_head(model, quarantine, applied), f.u.astype("<f4").tobytes(), f.logz.astype("<f4").tobytes(),
-                     _extra(model)))
+    return dump_tests([TestState(model, quarantine, applied)])[0]
 
 
 def dump_tests(states: list[TestState]) -> list[bytes]:

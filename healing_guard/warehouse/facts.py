@@ -282,22 +282,19 @@ def outcome_fact(o: Outcome) -> Fact:
 def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
     """One test in one attempt, with the per-test model's P(fail) as it stood before learning it."""
     ref = _job_ref(t.provider, t.owner, t.repo, t.job_id)
-    test_id = redact(t.test_id)
-    row: dict[str, Any] = {
-        "id": f"{ref['job_key']}#{t.attempt}#{test_id}",
-        **ref,
-        "attempt": t.attempt,
-        "test_id": test_id,
-        "outcome": t.outcome,
-        "duration_s": t.duration_s,
-        "message": None if t.message is None else redact(t.message[:4000]),  # secrets never reach ClickHouse
-        "p_fail": None if p_fail is None else float(p_fail),
-        "ts": t.ts,
-    }
-    return Fact("test_results", row)
+    # secrets never reach ClickHouse
+    message = None if t.message is None else redact(t.message[:4000])
+    return Fact("test_results", _test_row(ref, t, redact(t.test_id), message, p_fail))
 
 
 test_result_fact.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+def _test_row(ref: dict[str, Any], t: TestResult, test_id: str, message: str | None,
+              p_fail: float | None) -> dict[str, Any]:
+    return {"id": f"{ref['job_key']}#{t.attempt}#{test_id}", **ref, "attempt": t.attempt, "test_id": test_id,
+            "outcome": t.outcome, "duration_s": t.duration_s, "message": message,
+            "p_fail": None if p_fail is None else float(p_fail), "ts": t.ts}
 
 
 def test_result_rows(results: list[TestResult], p_fails: list[float | None]) -> list[dict[str, Any]]:
@@ -310,10 +307,7 @@ def test_result_rows(results: list[TestResult], p_fails: list[float | None]) -> 
         ref = refs.get(jk)
         if ref is None:
             ref = refs[jk] = _job_ref(*jk)
-        rows.append({"id": f"{ref['job_key']}#{t.attempt}#{t.test_id}", **ref, "attempt": t.attempt,
-                     "test_id": t.test_id, "outcome": t.outcome, "duration_s": t.duration_s,
-                     "message": None if t.message is None else t.message[:4000],
-                     "p_fail": None if p is None else float(p), "ts": t.ts})
+        rows.append(_test_row(ref, t, t.test_id, None if t.message is None else t.message[:4000], p))
     return rows
 
 

@@ -27,6 +27,21 @@ class SchemaError(ValueError):
         super().__init__(f"{field}: {reason}" if field else reason)
 
 
+def check_size(raw: bytes, limit: int) -> None:
+    """:class:`SchemaError` when a message is over ``limit`` bytes."""
+    if len(raw) > limit:
+        raise SchemaError(f"message is {len(raw)} bytes, over the limit of {limit}")
+
+
+def load_json(raw: bytes, limit: int) -> Any:
+    """A message's JSON, or :class:`SchemaError` when it is over ``limit`` bytes or not JSON/UTF-8."""
+    check_size(raw, limit)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise SchemaError(f"not valid JSON/UTF-8: {exc}") from None
+
+
 @dataclasses.dataclass
 class Record:
     """Base of every topic record. Subclasses are dataclasses with type-hinted fields."""
@@ -38,14 +53,7 @@ class Record:
     @classmethod
     def from_json(cls: type[R], raw: bytes, *, max_bytes: int | None = None) -> R:
         """Decode and validate one message; raises :class:`SchemaError` with the field at fault."""
-        limit = cls.max_bytes if max_bytes is None else max_bytes
-        if len(raw) > limit:
-            raise SchemaError(f"message is {len(raw)} bytes, over the limit of {limit}")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise SchemaError(f"not valid JSON/UTF-8: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(load_json(raw, cls.max_bytes if max_bytes is None else max_bytes))
 
     @classmethod
     def from_dict(cls: type[R], data: Any, path: str = "") -> R:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..topics import DEFAULT_TOPICS as _TOPICS
-from .base import Record, SchemaError, field
+from .base import Record, SchemaError, check_size, field, load_json
 from .records import JobRef, TestResult
 
 __all__ = ["BATCH_MAX_BYTES", "BATCH_TARGET_BYTES", "BATCH_VERSION", "BatchedResult", "DecodedTests",
@@ -184,17 +184,11 @@ def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] |
     ``clean``: applied to the free text of a batch's results (test ids, messages, the job's changed files;
     the worker passes its redaction), the shared fields once per message rather than once per result. A
     one-result message is returned as read."""
-    if len(raw) > BATCH_MAX_BYTES:
-        raise SchemaError(f"message is {len(raw)} bytes, over the limit of {BATCH_MAX_BYTES}")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise SchemaError(f"not valid JSON/UTF-8: {exc}") from None
+    data = load_json(raw, BATCH_MAX_BYTES)
     if not isinstance(data, dict):
         raise SchemaError(f"expected an object, got {type(data).__name__}")
     if "results" not in data:  # one result per message
-        if len(raw) > TestResult.max_bytes:
-            raise SchemaError(f"message is {len(raw)} bytes, over the limit of {TestResult.max_bytes}")
+        check_size(raw, TestResult.max_bytes)
         result = TestResult.from_dict(data)
         if key is None or key.decode("utf-8", "replace") != result.test_id:
             raise SchemaError(f"message key must be the test id {result.test_id!r}", "key")

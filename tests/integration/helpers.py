@@ -89,6 +89,14 @@ def wait_status(path: Path, key: str, want: int, timeout: float, proc: subproces
     raise AssertionError(f"worker status {key}={status.get(key)} < {want} after {timeout}s: {status}")
 
 
+def wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the worker logs that it is ready (Faust's "[^Worker]: Ready"); fails with its log if it exits.
+    No clock of its own: a worker that never gets ready is stopped by the suite's per-test timeout."""
+    while b"[^Worker]: Ready" not in log.read_bytes():
+        assert proc.poll() is None, f"worker exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}"
+        time.sleep(0.1)
+
+
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 60) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)

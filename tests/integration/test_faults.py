@@ -26,7 +26,7 @@ from healing_guard.settings import Settings
 from healing_guard.streams.topics import ensure_topics
 
 from .helpers import (T0, broker_settings, chdb_query, collect, hold_chdb, oom_job, produce, start_worker,
-                      stop_worker, wait_consumed, wait_status, worker_status)
+                      stop_worker, wait_consumed, wait_ready, wait_status, worker_status)
 from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.integration
@@ -269,9 +269,7 @@ async def test_facts_wait_while_clickhouse_is_held_and_are_written_once_when_it_
 
         w2 = start_worker(kafka_bootstrap, prefix, dsn, logs[1], partitions=2)
         if not traffic_during_takeover:
-            worker = w2
-            _wait_for(lambda: worker.poll() is not None or b"[^Worker]: Ready" in logs[1].read_bytes(), 90,
-                      "the second worker to be ready")
+            wait_ready(w2, logs[1])
         second: list[tuple[str, bytes, bytes]] = []
         for i in range(jobs // 2, jobs):
             second += oom_job(i)

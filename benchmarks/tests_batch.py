@@ -122,11 +122,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     mem: dict[str, float] = {}
 
     class TimedEngine(Engine):
-        def learn_tests(self, models: Any, results: Any) -> Any:
+        def learn_tests(self, models: Any, results: Any, **kw: Any) -> Any:
             if clock.first is None:
                 mem["start"] = rss_mb()
             clock.start()
-            return super().learn_tests(models, results)
+            return super().learn_tests(models, results, **kw)
 
     engine = TimedEngine(settings)
     engine.retry_context  # noqa: B018 - built on the first test result (SciPy's import, ~1 s): not timed

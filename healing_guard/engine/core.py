@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import numpy as np
+
 from ..classify import Diagnosis, EvidenceLine, classify
 from ..classify.locate import LOCATED_CONTEXT, LOCATED_DETAIL
 from ..classify.log_stream import BLOCK_BYTES, Analysis, LogAnalyzer
@@ -22,7 +24,7 @@ from ..classify.text_model import RULE_TRUST, TextModel, chunk_text, combine, fe
 from ..classify.unknowns import signature_line
 from ..flaky import TestModel
 from ..flaky.context import RetryContext, context_features, message_hash
-from ..flaky.model import FlakePrior
+from ..flaky.model import _LOGZ_START, _U_START, FlakePrior, count_passes
 from ..flaky.quarantine import QuarantinePolicy, QuarantineState
 from ..flaky.quarantine import step as quarantine_step
 from ..ids import stable_id
@@ -43,6 +45,7 @@ from ..settings import ConfigError, Settings
 from ..patterns.tokenize import redact, redact_bytes
 from ..patterns.tokenize import template as fact_template
 from ..warehouse.facts import Fact, command_fact, diagnosis_fact, job_run_fact, test_result_fact
+from .test_columns import Passes
 from .window import Closed, JobWindow, Limits, Output, Ready, on_chunk, on_job_event, on_risk, on_tick
 
 if TYPE_CHECKING:
@@ -343,38 +346,66 @@ class Engine:
 
     def learn_test(self, model: TestModel | None, result: TestResult) -> tuple[TestModel, Fact, TestRisk | None]:
         """One result through its test's model: the model, the result's fact, its risk when it failed."""
-        (model,), (p_before,), (risk,) = self.learn_tests([model], [result])
-        return model, test_result_fact(result, p_fail=p_before), risk
+        (learned,), (p_before,), (risk,) = self.learn_tests([model], [result])
+        assert learned is not None  # without passes in columns, every model is returned
+        return learned, test_result_fact(result, p_fail=p_before), risk
 
-    def learn_tests(self, models: list[TestModel | None], results: list[TestResult]
-                    ) -> tuple[list[TestModel], list[float | None], list[TestRisk | None]]:
+    def learn_tests(self, models: list[TestModel | None], results: list[TestResult], *, passes: Passes | None = None,
+                    passes_at: list[int] | None = None,
+                    ) -> tuple[list[TestModel | None], list[float | None], list[TestRisk | None]]:
         """Results of distinct tests (a batch of one report, or one result) through their models at once
-        (``FlakePrior.learn_many``): each test's model (a new one for None), the P(fail) it predicted before
-        its result (None: skipped, not learned) and, for a failure, the risk the planner weighs."""
-        out = [m or TestModel() for m in models]
+        (``FlakePrior.learn_arrays``): each test's model (a new one for None), the P(fail) it predicted before
+        its result (None: skipped, not learned) and, for a failure, the risk the planner weighs.
+
+        ``passes``: passes learned as columns (engine/test_columns.py), at positions ``passes_at`` of
+        ``results``, in order; their ``models`` entries are returned as they were, and their arrays and counters are
+        updated in ``passes``. All results are learned in one sequence, in order, whichever path they take."""
+        at = passes_at if passes is not None and passes_at else []
+        skip = set(at)
+        objs = {i: m or TestModel() for i, m in enumerate(models) if i not in skip}
         p_before: list[float | None] = [None] * len(results)
         risks: list[TestRisk | None] = [None] * len(results)
+        out = [objs.get(i, m) for i, m in enumerate(models)]
         idx = [i for i, r in enumerate(results) if r.outcome != "skipped"]
         if not idx:
             return out, p_before, risks
         prior = self.flake_prior
         failed = [results[i].outcome in ("failed", "error") for i in idx]
+        rich = [(j, i, f) for j, (i, f) in enumerate(zip(idx, failed)) if i not in skip]
         contexts: dict[int, dict[str, float]] = {}
-        for i, f in zip(idx, failed):
-            r, model = results[i], out[i]
+        for _j, i, f in rich:
+            r, model = results[i], objs[i]
             if model.pending_context is not None:  # the run after a failure: how that failure turned out
                 self.retry_context.learn(model.pending_context, retry_passed=not f)
                 model.pending_context = None
             if f:  # the failure's context, judged against the history before this run
                 contexts[i] = context_features(model, r, model.p_retry_pass(prior.view(r.test_id)))
+        u = np.empty((len(idx), *_U_START.shape))
+        logz = np.empty((len(idx), *_LOGZ_START.shape))
+        if rich:
+            rj = [j for j, _, _ in rich]
+            u[rj] = [objs[i].model.u for _, i, _ in rich]
+            logz[rj] = [objs[i].model.logz for _, i, _ in rich]
+        pj: list[int] = []
+        if passes is not None and at:
+            where = {i: j for j, i in enumerate(idx)}
+            pj = [where[i] for i in at]
+            u[pj], logz[pj] = passes.u, passes.logz
         # a test beyond MAX_PRIOR_TESTS uses the prior without adding to it (memory stays bounded)
-        ps = prior.learn_many([results[i].test_id for i in idx], [out[i] for i in idx], failed,
-                              [results[i].duration_s for i in idx], [results[i].head_sha for i in idx],
-                              max_tests=MAX_PRIOR_TESTS)
+        u, logz, ps = prior.learn_arrays([results[i].test_id for i in idx], u, logz, np.asarray(failed, bool),
+                                         max_tests=MAX_PRIOR_TESTS)
+        for j, i, f in rich:
+            m, r = objs[i], results[i]
+            m.model.u, m.model.logz = u[j], logz[j]
+            m.count(f, r.duration_s, r.head_sha)
+        if passes is not None and pj:
+            passes.u, passes.logz = u[pj], logz[pj]
+            durations = [results[i].duration_s for i in at]
+            count_passes(passes.rec, np.array([np.nan if d is None else d for d in durations], float))
         for i, p in zip(idx, ps.tolist()):
             p_before[i] = round(p, 4)
         for i, x in contexts.items():
-            r, model = results[i], out[i]
+            r, model = results[i], objs[i]
             view = prior.view(r.test_id)
             p_retry = self.retry_context.p_retry_pass(x, model.p_retry_pass(view))
             model.pending_context = x

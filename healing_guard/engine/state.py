@@ -26,7 +26,8 @@ from .window import JobWindow
 
 __all__ = [
     "TestState", "dump_incident", "dump_partition", "dump_test", "dump_tests", "dump_window", "ledger_key",
-    "load_incident", "load_partition", "load_test", "load_tests", "load_window", "window_deadline",
+    "load_incident", "load_partition", "load_test", "load_tests", "load_window", "read_records", "tail",
+    "window_deadline", "write_records",
 ]
 
 
@@ -97,9 +98,22 @@ class TestState:
 #: (commit, failure template, pending failure context) as one orjson object, empty when none is set.
 #: A pickle (every earlier value) starts with 0x80, never with this byte.
 TEST_STATE_V1 = 1
-_HEAD = struct.Struct("<BiqIIIIIIIIIIBddd?IId")
+#: the fixed fields, in order: (name, struct code); the counters are named as TestModel's, the quarantine
+#: state's as QuarantineState's
+_FIELDS = (("version", "B"), ("part", "i"), ("off", "q"), ("runs", "I"), ("fails", "I"), ("streak", "I"),
+           ("flips", "I"), ("timed_runs", "I"), ("after_fail", "I"), ("after_fail_fails", "I"), ("after_pass", "I"),
+           ("after_pass_fails", "I"), ("fixed_by_change", "I"), ("last_failed", "B"), ("fail_ewm", "d"),
+           ("mean_duration", "d"), ("m2_duration", "d"), ("quarantined", "?"), ("episode", "I"),
+           ("passes_since", "I"), ("since", "d"))
+_HEAD = struct.Struct("<" + "".join(code for _, code in _FIELDS))
 _U_SIZE = len(DELTAS) * len(GRID)
 _ARRAYS = 4 * (_U_SIZE + len(DELTAS))
+#: the same fixed part with the filter's arrays, as a NumPy record: many values read and written as columns
+#: (``read_records``, ``write_records``; the batch path of engine/test_columns.py)
+RECORD = np.dtype([*((name, "<" + code) for name, code in _FIELDS), ("u", "<f4", (len(DELTAS), len(GRID))),
+                   ("logz", "<f4", (len(DELTAS),))])
+RECORD_SIZE = _HEAD.size + _ARRAYS
+assert RECORD.itemsize == RECORD_SIZE
 
 
 def load_test(raw: bytes | None) -> TestState:
@@ -156,6 +170,20 @@ def load_tests(raws: list[bytes | None]) -> list[TestState]:
     return out  # type: ignore[return-value]
 
 
+def read_records(raws: list[bytes]) -> tuple[np.ndarray, list[bytes]]:
+    """Version-1 values as columns: their fixed parts as one array of :data:`RECORD` (a copy: writable) and
+    their variable tails (empty when none)."""
+    rec = np.frombuffer(b"".join([raw[:RECORD_SIZE] for raw in raws]), RECORD).copy()
+    return rec, [raw[RECORD_SIZE:] for raw in raws]
+
+
+def write_records(rec: np.ndarray, tails: list[bytes]) -> list[bytes]:
+    """The values of :func:`read_records`' columns (version set here), each with its tail."""
+    rec["version"] = TEST_STATE_V1
+    blob = rec.tobytes()
+    return [blob[i * RECORD_SIZE:(i + 1) * RECORD_SIZE] + tail for i, tail in enumerate(tails)]
+
+
 def _head(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int]) -> bytes:
     return _HEAD.pack(TEST_STATE_V1, applied[0], applied[1], model.runs, model.fails, model.streak, model.flips,
                       model.timed_runs, model.after_fail, model.after_fail_fails, model.after_pass,
@@ -165,13 +193,19 @@ def _head(model: TestModel, quarantine: QuarantineState, applied: tuple[int, int
 
 
 def _extra(model: TestModel) -> bytes:
+    return tail(model.last_sha, model.last_template, model.pending_context)
+
+
+def tail(sha: str | None, template: str | None, context: dict[str, float] | None = None) -> bytes:
+    """The variable tail of a version-1 value: a test's last commit, failure template and pending failure
+    context, those that are set, as one orjson object (empty when none is)."""
     extra: dict[str, Any] = {}
-    if model.last_sha:
-        extra["sha"] = model.last_sha
-    if model.last_template:
-        extra["tpl"] = model.last_template
-    if model.pending_context is not None:
-        extra["ctx"] = model.pending_context
+    if sha:
+        extra["sha"] = sha
+    if template:
+        extra["tpl"] = template
+    if context is not None:
+        extra["ctx"] = context
     return orjson.dumps(extra) if extra else b""
 
 

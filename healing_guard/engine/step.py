@@ -26,6 +26,7 @@ from ..schemas.test_batch import partition_of
 from ..topics import Topics
 from ..warehouse.facts import Fact, fact_to_json, facts_to_json_many, outcome_fact, test_result_rows
 from .core import Decision, Engine, dead_letter, schema_dead_letter
+from .test_columns import passes, write_passes
 from .state import (TestState, dump_incident, dump_partition, dump_tests, dump_window, ledger_key, load_incident,
                     load_partition, load_tests, load_window)
 from .window import Closed, Expired, JobWindow, Output, decided
@@ -339,7 +340,15 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
     partition (a producer that grouped by another partition count) is not learned here: it is sent
     again, alone and keyed by its id, so that Kafka's partitioner takes it to the partition that owns it."""
     partitions = engine.settings.partitions
-    keys = list(dict.fromkeys(k for k, _ in items))
+
+    def elsewhere(key: bytes) -> bool:
+        return batch and partitions > 1 and partition_of(key, partitions) != partition
+
+    # most results of a big report are passes of tests that passed last time: learned as columns, no objects
+    cols = passes(items, models, partition=partition, offset=offset, policy=engine.quarantine_policy,
+                  elsewhere=elsewhere) if batch else None
+    in_cols = set(cols.items) if cols is not None else set()
+    keys = list(dict.fromkeys(k for i, (k, _) in enumerate(items) if i not in in_cols))
     raws = [models.get(k) for k in keys]
     states: dict[bytes, TestState] = dict(zip(keys, load_tests(raws)))
     new_here = {k for k, raw in zip(keys, raws) if raw is None}
@@ -361,8 +370,11 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
         todo = later
         learn_i: list[int] = []
         for i in now_i:
+            if i in in_cols:
+                learn_i.append(i)
+                continue
             key, result = items[i]
-            if key in new_here and batch and partitions > 1 and partition_of(key, partitions) != partition:
+            if key in new_here and elsewhere(key):
                 effects.append(Send("tests", key, result.to_json()))
                 rerouted.add(i)
                 continue
@@ -376,9 +388,17 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
             learn_i.append(i)
         if not learn_i:
             continue
-        learned, ps, rs = engine.learn_tests([states[items[i][0]].model for i in learn_i],
-                                             [items[i][1] for i in learn_i])
+        cols_at = None
+        if cols is not None and any(i in in_cols for i in learn_i):  # all in the first round: their ids are unique
+            where = {i: j for j, i in enumerate(learn_i)}
+            cols_at = [where[i] for i in cols.items]
+        learned, ps, rs = engine.learn_tests([None if i in in_cols else states[items[i][0]].model for i in learn_i],
+                                             [items[i][1] for i in learn_i], passes=cols, passes_at=cols_at)
         for i, model, p, risk in zip(learn_i, learned, ps, rs):
+            if model is None:  # learned in columns: no risk, no quarantine transition (test_columns.passes)
+                p_fail[i] = p
+                learned_n += 1
+                continue
             key, result = items[i]
             st = states[key]
             st.model, st.applied = model, (partition, offset)
@@ -389,8 +409,11 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
             if command is not None and qfact is not None:
                 commands.append((i, command, qfact))
     written = [k for k in keys if k in learned_here]
-    if written:
-        effects.append(StoreMany("test_models", list(zip(written, dump_tests([states[k] for k in written])))))
+    stored: list[tuple[bytes, bytes | None]] = list(zip(written, dump_tests([states[k] for k in written])))
+    if cols is not None:
+        stored += zip([items[i][0] for i in cols.items], write_passes(cols, items, partition=partition, offset=offset))
+    if stored:
+        effects.append(StoreMany("test_models", stored))
     counted = [Count("tests", learned_n)] if learned_n else []
     if replayed:
         counted.append(Count("tests_replayed", replayed))

@@ -17,7 +17,7 @@ import orjson
 
 from ..engine.core import dead_letter, schema_dead_letter
 from ..engine.step import results_batch_step
-from ..patterns.tokenize import redact, redact_test_result
+from ..patterns.tokenize import redact_many, redact_test_result
 from ..schemas import SchemaError, TestResult
 from ..schemas.test_batch import decode_tests
 from .context import AgentContext, bind
@@ -39,7 +39,7 @@ async def tests(ctx: AgentContext, stream: Any) -> None:
         try:
             # secrets in a test id (a parametrized argument) or a failure message stop here: the model
             # table, facts, risks and commands all use the redacted record, keyed by its redacted id
-            decoded = decode_tests(event.value, event.key, clean=redact)
+            decoded = decode_tests(event.value, event.key, clean=redact_many)
         except SchemaError as exc:
             await ctx.dead_letter(schema_dead_letter(topic, event.value, exc, **where), event.key)
             continue

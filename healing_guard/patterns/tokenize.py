@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 __all__ = ["JOB_EVENT_TEXT", "REDACTED", "TEST_RESULT_TEXT", "clean", "redact", "redact_bytes", "redact_fields",
-           "redact_job", "redact_lines", "redact_test_result", "strip_ansi", "template", "tokenize",
+           "redact_job", "redact_lines", "redact_many", "redact_test_result", "strip_ansi", "template", "tokenize",
            "tokenize_lines"]
 
 REDACTED = "[REDACTED]"
@@ -523,6 +523,39 @@ def redact_bytes(raw: bytes) -> tuple[bytes, bool]:
     if red == text:
         return raw, False
     return red.encode("utf-8", "surrogateescape"), True
+
+
+def redact_many(texts: list[str]) -> list[str]:
+    """:func:`redact` of each of many short texts (a batch's test ids): a run of texts in which no rule can
+    change anything, the usual case, is checked once, joined, instead of text by text."""
+    out = list(texts)
+    _redact_runs(texts, out, 0, len(texts), 64)
+    return out
+
+
+def _redact_runs(texts: list[str], out: list[str], lo: int, hi: int, size: int) -> None:
+    for s in range(lo, hi, size):
+        e = min(s + size, hi)
+        if e - s > 1 and _untouched("\n".join(texts[s:e])):
+            continue
+        if e - s > 8:  # something in this run may be a secret: look closer
+            _redact_runs(texts, out, s, e, 8)
+        else:
+            for i in range(s, e):
+                out[i] = redact(texts[i])
+
+
+def _untouched(text: str) -> bool:
+    """Whether :func:`redact` leaves ``text`` and every line of it as they are, for sure: no trigger word,
+    no generated-looking value, no line shaped like a key's body (each test only gets weaker on a part)."""
+    return (_candidate(text) is None and not _maybe_generated(text)
+            and (_B64_RUN not in text.translate(_B64_MARK) or _B64_BODY.search(text) is None))
+
+
+#: what any key body line has (_B64_BODY): a run of 40 base64 characters, found as a run of 40 marks once
+#: each base64 character is replaced by the mark (a \x01 of the text's own only adds false alarms)
+_B64_MARK = str.maketrans(dict.fromkeys("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", "\x01"))
+_B64_RUN = "\x01" * 40
 
 
 #: the free-text fields of a TestResult (ci.tests): parametrized test ids carry argument values,

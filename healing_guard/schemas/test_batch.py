@@ -176,14 +176,14 @@ def _opt_num(v: Any, path: str) -> float | None:
     raise SchemaError(f"expected a number or null, got {type(v).__name__}", path)
 
 
-def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] | None = None) -> DecodedTests:
+def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[list[str]], list[str]] | None = None) -> DecodedTests:
     """The results of one ci.tests message, a batch or a single result. Raises :class:`SchemaError` when
     the message as a whole is unreadable (not JSON, too large, a bad ``job``, a single result that is not
     valid, a key that is not its test id); an invalid entry of a batch only costs that entry.
 
     ``clean``: applied to the free text of a batch's results (test ids, messages, the job's changed files;
-    the worker passes its redaction), the shared fields once per message rather than once per result. A
-    one-result message is returned as read."""
+    the worker passes its redaction), a list of texts at a time, the shared fields once per message rather
+    than once per result. A one-result message is returned as read."""
     data = load_json(raw, BATCH_MAX_BYTES)
     if not isinstance(data, dict):
         raise SchemaError(f"expected an object, got {type(data).__name__}")
@@ -203,7 +203,7 @@ def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] |
         raise SchemaError("a batch's message key must be its first test id", "key")
     shared = {f: getattr(job, f) for f in _JOB_FIELDS}
     if clean is not None and shared["changed_files"]:
-        shared["changed_files"] = [clean(f) for f in shared["changed_files"]]
+        shared["changed_files"] = clean(list(shared["changed_files"]))
     results: list[TestResult] = []
     new = object.__new__
     errors: list[tuple[int, SchemaError]] = []
@@ -223,10 +223,6 @@ def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] |
                 raise SchemaError(f"expected a string or null, got {type(msg).__name__}", f"{path}.message")
             duration = _opt_num(e.get("duration_s"), f"{path}.duration_s")
             ts = _opt_num(e.get("ts"), f"{path}.ts")
-            if clean is not None:
-                tid = clean(tid)
-                if msg is not None:
-                    msg = clean(msg)
             # every field checked above, the job's once: the dataclass's own __init__ and validation would
             # cost more than the rest of the decoding together
             r = new(TestResult)
@@ -234,6 +230,12 @@ def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[str], str] |
             results.append(r)
         except SchemaError as exc:
             errors.append((i, exc))
+    if clean is not None and results:
+        for r, tid in zip(results, clean([r.test_id for r in results])):
+            r.test_id = tid
+        failed = [r for r in results if r.message is not None]
+        for r, msg in zip(failed, clean([r.message for r in failed])):  # type: ignore[misc]
+            r.message = msg
     first = entries[0].get("test_id") if entries and isinstance(entries[0], dict) else None
     # checked against a first entry that has an id (a bad first entry is that entry's error, not the key's)
     if results and type(first) is str and first and key.decode("utf-8", "replace") != first:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from healing_guard.engine import core, step
+from healing_guard.engine import core
 from healing_guard.engine.core import Engine
 from healing_guard.engine.state import RECORD, dump_test, load_test, read_records, write_records
 from healing_guard.engine.step import Send, StoreMany, results_batch_step

@@ -4,32 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from healing_guard.patterns.tokenize import REDACTED, clean, redact, template, tokenize
+from healing_guard.patterns.tokenize import REDACTED, clean, redact, redact_many, template, tokenize
 
 
 @pytest.mark.parametrize(
     ("raw", "want"),
     [
-        ("\x1b[31;1mERROR\x1b[0m: boom", "ERROR: boom"),
-        ("\x1b]8;;https://x\x07link\x1b]8;;\x07 text", "link text"),
-        ("2024-01-02T03:04:05.1234567Z ##[error]Process completed with exit code 1.", "Process completed with exit code 1."),
-        ("2024-01-02T03:04:05.1234567Z ##[group]Run tests", "Run tests"),
-        ("2024-01-02T03:04:05Z ##[endgroup]", ""),
-        ("2024-01-02T03:04:05.123Z ##[warning]careful", "careful"),
-        ("[2024-01-02 03:04:05] [Pipeline] sh", "sh"),
-        ("[2024-01-02T03:04:05.123Z] [Pipeline] { (Build)", "{ (Build)"),
-        ("12:34:56 compiling", "compiling"),
-        ("[12:34:56.789] compiling", "compiling"),
-        ("::error file=a.py,line=3::bad thing", "bad thing"),
-        ("::group::Install", "Install"),
-        ("section_start:1700000000:build_script\r\x1b[0Kbuilding", "building"),
-        ("section_end:1700000000:build_script\r\x1b[0K", ""),
-        ("section_start:1700000000:step[collapsed=true]\r\x1b[0KStep", "Step"),
-        ("[Pipeline] echo", "echo"),
-        ("line with carriage return\r", "line with carriage return"),
-        ("progress 10%\rprogress 100%", "progress 100%"),
-        ("[INFO] BUILD FAILURE", "[INFO] BUILD FAILURE"),
-        ("plain line", "plain line"),
+    ("\x1b[31;1mERROR\x1b[0m: boom", "ERROR: boom"),
+    ("\x1b]8;;https://x\x07link\x1b]8;;\x07 text", "link text"),
+    ("2024-01-02T03:04:05.1234567Z ##[error]Process completed with exit code 1.", "Process completed with exit code 1."),
+    ("2024-01-02T03:04:05.1234567Z ##[group]Run tests", "Run tests"),
+    ("2024-01-02T03:04:05Z ##[endgroup]", ""),
+    ("2024-01-02T03:04:05.123Z ##[warning]careful", "careful"),
+    ("[2024-01-02 03:04:05] [Pipeline] sh", "sh"),
+    ("[2024-01-02T03:04:05.123Z] [Pipeline] { (Build)", "{ (Build)"),
+    ("12:34:56 compiling", "compiling"),
+    ("[12:34:56.789] compiling", "compiling"),
+    ("::error file=a.py,line=3::bad thing", "bad thing"),
+    ("::group::Install", "Install"),
+    ("section_start:1700000000:build_script\r\x1b[0Kbuilding", "building"),
+    ("section_end:1700000000:build_script\r\x1b[0K", ""),
+    ("section_start:1700000000:step[collapsed=true]\r\x1b[0KStep", "Step"),
+    ("[Pipeline] echo", "echo"),
+    ("line with carriage return\r", "line with carriage return"),
+    ("progress 10%\rprogress 100%", "progress 100%"),
+    ("[INFO] BUILD FAILURE", "[INFO] BUILD FAILURE"),
+    ("plain line", "plain line"),
     ],
 )
 def test_clean(raw: str, want: str) -> None:
@@ -42,36 +42,53 @@ def test_clean_keeps_message_timestamps_and_numbers() -> None:
     assert clean("2024-01-02T03:04:05Z took 12:34:56 total") == "took 12:34:56 total"
 
 
-@pytest.mark.parametrize(
-    ("raw", "secret"),
-    [
-        ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
-        ("gho_abcdefghijklmnopqrstuvwxyz0123456789 used", "gho_abcdefghijklmnopqrstuvwxyz0123456789"),
-        ("ghs_abcdefghijklmnopqrstuvwxyz0123456789", "ghs_abcdefghijklmnopqrstuvwxyz0123456789"),
-        ("pat github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop"),
-        ("GITLAB glpat-abcdefghijklmnopqrst", "glpat-abcdefghijklmnopqrst"),
-        ("key AKIAABCDEFGHIJKLMNOP in env", "AKIAABCDEFGHIJKLMNOP"),
-        ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-        ("slack xoxb-123456789012-abcdefghijkl", "xoxb-123456789012-abcdefghijkl"),
-        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl"),
-        ("-----BEGIN RSA PRIVATE KEY-----", "BEGIN RSA PRIVATE KEY"),
-        ("-----BEGIN OPENSSH PRIVATE KEY-----", "OPENSSH PRIVATE KEY"),
-        ("password=hunter2 --verbose", "hunter2"),
-        ("DB_PASSWORD: hunter2", "hunter2"),
-        ("passwd: s3cr3t!", "s3cr3t!"),
-        ("--token=abc123def", "abc123def"),
-        ("CLIENT_SECRET=topsecretvalue", "topsecretvalue"),
+REDACT_CASES = [
+    ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+    ("gho_abcdefghijklmnopqrstuvwxyz0123456789 used", "gho_abcdefghijklmnopqrstuvwxyz0123456789"),
+    ("ghs_abcdefghijklmnopqrstuvwxyz0123456789", "ghs_abcdefghijklmnopqrstuvwxyz0123456789"),
+    ("pat github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop"),
+    ("GITLAB glpat-abcdefghijklmnopqrst", "glpat-abcdefghijklmnopqrst"),
+    ("key AKIAABCDEFGHIJKLMNOP in env", "AKIAABCDEFGHIJKLMNOP"),
+    ("aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("slack xoxb-123456789012-abcdefghijkl", "xoxb-123456789012-abcdefghijkl"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl"),
+    ("-----BEGIN RSA PRIVATE KEY-----", "BEGIN RSA PRIVATE KEY"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----", "OPENSSH PRIVATE KEY"),
+    ("password=hunter2 --verbose", "hunter2"),
+    ("DB_PASSWORD: hunter2", "hunter2"),
+    ("passwd: s3cr3t!", "s3cr3t!"),
+    ("--token=abc123def", "abc123def"),
+    ("CLIENT_SECRET=topsecretvalue", "topsecretvalue"),
         ('{"api_key": "abc123xyz"}', "abc123xyz"),
-        ("Authorization: Bearer abcdef1234567890abcdef", "abcdef1234567890abcdef"),
-        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-        ("curl -H 'authorization: token ghx1234567'", "ghx1234567"),
-        ("git clone https://user:pa55w0rd@github.com/o/r.git", "pa55w0rd"),
-    ],
-)
+    ("Authorization: Bearer abcdef1234567890abcdef", "abcdef1234567890abcdef"),
+    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+    ("curl -H 'authorization: token ghx1234567'", "ghx1234567"),
+    ("git clone https://user:pa55w0rd@github.com/o/r.git", "pa55w0rd"),
+]
+
+
+@pytest.mark.parametrize(("raw", "secret"), REDACT_CASES)
 def test_redact_removes_secret(raw: str, secret: str) -> None:
     out = redact(raw)
     assert secret not in out
     assert REDACTED in out
+
+
+def test_redact_many_is_redact_of_each_text() -> None:
+    """Runs of clean texts are checked joined; any secret, generated value or key body line anywhere in the
+    list must come out as redact() of its own text would."""
+    secrets = [raw for raw, _ in REDACT_CASES]
+    body = "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun"
+    texts = [f"svc{i % 7}/tests/test_mod{i}.py::TestCase::test_case_{i}[param-{i}]" for i in range(700)]
+    for j, secret in enumerate(secrets):  # ids 0-300
+        texts.insert(5 + 13 * j, f"tests/test_x.py::test_login[{secret}]")
+    texts[400:400] = [body, "plain"]  # each in a run of its own (runs of 64)
+    texts[470:470] = [f"line one\n{body}\nline three"]
+    texts[530:530] = ["tests/test_s.py::test_session[SESSION=Zq8vN2pLw7Rt5Ys1Kd4Hj6FmXa93Lq]"]  # generated-looking
+    got = redact_many(texts)
+    assert got == [redact(t) for t in texts]
+    assert sum(g != t for g, t in zip(got, texts)) >= len(secrets)
+    assert redact_many([]) == [] and redact_many(["one"]) == ["one"]
 
 
 def test_redact_fast_path_returns_same_object() -> None:

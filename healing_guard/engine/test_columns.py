@@ -54,10 +54,11 @@ def passes(items: list[tuple[bytes, TestResult]], models: Mapping[bytes, bytes |
     new: list[int] = []
     old: list[int] = []
     old_raws: list[bytes] = []
+    get = models.get
     for i, (key, result) in enumerate(items):
         if result.outcome != "passed" or (not unique and seen[key] > 1):
             continue
-        raw = models.get(key)
+        raw = get(key)
         if raw is None:
             if not elsewhere(key):
                 new.append(i)
@@ -72,15 +73,16 @@ def passes(items: list[tuple[bytes, TestResult]], models: Mapping[bytes, bytes |
             recoveries = (rec["after_fail"].astype(np.int64) - rec["after_fail_fails"] - fixed + fixed // 2)
             ok &= (rec["runs"].astype(np.int64) + 1 < policy.min_runs) | (recoveries < policy.min_recoveries)
         ok &= np.fromiter((b'"ctx"' not in t for t in tails), bool, len(tails))  # the run after a failure
-        keep = np.flatnonzero(ok)
-        old = [old[j] for j in keep]
-        rec, tails = rec[keep], [tails[j] for j in keep]
+        if not ok.all():
+            keep = np.flatnonzero(ok).tolist()
+            old = [old[j] for j in keep]
+            rec, tails = rec[keep], [tails[j] for j in keep]
     else:
         rec, tails = np.zeros(0, RECORD), []
-    if not old and not new:
-        return None
+    if not new:  # the usual case once a suite is known: already in the message's order
+        return Passes(old, rec, tails, rec["u"].astype(np.float64), rec["logz"].astype(np.float64)) if old else None
     at = old + new
-    order = np.argsort(np.asarray(at), kind="stable")
+    order = np.argsort(np.asarray(at), kind="stable").tolist()
     all_rec = np.concatenate([rec, np.zeros(len(new), RECORD)])[order]
     all_tails = tails + [b""] * len(new)
     u = np.empty((len(at), *_U_START.shape))

@@ -329,6 +329,15 @@ def facts_to_json_many(table: str, rows: list[dict[str, Any]], *,
     at most about ``target_bytes`` (a batch of test results writes one row per result)."""
     out: list[bytes] = []
     head = b'{"table":%s,"rows":[' % orjson.dumps(table)
+    if not rows:
+        return out
+    whole = orjson.dumps(rows)  # the usual case: one call for a batch's rows, which fit in a message or two
+    if len(head) + len(whole) <= target_bytes:
+        return [head + whole[1:-1] + b"]}"]
+    if len(rows) > 1 and len(whole) < 16 * target_bytes:
+        half = len(rows) // 2
+        return (facts_to_json_many(table, rows[:half], target_bytes=target_bytes)
+                + facts_to_json_many(table, rows[half:], target_bytes=target_bytes))
     cur: list[bytes] = []
     size = len(head)
     for row in rows:

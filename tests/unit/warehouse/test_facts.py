@@ -192,3 +192,20 @@ def test_test_result_message_is_redacted() -> None:
                    message=f"HTTP 401 with Authorization: token {token}")
     row = test_result_fact(t, p_fail=0.1).row
     assert token not in row["message"] and "REDACTED" in row["message"]
+
+
+def test_many_rows_go_in_few_messages_each_under_the_size_and_come_back_in_order() -> None:
+    facts_from_json, facts_to_json_many = facts.facts_from_json, facts.facts_to_json_many
+    rows = [{"id": f"job#{i}", "test_id": f"t{i}", "message": "x" * (i % 50)} for i in range(3000)]
+    one = facts_to_json_many("test_results", rows)
+    assert len(one) == 1
+    small = facts_to_json_many("test_results", rows, target_bytes=8_000)
+    assert all(len(m) <= 8_000 for m in small)
+    assert len(small) <= 2 * (len(one[0]) // 8_000 + 1)  # about as few as the size allows
+    for msgs in (one, small):
+        back = [f.row for m in msgs for f in facts_from_json(m)]
+        assert back == rows
+    huge = [{"id": "a", "message": "y" * 20_000}, {"id": "b"}]
+    assert [f.row["id"] for m in facts_to_json_many("test_results", huge, target_bytes=8_000)
+            for f in facts_from_json(m)] == ["a", "b"]
+    assert facts_to_json_many("test_results", []) == []

@@ -176,6 +176,26 @@ def _opt_num(v: Any, path: str) -> float | None:
     raise SchemaError(f"expected a number or null, got {type(v).__name__}", path)
 
 
+def _entry(e: Any, path: str, shared: dict[str, Any]) -> TestResult:
+    """One entry of a batch, field by field: the error names the first field that is not valid."""
+    if not isinstance(e, dict):
+        raise SchemaError(f"expected an object, got {type(e).__name__}", path)
+    tid = e.get("test_id")
+    if type(tid) is not str or not tid:
+        raise SchemaError("must be a non-empty string", f"{path}.test_id")
+    outcome = e.get("outcome")
+    if outcome not in _OUTCOMES:
+        raise SchemaError(f"expected one of passed, failed, skipped, error; got {outcome!r}", f"{path}.outcome")
+    msg = e.get("message")
+    if msg is not None and type(msg) is not str:
+        raise SchemaError(f"expected a string or null, got {type(msg).__name__}", f"{path}.message")
+    duration = _opt_num(e.get("duration_s"), f"{path}.duration_s")
+    ts = _opt_num(e.get("ts"), f"{path}.ts")
+    r = object.__new__(TestResult)
+    r.__dict__ = {**shared, "test_id": tid, "outcome": outcome, "duration_s": duration, "ts": ts, "message": msg}
+    return r
+
+
 def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[list[str]], list[str]] | None = None) -> DecodedTests:
     """The results of one ci.tests message, a batch or a single result. Raises :class:`SchemaError` when
     the message as a whole is unreadable (not JSON, too large, a bad ``job``, a single result that is not
@@ -208,26 +228,21 @@ def decode_tests(raw: bytes, key: bytes | None, *, clean: Callable[[list[str]], 
     new = object.__new__
     errors: list[tuple[int, SchemaError]] = []
     for i, e in enumerate(entries):
-        path = f"results[{i}]"
+        if type(e) is dict:  # the usual entry, checked in one expression; anything else is looked at closer
+            tid, outcome, msg = e.get("test_id"), e.get("outcome"), e.get("message")
+            duration, ts = e.get("duration_s"), e.get("ts")
+            if (type(tid) is str and tid and outcome in _OUTCOMES and (msg is None or type(msg) is str)
+                    and (duration is None or type(duration) is float)
+                    and (ts is None or type(ts) is float or type(ts) is int)):
+                # every field checked, the job's once: the dataclass's own __init__ and validation would
+                # cost more than the rest of the decoding together
+                r = new(TestResult)
+                r.__dict__ = {**shared, "test_id": tid, "outcome": outcome, "duration_s": duration,
+                              "ts": None if ts is None else float(ts), "message": msg}
+                results.append(r)
+                continue
         try:
-            if not isinstance(e, dict):
-                raise SchemaError(f"expected an object, got {type(e).__name__}", path)
-            tid = e.get("test_id")
-            if type(tid) is not str or not tid:
-                raise SchemaError("must be a non-empty string", f"{path}.test_id")
-            outcome = e.get("outcome")
-            if outcome not in _OUTCOMES:
-                raise SchemaError(f"expected one of passed, failed, skipped, error; got {outcome!r}", f"{path}.outcome")
-            msg = e.get("message")
-            if msg is not None and type(msg) is not str:
-                raise SchemaError(f"expected a string or null, got {type(msg).__name__}", f"{path}.message")
-            duration = _opt_num(e.get("duration_s"), f"{path}.duration_s")
-            ts = _opt_num(e.get("ts"), f"{path}.ts")
-            # every field checked above, the job's once: the dataclass's own __init__ and validation would
-            # cost more than the rest of the decoding together
-            r = new(TestResult)
-            r.__dict__.update(shared, test_id=tid, outcome=outcome, duration_s=duration, ts=ts, message=msg)
-            results.append(r)
+            results.append(_entry(e, f"results[{i}]", shared))
         except SchemaError as exc:
             errors.append((i, exc))
     if clean is not None and results:

@@ -196,6 +196,10 @@ def rows_tests_batch(r: dict[str, Any]) -> list[Row]:
              f"in {fmt(r['messages'])} messages, median of {r['runs']})", f"**{fmt(o)}**",
              f"one result per message {fmt(b)}", ratio(o, b),
              f"≥ {fmt(r['goal_results_per_s'])}: {'met' if r['goal_met'] else 'NOT met'}"),
+            *([("tests_batch", "the test agent's work alone: decode, learn, encode, in one process, no Kafka",
+                f"{fmt(r['in_process_results_per_s'])}", f"worker on Kafka {fmt(o)}",
+                ratio(r["in_process_results_per_s"], o), "the ceiling of one core")]
+              if "in_process_results_per_s" in r else []),
             ("tests_batch", "RSS per 100,000 tracked tests (MB); later reports of the same tests",
              f"{fmt(r['rss_mb_per_100k_tests'])}", "—", "—", f"{r['rss_later_reports_mb']:+.0f} MB"),
             ("tests_batch", f"prequential log-loss in batches ({fmt(p['rows'])} rows)",

@@ -240,6 +240,35 @@ def prediction_rows(dataset: Path | None, reports: list[list[Any]]) -> tuple[str
 # ------------------------------------------------------------------------------------------ parent
 
 
+def in_process(msgs: list[tuple[str, bytes, bytes]], tests: int) -> dict[str, float]:
+    """The test agent's own work alone, in this process, no Kafka: each message decoded and redacted as the
+    agent does and through ``results_batch_step`` with a dict for the table (its writes applied). What one
+    core does when it does nothing else: the ceiling the worker's rate is compared with."""
+    from healing_guard.engine.core import Engine
+    from healing_guard.engine.step import StoreMany, results_batch_step
+    from healing_guard.patterns.tokenize import redact_many
+    from healing_guard.schemas.test_batch import decode_tests
+
+    engine = Engine(bench_settings("127.0.0.1:1", "unused-", "unused"))
+    engine.retry_context  # noqa: B018 - built on the first test result (SciPy's import): not timed
+    table: dict[bytes, bytes | None] = {}
+    n = 0
+    started = time.perf_counter()
+    first = float("nan")
+    for offset, (_topic, key, value) in enumerate(msgs):
+        results = decode_tests(value, key, clean=redact_many).results
+        for e in results_batch_step(engine, table, [(r.test_id.encode(), r) for r in results], partition=0,
+                                    offset=offset):
+            if isinstance(e, StoreMany):
+                table.update(e.items)
+        n += len(results)
+        if n >= tests and first != first:
+            first = time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return {"results": n, "tests": len(table), "results_per_s": n / seconds, "first_report_per_s": tests / first,
+            "later_reports_per_s": (n - tests) / (seconds - first) if n > tests else float("nan")}
+
+
 async def setup(settings: Any, msgs: list[tuple[str, bytes, bytes]]) -> list[str]:
     from healing_guard.streams.topics import ensure_topics
     from healing_guard.topics import internal_topics, topic_specs
@@ -295,6 +324,14 @@ def run_parent(args: argparse.Namespace) -> int:
     say(f"  log-loss one at a time {pred['one_at_a_time']['log_loss']:.5f}, in batches "
         f"{pred['batches']['log_loss']:.5f} ({100 * pred['log_loss_change']:+.2f} %), {pred['rows']:,} rows")
 
+    alone = [in_process(ours, args.tests) for _ in range(args.runs)]
+    alone_rate = statistics.median(a["results_per_s"] for a in alone)
+    alone_each = " · ".join(f"{a['results_per_s']:,.0f}" for a in alone)
+    say(f"the test agent's work alone, in one process without Kafka: {alone_rate:,.0f} results/s "
+        f"({alone_each}; first report "
+        f"{statistics.median(a['first_report_per_s'] for a in alone):,.0f}/s, later reports "
+        f"{statistics.median(a['later_reports_per_s'] for a in alone):,.0f}/s)")
+
     results: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
     try:
         with kafka_broker("bench-tests-") as (bootstrap, _data_dir, _broker):
@@ -318,6 +355,8 @@ def run_parent(args: argparse.Namespace) -> int:
     say(f"| batches | {n_ours:,} | {len(ours):,} | {o:,.0f} | {each('ours')} |")
     say(f"| one result per message | {len(base):,} | {len(base):,} | {b:,.0f} | {each('baseline')} |")
     say(f"| ratio | | | **{o / b:.1f}x** | |")
+    say(f"| the agent's work alone, no Kafka | {n_ours:,} | {len(ours):,} | {alone_rate:,.0f} | "
+        f"{alone_each} |")
     say(f"goal >= {GOAL_RESULTS_PER_S:,} results/s on one worker: {'met' if o >= GOAL_RESULTS_PER_S else 'NOT met'}")
     say(f"RSS growth while the first report is learned: {growth:.0f} MB for {args.tests:,} tracked tests = "
         f"{per_100k:.0f} MB per 100,000 tests; over the {args.reports - 1} later report(s) of the same tests: "
@@ -331,6 +370,8 @@ def run_parent(args: argparse.Namespace) -> int:
             "rss_later_reports_mb": round(later, 1), "runs": args.runs,
             "ours_runs": [round(r["results_per_s"], 1) for r in results["ours"]],
             "baseline_runs": [round(r["results_per_s"], 1) for r in results["baseline"]],
+            "in_process_results_per_s": round(alone_rate, 1),
+            "in_process_runs": [{k: round(v, 1) for k, v in a.items() if k.endswith("_per_s")} for a in alone],
             "predictions": {"rows_from": what, **pred}}), flush=True)
     return 0
 

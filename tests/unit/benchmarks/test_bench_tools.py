@@ -99,7 +99,7 @@ class TestResultsTable:
             "tests_batch": {"ok": True, "result": {
                 "ours_results_per_s": 17_500.0, "baseline_results_per_s": 1_590.0, "tests": 100_000, "reports": 3,
                 "messages": 72, "runs": 3, "goal_results_per_s": 50_000, "goal_met": False,
-                "rss_mb_per_100k_tests": 172.0, "rss_later_reports_mb": 12.0,
+                "rss_mb_per_100k_tests": 172.0, "rss_later_reports_mb": 12.0, "in_process_results_per_s": 36_000.0,
                 "predictions": {"rows": 396_800, "log_loss_change": 0.0004, "batches": {"log_loss": 0.0399},
                                 "one_at_a_time": {"log_loss": 0.03988}}}},
             "scaling": {"ok": True, "result": {
@@ -125,6 +125,8 @@ class TestResultsTable:
         assert any(ln.startswith("| tests_batch") and "**17,500**" in ln and "11×" in ln and "NOT met" in ln
                    for ln in lines)
         assert any(ln.startswith("| tests_batch") and "+0.04%" in ln for ln in lines)
+        assert any(ln.startswith("| tests_batch") and "**" not in ln and "36,000" in ln and "2.1×" in ln
+                   for ln in lines)
         assert any(ln.startswith("| scaling") and "test results/s" in ln and "20,248 / 33,345 / 26,313" in ln
                    and "1.65×" in ln for ln in lines)
 
@@ -181,3 +183,13 @@ def test_the_load_sends_each_jobs_test_results_as_batches_in_its_place() -> None
     assert sum(m[4] for m in out) == len(msgs)  # paced as the demo's records
     others = [(t, orjson.loads(v)["job_id"]) for t, _k, v, _p, _n in out if t != "ci.tests"]
     assert others == [(t, d["job_id"] + "-p3") for t, d in msgs if t != "ci.tests"]  # order kept
+
+
+def test_the_agents_work_alone_learns_every_result_of_the_reports() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tests_batch
+
+    reports = tests_batch.monorepo(600, 2, 3)
+    out = tests_batch.in_process(tests_batch.batch_messages(reports), 600)
+    assert out["results"] == 1200 and out["tests"] == 600
+    assert out["results_per_s"] > 0 and out["first_report_per_s"] > 0 and out["later_reports_per_s"] > 0

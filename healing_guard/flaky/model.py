@@ -206,9 +206,12 @@ class FlakePrior:
         found = np.zeros(n, bool)
         if self.group_strength > 0 and (gids >= 0).any():
             has = rows >= 0
-            own = np.zeros_like(rates)
-            if has.any():
-                own[has] = self._c_rates[rows[has]]
+            if has.all():  # the usual batch: every test known
+                own = self._c_rates[rows].astype(np.float64)
+            else:
+                own = np.zeros_like(rates)
+                if has.any():
+                    own[has] = self._c_rates[rows[has]]
             tau = self.group_strength
             for col in (1, 0):  # from the top group down to the nearest
                 g = gids[:, col]
@@ -216,7 +219,9 @@ class FlakePrior:
                 gn = np.where(ok, self._g_n[np.maximum(g, 0)], 0)
                 m_old = ok & has & (gn > 1)
                 m_new = ok & ~has & (gn > 0)
-                if m_old.any():
+                if m_old.all():  # the same as below without the masks' copies
+                    rates = (tau * rates + self._g_rates[g] - own) / (tau + gn - 1)[:, None]
+                elif m_old.any():
                     rates[m_old] = ((tau * rates[m_old] + self._g_rates[g[m_old]] - own[m_old])
                                     / (tau + gn[m_old] - 1)[:, None])
                 if m_new.any():

@@ -34,10 +34,11 @@ test-all: $(STAMP) kafka packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q -m ''
 
-## make crash: the crash matrix on real Kafka (the only worker SIGKILLed at several moments on a busy host; counts printed)
+## make crash: the crash matrix on real Kafka (the only worker SIGKILLed at several moments on a busy host; counts printed),
+## four workers joining one group a fraction of a second apart
 ## and the fault tests that restart a broker and that send traffic while a worker takes over (a known loss: docs/limitations.md)
 crash: $(STAMP) kafka
-	$(BIN)/pytest -q -s -m crash -o addopts='' tests/integration/test_crash_matrix.py tests/integration/test_faults.py
+	$(BIN)/pytest -q -s -m crash -o addopts='' tests/integration/test_crash_matrix.py tests/integration/test_faults.py tests/integration/test_group_joins.py
 
 kafka:
 	bash infra/kafka/kafka.sh fetch

@@ -83,9 +83,9 @@ COUNTERS = {"log_lines": "lines", "test_results": "tests"}
 #: the synthetic monorepo's shape: tests per class, classes per module, modules per service
 TESTS_PER_CLASS, CLASSES_PER_MODULE, MODULES_PER_SERVICE = 20, 5, 20
 T0 = 1_767_225_600.0  # 2026-01-01, the reports' timestamps
-#: Kafka's default initial rebalance delay (the test broker's 0 makes the N workers, which join a fraction
-#: of a second apart, go through a rebalance each: with 4 workers that regularly left a worker crashed or
-#: with a partition it never reads)
+#: Kafka's default initial rebalance delay, so that the N workers, which join a fraction of a second apart,
+#: join in one rebalance (the test broker's 0 makes them go through one each: before streams/seek.py's
+#: livelock-check fix that regularly left a worker crashed; now it only delays the measurement's start)
 BROKER_PROPERTIES = {"group.initial.rebalance.delay.ms": "3000"}
 #: aiokafka's line when a member got its assignment, and Faust's last step of the recovery that follows
 #: (``stream_recovery_delay``, 3 s, then the tables, then this seek, and the streams flow again)

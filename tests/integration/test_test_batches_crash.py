@@ -38,11 +38,11 @@ def _reports() -> list[list[TestResult]]:
              for i in range(TESTS)] for r in range(REPORTS)]
 
 
-async def _send(bootstrap: str, topic: str, reports: list[list[TestResult]]) -> int:
+async def _send(bootstrap: str, topic: str, reports: list[list[TestResult]], partitions: int = PARTITIONS) -> int:
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20, linger_ms=5)
     await p.start()
     try:
-        msgs = [m for rep in reports for m in encode_batches(rep, PARTITIONS)]
+        msgs = [m for rep in reports for m in encode_batches(rep, partitions)]
         futs = [await p.send(topic, key=key, value=value, partition=part) for part, key, value in msgs]
         await asyncio.gather(*futs)
         return len(msgs)
@@ -50,13 +50,13 @@ async def _send(bootstrap: str, topic: str, reports: list[list[TestResult]]) -> 
         await p.stop()
 
 
-async def _states(bootstrap: str, topic: str) -> dict[bytes, bytes]:
+async def _states(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> dict[bytes, bytes]:
     """The last value of every key of a changelog topic."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                          max_partition_fetch_bytes=32 << 20)
     await c.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         c.assign(tps)
         ends = await c.end_offsets(tps)
         await c.seek_to_beginning(*tps)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,19 @@ def worker_status(log: Path) -> dict[str, Any]:
         return dict(json.loads(log.with_suffix(".status.json").read_bytes()))
     except (FileNotFoundError, ValueError):
         return {}
+
+
+async def guard_topics(bootstrap: str, tag: str, partitions: int) -> tuple[str, str, Settings]:
+    """A fresh topic prefix and app id (``tag`` + a random suffix), their settings, and the guard's topics
+    created with ``partitions`` partitions."""
+    from healing_guard.streams.topics import ensure_topics
+
+    prefix = f"{tag}{uuid.uuid4().hex[:8]}."
+    app_id = prefix.rstrip(".")
+    settings = load_settings(None, env={}, broker_url=f"kafka://{bootstrap}", topic_prefix=prefix,
+                             partitions=partitions, app_id=app_id)
+    await ensure_topics(settings)
+    return prefix, app_id, settings
 
 
 def start_worker(bootstrap: str, prefix: str, dsn: str, log: Path, *extra: str, env: dict[str, str] | None = None,

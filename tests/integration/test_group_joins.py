@@ -9,17 +9,14 @@ four workers on 2 cores take about a minute."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
 
 from healing_guard.schemas import TestResult
-from healing_guard.settings import load_settings
-from healing_guard.streams.topics import ensure_topics
 from healing_guard.topics import changelog_topic
 
-from .helpers import start_worker, stop_worker, wait_consumed, wait_ready
+from .helpers import guard_topics, start_worker, stop_worker, wait_consumed, wait_ready
 from .test_test_batches_crash import _send, _states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.crash]
@@ -29,11 +26,7 @@ WORKERS, PARTITIONS, TESTS, REPORTS = 4, 4, 2_000, 2
 
 async def test_workers_joining_one_at_a_time_all_stay_up_and_learn_everything(kafka_bootstrap: str,
                                                                               tmp_path: Path) -> None:
-    prefix = f"gj{uuid.uuid4().hex[:8]}."
-    app_id = prefix.rstrip(".")
-    settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix,
-                             partitions=PARTITIONS, app_id=app_id)
-    await ensure_topics(settings)
+    prefix, app_id, settings = await guard_topics(kafka_bootstrap, "gj", PARTITIONS)
     dsn = f"chdb://{tmp_path / 'ch'}"
     workers = []
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,11 +18,9 @@ from aiokafka.structs import TopicPartition
 from healing_guard.engine.state import load_test
 from healing_guard.schemas import TestResult
 from healing_guard.schemas.test_batch import encode_batches
-from healing_guard.settings import load_settings
-from healing_guard.streams.topics import ensure_topics
 from healing_guard.topics import changelog_topic
 
-from .helpers import start_worker, stop_worker, wait_consumed, wait_ready, wait_status
+from .helpers import guard_topics, start_worker, stop_worker, wait_consumed, wait_ready, wait_status
 
 pytestmark = pytest.mark.integration
 
@@ -73,11 +70,7 @@ async def _states(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> d
 
 async def test_a_worker_killed_while_learning_batches_loses_and_repeats_nothing(kafka_bootstrap: str,
                                                                                 tmp_path: Path) -> None:
-    prefix = f"tb{uuid.uuid4().hex[:8]}."
-    app_id = prefix.rstrip(".")
-    settings = load_settings(None, env={}, broker_url=f"kafka://{kafka_bootstrap}", topic_prefix=prefix,
-                             partitions=PARTITIONS, app_id=app_id)
-    await ensure_topics(settings)
+    prefix, app_id, settings = await guard_topics(kafka_bootstrap, "tb", PARTITIONS)
     reports = _reports()
     dsn = f"chdb://{tmp_path / 'ch'}"
 

@@ -55,6 +55,10 @@ class Up:
         self.proc.send_signal(signal.SIGINT)
         try:
             return self.proc.wait(120)
+        except subprocess.TimeoutExpired:  # say where it hangs: its own last lines
+            self.proc.kill()
+            self.proc.wait(30)
+            raise AssertionError(f"guard up did not stop within 120 s of Ctrl-C:\n{self.text()[-4000:]}") from None
         finally:
             self.f.close()
 

@@ -23,6 +23,7 @@ the worker's and the API's commands, one API key for every repository, one webho
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import secrets
 import shutil
@@ -238,6 +239,8 @@ def up_command(
         raise KeyboardInterrupt  # SIGTERM stops everything as Ctrl-C does
 
     signal.signal(signal.SIGTERM, on_term)
+    # `kill -USR1 <pid>` prints where every thread of this process is (for a guard up that does not stop)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def shutdown(code: int) -> None:
         for c in reversed(children):

@@ -55,10 +55,12 @@ class Up:
         self.proc.send_signal(signal.SIGINT)
         try:
             return self.proc.wait(120)
-        except subprocess.TimeoutExpired:  # say where it hangs: its own last lines
+        except subprocess.TimeoutExpired:  # say where it hangs: its own last lines and its threads' stacks
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
             self.proc.kill()
             self.proc.wait(30)
-            raise AssertionError(f"guard up did not stop within 120 s of Ctrl-C:\n{self.text()[-4000:]}") from None
+            raise AssertionError(f"guard up did not stop within 120 s of Ctrl-C:\n{self.text()[-8000:]}") from None
         finally:
             self.f.close()
 

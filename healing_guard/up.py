@@ -239,6 +239,10 @@ def up_command(
         raise KeyboardInterrupt  # SIGTERM stops everything as Ctrl-C does
 
     signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C stops everything whatever this process inherited: a parent that ignored SIGINT or blocked it
+    # (both pass to a child) left it with a guard up that did not stop (seen under the test suite: it slept on)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     # `kill -USR1 <pid>` prints where every thread of this process is (for a guard up that does not stop)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 

@@ -9,7 +9,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -78,10 +77,9 @@ async def test_executor_faults_and_sigkill_never_run_a_command_twice(kafka_boots
         data, log = tmp_path / "executor", tmp_path / "executor.log"
         first = start_executor(kafka_bootstrap, prefix, api.url, data, log)
         try:
-            deadline = time.monotonic() + 45
+            # no clock of its own: a hang is stopped by the suite's per-test timeout
             while path[5] not in [r.path for r in api.requests]:  # the platform holds command 5's request
                 assert first.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)
         finally:

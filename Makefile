@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-all crash bench load corpus install kafka packages clean
+.PHONY: run test test-all durations crash bench load corpus install kafka packages clean
 
 # uv (from PyPI, into the venv) installs the same pyproject.toml dependencies as pip, in ~15 s instead of ~40 s;
 # --compile-bytecode as pip does: else every process of the suite compiles the same modules on first import
@@ -24,11 +24,18 @@ run: $(STAMP)
 ## (the tests wait on brokers and subprocesses about half the time, so three keep two cores busy) sharing one
 ## Kafka broker, a line per finished test file; the type check (mypy) is one of the tests (tests/unit/test_types.py);
 ## the fuzz tests run a quarter of their examples (make test-all and the module on its own run them all)
+## the longest tests first (tests/durations.json, tests/support/test_order.py): no worker is left with a long test at the end;
+## the package compiled first: else each guard subprocess of the suite compiles it again when PYTHONDONTWRITEBYTECODE is set
 ## the test brokers are short-lived: C1 only (-XX:TieredStopAtLevel=1), far less JIT work for the same tiny traffic
 TEST_KAFKA_JVM := -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:MaxMetaspaceSize=256m -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
 test: $(STAMP) kafka packages
 	$(BIN)/ruff check .
-	GUARD_FUZZ_SCALE=0.25 GUARD_KAFKA_JVM_OPTS='$(TEST_KAFKA_JVM)' $(BIN)/pytest -q -n 3 --dist loadgroup --file-progress
+	$(BIN)/python -m compileall -q healing_guard
+	GUARD_FUZZ_SCALE=0.25 GUARD_KAFKA_JVM_OPTS='$(TEST_KAFKA_JVM)' $(BIN)/pytest -q -n 3 --dist loadgroup --no-loadscope-reorder --file-progress
+
+## make durations: make test's run, its tests' times kept in tests/durations.json (commit it when tests were added or got slower)
+durations: $(STAMP) kafka packages
+	GUARD_FUZZ_SCALE=0.25 GUARD_KAFKA_JVM_OPTS='$(TEST_KAFKA_JVM)' $(BIN)/pytest -q -n 3 --dist loadgroup --no-loadscope-reorder --file-progress --save-durations
 
 test-all: $(STAMP) kafka packages
 	$(BIN)/ruff check .

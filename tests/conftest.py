@@ -17,7 +17,7 @@ import pytest
 from healing_guard.brokers import KafkaBroker, TansuBroker
 
 #: `--file-progress`: a line per finished test file (make test)
-pytest_plugins = ["tests.support.file_progress"]
+pytest_plugins = ["tests.support.file_progress", "tests.support.test_order"]
 
 
 # --- one Apache Kafka for the whole run ------------------------------------------------------------------

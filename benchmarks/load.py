@@ -9,8 +9,9 @@ set). The worker is the real ``guard worker`` process; with ``--facts`` it also 
 own process (the embedded default), else it runs with ``--no-facts`` (as beside a ClickHouse server, whose
 memory is not the worker's).
 
-Every 10 s it records the worker's resident memory (``/proc/PID/status`` VmRSS) and the consumer lag of the
-worker's group on the input topics (end offsets minus committed offsets). The summary says whether memory
+Every 10 s it records the worker's resident memory (``/proc/PID/status`` VmRSS), the consumer lag of the
+worker's group on the input topics (end offsets minus committed offsets) and the cores used by the worker,
+this load generator and the broker (when the run started it; ``/proc/PID/stat``), which share the machine. The summary says whether memory
 stayed flat (the slope of RSS over the second half of the run, MB per minute) and lag stayed bounded (its
 maximum and its value at the end).
 
@@ -88,6 +89,34 @@ def one_pass(msgs: list[tuple[str, dict[str, Any]]], n: int, shift: float,
     return out
 
 
+def cpu_seconds(pid: int | None, thread: int | None = None) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads; only thread ``thread`` if given) so far;
+    NaN when unknown."""
+    if pid is None:
+        return float("nan")
+    try:
+        with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def _cpu(proc_pid: int, broker_pid: int | None) -> tuple[float, ...]:
+    """(now, worker, its main thread: the event loop, this generator, broker) CPU seconds."""
+    return (time.monotonic(), cpu_seconds(proc_pid), cpu_seconds(proc_pid, proc_pid), own_cpu_seconds(),
+            cpu_seconds(broker_pid))
+
+
+#: the parts of :func:`_cpu`
+CPU_PARTS = ("worker", "worker_event_loop", "generator", "broker")
+
+
+def own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -115,7 +144,8 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
 
 
 async def run(bootstrap: str, minutes: float, factor: float, partitions: int, work: Path,
-              progress: bool = True, facts: bool = False, window_ttl: float = DEFAULT_WINDOW_TTL) -> dict[str, Any]:
+              progress: bool = True, facts: bool = False, window_ttl: float = DEFAULT_WINDOW_TTL,
+              broker_pid: int | None = None) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -159,6 +189,9 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
             await asyncio.sleep(0.2)
         started = time.monotonic()
         end = started + minutes * 60
+        # CPU of the worker, this load generator and the broker (when this run started it): cores used
+        cpu_at = _cpu(proc.pid, broker_pid)
+        cpu_start = cpu_at
         batch: list[tuple[str, bytes, bytes, int | None, int]] = []
         while time.monotonic() < end:
             if proc.poll() is not None:
@@ -187,7 +220,11 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
             if now >= next_sample:
                 next_sample = now + 10.0
                 st = orjson.loads(status.read_bytes()) if status.exists() else {}
-                s = {"t": round(now - started, 1), "rss_mb": round(rss_mb(proc.pid), 1),
+                cpu_now = _cpu(proc.pid, broker_pid)
+                span = max(cpu_now[0] - cpu_at[0], 1e-9)
+                cores = {name: round((b - a) / span, 2) for name, a, b in zip(CPU_PARTS, cpu_at[1:], cpu_now[1:])}
+                cpu_at = cpu_now
+                s = {"t": round(now - started, 1), "rss_mb": round(rss_mb(proc.pid), 1), "cpu_cores": cores,
                      "lag": await lag(admin, probe, settings.app_id, topics), "sent": sent,
                      "findings": st.get("findings", 0), "facts_written": st.get("facts_written", 0),
                      "dead_letters": st.get("dead_letters", 0), "open_deadlines": st.get("open_deadlines", 0)}
@@ -196,6 +233,7 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
                     print(json.dumps(s), file=sys.stderr, flush=True)
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
+        cpu_end = _cpu(proc.pid, broker_pid)
         # the drain: how long until the worker has caught up after the load stops
         drain_started = time.monotonic()
         final_lag = await lag(admin, probe, settings.app_id, topics)
@@ -250,6 +288,11 @@ async def run(bootstrap: str, minutes: float, factor: float, partitions: int, wo
         "rss_mb_end": round(rss_end, 1),
         "rss_mb_max": max(s["rss_mb"] for s in samples),
         "rss_slope_mb_per_min_second_half": round(slope_per_minute(half), 2),
+        # cores each used over the load (the machine has os.cpu_count()); the worker's event loop is one thread: at
+        # most one core, whatever the machine
+        "cpu_cores_during_load": {name: round((b - a) / max(cpu_end[0] - cpu_start[0], 1e-9), 2) for name, a, b in
+                                  zip(CPU_PARTS, cpu_start[1:], cpu_end[1:])},
+        "machine_cores": os.cpu_count(),
         "lag_max": max(s["lag"] for s in samples),
         "lag_median": statistics.median(s["lag"] for s in samples),
         "lag_end_of_load": samples[-1]["lag"],
@@ -295,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = broker.start()
         try:
             out = asyncio.run(run(bootstrap, args.minutes, args.factor, args.partitions, work, facts=args.facts,
-                                  window_ttl=args.window_ttl))
+                                  window_ttl=args.window_ttl, broker_pid=broker.pid if broker is not None else None))
         finally:
             if broker is not None:
                 broker.stop()

@@ -193,3 +193,31 @@ def test_the_agents_work_alone_learns_every_result_of_the_reports() -> None:
     out = tests_batch.in_process(tests_batch.batch_messages(reports), 600)
     assert out["results"] == 1200 and out["tests"] == 600
     assert out["results_per_s"] > 0 and out["first_report_per_s"] > 0 and out["later_reports_per_s"] > 0
+
+
+def test_the_load_counts_cpu_of_a_process_and_of_its_main_thread() -> None:
+    import math
+    import os
+    import threading
+
+    load = _load("load")
+    pid = os.getpid()
+    before_all, before_main = load.cpu_seconds(pid), load.cpu_seconds(pid, pid)
+    spent = threading.Event()
+
+    def spin() -> None:  # CPU on another thread: counted for the process, not for its main thread
+        t0 = load.cpu_seconds(pid) - load.cpu_seconds(pid, pid)
+        while load.cpu_seconds(pid) - load.cpu_seconds(pid, pid) - t0 < 0.3:
+            sum(range(20_000))
+        spent.set()
+
+    th = threading.Thread(target=spin)
+    th.start()
+    th.join()
+    assert spent.is_set()
+    grew_all = load.cpu_seconds(pid) - before_all
+    grew_main = load.cpu_seconds(pid, pid) - before_main
+    assert grew_all >= 0.3 and grew_all - grew_main >= 0.3
+    assert math.isnan(load.cpu_seconds(None)) and math.isnan(load.cpu_seconds(2**22 + 12345))
+    parts = load._cpu(pid, None)
+    assert len(parts) == len(load.CPU_PARTS) + 1 and math.isnan(parts[-1])

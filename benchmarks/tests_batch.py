@@ -54,6 +54,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+from load import cpu_seconds  # noqa: E402
 from pipeline import (RESULT_MARKER, _Clock, _run_worker, _wait_until, kafka_broker, produce,  # noqa: E402
                       run_child_process)
 
@@ -125,6 +126,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         def learn_tests(self, models: Any, results: Any, **kw: Any) -> Any:
             if clock.first is None:
                 mem["start"] = rss_mb()
+                # CPU from here: this process, its main thread (the event loop, where the agents run), the broker
+                mem.update(cpu_process=cpu_seconds(os.getpid()), cpu_loop=time.thread_time(),
+                           cpu_broker=cpu_seconds(args.broker_pid))
             clock.start()
             return super().learn_tests(models, results, **kw)
 
@@ -145,6 +149,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
             ok = await _wait_until(progress, args.timeout)
             done = time.perf_counter()
+            if clock.first:
+                span = done - clock.first
+                result["cores"] = {
+                    "worker": round((cpu_seconds(os.getpid()) - mem["cpu_process"]) / span, 2),
+                    "worker_event_loop": round((time.thread_time() - mem["cpu_loop"]) / span, 2),
+                    "broker": round((cpu_seconds(args.broker_pid) - mem["cpu_broker"]) / span, 2)}
             result.update(ok=ok, results=st.tests, messages=st.test_messages, dead_letters=st.dead_letters,
                           seconds=done - clock.first if clock.first else float("nan"),
                           rss_start_mb=mem.get("start"), rss_first_report_mb=mem.get("first_report"),
@@ -172,10 +182,11 @@ def run_child(args: argparse.Namespace) -> int:
 
 
 def spawn(kind: str, bootstrap: str, prefix: str, app_id: str, expect: int, first_report: int,
-          timeout: float) -> dict[str, Any]:
+          timeout: float, broker_pid: int | None = None) -> dict[str, Any]:
     return run_child_process(
         [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--bootstrap", bootstrap, "--prefix", prefix,
-         "--app-id", app_id, "--expect", str(expect), "--first-report", str(first_report), "--timeout", str(timeout)],
+         "--app-id", app_id, "--expect", str(expect), "--first-report", str(first_report), "--timeout", str(timeout),
+         *(["--broker-pid", str(broker_pid)] if broker_pid else [])],
         kind, timeout)
 
 
@@ -279,7 +290,7 @@ async def setup(settings: Any, msgs: list[tuple[str, bytes, bytes]]) -> list[str
 
 
 def measure(args: argparse.Namespace, bootstrap: str, sides: list[tuple[str, list[Any], int]],
-            results: dict[str, list[dict[str, Any]]], say: Any) -> bool:
+            results: dict[str, list[dict[str, Any]]], say: Any, broker_pid: int | None = None) -> bool:
     """Every run of every side, interleaved, into ``results``; False (said why) when one failed."""
     from healing_guard.brokers import delete_topics
 
@@ -289,7 +300,7 @@ def measure(args: argparse.Namespace, bootstrap: str, sides: list[tuple[str, lis
             prefix, app_id = f"bench-{rid}-", f"bench-{kind}-{rid}"
             settings = bench_settings(bootstrap, prefix, app_id)
             topics = asyncio.run(setup(settings, msgs))
-            res = spawn(kind, bootstrap, prefix, app_id, expect, args.tests, args.timeout)
+            res = spawn(kind, bootstrap, prefix, app_id, expect, args.tests, args.timeout, broker_pid)
             asyncio.run(delete_topics(bootstrap, topics))
             if not res.get("ok"):
                 say(f"run {run} {kind} failed: {res.get('error')}\n{res.get('stderr', '')}")
@@ -300,8 +311,16 @@ def measure(args: argparse.Namespace, bootstrap: str, sides: list[tuple[str, lis
             results[kind].append(res)
             say(f"run {run} {kind}: {res['results']:,} results in {res['messages']:,} messages, "
                 f"{res['seconds']:.2f}s = {res['results_per_s']:,.0f} results/s; RSS {res['rss_start_mb']:.0f}"
-                f" -> {res['rss_first_report_mb'] or float('nan'):.0f} -> {res['rss_end_mb']:.0f} MB")
+                f" -> {res['rss_first_report_mb'] or float('nan'):.0f} -> {res['rss_end_mb']:.0f} MB; cores: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in res.get("cores", {}).items()))
     return True
+
+
+def median_cores(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Cores used while measuring (each part's median over ``runs``): the worker process, its event-loop
+    thread and the broker, on the same machine."""
+    parts = [r["cores"] for r in runs if r.get("cores")]
+    return {k: round(statistics.median(p[k] for p in parts), 2) for k in (parts[0] if parts else {})}
 
 
 def run_parent(args: argparse.Namespace) -> int:
@@ -334,9 +353,10 @@ def run_parent(args: argparse.Namespace) -> int:
 
     results: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
     try:
-        with kafka_broker("bench-tests-") as (bootstrap, _data_dir, _broker):
+        with kafka_broker("bench-tests-") as (bootstrap, _data_dir, broker):
             say(f"Apache Kafka on {bootstrap}")
-            if not measure(args, bootstrap, [("ours", ours, n_ours), ("baseline", base, len(base))], results, say):
+            if not measure(args, bootstrap, [("ours", ours, n_ours), ("baseline", base, len(base))], results, say,
+                           broker.pid):
                 return 1
     except BrokerError as exc:
         say(f"cannot start Kafka: {exc}")
@@ -358,6 +378,9 @@ def run_parent(args: argparse.Namespace) -> int:
     say(f"| the agent's work alone, no Kafka | {n_ours:,} | {len(ours):,} | {alone_rate:,.0f} | "
         f"{alone_each} |")
     say(f"goal >= {GOAL_RESULTS_PER_S:,} results/s on one worker: {'met' if o >= GOAL_RESULTS_PER_S else 'NOT met'}")
+    cores = median_cores(results["ours"])
+    say("cores while the batches were learned (median): " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items())
+        + f" (this machine: {os.cpu_count()})")
     say(f"RSS growth while the first report is learned: {growth:.0f} MB for {args.tests:,} tracked tests = "
         f"{per_100k:.0f} MB per 100,000 tests; over the {args.reports - 1} later report(s) of the same tests: "
         f"{later:+.0f} MB (wall time {time.monotonic() - t_start:.0f}s)")
@@ -370,7 +393,7 @@ def run_parent(args: argparse.Namespace) -> int:
             "rss_later_reports_mb": round(later, 1), "runs": args.runs,
             "ours_runs": [round(r["results_per_s"], 1) for r in results["ours"]],
             "baseline_runs": [round(r["results_per_s"], 1) for r in results["baseline"]],
-            "in_process_results_per_s": round(alone_rate, 1),
+            "in_process_results_per_s": round(alone_rate, 1), "cores_ours": cores,
             "in_process_runs": [{k: round(v, 1) for k, v in a.items() if k.endswith("_per_s")} for a in alone],
             "predictions": {"rows_from": what, **pred}}), flush=True)
     return 0
@@ -394,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--app-id", help=argparse.SUPPRESS)
     p.add_argument("--expect", type=int, help=argparse.SUPPRESS)
     p.add_argument("--first-report", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--broker-pid", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return run_child(args)

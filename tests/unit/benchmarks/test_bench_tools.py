@@ -221,3 +221,13 @@ def test_the_load_counts_cpu_of_a_process_and_of_its_main_thread() -> None:
     assert math.isnan(load.cpu_seconds(None)) and math.isnan(load.cpu_seconds(2**22 + 12345))
     parts = load._cpu(pid, None)
     assert len(parts) == len(load.CPU_PARTS) + 1 and math.isnan(parts[-1])
+
+
+def test_the_batch_benchmark_reports_each_parts_median_cores() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import tests_batch
+
+    runs = [{"cores": {"worker": 0.9, "broker": 0.5}}, {"cores": {"worker": 1.0, "broker": 0.2}},
+            {"cores": {"worker": 0.7, "broker": 0.4}}, {"error": "no cores in a failed run"}]
+    assert tests_batch.median_cores(runs) == {"worker": 0.9, "broker": 0.4}
+    assert tests_batch.median_cores([]) == {}

@@ -24,7 +24,8 @@ from ..remediate.incidents import template_key
 from ..schemas import Command, DeadLetter, JobEvent, LogChunk, Outcome, SchemaError, TestResult, TestRisk, job_key
 from ..schemas.test_batch import partition_of
 from ..topics import Topics
-from ..warehouse.facts import Fact, fact_to_json, facts_to_json_many, outcome_fact, test_result_rows
+from ..warehouse.facts import (Fact, fact_to_json, facts_to_json_columns, facts_to_json_many, outcome_fact,
+                               test_result_columns, test_result_rows)
 from .core import Decision, Engine, dead_letter, schema_dead_letter
 from .test_columns import passes, write_passes
 from .state import (TestState, dump_incident, dump_partition, dump_tests, dump_window, ledger_key, load_incident,
@@ -421,8 +422,11 @@ def results_batch_step(engine: Engine, models: Mapping[bytes, bytes | None], ite
         counted.append(Count("tests_rerouted", len(rerouted)))
     # the results were redacted where they were read (agents/test_results.py): not again per row
     kept = [i for i in range(len(items)) if i not in rerouted]
-    rows = test_result_rows([items[i][1] for i in kept], [p_fail[i] for i in kept])
-    effects += [Send("facts", items[0][0], v) for v in facts_to_json_many("test_results", rows)]
+    kept_results, kept_p = [items[i][1] for i in kept], [p_fail[i] for i in kept]
+    columns = test_result_columns(kept_results, kept_p)  # one report: the job's fields once, no keys per row
+    facts = (facts_to_json_columns("test_results", *columns) if columns is not None
+             else facts_to_json_many("test_results", test_result_rows(kept_results, kept_p)))
+    effects += [Send("facts", items[0][0], v) for v in facts]
     for i, command, qfact in commands:
         key, result = items[i]
         jk = job_key(result.provider, result.owner, result.repo, result.job_id).encode()

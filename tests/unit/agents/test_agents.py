@@ -14,6 +14,7 @@ from healing_guard.schemas import DeadLetter, JobEvent, LogChunk, TestResult
 from healing_guard.schemas.test_batch import encode_batches
 from healing_guard.settings import Settings
 from healing_guard.streams.worker import Guard, build_guard
+from healing_guard.warehouse.facts import facts_from_json
 
 KEY = b"gitlab/platform/api/77"
 
@@ -156,7 +157,7 @@ async def test_tests_agent_learns_a_batch_and_dead_letters_only_its_bad_entry(gu
     assert letter.original_size < 200  # the entry, not the whole batch
     [risk] = cap.sent["test_risk"]
     assert risk[0] == b"github/o/r/9"
-    rows = [row for _, v in cap.sent["facts"] for row in orjson.loads(v)["rows"]]
+    rows = [f.row for _, v in cap.sent["facts"] for f in facts_from_json(v)]
     assert len(rows) == 4 and len(cap.sent["facts"]) == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -209,3 +210,63 @@ def test_many_rows_go_in_few_messages_each_under_the_size_and_come_back_in_order
     assert [f.row["id"] for m in facts_to_json_many("test_results", huge, target_bytes=8_000)
             for f in facts_from_json(m)] == ["a", "b"]
     assert facts_to_json_many("test_results", []) == []
+
+
+def _report(n: int, job: str = "7") -> list[TestResult]:
+    return [TestResult(provider="gitlab", owner="grp/sub", repo="svc", job_id=job, test_id=f"pkg/t.py::test_{i}",
+                       outcome="failed" if i % 7 == 0 else "passed", attempt=2,
+                       duration_s=None if i % 5 == 0 else 0.5 * i, ts=1_767_225_600.0 + i,
+                       message=("E" * 5000 if i == 14 else f"boom {i}") if i % 7 == 0 else None)
+            for i in range(n)]
+
+
+def test_a_reports_rows_as_columns_come_back_as_the_same_rows_in_half_the_bytes() -> None:
+    from healing_guard.warehouse.facts import facts_to_json_columns, test_result_columns, test_result_rows
+
+    results = _report(2000)
+    p_fails = [None if i % 3 == 0 else i / 2000 for i in range(2000)]
+    rows = test_result_rows(results, p_fails)
+    columns = test_result_columns(results, p_fails)
+    assert columns is not None
+    msgs = facts_to_json_columns("test_results", *columns)
+    assert len(msgs) == 1
+    back = facts.facts_from_json(msgs[0])
+    assert [f.table for f in back] == ["test_results"] * 2000
+    assert [f.row for f in back] == rows  # every field of every row, the 4,000-character message cut too
+    assert len(msgs[0]) < 0.6 * sum(len(m) for m in facts.facts_to_json_many("test_results", rows))
+    small = facts_to_json_columns("test_results", *columns, target_bytes=8_000)
+    assert len(small) > 10 and all(len(m) <= 8_000 for m in small)
+    assert [f.row for m in small for f in facts.facts_from_json(m)] == rows  # in order
+    one_big = facts_to_json_columns("test_results", columns[0], {k: v[14:15] for k, v in columns[1].items()},
+                                    target_bytes=1_000)
+    assert len(one_big) == 1 and [f.row for f in facts.facts_from_json(one_big[0])] == rows[14:15]
+    assert facts_to_json_columns("test_results", columns[0], {k: [] for k in columns[1]}) == []
+
+
+def test_results_of_two_jobs_or_attempts_are_not_columns() -> None:
+    from dataclasses import replace
+
+    from healing_guard.warehouse.facts import test_result_columns
+
+    results = _report(3)
+    assert test_result_columns(results, [None] * 3) is not None
+    assert test_result_columns([*results, *_report(1, job="8")], [None] * 4) is None
+    assert test_result_columns([*results, replace(results[0], attempt=3)], [None] * 4) is None
+    assert test_result_columns([], []) is None
+
+
+@pytest.mark.parametrize(("message", "says"), [
+    ({"table": "test_results", "columns": {"id": ["a"], "x": [1, 2]}}, "column 'x' has 2 values, column 'id' has 1"),
+    ({"table": "test_results", "columns": {"id": "a"}}, "column 'id' must be a list"),
+    ({"table": "test_results", "columns": {}}, "'columns' must be a non-empty object"),
+    ({"table": "test_results", "columns": [["a"]]}, "'columns' must be a non-empty object"),
+    ({"table": "test_results", "shared": [1], "columns": {"id": ["a"]}}, "'shared' must be an object"),
+    ({"table": "test_results", "shared": {"id": "s"}, "columns": {"id": ["a"]}}, "'id' is both shared and a column"),
+    ({"table": "test_results", "columns": {"id": ["a", ""]}}, "no non-empty string 'id' in row 1 of the columns"),
+    ({"table": "test_results", "columns": {"test_id": ["a"]}}, "no non-empty string 'id' in row 0"),
+    ({"table": "nope", "columns": {"id": ["a"]}}, "fact table 'nope' is unknown"),
+    ({"table": "test_results", "columns": {"id": ["a"]}, "rows": []}, "unexpected keys: rows"),
+])
+def test_a_bad_columns_message_says_what_is_wrong(message: dict[str, object], says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        facts.facts_from_json(orjson.dumps(message))

@@ -11,9 +11,10 @@ memory is not the worker's).
 
 Every 10 s it records the worker's resident memory (``/proc/PID/status`` VmRSS), the consumer lag of the
 worker's group on the input topics (end offsets minus committed offsets) and the cores used by the worker,
-this load generator and the broker (when the run started it; ``/proc/PID/stat``), which share the machine. The summary says whether memory
-stayed flat (the slope of RSS over the second half of the run, MB per minute) and lag stayed bounded (its
-maximum and its value at the end).
+by its event-loop thread, by this load generator and by the broker (when the run started it;
+``/proc/PID/stat``), which share the machine. The summary says whether memory stayed flat (the slope of RSS
+over the second half of the run, MB per minute) and lag stayed bounded (its maximum and its value at the
+end), and the cores each used over the load.
 
     .venv/bin/python benchmarks/load.py --minutes 10 --json                     # the slow test's run
     .venv/bin/python benchmarks/load.py --minutes 10 --factor 2 --facts --json  # with chDB in the worker

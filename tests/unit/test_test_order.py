@@ -41,9 +41,10 @@ def test_saved_under_xdist_with_plain_ids(tmp_path: Path) -> None:
         "@pytest.mark.xdist_group('grp')\ndef test_slow(): time.sleep(1.2)\n"
         "def test_fast(): pass\n")
     out = tmp_path / "durations.json"
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.support.test_order", "-p", "no:cacheprovider",
-                        "-n", "2", "--dist", "loadgroup", f"--save-durations={out}", str(tmp_path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "tests.support.test_order",
+                        "-p", "no:cacheprovider", "-n", "2", "--dist", "loadgroup", f"--save-durations={out}",
+                        str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stdout + r.stderr
     saved = json.loads(out.read_text())
     (slow,) = saved  # the fast test is below a second: left out

@@ -10,6 +10,8 @@ from typing import TypedDict
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from healing_guard.patterns.tokenize import template
 from healing_guard.schemas import BudgetSnapshot, Command, Evidence, Finding, JobEvent, Outcome, TestResult, TestRisk
@@ -270,3 +272,38 @@ def test_results_of_two_jobs_or_attempts_are_not_columns() -> None:
 def test_a_bad_columns_message_says_what_is_wrong(message: dict[str, object], says: str) -> None:
     with pytest.raises(ValueError, match=re.escape(says)):
         facts.facts_from_json(orjson.dumps(message))
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.data())
+def test_any_facts_message_is_rows_or_a_value_error(data: st.DataObject) -> None:
+    """The fact writer dead-letters a message facts_from_json refuses with ValueError; anything else would
+    stop it. Messages near the three forms (one field replaced or added) and arbitrary JSON."""
+    from healing_guard.warehouse.facts import facts_to_json_columns, test_result_columns
+
+    columns = test_result_columns(_report(3), [0.1] * 3)
+    assert columns is not None
+    seeds = [orjson.loads(facts_to_json_columns("test_results", *columns)[0]),
+             {"table": "test_results", "rows": [{"id": "a", "x": 1}, {"id": "b"}]},
+             {"table": "test_results", "row": {"id": "a"}}]
+    msg = data.draw(st.sampled_from(seeds))
+    how = data.draw(st.integers(0, 3))
+    if how == 0:  # a top-level field replaced or added
+        field = data.draw(st.sampled_from(["table", "shared", "columns", "rows", "row", "x"]))
+        msg = {**msg, field: data.draw(_JSON)}
+    elif how == 1 and "columns" in msg:  # one column replaced or added
+        column = data.draw(st.sampled_from(["id", "test_id", "new"]))
+        msg = {**msg, "columns": {**msg["columns"], column: data.draw(_JSON)}}
+    elif how == 2:
+        msg = data.draw(_JSON)
+    try:
+        out = facts.facts_from_json(orjson.dumps(msg))
+    except ValueError:
+        return
+    assert all(isinstance(f.row.get("id"), str) and f.row["id"] for f in out)

@@ -11,10 +11,10 @@ from pathlib import Path
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
-    """Until ``url`` answers 2xx. Fails with the server's log when the process exits first or ``timeout``
-    seconds pass: a hang guard, not a timing claim."""
-    deadline = time.monotonic() + timeout
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``url`` answers 2xx. Fails with the server's log when the process exits first. No clock of its
+    own: a server that never answers is stopped by the suite's per-test timeout (pytest-timeout), not by a
+    deadline a busy machine could miss."""
     while True:
         try:
             with _DIRECT.open(url, timeout=2) as r:
@@ -23,7 +23,6 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
         except OSError:
             pass
         assert proc.poll() is None, log.read_text(errors="replace")[-4000:]
-        assert time.monotonic() < deadline, f"{url} did not answer within {timeout:g} s"
         time.sleep(0.2)
 
 

@@ -51,7 +51,7 @@ async def test_webhook_receiver_publishes_job_events(kafka_bootstrap: str, tmp_p
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        await asyncio.to_thread(wait_healthy, url + "/healthz", proc, log, 30)
+        await asyncio.to_thread(wait_healthy, url + "/healthz", proc, log)
         body = (FIX / "webhooks" / "github_workflow_job_completed_failure.json").read_bytes()
         sig = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
         headers = {"X-Hub-Signature-256": sig, "X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": "abc"}

@@ -279,11 +279,20 @@ def outcome_fact(o: Outcome) -> Fact:
     return Fact("outcomes", row)
 
 
+#: a test result's failure message is kept up to this many characters
+TEST_MESSAGE_CHARS = 4000
+
+
+def _test_id_prefix(job_key: str, attempt: int) -> str:
+    """A test result fact's id is this and the test id: one row per test, attempt and job."""
+    return f"{job_key}#{attempt}#"
+
+
 def test_result_fact(t: TestResult, *, p_fail: float | None) -> Fact:
     """One test in one attempt, with the per-test model's P(fail) as it stood before learning it."""
     ref = _job_ref(t.provider, t.owner, t.repo, t.job_id)
     # secrets never reach ClickHouse
-    message = None if t.message is None else redact(t.message[:4000])
+    message = None if t.message is None else redact(t.message[:TEST_MESSAGE_CHARS])
     return Fact("test_results", _test_row(ref, t, redact(t.test_id), message, p_fail))
 
 
@@ -292,7 +301,7 @@ test_result_fact.__test__ = False  # type: ignore[attr-defined]  # not a pytest 
 
 def _test_row(ref: dict[str, Any], t: TestResult, test_id: str, message: str | None,
               p_fail: float | None) -> dict[str, Any]:
-    return {"id": f"{ref['job_key']}#{t.attempt}#{test_id}", **ref, "attempt": t.attempt, "test_id": test_id,
+    return {"id": _test_id_prefix(ref["job_key"], t.attempt) + test_id, **ref, "attempt": t.attempt, "test_id": test_id,
             "outcome": t.outcome, "duration_s": t.duration_s, "message": message,
             "p_fail": None if p_fail is None else float(p_fail), "ts": t.ts}
 
@@ -307,7 +316,7 @@ def test_result_rows(results: list[TestResult], p_fails: list[float | None]) -> 
         ref = refs.get(jk)
         if ref is None:
             ref = refs[jk] = _job_ref(*jk)
-        rows.append(_test_row(ref, t, t.test_id, None if t.message is None else t.message[:4000], p))
+        rows.append(_test_row(ref, t, t.test_id, None if t.message is None else t.message[:TEST_MESSAGE_CHARS], p))
     return rows
 
 
@@ -326,12 +335,12 @@ def test_result_columns(results: list[TestResult],
     if any((t.provider, t.owner, t.repo, t.job_id, t.attempt) != job for t in results):
         return None
     shared = {**_job_ref(*job[:4]), "attempt": first.attempt}
-    prefix = f"{shared['job_key']}#{first.attempt}#"
+    prefix = _test_id_prefix(shared["job_key"], first.attempt)
     ids = [t.test_id for t in results]
     return shared, {
         "id": [prefix + tid for tid in ids], "test_id": ids, "outcome": [t.outcome for t in results],
         "duration_s": [t.duration_s for t in results],
-        "message": [None if t.message is None else t.message[:4000] for t in results],
+        "message": [None if t.message is None else t.message[:TEST_MESSAGE_CHARS] for t in results],
         "p_fail": [None if p is None else float(p) for p in p_fails], "ts": [t.ts for t in results]}
 
 
